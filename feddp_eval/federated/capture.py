@@ -1,0 +1,96 @@
+"""What the curious server records, and — stored apart — what only scoring may read.
+
+Layout inside a run directory::
+
+    captures/round-0003/global.safetensors    global weights the round started from
+    captures/round-0003/site-1.safetensors    the update site 1 released that round
+    captures/round-0003/site-1.json           its metadata (hyper-parameters, batches, defense)
+    ground_truth/site-1.safetensors           site 1's training tiles and masks (never read by attacks)
+
+Batches in the metadata index into the site's training tiles, so the ground
+truth of a client round is ``ground_truth/site-k.safetensors`` at those indices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from feddp_eval.data.types import TileSet
+from feddp_eval.errors import RunDirError
+from feddp_eval.io import load_tensors, read_json, save_tensors, write_json
+
+CAPTURES = "captures"
+GROUND_TRUTH = "ground_truth"
+
+
+def _round_dir(run_dir: Path, round_index: int) -> Path:
+    return run_dir / CAPTURES / f"round-{round_index:04d}"
+
+
+class CaptureWriter:
+    """Writes every update the server receives, exactly as released, with its metadata."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+
+    def write_global(self, round_index: int, weights: dict[str, Tensor]) -> None:
+        save_tensors(_round_dir(self.run_dir, round_index) / "global.safetensors", weights)
+
+    def write_update(self, round_index: int, site_index: int, update: dict[str, Tensor], metadata: dict[str, Any]) -> None:
+        folder = _round_dir(self.run_dir, round_index)
+        save_tensors(folder / f"site-{site_index}.safetensors", update)
+        write_json(folder / f"site-{site_index}.json", {
+            **metadata,
+            "round": round_index,
+            "site_index": site_index,
+            "update_file": f"site-{site_index}.safetensors",
+            "global_file": "global.safetensors",
+        })
+
+    def write_ground_truth(self, site_index: int, tiles: TileSet) -> None:
+        save_tensors(
+            self.run_dir / GROUND_TRUTH / f"site-{site_index}.safetensors",
+            {"images": tiles.images, "masks": tiles.masks},
+        )
+
+
+@dataclass(frozen=True)
+class CapturedUpdate:
+    """One released update as the server saw it: metadata now, tensors on demand."""
+
+    folder: Path
+    metadata: dict[str, Any]
+
+    @property
+    def round(self) -> int:
+        return int(self.metadata["round"])
+
+    @property
+    def site_index(self) -> int:
+        return int(self.metadata["site_index"])
+
+    def load_update(self) -> dict[str, Tensor]:
+        return load_tensors(self.folder / self.metadata["update_file"])
+
+    def load_global(self) -> dict[str, Tensor]:
+        return load_tensors(self.folder / self.metadata["global_file"])
+
+
+def list_captures(run_dir: str | Path) -> list[CapturedUpdate]:
+    """Every captured update of a run, ordered by (round, site)."""
+    root = Path(run_dir) / CAPTURES
+    if not root.is_dir():
+        raise RunDirError(f"{root} does not exist; train with capture enabled (`capture = true`) first")
+    found = [CapturedUpdate(path.parent, read_json(path)) for path in root.glob("round-*/site-*.json")]
+    return sorted(found, key=lambda c: (c.round, c.site_index))
+
+
+def load_ground_truth(run_dir: str | Path, capture: CapturedUpdate) -> TileSet:
+    """The tiles a captured client round trained on, sorted by index (scoring only)."""
+    tensors = load_tensors(Path(run_dir) / GROUND_TRUTH / f"site-{capture.site_index}.safetensors")
+    used = sorted({i for batch in capture.metadata["batches"] for i in batch})
+    return TileSet(tensors["images"], tensors["masks"]).subset(used)

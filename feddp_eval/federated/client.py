@@ -1,0 +1,117 @@
+"""One client's local training round: a function of (global weights, local data, defense).
+
+Kept free of server state so the same function can later run inside a Flower
+``ClientApp``: it takes the global model, the site's tiles, the local
+hyper-parameters and the defense hooks, and returns the raw update with the
+exact sample indices of every local step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from feddp_eval.config import TrainConfig
+from feddp_eval.data.types import TileSet
+from feddp_eval.federated.hooks import TrainingHooks, Update
+from feddp_eval.models.loss import segmentation_loss
+
+
+@dataclass(frozen=True)
+class ClientResult:
+    """What local training produced, before the defense's release step.
+
+    Attributes:
+        update: Raw local change ``local − global`` per parameter.
+        batches: Sample indices (into the site's training tiles) of every local step.
+        losses: Training loss of every local step.
+        seconds: Wall-clock time of the local training.
+    """
+
+    update: Update
+    batches: list[list[int]]
+    losses: list[float]
+    seconds: float
+
+    @property
+    def mean_loss(self) -> float:
+        finite = [x for x in self.losses if math.isfinite(x)]
+        return sum(finite) / len(finite) if finite else float("nan")
+
+
+def steps_per_round(n_samples: int, train: TrainConfig) -> int:
+    """Local optimizer steps a client with ``n_samples`` tiles takes each round."""
+    if train.local_steps:
+        return train.local_steps
+    return train.local_epochs * math.ceil(n_samples / train.batch_size)
+
+
+def local_schedule(
+    n_samples: int, train: TrainConfig, *, generator: torch.Generator, poisson: bool = False
+) -> list[list[int]]:
+    """Sample indices of each local step.
+
+    Without Poisson sampling: shuffled passes over the data cut into batches of
+    ``batch_size`` (the last batch of a pass may be smaller), for ``local_epochs``
+    passes or exactly ``local_steps`` steps. With Poisson sampling (DP-SGD's
+    analysis assumes it): each step includes every sample independently with
+    probability ``batch_size / n_samples``; a step may be empty.
+    """
+    steps = steps_per_round(n_samples, train)
+    if poisson:
+        rate = min(1.0, train.batch_size / n_samples)
+        draws = torch.rand(steps, n_samples, generator=generator) < rate
+        return [row.nonzero().flatten().tolist() for row in draws]
+    batches: list[list[int]] = []
+    while len(batches) < steps:
+        order = torch.randperm(n_samples, generator=generator).tolist()
+        for start in range(0, n_samples, train.batch_size):
+            batches.append(order[start : start + train.batch_size])
+    return batches[:steps]
+
+
+def make_optimizer(model: nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
+    """The client's local optimizer, fresh every round (no state crosses rounds)."""
+    if train.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=train.lr, momentum=train.momentum)
+    return torch.optim.Adam(model.parameters(), lr=train.lr)
+
+
+def train_client(
+    model: nn.Module,
+    tiles: TileSet,
+    train: TrainConfig,
+    *,
+    client_id: int,
+    batches: list[list[int]],
+    hooks: TrainingHooks,
+    device: torch.device,
+) -> ClientResult:
+    """Train ``model`` (holding the global weights, on ``device``) in place on ``batches`` of ``tiles``.
+
+    Returns the raw update; the model ends holding the local weights.
+    """
+    start = time.perf_counter()
+    global_params = {name: p.detach().clone() for name, p in model.named_parameters()}
+    optimizer = make_optimizer(model, train)
+    losses: list[float] = []
+    model.train()
+    with hooks.local_training(client_id, model, optimizer) as (local_model, local_optimizer):
+        for batch in batches:
+            images, masks = _batch(tiles, batch, device)
+            local_optimizer.zero_grad(set_to_none=True)
+            loss = segmentation_loss(local_model(images), masks, dice_weight=train.dice_weight)
+            loss.backward()
+            local_optimizer.step()
+            losses.append(float(loss.detach()) if len(batch) else float("nan"))
+    update = {name: p.detach() - global_params[name] for name, p in model.named_parameters()}
+    return ClientResult(update=update, batches=batches, losses=losses, seconds=time.perf_counter() - start)
+
+
+def _batch(tiles: TileSet, indices: list[int], device: torch.device) -> tuple[Tensor, Tensor]:
+    index = torch.as_tensor(indices, dtype=torch.long)
+    return tiles.images[index].to(device), tiles.masks[index].to(device)
