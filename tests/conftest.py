@@ -1,0 +1,32 @@
+"""Tiny fixtures shared by the test suite: 16 px tiles, a 4-channel U-Net, two rounds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from feddp_eval.config import ExperimentConfig, from_dict, validate
+
+TINY = {
+    "seed": 3,
+    "device": "cpu",
+    "data": {"sites": 2, "train_tiles": [6, 3], "test_tiles": 2, "tile_size": 16},
+    "model": {"depth": 1, "width": 4, "groups": 2},
+    "train": {"rounds": 2, "batch_size": 4, "lr": 0.01},
+}
+
+
+@pytest.fixture
+def tiny_config() -> ExperimentConfig:
+    """A config that trains in well under a second."""
+    return validate(from_dict(ExperimentConfig, TINY))
+
+
+@pytest.fixture
+def tiny_toml(tmp_path: Path, tiny_config: ExperimentConfig) -> Path:
+    from feddp_eval.config import to_toml
+
+    path = tmp_path / "tiny.toml"
+    path.write_text(to_toml(tiny_config))
+    return path
