@@ -1,0 +1,490 @@
+"""Load real tiles from folders of ``images/`` + ``masks/`` pairs into sites.
+
+Two layouts are accepted:
+
+- one sub-folder per site: ``root/<site>/images`` and ``root/<site>/masks``;
+- one folder, ``root/images`` and ``root/masks``, split across ``n_sites`` sites
+  by a seeded shuffle of the pairs.
+
+Images and masks are paired by file stem (``images/a.png`` with ``masks/a.tif``).
+Each site is split into train and test by source image, so crops of one image
+never land in both splits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from feddp_eval.data.types import Site, TileSet
+from feddp_eval.errors import ConfigError, DataError
+
+IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
+MODES: tuple[str, ...] = ("crop", "resize")
+
+_SUFFIX_LIST = "/".join(sorted(IMAGE_SUFFIXES))
+_TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
+# Modes whose channels are not RGB(A) and must be converted before reading values.
+_CONVERT_TO_RGB = frozenset({"CMYK", "YCbCr", "LAB", "HSV"})
+# PIL keeps 16-bit grey in int32 ("I") on some versions; values above this are not 16-bit.
+_UINT16_MAX = 65535
+
+Pair = tuple[Path, Path]
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Read one image file as RGB in [0, 1].
+
+    RGBA is composited on white, grey is repeated to 3 channels, unsigned integers
+    are divided by their dtype's maximum (255 for 8-bit, 65535 for 16-bit).
+
+    Args:
+        path: a PNG, JPEG or TIFF file.
+
+    Returns:
+        (H, W, 3) float32 in [0, 1].
+
+    Raises:
+        DataError: the file cannot be read or holds values that are not an image.
+    """
+    path = Path(path)
+    array = _unit_float(_read_array(path, for_mask=False), path)
+    return _to_rgb(array, path)
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """Read one mask file as foreground (any value > 0) versus background.
+
+    Palette images are read as their indices (index 0 is background); for RGB(A)
+    masks a pixel is foreground when any colour channel is > 0 (alpha is ignored).
+
+    Args:
+        path: a PNG, JPEG or TIFF file.
+
+    Returns:
+        (H, W) bool.
+
+    Raises:
+        DataError: the file cannot be read or is not a 2-D mask.
+    """
+    path = Path(path)
+    array = _read_array(path, for_mask=True)
+    if array.ndim == 3:
+        channels = array.shape[2]
+        array = array[..., :1] if channels == 2 else array[..., :3]
+        array = np.asarray((array > 0).any(axis=2))
+    if array.ndim != 2:
+        raise DataError(f"mask {path} has shape {array.shape}; save it as a single 2-D image (grey or RGB)")
+    return np.asarray(array > 0, dtype=bool)
+
+
+def _read_array(path: Path, *, for_mask: bool) -> np.ndarray:
+    """Raw pixel array of ``path``: PIL first, tifffile for TIFFs PIL cannot decode."""
+    try:
+        return _pil_array(path, for_mask=for_mask)
+    except Exception as pil_error:
+        if path.suffix.lower() in _TIFF_SUFFIXES:
+            tiff = _tifffile_array(path)
+            if tiff is not None:
+                return tiff
+        # One line, and without repeating the path that PIL puts in its own message.
+        reason = " ".join(str(pil_error).replace(str(path), path.name).split()) or type(pil_error).__name__
+        raise DataError(
+            f"cannot read {path} ({reason}); replace it with a valid PNG, JPEG or TIFF "
+            f"or remove it together with its pair"
+        ) from pil_error
+
+
+def _pil_array(path: Path, *, for_mask: bool) -> np.ndarray:
+    with Image.open(path) as opened:
+        opened.load()
+        image: Image.Image = opened
+        if image.mode in _CONVERT_TO_RGB:
+            image = image.convert("RGB")
+        elif image.mode in ("P", "PA") and not for_mask:
+            image = image.convert("RGBA")
+        return np.array(image)
+
+
+def _tifffile_array(path: Path) -> np.ndarray | None:
+    """First page of a TIFF via tifffile (float or multi-sample TIFFs), or None."""
+    try:
+        import tifffile
+    except ImportError:
+        return None
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            array = tiff.pages[0].asarray()
+    except Exception:
+        return None
+    # Planar TIFFs come back channels-first: (C, H, W) -> (H, W, C).
+    if array.ndim == 3 and array.shape[0] <= 4 < array.shape[2]:
+        array = np.moveaxis(array, 0, -1)
+    return array
+
+
+def _unit_float(array: np.ndarray, path: Path) -> np.ndarray:
+    """Scale an image array to float32 in [0, 1] by its dtype."""
+    if array.dtype == bool:
+        return array.astype(np.float32)
+    if np.issubdtype(array.dtype, np.unsignedinteger):
+        return (array / np.iinfo(array.dtype).max).astype(np.float32)
+    if np.issubdtype(array.dtype, np.signedinteger):
+        return _signed_to_unit(array, path)
+    if np.issubdtype(array.dtype, np.floating):
+        low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+        if np.isfinite(array).all() and low >= 0.0 and high <= 1.0:
+            return array.astype(np.float32)
+        raise DataError(
+            f"image {path} holds floats in [{low}, {high}]; save it as 8- or 16-bit or as floats in [0, 1]"
+        )
+    raise DataError(f"image {path} has unsupported pixel type {array.dtype}; save it as 8-bit RGB")
+
+
+def _signed_to_unit(array: np.ndarray, path: Path) -> np.ndarray:
+    """Signed integers (PIL mode "I" for 16-bit grey) are read as 16-bit values."""
+    low, high = (int(array.min()), int(array.max())) if array.size else (0, 0)
+    if low < 0 or high > _UINT16_MAX:
+        raise DataError(
+            f"image {path} holds integers in [{low}, {high}], outside 16-bit range; "
+            f"save it as 8- or 16-bit unsigned"
+        )
+    return (array / _UINT16_MAX).astype(np.float32)
+
+
+def _to_rgb(array: np.ndarray, path: Path) -> np.ndarray:
+    """(H, W) or (H, W, C) in [0, 1] to (H, W, 3): grey repeated, alpha composited on white."""
+    if array.ndim == 2:
+        array = array[..., None]
+    channels = array.shape[2] if array.ndim == 3 else 0
+    if channels in (2, 4):
+        alpha = array[..., -1:]
+        array = array[..., :-1] * alpha + (1.0 - alpha)
+    if array.ndim != 3 or array.shape[2] not in (1, 3):
+        raise DataError(
+            f"image {path} has shape {array.shape}; save it as grey, RGB or RGBA (H, W[, C]) with C in 1..4"
+        )
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    return np.ascontiguousarray(np.clip(array, 0.0, 1.0), dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- pairing
+
+
+def find_pairs(folder: Path) -> list[Pair]:
+    """Pair ``folder/images/*`` with ``folder/masks/*`` by file stem.
+
+    Files whose suffix is not in ``IMAGE_SUFFIXES`` and hidden files are ignored.
+
+    Args:
+        folder: a directory holding ``images/`` and ``masks/``.
+
+    Returns:
+        (image path, mask path) pairs sorted by stem.
+
+    Raises:
+        DataError: a directory is missing, there are no images, a stem appears twice
+            in one directory, or an image has no mask (or a mask no image).
+    """
+    folder = Path(folder)
+    images = _files_by_stem(_subdir(folder, "images"))
+    masks = _files_by_stem(_subdir(folder, "masks"))
+    if not images:
+        raise DataError(
+            f"no images in {folder / 'images'} (looked for {_SUFFIX_LIST} files); "
+            f"put the tiles there or point to the right folder"
+        )
+    _check_unmatched(images, masks, folder / "masks", kind="image", other="mask")
+    _check_unmatched(masks, images, folder / "images", kind="mask", other="image")
+    return [(images[stem], masks[stem]) for stem in sorted(images)]
+
+
+def _subdir(folder: Path, name: str) -> Path:
+    path = folder / name
+    if not path.is_dir():
+        raise DataError(
+            f"missing directory {path}; {folder} must hold images/ and masks/ "
+            f"with one mask per image, paired by file name"
+        )
+    return path
+
+
+def _files_by_stem(directory: Path) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    for path in sorted(directory.iterdir()):
+        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if not path.is_file():
+            continue
+        if path.stem in files:
+            raise DataError(
+                f"{files[path.stem]} and {path} share the stem {path.stem!r}; "
+                f"rename or remove one so each stem names one file"
+            )
+        files[path.stem] = path
+    return files
+
+
+def _check_unmatched(
+    have: dict[str, Path], other_files: dict[str, Path], other_dir: Path, *, kind: str, other: str
+) -> None:
+    missing = sorted(stem for stem in have if stem not in other_files)
+    if not missing:
+        return
+    more = f" ({len(missing) - 1} more {kind}s lack one)" if len(missing) > 1 else ""
+    raise DataError(
+        f"{kind} {have[missing[0]]} has no {other}: expected {other_dir}/{missing[0]}"
+        f".<{_SUFFIX_LIST.replace('.', '')}>{more}; add the {other} or remove the {kind}"
+    )
+
+
+# --------------------------------------------------------------------------- tiling
+
+
+def _load_pair(image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    image, mask = read_image(image_path), read_mask(mask_path)
+    if image.shape[:2] != mask.shape:
+        ih, iw = image.shape[:2]
+        mh, mw = mask.shape
+        raise DataError(
+            f"image {image_path} is {iw}x{ih} (WxH) but mask {mask_path} is {mw}x{mh}; "
+            f"save the mask at the image's size"
+        )
+    return image, mask
+
+
+def _tile_pair(image: np.ndarray, mask: np.ndarray, *, tile_size: int, mode: str) -> tuple[Tensor, Tensor]:
+    """Cut or resize one image and its mask into (n, 3, T, T) and (n, 1, T, T) tiles."""
+    pixels = torch.from_numpy(image).permute(2, 0, 1)
+    labels = torch.from_numpy(mask).to(torch.float32)[None]
+    height, width = mask.shape
+    if mode == "resize":
+        pixels, labels = _resize(pixels, labels, (tile_size, tile_size))
+        return pixels[None], labels[None]
+    if min(height, width) < tile_size:
+        pixels, labels = _resize(pixels, labels, _upscaled_size(height, width, tile_size))
+    return _crop_grid(pixels, tile_size), _crop_grid(labels, tile_size)
+
+
+def _upscaled_size(height: int, width: int, tile_size: int) -> tuple[int, int]:
+    """Keep the aspect ratio and make the short side exactly ``tile_size``."""
+    scale = tile_size / min(height, width)
+    return max(tile_size, round(height * scale)), max(tile_size, round(width * scale))
+
+
+def _resize(pixels: Tensor, labels: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """Bilinear (antialiased) for the image, nearest for the mask, so it stays binary."""
+    smooth = F.interpolate(pixels[None], size=size, mode="bilinear", align_corners=False, antialias=True)
+    nearest = F.interpolate(labels[None], size=size, mode="nearest-exact")
+    return smooth[0].clamp(0.0, 1.0), nearest[0]
+
+
+def _crop_grid(array: Tensor, tile_size: int) -> Tensor:
+    """Non-overlapping (C, T, T) crops in row-major order; the edge remainder is dropped."""
+    channels, height, width = array.shape
+    rows, cols = height // tile_size, width // tile_size
+    grid = array[:, : rows * tile_size, : cols * tile_size]
+    grid = grid.reshape(channels, rows, tile_size, cols, tile_size).permute(1, 3, 0, 2, 4)
+    return grid.reshape(rows * cols, channels, tile_size, tile_size).contiguous()
+
+
+# --------------------------------------------------------------------------- sites
+
+
+def load_folder_sites(
+    root: str | Path,
+    *,
+    tile_size: int = 64,
+    n_sites: int | None = None,
+    test_fraction: float = 0.25,
+    mode: str = "crop",
+    seed: int = 0,
+) -> list[Site]:
+    """Load tiled sites from a folder of image/mask pairs.
+
+    If ``root`` holds ``images/`` or ``masks/``, its pairs are shuffled with ``seed``
+    and dealt into ``n_sites`` (default 1) sites named ``site-0``, ``site-1``, ...
+    whose sizes differ by at most one image. Otherwise every sub-directory holding
+    ``images/`` or ``masks/`` is one site, named after the sub-directory.
+
+    Args:
+        root: the data folder.
+        tile_size: side T of the square tiles, in pixels.
+        n_sites: number of sites for the single-folder layout; with per-site
+            sub-folders it must be None or equal to their count.
+        test_fraction: share of each site's source images held out for testing,
+            in (0, 1); at least one image goes to each split.
+        mode: ``"crop"`` cuts non-overlapping T x T tiles (dropping the edge
+            remainder; images smaller than T are first scaled up, keeping the
+            aspect ratio); ``"resize"`` resizes each image to one T x T tile.
+        seed: seeds the split across sites and the train/test split.
+
+    Returns:
+        Sites with ``train``/``test`` TileSets ((N, 3, T, T) images in [0, 1],
+        (N, 1, T, T) masks in {0, 1}) and ``info`` = ``{"source": "folder",
+        "path", "images": all stems, "test_images": held-out stems}``.
+
+    Raises:
+        ConfigError: an option is out of range, or ``n_sites`` disagrees with the
+            number of site sub-folders.
+        DataError: the folder, a file, or a site cannot be used.
+    """
+    _check_options(tile_size=tile_size, n_sites=n_sites, test_fraction=test_fraction, mode=mode)
+    root = Path(root)
+    site_pairs = _site_pairs(root, n_sites=n_sites, seed=seed)
+    sites = [
+        _build_site(
+            name,
+            folder,
+            pairs,
+            tile_size=tile_size,
+            test_fraction=test_fraction,
+            mode=mode,
+            seed=seed,
+        )
+        for name, folder, pairs in site_pairs
+    ]
+    _warn_if_no_foreground(sites, root)
+    return sites
+
+
+def _check_options(*, tile_size: int, n_sites: int | None, test_fraction: float, mode: str) -> None:
+    problems = []
+    if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < 1:
+        problems.append(f"`tile_size` must be an integer >= 1, but got {tile_size!r}")
+    if n_sites is not None and (isinstance(n_sites, bool) or not isinstance(n_sites, int) or n_sites < 1):
+        problems.append(f"`n_sites` must be an integer >= 1 or None, but got {n_sites!r}")
+    if not isinstance(test_fraction, int | float) or not 0.0 < test_fraction < 1.0:
+        problems.append(f"`test_fraction` must be in (0, 1), but got {test_fraction!r}")
+    if mode not in MODES:
+        problems.append(f"`mode` must be one of {', '.join(MODES)}, but got {mode!r}")
+    if problems:
+        raise ConfigError(problems)
+
+
+def _site_pairs(root: Path, *, n_sites: int | None, seed: int) -> list[tuple[str, Path, list[Pair]]]:
+    """(site name, site folder, pairs) for either layout."""
+    if not root.is_dir():
+        raise DataError(f"data folder {root} does not exist or is not a directory; check the path")
+    if (root / "images").is_dir() or (root / "masks").is_dir():
+        pairs = find_pairs(root)
+        return [
+            (f"site-{i}", root, part)
+            for i, part in enumerate(_deal(pairs, n_sites or 1, seed=seed, root=root))
+        ]
+    folders = _site_folders(root)
+    if n_sites is not None and n_sites != len(folders):
+        names = ", ".join(name for name, _ in folders)
+        raise ConfigError(
+            f"`n_sites` is {n_sites} but {root} has {len(folders)} site folders ({names}); "
+            f"leave `n_sites` unset for per-site folders"
+        )
+    return [(name, folder, find_pairs(folder)) for name, folder in folders]
+
+
+def _site_folders(root: Path) -> list[tuple[str, Path]]:
+    folders = [
+        (path.name, path)
+        for path in sorted(root.iterdir())
+        if path.is_dir()
+        and not path.name.startswith(".")
+        and ((path / "images").is_dir() or (path / "masks").is_dir())
+    ]
+    if not folders:
+        raise DataError(
+            f"no images in {root}: expected {root}/images + {root}/masks, or one sub-folder "
+            f"per site with images/ + masks/ inside"
+        )
+    return folders
+
+
+def _deal(pairs: list[Pair], n_sites: int, *, seed: int, root: Path) -> list[list[Pair]]:
+    """Seeded shuffle, then contiguous parts whose sizes differ by at most one."""
+    # One site is checked by _test_stems, whose message names the site instead.
+    if n_sites > 1 and len(pairs) < 2 * n_sites:
+        raise DataError(
+            f"{root} has {len(pairs)} image(s), too few for {n_sites} sites with a train and a "
+            f"test image each; use n_sites <= {max(1, len(pairs) // 2)} or add images"
+        )
+    order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed)).tolist()
+    base, extra = divmod(len(pairs), n_sites)
+    parts, start = [], 0
+    for index in range(n_sites):
+        size = base + (1 if index < extra else 0)
+        parts.append(sorted((pairs[i] for i in order[start : start + size]), key=lambda pair: pair[0].stem))
+        start += size
+    return parts
+
+
+def _test_stems(name: str, folder: Path, stems: list[str], *, test_fraction: float, seed: int) -> set[str]:
+    """Held-out stems, seeded by (seed, site name) so other sites do not change them."""
+    if len(stems) < 2:
+        raise DataError(
+            f"site {name!r} ({folder}) has {len(stems)} image(s); a train/test split needs "
+            f"at least 2: add images to it or use fewer sites"
+        )
+    n_test = min(len(stems) - 1, max(1, int(len(stems) * test_fraction + 0.5)))
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+    order = torch.randperm(len(stems), generator=generator).tolist()
+    return {stems[i] for i in order[:n_test]}
+
+
+def _build_site(
+    name: str,
+    folder: Path,
+    pairs: list[Pair],
+    *,
+    tile_size: int,
+    test_fraction: float,
+    mode: str,
+    seed: int,
+) -> Site:
+    stems = [image.stem for image, _ in pairs]
+    test = _test_stems(name, folder, stems, test_fraction=test_fraction, seed=seed)
+    train_pairs = [pair for pair in pairs if pair[0].stem not in test]
+    test_pairs = [pair for pair in pairs if pair[0].stem in test]
+    info: dict[str, object] = {
+        "source": "folder",
+        "path": str(folder),
+        "images": stems,
+        "test_images": sorted(test),
+    }
+    return Site(
+        name=name,
+        train=_tile_set(train_pairs, tile_size=tile_size, mode=mode),
+        test=_tile_set(test_pairs, tile_size=tile_size, mode=mode),
+        info=info,
+    )
+
+
+def _tile_set(pairs: list[Pair], *, tile_size: int, mode: str) -> TileSet:
+    images, masks = [], []
+    for image_path, mask_path in pairs:
+        pixels, labels = _tile_pair(*_load_pair(image_path, mask_path), tile_size=tile_size, mode=mode)
+        images.append(pixels)
+        masks.append(labels)
+    return TileSet(torch.cat(images), torch.cat(masks))
+
+
+def _warn_if_no_foreground(sites: list[Site], root: Path) -> None:
+    """Warn (not fail): empty masks are normal per file, but not across the whole data set."""
+    if any(bool(site.train.masks.any() or site.test.masks.any()) for site in sites):
+        return
+    warnings.warn(
+        f"no mask tile under {root} has a foreground pixel (value > 0); Dice will be "
+        f"degenerate: check that the masks mark foreground with non-zero values",
+        UserWarning,
+        stacklevel=2,
+    )
