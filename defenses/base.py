@@ -8,10 +8,13 @@ reports its privacy spend with :meth:`privacy_records`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from torch import nn
+
 from feddp_eval.config import DefenseConfig
-from feddp_eval.federated.hooks import TrainingHooks
+from feddp_eval.federated.hooks import ClientPlan, PrivacyRecord, TrainingHooks
 from feddp_eval.registry import Registry
 
 
@@ -21,14 +24,42 @@ class Defense(TrainingHooks):
     Attributes:
         summary: One line for ``feddp-eval list defenses``.
         protects_against_server: Whether the server that captures updates is kept out.
+        granularity: What one unit of protection is: ``sample-level``, ``client-level`` or ``none``.
+        notes: Warnings about the guarantee found while setting up (shown to the user).
     """
 
     name: ClassVar[str]
     summary: ClassVar[str] = ""
     protects_against_server: ClassVar[bool] = True
+    granularity: ClassVar[str] = "none"
 
     def __init__(self, config: DefenseConfig) -> None:
         self.config = config
+        self.plans: list[ClientPlan] = []
+        self.notes: list[str] = []
+
+    def setup(self, model: nn.Module, plans: Sequence[ClientPlan]) -> None:
+        self.plans = list(plans)
+        self.notes = self._delta_notes()
+
+    def _delta_notes(self) -> list[str]:
+        """δ should be well below 1/n for the protected unit, or "(ε, δ)" permits leaking a whole unit."""
+        if self.granularity == "sample-level":
+            units = min(p.n_samples for p in self.plans)
+            unit = "tiles on the smallest site"
+        elif self.granularity == "client-level":
+            units, unit = len(self.plans), "clients"
+        else:
+            return []
+        if self.config.delta >= 1 / units:
+            return [f"delta {self.config.delta:g} >= 1/{units} ({unit}): a guarantee this weak allows "
+                    f"releasing a whole protected unit; use delta < {1 / units:.2g}"]
+        return []
+
+    def privacy_records(self) -> list[PrivacyRecord]:
+        """No formal guarantee: one record per client saying so."""
+        return [PrivacyRecord(client_id=p.client_id, mechanism=self.name, granularity="none",
+                              epsilon=None, delta=None, accountant=None) for p in self.plans]
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name}

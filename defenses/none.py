@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from defenses.base import DEFENSES, Defense
+from feddp_eval.config import DefenseConfig
+from feddp_eval.errors import ConfigError
 
 
 @DEFENSES.register("none")
@@ -11,3 +13,11 @@ class NoDefense(Defense):
 
     summary = "no defense: raw updates reach the server (the reference arm)"
     protects_against_server = False
+
+    def __init__(self, config: DefenseConfig) -> None:
+        super().__init__(config)
+        if config.noise > 0 or config.target_epsilon is not None:
+            raise ConfigError(
+                f"defense 'none' adds no noise, but got noise={config.noise}, target_epsilon="
+                f"{config.target_epsilon}; choose a DP defense (dp-sgd, local-dp, central-dp) or drop them"
+            )

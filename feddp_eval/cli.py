@@ -39,6 +39,11 @@ class DeviceChoice(str, Enum):
     cuda = "cuda"
 
 
+class AccountantChoice(str, Enum):
+    rdp = "rdp"
+    prv = "prv"
+
+
 class OptimizerChoice(str, Enum):
     sgd = "sgd"
     adam = "adam"
@@ -73,6 +78,29 @@ SeedOpt = Annotated[int | None, typer.Option(help="Experiment seed; every random
 DeviceOpt = Annotated[DeviceChoice | None, typer.Option(help="Where to compute: auto picks CUDA when present.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or tables.")]
+DefenseOpt = Annotated[str | None, typer.Option(
+    help="Defense: none, dp-sgd, local-dp, central-dp, prune (see `feddp-eval list defenses`). "
+    "Default: dp-sgd when --noise > 0, else none. central-dp protects the aggregate and the final model, "
+    "NOT the updates the server receives.")]
+NoiseOpt = Annotated[float | None, typer.Option(help="Noise multiplier σ of the chosen defense.")]
+ClipOpt = Annotated[float | None, typer.Option(
+    help="Clipping bound C: per sample (dp-sgd) or per update (local-dp, central-dp).")]
+DeltaOpt = Annotated[float | None, typer.Option(help="δ at which ε is reported.")]
+AccountantOpt = Annotated[AccountantChoice | None, typer.Option(help="Privacy accountant.")]
+TargetEpsOpt = Annotated[float | None, typer.Option(
+    help="Calibrate σ so the whole planned run spends this ε (instead of --noise).")]
+PruneOpt = Annotated[float | None, typer.Option(help="prune: share of update coordinates set to zero.")]
+
+
+def _defense_overrides(defense: str | None, noise: float | None, clip: float | None, delta: float | None,
+                       accountant: AccountantChoice | None, target_epsilon: float | None,
+                       prune_ratio: float | None, base_defense: str) -> dict[str, Any]:
+    """Dotted overrides for [defense]; ``--noise`` > 0 without a defense anywhere means dp-sgd."""
+    if defense is None and base_defense == "none" and ((noise or 0) > 0 or target_epsilon is not None):
+        defense = "dp-sgd"
+    return {"defense.name": defense, "defense.noise": noise, "defense.clip": clip, "defense.delta": delta,
+            "defense.accountant": accountant.value if accountant else None,
+            "defense.target_epsilon": target_epsilon, "defense.prune_ratio": prune_ratio}
 
 
 @app.command()
@@ -92,6 +120,13 @@ def train(
         typer.Option(help="Real data folder (images/ + masks/, or one such sub-folder per site). "
                      "Default: the embedded synthetic H&E sites."),
     ] = None,
+    defense: DefenseOpt = None,
+    noise: NoiseOpt = None,
+    clip: ClipOpt = None,
+    delta: DeltaOpt = None,
+    accountant: AccountantOpt = None,
+    target_epsilon: TargetEpsOpt = None,
+    prune_ratio: PruneOpt = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
     out: Annotated[Path | None, typer.Option(help="Run directory. Default: runs/<config hash>.")] = None,
@@ -99,7 +134,7 @@ def train(
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Train FedAvg U-Net segmentation across sites and capture every client update.
+    """Train FedAvg U-Net segmentation across sites, behind a defense, and capture every client update.
 
     The run directory receives the resolved config, a manifest, per-round
     per-site metrics (metrics.csv), the captured updates (captures/, safetensors
@@ -114,7 +149,8 @@ def train(
             "train.batch_size": batch_size, "train.lr": lr,
             "train.optimizer": optimizer.value if optimizer else None,
             "train.client_fraction": client_fraction,
-        })
+        }, lambda base: _defense_overrides(defense, noise, clip, delta, accountant, target_epsilon,
+                                           prune_ratio, base.defense.name))
         from feddp_eval.pipeline import run_train
 
         with _round_progress(experiment.train.rounds, quiet) as on_round:
@@ -125,11 +161,13 @@ def train(
         _print_train_summary(result)
 
 
-def _experiment(config: Path | None, overrides: dict[str, Any]) -> Any:
+def _experiment(config: Path | None, overrides: dict[str, Any],
+                more: Callable[[Any], dict[str, Any]] | None = None) -> Any:
+    """The config file (or defaults) with flag overrides; ``more`` derives overrides from the base."""
     from feddp_eval.config import ExperimentConfig, load_config, validate, with_overrides
 
     base = load_config(config) if config else validate(ExperimentConfig())
-    return with_overrides(base, overrides)
+    return with_overrides(base, {**overrides, **(more(base) if more else {})})
 
 
 @contextmanager
@@ -166,6 +204,11 @@ def _print_train_summary(result: Any) -> None:
                       style="bold" if site == "pooled" else None)
     console = Console()
     console.print(table)
+    from feddp_eval.federated.hooks import format_epsilon
+
+    console.print(f"defense: {summary['defense']['name']}; privacy: {format_epsilon(summary['privacy'])}")
+    for note in summary.get("warnings", []):
+        console.print(f"[yellow]warning: {note}[/yellow]")
     reused = " (reused: this config had already finished there)" if result.reused else ""
     console.print(f"run directory: {result.run_dir}{reused}")
 

@@ -99,6 +99,10 @@ class DefenseConfig:
         accountant: ``rdp`` or ``prv``.
         target_epsilon: If set, calibrate σ so the whole run spends this ε.
         prune_ratio: Share of update coordinates ``prune`` sets to zero.
+        poisson_sampling: ``dp-sgd`` draws local batches by Poisson sampling, as its
+            accountant assumes; turning it off voids the guarantee (for tests).
+        grad_sample_mode: How Opacus computes per-sample gradients: ``ew``
+            (expanded weights), ``hooks`` or ``functorch``.
     """
 
     name: str = "none"
@@ -108,6 +112,8 @@ class DefenseConfig:
     accountant: Literal["rdp", "prv"] = "rdp"
     target_epsilon: float | None = None
     prune_ratio: float = 0.9
+    poisson_sampling: bool = True
+    grad_sample_mode: Literal["ew", "hooks", "functorch"] = "ew"
 
 
 @dataclass(frozen=True)
@@ -232,6 +238,8 @@ def with_overrides(config: ExperimentConfig, overrides: Mapping[str, Any]) -> Ex
         table = raw
         *parents, leaf = dotted.split(".")
         for part in parents:
+            if not isinstance(table.get(part), dict):
+                raise ConfigError(f"unknown override `{dotted}`")
             table = table[part]
         if leaf not in table:
             raise ConfigError(f"unknown override `{dotted}`")

@@ -67,6 +67,7 @@ def run_train(
     from defenses import build_defense
     from feddp_eval.data.sites import build_sites
     from feddp_eval.federated.capture import CaptureWriter
+    from feddp_eval.federated.hooks import privacy_summary
     from feddp_eval.federated.loop import run_fedavg
     from feddp_eval.models.unet import UNet, count_parameters
     from feddp_eval.seeding import derive_seed
@@ -93,7 +94,7 @@ def run_train(
     write_csv(run_dir / "metrics.csv", evaluation, EVAL_COLUMNS)
     write_csv(run_dir / "clients.csv", clients, CLIENT_COLUMNS)
     save_tensors(run_dir / "model.safetensors", dict(model.named_parameters()))
-    privacy = [record.to_dict() for record in hooks.privacy_records()]
+    privacy = privacy_summary(hooks.privacy_records())
     write_json(run_dir / "privacy.json", privacy)
     write_json(run_dir / "sites.json", [
         {"index": i, "name": s.name, "train_tiles": len(s.train), "test_tiles": len(s.test), "info": s.info}
@@ -111,11 +112,15 @@ def run_train(
         "sites": {row["site"]: {k: row[k] for k in ("dice", "jaccard", "accuracy")}
                   for row in final.evaluation},
         "defense": hooks.describe(),
-        "privacy": privacy,
+        "privacy": {k: v for k, v in privacy.items() if k != "per_client"},
+        "epsilon": privacy["epsilon"],
+        "delta": privacy["delta"],
+        "granularity": privacy["granularity"],
+        "warnings": list(hooks.notes),
         "model_parameters": count_parameters(model),
         "seconds": round(time.time() - started, 3),
     }
     write_json(run_dir / SUMMARY, summary)
     write_manifest(run_dir, config, device=device, started=started, status="complete",
-                   extra={"model_parameters": summary["model_parameters"]})
+                   extra={"model_parameters": summary["model_parameters"], "privacy": summary["privacy"]})
     return TrainResult(run_dir, summary, reused=False)

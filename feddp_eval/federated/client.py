@@ -90,24 +90,30 @@ def train_client(
     batches: list[list[int]],
     hooks: TrainingHooks,
     device: torch.device,
+    generator: torch.Generator,
 ) -> ClientResult:
     """Train ``model`` (holding the global weights, on ``device``) in place on ``batches`` of ``tiles``.
 
-    Returns the raw update; the model ends holding the local weights.
+    ``generator`` feeds the defense's local noise (DP-SGD). Returns the raw
+    update; the model ends holding the local weights.
     """
     start = time.perf_counter()
     global_params = {name: p.detach().clone() for name, p in model.named_parameters()}
     optimizer = make_optimizer(model, train)
     losses: list[float] = []
     model.train()
-    with hooks.local_training(client_id, model, optimizer) as (local_model, local_optimizer):
+    with hooks.local_training(client_id, model, optimizer, generator) as (local_model, local_optimizer):
         for batch in batches:
-            images, masks = _batch(tiles, batch, device)
             local_optimizer.zero_grad(set_to_none=True)
+            if not batch:  # Poisson sampling drew nobody: the step still happens (noise only, for DP).
+                hooks.empty_step(local_model, local_optimizer)
+                losses.append(float("nan"))
+                continue
+            images, masks = _batch(tiles, batch, device)
             loss = segmentation_loss(local_model(images), masks, dice_weight=train.dice_weight)
             loss.backward()
             local_optimizer.step()
-            losses.append(float(loss.detach()) if len(batch) else float("nan"))
+            losses.append(float(loss.detach()))
     update = {name: p.detach() - global_params[name] for name, p in model.named_parameters()}
     return ClientResult(update=update, batches=batches, losses=losses, seconds=time.perf_counter() - start)
 

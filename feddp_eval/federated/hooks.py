@@ -65,16 +65,20 @@ class TrainingHooks:
 
     name = "none"
     poisson_sampling = False
+    notes: Sequence[str] = ()
 
     def setup(self, model: nn.Module, plans: Sequence[ClientPlan]) -> None:
         """Called once before the first round, e.g. to calibrate noise for the whole run."""
 
     @contextmanager
     def local_training(
-        self, client_id: int, model: nn.Module, optimizer: torch.optim.Optimizer
+        self, client_id: int, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator
     ) -> Iterator[tuple[nn.Module, torch.optim.Optimizer]]:
-        """Yield the model and optimizer a client trains with this round."""
+        """Yield the model and optimizer a client trains with this round (``generator``: for its noise)."""
         yield model, optimizer
+
+    def empty_step(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """A local step whose (Poisson-sampled) batch is empty; without a defense nothing happens."""
 
     def release(self, client_id: int, update: Update, generator: torch.Generator) -> Update:
         """The update the client sends, computed from its raw local change."""
@@ -93,3 +97,29 @@ class TrainingHooks:
     def describe(self) -> dict[str, Any]:
         """JSON-serialisable settings, for capture metadata and manifests."""
         return {"name": self.name}
+
+
+def privacy_summary(records: Sequence[PrivacyRecord]) -> dict[str, Any]:
+    """The run's headline guarantee: the largest ε over protected units, with δ and every label.
+
+    ``epsilon`` is ``None`` (and ``granularity`` ``"none"``) when no record carries a formal guarantee.
+    """
+    formal = [r for r in records if r.epsilon is not None]
+    per_unit = [r.to_dict() for r in records]
+    if not formal:
+        return {"epsilon": None, "delta": None, "granularity": "none", "accountant": None,
+                "mechanism": records[0].mechanism if records else "none", "noise_multiplier": None,
+                "clip": None, "per_client": per_unit}
+    worst = max(formal, key=lambda r: r.epsilon if r.epsilon is not None else -1.0)
+    return {"epsilon": worst.epsilon, "delta": worst.delta, "granularity": worst.granularity,
+            "accountant": worst.accountant, "mechanism": worst.mechanism,
+            "noise_multiplier": worst.noise_multiplier, "clip": worst.clip, "per_client": per_unit}
+
+
+def format_epsilon(summary: dict[str, Any]) -> str:
+    """``ε = 3.21 (δ = 1e-05, sample-level, rdp)``, or a plain statement that there is no guarantee."""
+    if summary.get("epsilon") is None:
+        return "no formal guarantee"
+    eps = summary["epsilon"]
+    value = "∞" if eps == float("inf") else f"{eps:.3g}"
+    return f"ε = {value} (δ = {summary['delta']:g}, {summary['granularity']}, {summary['accountant']})"

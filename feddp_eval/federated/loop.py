@@ -101,7 +101,8 @@ def run_fedavg(
                 len(site.train), train, generator=generator(seed, "schedule", round_index, i),
                 poisson=hooks.poisson_sampling,
             )
-            local = train_client(model, site.train, train, client_id=i, batches=batches, hooks=hooks, device=device)
+            local = train_client(model, site.train, train, client_id=i, batches=batches, hooks=hooks, device=device,
+                                 generator=generator(seed, "local-noise", round_index, i))
             update = hooks.release(i, local.update, generator(seed, "release", round_index, i))
             released.append(update)
             weights.append(float(len(site.train)))

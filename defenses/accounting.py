@@ -1,0 +1,51 @@
+"""Privacy accounting: pure functions over Opacus' accountants, used by every DP defense.
+
+A history is a list of ``(noise_multiplier, sample_rate, steps)`` entries, the
+same form Opacus' accountants keep. With a zero noise multiplier anywhere the
+guarantee is void and ε is infinite.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+from opacus.accountants import PRVAccountant, RDPAccountant
+from opacus.accountants.utils import get_noise_multiplier
+
+from feddp_eval.errors import ConfigError
+
+AccountantName = Literal["rdp", "prv"]
+History = Sequence[tuple[float, float, int]]
+
+
+def epsilon(history: History, *, delta: float, accountant: AccountantName = "rdp") -> float:
+    """ε spent by a composition of subsampled Gaussian mechanisms at this δ.
+
+    Args:
+        history: ``(noise_multiplier, sample_rate, steps)`` per phase.
+        delta: Target δ in (0, 1).
+        accountant: ``rdp`` (Rényi DP, Mironov et al.) or ``prv`` (privacy random variables).
+    """
+    entries = [(float(s), float(q), int(k)) for s, q, k in history if k > 0]
+    if not entries:
+        return 0.0
+    if any(s <= 0 for s, _, _ in entries):
+        return math.inf
+    engine = RDPAccountant() if accountant == "rdp" else PRVAccountant()
+    engine.history = entries
+    return float(engine.get_epsilon(delta=delta))
+
+
+def calibrate_noise(target_epsilon: float, *, delta: float, sample_rate: float, steps: int,
+                    accountant: AccountantName = "rdp") -> float:
+    """Smallest noise multiplier (to Opacus' tolerance) that keeps ``steps`` steps within ``target_epsilon``."""
+    try:
+        return float(get_noise_multiplier(target_epsilon=target_epsilon, target_delta=delta,
+                                          sample_rate=sample_rate, steps=steps, accountant=accountant))
+    except ValueError as exc:
+        raise ConfigError(
+            f"`target_epsilon` {target_epsilon} cannot be reached over {steps} steps at sampling rate "
+            f"{sample_rate:.4g} ({exc}); raise it or train for fewer steps"
+        ) from None
