@@ -68,7 +68,9 @@ class DPSGD(Defense):
         noise_generator = generator if device.type == "cpu" else _on_device(generator, device)
         private_optimizer = DPOptimizer(
             optimizer, noise_multiplier=self.noise_multiplier, max_grad_norm=self.config.clip,
-            expected_batch_size=plan.batch_size, loss_reduction="mean", generator=noise_generator,
+            # q·n: a site smaller than one batch sends all its tiles every step, not `batch_size` of them.
+            expected_batch_size=min(plan.batch_size, plan.n_samples), loss_reduction="mean",
+            generator=noise_generator,
         )
         rate = self._rate(plan)
         history = self._history[client_id]
