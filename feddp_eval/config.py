@@ -53,11 +53,13 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """U-Net shape: ``depth`` poolings, ``width`` channels at full resolution (doubling per level)."""
+    """U-Net shape: ``depth`` poolings, ``width`` channels at full resolution (doubling per level),
+    GroupNorm with up to ``groups`` groups, and the ``activation`` (``relu``, ``gelu``, ``sigmoid``)."""
 
     depth: int = 2
     width: int = 16
     groups: int = 8
+    activation: Literal["relu", "gelu", "sigmoid"] = "relu"
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,8 @@ class TrainConfig:
     local_epochs: int = 1
     local_steps: int = 0
     batch_size: int = 8
-    optimizer: OptimizerName = "adam"
-    lr: float = 0.01
+    optimizer: OptimizerName = "sgd"
+    lr: float = 0.05
     momentum: float = 0.9
     dice_weight: float = 1.0
 
@@ -117,6 +119,38 @@ class DefenseConfig:
 
 
 @dataclass(frozen=True)
+class AttackSettings:
+    """Which captured update is attacked, by what, and with what knowledge.
+
+    Attributes:
+        name: Registered attack (see ``feddp-eval list attacks``).
+        iterations: Optimisation steps per restart.
+        restarts: Independent starts (run as one batch; the best objective wins).
+        mask: ``known`` (the attacker has the true masks: worst case, upper bound on
+            leakage) or ``unknown`` (recovered jointly with the image).
+        target_site: Site index whose update is attacked; -1 = the site with the fewest tiles.
+        target_round: Round whose update is attacked.
+        time_budget: Seconds per attack (0 = no limit).
+        image: ``stain`` (H&E optical-density prior) or ``pixels`` (free RGB, as in the papers);
+            empty: the attack's own default.
+        init: ``prior`` (start at the site's public mean colour) or ``uniform`` noise; empty: the
+            attack's own default.
+        lpips_net: LPIPS backbone: ``alex`` or ``vgg``.
+    """
+
+    name: str = "inverting-gradients"
+    iterations: int = 500
+    restarts: int = 1
+    mask: Literal["known", "unknown"] = "known"
+    target_site: int = -1
+    target_round: int = 1
+    time_budget: float = 0.0
+    image: Literal["stain", "pixels"] | None = None
+    init: Literal["prior", "uniform"] | None = None
+    lpips_net: Literal["alex", "vgg"] = "alex"
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """Everything that determines a run's numbers, plus where it is written."""
 
@@ -127,10 +161,11 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     defense: DefenseConfig = field(default_factory=DefenseConfig)
+    attack: AttackSettings = field(default_factory=AttackSettings)
 
 
-# Fields that do not change any number a run produces; left out of the config hash.
-_NOT_HASHED = frozenset({"device"})
+# Fields that do not change a training run's numbers; left out of its config hash.
+_NOT_HASHED = frozenset({"device", "attack"})
 
 C = TypeVar("C")
 
@@ -291,6 +326,15 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     need(0 <= dp.prune_ratio < 1, f"`defense.prune_ratio` must be in [0, 1), but got {dp.prune_ratio}")
     if dp.target_epsilon is not None:
         need(dp.target_epsilon > 0, f"`defense.target_epsilon` must be > 0, but got {dp.target_epsilon}")
+    a = config.attack
+    need(a.iterations >= 1, f"`attack.iterations` must be >= 1, but got {a.iterations}")
+    need(a.restarts >= 1, f"`attack.restarts` must be >= 1, but got {a.restarts}")
+    need(a.target_round >= 1, f"`attack.target_round` must be >= 1, but got {a.target_round}")
+    need(t.rounds < 1 or a.target_round <= t.rounds,
+         f"`attack.target_round` ({a.target_round}) is after the last round ({t.rounds})")
+    need(a.target_site >= -1, f"`attack.target_site` must be a site index or -1 (smallest site), "
+         f"but got {a.target_site}")
+    need(a.time_budget >= 0, f"`attack.time_budget` must be >= 0 (0 = none), but got {a.time_budget}")
     if problems:
         raise ConfigError(problems)
     return config
@@ -311,9 +355,10 @@ def to_dict(config: Any) -> dict[str, Any]:
     return plain(dataclasses.asdict(config))
 
 
-def config_hash(config: ExperimentConfig) -> str:
-    """SHA-256 (hex) of the fields that determine a run's numbers."""
-    raw = {k: v for k, v in to_dict(config).items() if k not in _NOT_HASHED}
+def config_hash(config: ExperimentConfig, *, include_attack: bool = False) -> str:
+    """SHA-256 (hex) of the fields that determine a training run's numbers (and the attack's, if asked)."""
+    skip = _NOT_HASHED - ({"attack"} if include_attack else set())
+    raw = {k: v for k, v in to_dict(config).items() if k not in skip}
     blob = json.dumps(raw, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -84,7 +84,7 @@ def run_train(
 
     torch.manual_seed(derive_seed(config.seed, "model-init"))
     m = config.model
-    model = UNet(depth=m.depth, width=m.width, groups=m.groups)
+    model = UNet(depth=m.depth, width=m.width, groups=m.groups, activation=m.activation)
     capture = CaptureWriter(run_dir) if config.capture else None
     result = run_fedavg(sites, model, config.train, seed=config.seed, device=torch.device(device),
                         hooks=hooks, capture=capture, on_round=on_round)
@@ -97,7 +97,8 @@ def run_train(
     privacy = privacy_summary(hooks.privacy_records())
     write_json(run_dir / "privacy.json", privacy)
     write_json(run_dir / "sites.json", [
-        {"index": i, "name": s.name, "train_tiles": len(s.train), "test_tiles": len(s.test), "info": s.info}
+        {"index": i, "name": s.name, "train_tiles": len(s.train), "test_tiles": len(s.test), "info": s.info,
+         "public": _public_statistics(s)}
         for i, s in enumerate(sites)
     ])
 
@@ -124,3 +125,164 @@ def run_train(
     write_manifest(run_dir, config, device=device, started=started, status="complete",
                    extra={"model_parameters": summary["model_parameters"], "privacy": summary["privacy"]})
     return TrainResult(run_dir, summary, reused=False)
+
+
+def _public_statistics(site: Any) -> dict[str, Any]:
+    """What a site may publish without revealing a training tile: its held-out tiles' mean colour
+    and foreground fraction. The prior baseline and the attack's starting point use these."""
+    return {"mean_rgb": site.test.images.mean(dim=(0, 2, 3)).tolist(),
+            "foreground_fraction": float(site.test.masks.mean())}
+
+
+# --------------------------------------------------------------------------- attack
+
+ATTACK_ROW_KEYS = ("defense", "noise", "epsilon", "delta", "granularity", "dice", "jaccard", "accuracy",
+                   "psnr", "ssim", "lpips", "mask_dice", "prior_psnr", "prior_ssim", "prior_lpips",
+                   "prior_mask_dice", "attack", "iterations", "seconds")
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    """Outcome of :func:`run_attack`: one row per arm, and where everything was written."""
+
+    out_dir: Path
+    rows: list[dict[str, Any]]
+    scenario: dict[str, Any]
+    grid: Path | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run_dir": str(self.out_dir), "scenario": self.scenario, "rows": self.rows}
+
+
+def defended_config(config: ExperimentConfig, *, noise: float | None, defense: str | None) -> ExperimentConfig:
+    """The DP arm: ``config`` with ``noise`` (and ``defense``, default dp-sgd when noise > 0) applied."""
+    from feddp_eval.config import with_overrides
+
+    name = defense or (config.defense.name if config.defense.name != "none" else "dp-sgd")
+    return with_overrides(config, {"defense.name": name, "defense.noise": noise})
+
+
+def reference_config(config: ExperimentConfig) -> ExperimentConfig:
+    """The undefended arm of the same experiment."""
+    from feddp_eval.config import with_overrides
+
+    return with_overrides(config, {"defense.name": "none", "defense.noise": 0.0,
+                                   "defense.target_epsilon": None})
+
+
+def run_attack(
+    config: ExperimentConfig,
+    *,
+    out: str | Path = "runs",
+    reference: bool = True,
+    on_stage: Callable[[str], None] | None = None,
+    on_iteration: Callable[[int, int, float], None] | None = None,
+) -> AttackResult:
+    """Train (or reuse) the defended run and the undefended reference, attack the same client round in both.
+
+    Args:
+        config: The defended experiment; ``config.attack`` picks the attack, target and knowledge.
+        out: Folder holding the training runs (``<out>/<config hash>``) and the attack results.
+        reference: Also train and attack the undefended arm.
+        on_stage: Called with a short description when a stage starts.
+        on_iteration: Attack progress: (iteration, total, best objective).
+    """
+    from feddp_eval.io import write_json
+
+    out = Path(out)
+    arms = ([reference_config(config)] if reference and config.defense.name != "none" else []) + [config]
+    a = config.attack
+    results_dir = out / f"attack-{config_hash(config, include_attack=True)[:12]}"
+    rows, reconstructions, truth = [], [], None
+    scenario: dict[str, Any] = {}
+    for arm in arms:
+        label = arm.defense.name if arm.defense.name == "none" else f"{arm.defense.name} σ={arm.defense.noise:g}"
+        if on_stage:
+            on_stage(f"training [{label}]")
+        trained = run_train(arm, run_dir=out / config_hash(arm)[:12])
+        if on_stage:
+            on_stage(f"attacking [{label}]")
+        row, recon, truth, scenario = _attack_run(arm, trained, on_iteration=on_iteration)
+        rows.append(row)
+        reconstructions.append((label, recon))
+    write_json(results_dir / "results.json", {"scenario": scenario, "rows": rows})
+    grid = None
+    if truth is not None:
+        from feddp_eval.viz import save_comparison_grid
+
+        grid = save_comparison_grid(results_dir / "reconstructions.png", truth, reconstructions)
+    return AttackResult(results_dir, rows, scenario, grid)
+
+
+def _attack_run(config: ExperimentConfig, trained: TrainResult, *,
+                on_iteration: Callable[[int, int, float], None] | None) -> tuple[dict[str, Any], Any, Any, dict[str, Any]]:
+    """Attack one training run's target capture and score it against ground truth and the prior."""
+    import torch
+
+    from attacks import ATTACKS, AttackerKnowledge
+    from attacks.view import server_view
+    from feddp_eval.errors import RunDirError
+    from feddp_eval.federated.capture import list_captures, load_ground_truth
+    from feddp_eval.io import read_json, save_tensors, write_json
+    from feddp_eval.metrics.perceptual import LPIPSMetric
+    from feddp_eval.metrics.privacy import prior_baseline, score_reconstruction
+
+    a = config.attack
+    run_dir = trained.run_dir
+    sites = read_json(run_dir / "sites.json")
+    site = a.target_site if a.target_site >= 0 else min(sites, key=lambda s: s["train_tiles"])["index"]
+    if site >= len(sites):
+        raise ConfigError(f"`attack.target_site` is {site} but the run has {len(sites)} sites (0..{len(sites) - 1})")
+    captures = [c for c in list_captures(run_dir) if c.site_index == site and c.round == a.target_round]
+    if not captures:
+        raise RunDirError(f"no capture of site {site} in round {a.target_round} in {run_dir}; the site may "
+                          "not have been sampled that round (pick another --target-round or --target-site)")
+    capture = captures[0]
+    truth = load_ground_truth(run_dir, capture)  # scoring only; the attack sees the masks if known
+    public = sites[site]["public"]
+    prior = torch.tensor(public["mean_rgb"])
+    foreground = float(public["foreground_fraction"])
+    knowledge = AttackerKnowledge(mask=a.mask)
+    view = server_view(capture, config.model, knowledge, tile_size=config.data.tile_size,
+                       masks=truth.masks if a.mask == "known" else None, prior=prior,
+                       foreground_prior=foreground)
+    chosen = {"image": a.image, "init": a.init}
+    attack = ATTACKS.create(a.name, iterations=a.iterations, restarts=a.restarts, time_budget=a.time_budget or None,
+                            **{k: v for k, v in chosen.items() if v is not None})
+    recon = attack.reconstruct(view, seed=config.seed, device=resolve_device(config.device),
+                               progress=on_iteration)
+    lpips = LPIPSMetric(a.lpips_net)
+    scores = score_reconstruction(recon.images, truth.images, recon_masks=recon.masks,
+                                  true_masks=truth.masks, lpips=lpips if lpips.available else None)
+    prior_tile = prior[:, None, None].expand(3, config.data.tile_size, config.data.tile_size)
+    baseline = prior_baseline(prior_tile, truth.images, truth.masks, foreground_fraction=foreground,
+                              lpips=lpips if lpips.available else None)
+    attack_dir = run_dir / "attacks" / f"{a.name}-site{site}-round{a.target_round}-mask-{a.mask}"
+    save_tensors(attack_dir / "reconstruction.safetensors", {"images": recon.images, "masks": recon.masks})
+    summary = trained.summary
+    row = {
+        "defense": config.defense.name, "noise": config.defense.noise,
+        "epsilon": summary.get("epsilon"), "delta": summary.get("delta"),
+        "granularity": summary.get("granularity"),
+        "dice": summary["dice"], "jaccard": summary["jaccard"], "accuracy": summary["accuracy"],
+        "psnr": scores.psnr, "ssim": scores.ssim, "lpips": scores.lpips,
+        "mask_dice": scores.mask_dice if a.mask == "unknown" else None,  # a given mask scores nothing
+        "prior_psnr": baseline.psnr, "prior_ssim": baseline.ssim, "prior_lpips": baseline.lpips,
+        "prior_mask_dice": baseline.mask_dice if a.mask == "unknown" else None,
+        "attack": a.name, "iterations": recon.iterations, "seconds": round(recon.seconds, 2),
+        "stopped": recon.stopped, "objective": recon.objective,
+        "lpips_missing": None if lpips.available else lpips.missing_reason,
+        "run_dir": str(run_dir),
+    }
+    write_json(attack_dir / "scores.json", {"row": row, "scores": scores.to_dict(),
+                                            "prior": baseline.to_dict()})
+    scenario = {
+        "site": sites[site]["name"], "site_index": site, "round": a.target_round,
+        "tiles": len(truth), "local_steps": capture.metadata["local_steps"],
+        "batch_size": capture.metadata["batch_size"], "mask": a.mask,
+        "threat": "honest-but-curious server; sees each client's released update; knows architecture, "
+                  "global weights, loss and local hyper-parameters"
+                  + ("; knows the true masks (worst case: an upper bound on leakage)" if a.mask == "known"
+                     else "; recovers the masks jointly with the images"),
+    }
+    return row, recon, truth, scenario

@@ -18,17 +18,21 @@ def _norm(channels: int, groups: int) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(groups, channels), channels)
 
 
-class ConvBlock(nn.Sequential):
-    """Two (Conv3×3 → GroupNorm → ReLU) layers."""
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
 
-    def __init__(self, in_channels: int, out_channels: int, groups: int) -> None:
+
+class ConvBlock(nn.Sequential):
+    """Two (Conv3×3 → GroupNorm → activation) layers."""
+
+    def __init__(self, in_channels: int, out_channels: int, groups: int, activation: str = "relu") -> None:
+        act = ACTIVATIONS[activation]
         super().__init__(
             nn.Conv2d(in_channels, out_channels, 3, padding=1),
             _norm(out_channels, groups),
-            nn.ReLU(),
+            act(),
             nn.Conv2d(out_channels, out_channels, 3, padding=1),
             _norm(out_channels, groups),
-            nn.ReLU(),
+            act(),
         )
 
 
@@ -37,20 +41,26 @@ class UNet(nn.Module):
 
     Input: (B, 3, H, W) float in [0, 1], H and W divisible by ``2**depth``.
     Output: (B, 1, H, W) logits of the foreground (nuclei) class.
+    ``activation`` is ``relu`` (default), or the smooth ``gelu`` / ``sigmoid``: gradient
+    inversion is far easier through smooth activations, which is worth measuring.
     """
 
-    def __init__(self, *, depth: int = 2, width: int = 16, groups: int = 8, in_channels: int = 3) -> None:
+    def __init__(self, *, depth: int = 2, width: int = 16, groups: int = 8, in_channels: int = 3,
+                 activation: str = "relu") -> None:
         super().__init__()
         if depth < 1 or width < 1 or groups < 1:
             raise ValueError(f"depth, width and groups must be >= 1, but got {depth}, {width}, {groups}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, but got {activation!r}")
         self.depth, self.width = depth, width
         channels = [width * 2**level for level in range(depth + 1)]
-        self.down = nn.ModuleList([ConvBlock(in_channels, channels[0], groups)])
-        self.down.extend(ConvBlock(channels[i], channels[i + 1], groups) for i in range(depth))
+        self.down = nn.ModuleList([ConvBlock(in_channels, channels[0], groups, activation)])
+        self.down.extend(ConvBlock(channels[i], channels[i + 1], groups, activation) for i in range(depth))
         self.pool = nn.MaxPool2d(2)
         self.upsample = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
         self.up = nn.ModuleList(
-            ConvBlock(channels[i + 1] + channels[i], channels[i], groups) for i in reversed(range(depth))
+            ConvBlock(channels[i + 1] + channels[i], channels[i], groups, activation)
+            for i in reversed(range(depth))
         )
         self.head = nn.Conv2d(channels[0], 1, 1)
 

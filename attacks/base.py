@@ -1,0 +1,313 @@
+"""Attack plugins: the threat model as objects, and the one optimisation loop they share.
+
+What the server may see (:class:`ServerView`) is built from a captured update and
+:class:`AttackerKnowledge`; the client's true tiles never enter this package. An
+:class:`Attack` differs from another only by its objective, its regularisers, its
+optimiser and what it optimises (image, or image + mask). Restarts, projection to
+the pixel box, the non-finite stop, keeping the best iterate, the time budget and
+progress live once, in :meth:`Attack.reconstruct`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+from torch.func import vmap
+
+from attacks.images import ImageKind, ImageVariables, InitKind, init_images
+from attacks.simulate import LocalRecipe, Params, flatten, simulate_update
+from feddp_eval.config import ModelConfig
+from feddp_eval.errors import ConfigError
+from feddp_eval.registry import Registry
+
+MaskKnowledge = Literal["known", "unknown"]
+
+
+@dataclass(frozen=True)
+class AttackerKnowledge:
+    """What the honest-but-curious server knows besides the update it received.
+
+    Architecture, global weights and loss are always known to the server in this
+    threat model. Each client hyper-parameter can be withheld; the attacker then
+    falls back to the stated guess. ``mask="known"`` (default) hands the attacker
+    the true masks: the worst case, an upper bound on leakage.
+    """
+
+    lr: bool = True  # unknown: the cosine objective is scale-free, so only multi-step attacks suffer
+    local_steps: bool = True  # unknown: assume one step
+    batch_split: bool = True  # unknown: assume every step used every tile
+    n_samples: bool = True  # unknown: assume one tile per sample of the batch size
+    optimizer: bool = True  # unknown: assume plain SGD
+    mask: MaskKnowledge = "known"
+
+    def __post_init__(self) -> None:
+        if self.mask not in ("known", "unknown"):
+            raise ConfigError(f"`mask` must be 'known' or 'unknown', but got {self.mask!r}")
+
+
+@dataclass(frozen=True)
+class ServerView:
+    """Everything an attack may read: the released update and what the server knows.
+
+    Attributes:
+        update: The captured update, ``{parameter: tensor}``, exactly as released.
+        global_weights: The global weights the round started from.
+        model: Architecture of the model.
+        recipe: The client's local training as the attacker reconstructs it.
+        n_images: How many distinct tiles to reconstruct.
+        tile_size: Tile edge in pixels.
+        masks: (n_images, 1, H, W) true masks when ``knowledge.mask == "known"``, else ``None``.
+        knowledge: The knowledge this view was built under.
+        prior: (3,) or (3, H, W) public mean tile of the site (the prior baseline's guess), or ``None``.
+        foreground_prior: Public mean foreground fraction of the site's masks, or ``None``.
+    """
+
+    update: Params
+    global_weights: Params
+    model: ModelConfig
+    recipe: LocalRecipe
+    n_images: int
+    tile_size: int
+    masks: Tensor | None
+    knowledge: AttackerKnowledge
+    prior: Tensor | None = None
+    foreground_prior: float | None = None
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """An attack's output: the best restart's best iterate.
+
+    Attributes:
+        images: (N, 3, H, W) float in [0, 1].
+        masks: (N, 1, H, W) foreground probabilities (the given masks when known).
+        objective: Objective value of the returned iterate.
+        restart_objectives: Best objective of every restart.
+        iterations: Iterations run (per restart, all in one batch).
+        seconds: Wall-clock time.
+        stopped: Why the loop ended: ``budget``, ``converged``, ``time`` or ``non-finite``.
+        history: (iteration, best objective over restarts) every few iterations.
+    """
+
+    images: Tensor
+    masks: Tensor
+    objective: float
+    restart_objectives: list[float]
+    iterations: int
+    seconds: float
+    stopped: str
+    history: list[tuple[int, float]] = field(default_factory=list)
+
+
+Progress = Callable[[int, int, float], None]  # (iteration, total, best objective)
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """Settings every attack shares; subclasses add their own fields.
+
+    Attributes:
+        iterations: Optimisation steps per restart.
+        restarts: Independent starts, optimised as one batch; the best objective wins.
+        time_budget: Stop after this many seconds (``None``: no limit).
+        tolerance: Stop when the best objective moved less than this over the last 100 iterations.
+        image: ``pixels`` (free RGB in the box) or ``stain`` (H&E optical-density prior).
+        init: Start from the site's public mean colour (``prior``) or from ``uniform`` noise.
+        mask_lr: Step size on the mask logits when the mask is unknown.
+        fraction_weight: Weight of the foreground-fraction penalty when the mask is unknown.
+    """
+
+    iterations: int = 1000
+    restarts: int = 1
+    time_budget: float | None = None
+    tolerance: float = 0.0
+    image: ImageKind = "pixels"
+    init: InitKind = "uniform"
+    mask_lr: float = 0.1
+    fraction_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.iterations < 1:
+            problems.append(f"`iterations` must be >= 1, but got {self.iterations}")
+        if self.restarts < 1:
+            problems.append(f"`restarts` must be >= 1, but got {self.restarts}")
+        if self.time_budget is not None and self.time_budget <= 0:
+            problems.append(f"`time_budget` must be > 0 seconds, but got {self.time_budget}")
+        if self.image not in ("pixels", "stain"):
+            problems.append(f"`image` must be 'pixels' or 'stain', but got {self.image!r}")
+        if self.init not in ("prior", "uniform"):
+            problems.append(f"`init` must be 'prior' or 'uniform', but got {self.init!r}")
+        if problems:
+            raise ConfigError(problems)
+
+
+class Attack(ABC):
+    """Base of every registered reconstruction attack.
+
+    Subclasses set ``Config`` (a frozen dataclass extending :class:`AttackConfig`),
+    implement :meth:`distance` (how far a simulated update is from the captured one)
+    and :meth:`make_optimizer`; they may override :meth:`regulariser` and :meth:`step`.
+    """
+
+    name: ClassVar[str]
+    summary: ClassVar[str] = ""
+    Config: ClassVar[type[AttackConfig]] = AttackConfig
+
+    def __init__(self, config: AttackConfig | None = None, **overrides: Any) -> None:
+        base = config or self.Config()
+        known = {f.name for f in fields(base)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigError(f"unknown {self.name} settings {unknown}; known: {sorted(known)}")
+        self.config = type(base)(**{**{f.name: getattr(base, f.name) for f in fields(base)}, **overrides})
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{f.name}={getattr(self.config, f.name)!r}" for f in fields(self.config))
+        return f"{type(self).__name__}({settings})"
+
+    # -- what attacks differ by ---------------------------------------------------------------
+
+    @abstractmethod
+    def distance(self, simulated: Tensor, target: Tensor) -> Tensor:
+        """Scalar distance between a flat simulated update and the flat captured one."""
+
+    @abstractmethod
+    def make_optimizer(self, variables: list[Tensor]) -> torch.optim.Optimizer:
+        """The optimiser over the reconstruction variables."""
+
+    def regulariser(self, images: Tensor) -> Tensor:
+        """Image prior added to the objective (none by default). ``images``: (N, 3, H, W)."""
+        return images.new_zeros(())
+
+    def make_scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
+        return None
+
+    def step(self, optimizer: torch.optim.Optimizer, closure: Callable[[], Tensor]) -> Tensor:
+        """One optimiser step; returns the objective (per restart) before the step."""
+        optimizer.zero_grad(set_to_none=True)
+        values = closure()
+        values.sum().backward()
+        optimizer.step()
+        return values.detach()
+
+    # -- the shared loop ------------------------------------------------------------------------
+
+    def reconstruct(self, view: ServerView, *, seed: int = 0, device: str | torch.device = "cpu",
+                    progress: Progress | None = None) -> Reconstruction:
+        """Invert ``view.update``: optimise candidate tiles (and masks) until the simulated update matches.
+
+        Restarts run as one batched optimisation (``vmap`` over the restart axis); the
+        restart and iterate with the lowest objective are returned.
+        """
+        cfg = self.config
+        device = torch.device(device)
+        start = time.perf_counter()
+        model = _architecture(view.model).to(device)
+        params = {k: v.to(device) for k, v in view.global_weights.items()}
+        names = list(params)
+        target = flatten({k: v.to(device) for k, v in view.update.items()}, names)
+        generator = torch.Generator().manual_seed(seed)
+        shape = (cfg.restarts, view.n_images, view.tile_size, view.tile_size)
+        init = cfg.init if view.prior is not None else "uniform"
+        image_vars = init_images(cfg.image, init, shape, prior=view.prior, generator=generator)
+        image_vars = ImageVariables(image_vars.kind, *(t.detach().to(device).requires_grad_()
+                                                       for t in image_vars.tensors()))
+        masks = _MaskVariables(view, shape, device)
+        fraction = self._fraction_target(view)
+
+        def one_restart(x: Tensor, m: Tensor) -> Tensor:
+            simulated = flatten(simulate_update(model, params, x, m, view.recipe), names)
+            value = self.distance(simulated, target) + self.regulariser(x)
+            if fraction is not None:
+                value = value + cfg.fraction_weight * (m.mean() - fraction) ** 2
+            return value
+
+        def closure() -> Tensor:
+            return vmap(one_restart)(image_vars.render(), masks.render())
+
+        optimizer = self.make_optimizer(image_vars.tensors())
+        if masks.logits is not None:
+            optimizer.add_param_group({"params": [masks.logits], "lr": cfg.mask_lr})
+        scheduler = self.make_scheduler(optimizer)
+        best_value = torch.full((cfg.restarts,), math.inf)
+        best_images = image_vars.render().detach().clone()
+        best_masks = masks.render().detach().clone()
+        history: list[tuple[int, float]] = []
+        stopped, iteration = "budget", 0
+        for iteration in range(1, cfg.iterations + 1):
+            with torch.no_grad():
+                before = (image_vars.render().clone(), masks.render().clone())
+            values = self.step(optimizer, closure).cpu()  # objective of `before`, per restart
+            if not torch.isfinite(values).any():
+                stopped = "non-finite"
+                break
+            improved = torch.isfinite(values) & (values < best_value)
+            if improved.any():
+                best_value = torch.where(improved, values, best_value)
+                best_images[improved] = before[0][improved]
+                best_masks[improved] = before[1][improved]
+            image_vars.project()
+            if scheduler is not None:
+                scheduler.step()
+            current = float(best_value.min())
+            if iteration % 25 == 0 or iteration == 1:
+                history.append((iteration, current))
+            if progress:
+                progress(iteration, cfg.iterations, current)
+            if cfg.time_budget is not None and time.perf_counter() - start > cfg.time_budget:
+                stopped = "time"
+                break
+            if cfg.tolerance and iteration % 100 == 0 and len(history) > 4 \
+                    and abs(history[-5][1] - current) < cfg.tolerance:
+                stopped = "converged"
+                break
+        winner = int(torch.argmin(best_value))
+        return Reconstruction(
+            images=best_images[winner].clamp(0, 1).cpu(), masks=best_masks[winner].cpu(),
+            objective=float(best_value[winner]), restart_objectives=best_value.tolist(),
+            iterations=iteration, seconds=time.perf_counter() - start, stopped=stopped, history=history,
+        )
+
+    def _fraction_target(self, view: ServerView) -> float | None:
+        """Foreground fraction the unknown masks are pulled towards (see :mod:`attacks.masks`)."""
+        if view.masks is not None or not self.config.fraction_weight:
+            return None
+        from attacks.masks import estimate_foreground_fraction
+
+        estimate = estimate_foreground_fraction(view)
+        return None if estimate is None else estimate.value
+
+
+class _MaskVariables:
+    """The known masks, or free logits (R, N, 1, H, W) started at the site's public foreground fraction."""
+
+    def __init__(self, view: ServerView, shape: tuple[int, int, int, int], device: torch.device) -> None:
+        r, n, h, w = shape
+        if view.masks is not None:
+            self.known: Tensor | None = view.masks.to(device).expand(r, n, 1, h, w)
+            self.logits: Tensor | None = None
+            return
+        self.known = None
+        fraction = min(max(view.foreground_prior or 0.5, 0.01), 0.99)
+        start = math.log(fraction / (1 - fraction))
+        self.logits = torch.full((r, n, 1, h, w), start, device=device).requires_grad_()
+
+    def render(self) -> Tensor:
+        return self.known if self.known is not None else torch.sigmoid(self.logits)  # type: ignore[arg-type]
+
+
+ATTACKS: Registry[Attack] = Registry("attack")
+
+
+def _architecture(model: ModelConfig) -> nn.Module:
+    from feddp_eval.models.unet import UNet
+
+    return UNet(depth=model.depth, width=model.width, groups=model.groups, activation=model.activation)

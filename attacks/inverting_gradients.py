@@ -1,0 +1,81 @@
+"""Inverting Gradients (Geiping et al. 2020): cosine distance + total variation, signed Adam."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from attacks.base import ATTACKS, Attack, AttackConfig
+from attacks.images import ImageKind, InitKind
+from feddp_eval.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class InvertingGradientsConfig(AttackConfig):
+    """Inverting Gradients settings.
+
+    Defaults differ from the paper where this toolkit's setting differs: pixels live
+    in [0, 1] (not standardised), so the signed-Adam step is 0.03 rather than 0.1;
+    tiles start from the site's public mean colour under the H&E stain prior
+    (``image="pixels", init="uniform", lr=0.1`` is the paper's recipe). The TV weight
+    0.3 was the best of {0.02, 0.3, 1.0} on the default 64 px scenario.
+
+    Attributes:
+        lr: Adam step size on the sign of the gradient.
+        tv_weight: Weight of the total-variation prior.
+    """
+
+    lr: float = 0.03
+    tv_weight: float = 0.3
+    image: ImageKind = "stain"
+    init: InitKind = "prior"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.lr <= 0 or self.tv_weight < 0:
+            raise ConfigError(f"`lr` must be > 0 and `tv_weight` >= 0, but got {self.lr}, {self.tv_weight}")
+
+
+def total_variation(images: Tensor) -> Tensor:
+    """Mean absolute difference between neighbouring pixels: (N, C, H, W) → scalar."""
+    dx = (images[..., :, 1:] - images[..., :, :-1]).abs().mean()
+    dy = (images[..., 1:, :] - images[..., :-1, :]).abs().mean()
+    return dx + dy
+
+
+@ATTACKS.register("inverting-gradients")
+class InvertingGradients(Attack):
+    """1 − cosine similarity over all parameters, TV prior, Adam on the gradient's sign,
+    learning-rate decay ×0.1 at 3/8, 5/8 and 7/8 of the budget."""
+
+    summary = "Geiping et al. 2020: cosine distance + TV prior, signed Adam, box projection, restarts"
+    Config = InvertingGradientsConfig
+    config: InvertingGradientsConfig
+
+    def distance(self, simulated: Tensor, target: Tensor) -> Tensor:
+        return 1.0 - F.cosine_similarity(simulated, target, dim=0, eps=1e-12)
+
+    def regulariser(self, images: Tensor) -> Tensor:
+        return self.config.tv_weight * total_variation(images)
+
+    def make_optimizer(self, variables: list[Tensor]) -> torch.optim.Optimizer:
+        return torch.optim.Adam(variables, lr=self.config.lr)
+
+    def make_scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+        n = self.config.iterations
+        milestones = [int(n * f) for f in (3 / 8, 5 / 8, 7 / 8)]
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
+
+    def step(self, optimizer, closure):  # type: ignore[no-untyped-def]
+        optimizer.zero_grad(set_to_none=True)
+        values = closure()
+        values.sum().backward()
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.grad.sign_()
+        optimizer.step()
+        return values.detach()
