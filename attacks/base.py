@@ -180,8 +180,8 @@ class Attack(ABC):
         """Scalar distance between a flat simulated update and the flat captured one."""
 
     @abstractmethod
-    def make_optimizer(self, variables: list[Tensor]) -> torch.optim.Optimizer:
-        """The optimiser over the reconstruction variables."""
+    def make_optimizer(self, image: list[Tensor], mask: list[Tensor]) -> torch.optim.Optimizer:
+        """The optimiser over the image variables and (when the mask is unknown) the mask logits."""
 
     def regulariser(self, images: Tensor) -> Tensor:
         """Image prior added to the objective (none by default). ``images``: (N, 3, H, W)."""
@@ -233,9 +233,7 @@ class Attack(ABC):
         def closure() -> Tensor:
             return vmap(one_restart)(image_vars.render(), masks.render())
 
-        optimizer = self.make_optimizer(image_vars.tensors())
-        if masks.logits is not None:
-            optimizer.add_param_group({"params": [masks.logits], "lr": cfg.mask_lr})
+        optimizer = self.make_optimizer(image_vars.tensors(), [] if masks.logits is None else [masks.logits])
         scheduler = self.make_scheduler(optimizer)
         best_value = torch.full((cfg.restarts,), math.inf)
         best_images = image_vars.render().detach().clone()

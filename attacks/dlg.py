@@ -41,7 +41,8 @@ class DLG(Attack):
     def distance(self, simulated: Tensor, target: Tensor) -> Tensor:
         return ((simulated - target) * self.config.scale).pow(2).sum()
 
-    def make_optimizer(self, variables: list[Tensor]) -> torch.optim.Optimizer:
+    def make_optimizer(self, image: list[Tensor], mask: list[Tensor]) -> torch.optim.Optimizer:
+        variables = image + mask  # L-BFGS takes one parameter group: the paper optimises both jointly
         # As in the paper's code: fixed step, no line search (a strong-Wolfe search stalls here),
         # and no tolerance-based exit (the shared loop decides when to stop).
         return torch.optim.LBFGS(variables, lr=self.config.lr, max_iter=1,

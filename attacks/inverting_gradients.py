@@ -61,8 +61,11 @@ class InvertingGradients(Attack):
     def regulariser(self, images: Tensor) -> Tensor:
         return self.config.tv_weight * total_variation(images)
 
-    def make_optimizer(self, variables: list[Tensor]) -> torch.optim.Optimizer:
-        return torch.optim.Adam(variables, lr=self.config.lr)
+    def make_optimizer(self, image: list[Tensor], mask: list[Tensor]) -> torch.optim.Optimizer:
+        groups = [{"params": image, "lr": self.config.lr}]
+        if mask:
+            groups.append({"params": mask, "lr": self.config.mask_lr})
+        return torch.optim.Adam(groups)
 
     def make_scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
         n = self.config.iterations

@@ -303,20 +303,23 @@ def _print_attack_table(result: Any) -> None:
     s = result.scenario
     table = Table(title=f"Leakage of {s['site']} (round {s['round']}, {s['tiles']} tiles, "
                         f"{s['local_steps']} local step(s)) vs utility")
-    for column in ("defense", "σ", "privacy", "Dice", "Jaccard", "acc.", "PSNR dB", "SSIM", "LPIPS",
-                   "mask Dice"):
-        table.add_column(column, justify="left" if column in ("defense", "privacy") else "right")
+    for column in ("defense", "σ", "ε (δ)", "Dice", "Jaccard", "acc.", "PSNR dB", "SSIM", "LPIPS", "mask Dice"):
+        table.add_column(column, justify="left" if column == "defense" else "right")
     for row in result.rows:
-        privacy = format_epsilon(row)
-        table.add_row(row["defense"], f"{row['noise']:g}", privacy, fmt(row["dice"]), fmt(row["jaccard"]),
+        epsilon = "–" if row["epsilon"] is None else f"{row['epsilon']:.3g} ({row['delta']:g})"
+        table.add_row(row["defense"], f"{row['noise']:g}", epsilon, fmt(row["dice"]), fmt(row["jaccard"]),
                       fmt(row["accuracy"]), fmt(row["psnr"], 1), fmt(row["ssim"]), fmt(row["lpips"]),
                       fmt(row["mask_dice"]))
     first = result.rows[0]
-    table.add_row("prior guess", "", "(no update: site mean colour)", "", "", "", fmt(first["prior_psnr"], 1),
-                  fmt(first["prior_ssim"]), fmt(first["prior_lpips"]), fmt(first["prior_mask_dice"]),
-                  style="dim")
+    table.add_row("prior guess", "", "", "", "", "", fmt(first["prior_psnr"], 1), fmt(first["prior_ssim"]),
+                  fmt(first["prior_lpips"]), fmt(first["prior_mask_dice"]), style="dim")
     console = Console()
     console.print(table)
+    for row in result.rows:
+        console.print(f"{row['defense']} (σ = {row['noise']:g}): {format_epsilon(row)}")
+    console.print("prior guess: the site's public mean colour, no update used (what guessing gives)")
+    if first["mask_dice"] is None:
+        console.print("mask Dice: n/a, the attacker was given the true masks")
     console.print(f"threat: {s['threat']}")
     if first.get("lpips_missing"):
         console.print(f"[yellow]LPIPS missing: {first['lpips_missing']}[/yellow]")

@@ -263,7 +263,7 @@ def _attack_run(config: ExperimentConfig, trained: TrainResult, *,
     row = {
         "defense": config.defense.name, "noise": config.defense.noise,
         "epsilon": summary.get("epsilon"), "delta": summary.get("delta"),
-        "granularity": summary.get("granularity"),
+        "granularity": summary.get("granularity"), "accountant": summary["privacy"].get("accountant"),
         "dice": summary["dice"], "jaccard": summary["jaccard"], "accuracy": summary["accuracy"],
         "psnr": scores.psnr, "ssim": scores.ssim, "lpips": scores.lpips,
         "mask_dice": scores.mask_dice if a.mask == "unknown" else None,  # a given mask scores nothing

@@ -60,7 +60,7 @@ def test_captures_are_exact_updates_loadable_with_safetensors_alone(tmp_path: Pa
 
     meta = captures[1].metadata
     assert meta["n_samples"] == 3 and meta["batch_size"] == 4 and meta["local_steps"] == 1
-    assert meta["defense"] == {"name": "none"} and meta["optimizer"] == "adam"
+    assert meta["defense"] == {"name": "none"} and meta["optimizer"] == "sgd"
     assert sorted(meta["batches"][0]) == [0, 1, 2]
     truth = load_ground_truth(run, captures[1])
     assert truth.images.shape == (3, 3, 16, 16) and set(truth.masks.unique().tolist()) <= {0.0, 1.0}

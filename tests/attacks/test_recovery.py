@@ -27,7 +27,7 @@ def test_inverting_gradients_recovers_one_tile(one_tile, make_view) -> None:
 def test_dlg_recovers_one_tile(one_tile, make_view) -> None:
     tiles, prior = one_tile
     view = make_view(tiles, ONE_STEP, prior=prior)
-    recon = ATTACKS.create("dlg", iterations=600, scale=20.0, init="prior").reconstruct(view, seed=0)
+    recon = ATTACKS.create("dlg", iterations=800, scale=20.0, lr=0.5, init="prior").reconstruct(view, seed=0)
     assert psnr(tiles.images[0], recon.images[0]) > 25.0
 
 

@@ -1,0 +1,64 @@
+"""`feddp-eval attack` end to end on tiny settings: both arms, the table's contents, JSON rows, the grid."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from feddp_eval.cli import app
+
+runner = CliRunner()
+ROW_KEYS = {"defense", "noise", "epsilon", "delta", "granularity", "dice", "jaccard", "accuracy", "psnr", "ssim",
+            "lpips", "mask_dice", "prior_psnr", "prior_ssim", "attack", "iterations", "seconds"}
+
+
+def test_attack_json_has_one_row_per_arm(tmp_path: Path, tiny_toml: Path) -> None:
+    args = ["attack", "--noise", "1.1", "--config", str(tiny_toml), "--iterations", "3", "--rounds", "1",
+            "--out", str(tmp_path), "--json", "--quiet"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    rows = report["rows"]
+    assert [r["defense"] for r in rows] == ["none", "dp-sgd"]
+    for row in rows:
+        assert ROW_KEYS <= row.keys()
+        assert row["iterations"] == 3 and row["attack"] == "inverting-gradients"
+        assert row["mask_dice"] is None  # the mask was given: nothing to score
+    assert rows[0]["epsilon"] is None and rows[1]["granularity"] == "sample-level"
+    assert rows[1]["epsilon"] > 0 and rows[1]["delta"] == 1e-5
+    assert rows[0]["prior_psnr"] == rows[1]["prior_psnr"]  # same target, same prior
+    assert report["scenario"]["site"] == "site-1" and report["scenario"]["mask"] == "known"
+    out = Path(report["run_dir"])
+    assert (out / "reconstructions.png").is_file() and (out / "results.json").is_file()
+    # Reusing both training runs: a second attack trains nothing and gives the same rows.
+    again = json.loads(runner.invoke(app, args).stdout)
+
+    def timeless(table: list[dict]) -> list[dict]:  # the objective may move in its 8th digit across calls
+        return [{k: v for k, v in r.items() if k not in ("seconds", "objective")} for r in table]
+
+    assert timeless(again["rows"]) == timeless(rows)
+    assert [r["objective"] for r in again["rows"]] == pytest.approx([r["objective"] for r in rows], rel=1e-5)
+
+
+def test_attack_table_names_the_threat_and_prints_epsilon_with_delta(tmp_path: Path, tiny_toml: Path) -> None:
+    result = runner.invoke(app, ["attack", "--config", str(tiny_toml), "--iterations", "2", "--rounds", "1",
+                                 "--out", str(tmp_path), "--mask", "unknown"])
+    assert result.exit_code == 0, result.output
+    assert "honest-but-curious server" in result.output
+    assert "δ = 1e-05, sample-level, rdp" in result.output
+    assert "prior guess" in result.output
+
+
+def test_attack_rejects_a_round_that_was_not_trained(tmp_path: Path, tiny_toml: Path) -> None:
+    result = runner.invoke(app, ["attack", "--config", str(tiny_toml), "--target-round", "5",
+                                 "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "after the last round" in result.output
+
+
+def test_list_attacks() -> None:
+    result = runner.invoke(app, ["list", "attacks"])
+    assert result.exit_code == 0
+    assert "dlg" in result.output and "inverting-gradients" in result.output
