@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import vmap
 
-from attacks.images import ImageKind, ImageVariables, InitKind, init_images
+from attacks.images import ImageKind, ImageVariables, InitKind, init_images, mean_colours
 from attacks.simulate import LocalRecipe, Params, flatten, simulate_update
 from feddp_eval.config import ModelConfig
 from feddp_eval.errors import ConfigError
@@ -65,7 +65,9 @@ class ServerView:
         tile_size: Tile edge in pixels.
         masks: (n_images, 1, H, W) true masks when ``knowledge.mask == "known"``, else ``None``.
         knowledge: The knowledge this view was built under.
-        prior: (3,) or (3, H, W) public mean tile of the site (the prior baseline's guess), or ``None``.
+        prior: The prior baseline's guess of the tiles from public information, or ``None``: the
+            site's mean colour (3,), or, when the masks are known, one mask-painted tile per image
+            (N, 3, H, W): public nuclei colour inside the mask, public background colour outside.
         foreground_prior: Public mean foreground fraction of the site's masks, or ``None``.
     """
 
@@ -122,6 +124,9 @@ class AttackConfig:
         init: Start from the site's public mean colour (``prior``) or from ``uniform`` noise.
         mask_lr: Step size on the mask logits when the mask is unknown.
         fraction_weight: Weight of the foreground-fraction penalty when the mask is unknown.
+        colour_weight: Weight of a penalty holding each tile's mean colour at the site's public
+            mean colour. GroupNorm makes the update nearly blind to a tile's global colour, so
+            without it the colour drifts; 0 turns it off (and it is off without a prior).
     """
 
     iterations: int = 1000
@@ -132,6 +137,7 @@ class AttackConfig:
     init: InitKind = "uniform"
     mask_lr: float = 0.1
     fraction_weight: float = 1.0
+    colour_weight: float = 0.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -183,6 +189,10 @@ class Attack(ABC):
     def make_optimizer(self, image: list[Tensor], mask: list[Tensor]) -> torch.optim.Optimizer:
         """The optimiser over the image variables and (when the mask is unknown) the mask logits."""
 
+    def prepare(self, sizes: list[int]) -> None:
+        """Called before optimising with the number of elements of each parameter, in flattening order."""
+        self.sizes = sizes
+
     def regulariser(self, images: Tensor) -> Tensor:
         """Image prior added to the objective (none by default). ``images``: (N, 3, H, W)."""
         return images.new_zeros(())
@@ -214,6 +224,7 @@ class Attack(ABC):
         params = {k: v.to(device) for k, v in view.global_weights.items()}
         names = list(params)
         target = flatten({k: v.to(device) for k, v in view.update.items()}, names)
+        self.prepare([params[name].numel() for name in names])
         generator = torch.Generator().manual_seed(seed)
         shape = (cfg.restarts, view.n_images, view.tile_size, view.tile_size)
         init = cfg.init if view.prior is not None else "uniform"
@@ -223,9 +234,14 @@ class Attack(ABC):
         masks = _MaskVariables(view, shape, device)
         fraction = self._fraction_target(view)
 
+        colour = None if view.prior is None or not cfg.colour_weight else \
+            mean_colours(view.prior, view.n_images).to(device)
+
         def one_restart(x: Tensor, m: Tensor) -> Tensor:
             simulated = flatten(simulate_update(model, params, x, m, view.recipe), names)
             value = self.distance(simulated, target) + self.regulariser(x)
+            if colour is not None:
+                value = value + cfg.colour_weight * (x.mean(dim=(-2, -1)) - colour).pow(2).sum(-1).mean()
             if fraction is not None:
                 value = value + cfg.fraction_weight * (m.mean() - fraction) ** 2
             return value

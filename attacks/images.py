@@ -64,8 +64,9 @@ def init_images(kind: ImageKind, init: InitKind, shape: tuple[int, int, int, int
 
     Args:
         kind: ``pixels`` or ``stain``.
-        init: ``prior`` (the public mean colour, (3,) or (3, H, W), plus ``noise``) or ``uniform``.
-        prior: The public mean tile; required for ``init="prior"``.
+        init: ``prior`` (the public guess plus ``noise``) or ``uniform``.
+        prior: The public guess, required for ``init="prior"``: a mean colour (3,), a mean
+            tile (3, H, W), or one guess per tile (N, 3, H, W).
         generator: Source of the random start.
     """
     r, n, h, w = shape
@@ -75,24 +76,36 @@ def init_images(kind: ImageKind, init: InitKind, shape: tuple[int, int, int, int
         if init == "uniform":
             values = torch.rand((r, n, 3, h, w), generator=generator)
         else:
-            base = _as_tile(prior, h, w)  # type: ignore[arg-type]
+            base = _as_tiles(prior, n, h, w)  # type: ignore[arg-type]
             values = (base + noise * torch.randn((r, n, 3, h, w), generator=generator)).clamp(0, 1)
         return ImageVariables("pixels", values.requires_grad_())
     basis = REFERENCE_HE.clone()
     if init == "uniform":
         concentration = torch.rand((r, n, 2, h, w), generator=generator)
     else:
-        density = -torch.log(_as_tile(prior, h, w).clamp_min(1e-3))  # type: ignore[arg-type]
-        solution = torch.linalg.lstsq(basis.T, density.reshape(3, -1)).solution  # (2, H*W)
-        start = solution.clamp_min(0.02).reshape(2, h, w)
+        density = -torch.log(_as_tiles(prior, n, h, w).clamp_min(1e-3))  # type: ignore[arg-type]
+        pixels = density.permute(1, 0, 2, 3).reshape(3, -1)  # (3, N*H*W)
+        solution = torch.linalg.lstsq(basis.T, pixels).solution  # (2, N*H*W)
+        start = solution.clamp_min(0.02).reshape(2, n, h, w).permute(1, 0, 2, 3)
         concentration = start * torch.exp(noise * 2 * torch.randn((r, n, 2, h, w), generator=generator))
     raw = torch.log(torch.expm1(concentration.clamp_min(1e-4))).contiguous()  # inverse softplus
     stain = basis.repeat(r, 1, 1)
     return ImageVariables("stain", raw.requires_grad_(), stain.requires_grad_())
 
 
-def _as_tile(prior: Tensor, h: int, w: int) -> Tensor:
+def _as_tiles(prior: Tensor, n: int, h: int, w: int) -> Tensor:
+    """A prior of shape (3,), (3, H, W) or (N, 3, H, W) as (N, 3, H, W)."""
     prior = prior.float()
     if prior.ndim == 1:
         prior = prior[:, None, None]
-    return prior.expand(3, h, w)
+    return prior.expand(n, 3, h, w)
+
+
+def mean_colours(prior: Tensor, n: int) -> Tensor:
+    """Mean RGB of each tile's prior guess: (N, 3), from a prior of shape (3,), (3, H, W) or (N, 3, H, W)."""
+    prior = prior.float()
+    if prior.ndim == 1:
+        return prior.expand(n, 3)
+    if prior.ndim == 3:
+        return prior.mean(dim=(1, 2)).expand(n, 3)
+    return prior.mean(dim=(2, 3))

@@ -292,34 +292,50 @@ def _attack_progress(quiet: bool) -> Iterator[tuple[Any, Any]]:
 
 
 def _print_attack_table(result: Any) -> None:
+    """One column per arm and per prior guess, one row per quantity: fits an 80-column terminal."""
     from rich.console import Console
     from rich.table import Table
 
     from feddp_eval.federated.hooks import format_epsilon
 
     def fmt(value: Any, digits: int = 3) -> str:
-        return "n/a" if value is None else f"{value:.{digits}f}"
+        return "–" if value is None else f"{value:.{digits}f}"
 
     s = result.scenario
-    table = Table(title=f"Leakage of {s['site']} (round {s['round']}, {s['tiles']} tiles, "
-                        f"{s['local_steps']} local step(s)) vs utility")
-    for column in ("defense", "σ", "ε (δ)", "Dice", "Jaccard", "acc.", "PSNR dB", "SSIM", "LPIPS", "mask Dice"):
-        table.add_column(column, justify="left" if column == "defense" else "right")
-    for row in result.rows:
-        epsilon = "–" if row["epsilon"] is None else f"{row['epsilon']:.3g} ({row['delta']:g})"
-        table.add_row(row["defense"], f"{row['noise']:g}", epsilon, fmt(row["dice"]), fmt(row["jaccard"]),
-                      fmt(row["accuracy"]), fmt(row["psnr"], 1), fmt(row["ssim"]), fmt(row["lpips"]),
-                      fmt(row["mask_dice"]))
-    first = result.rows[0]
-    table.add_row("prior guess", "", "", "", "", "", fmt(first["prior_psnr"], 1), fmt(first["prior_ssim"]),
-                  fmt(first["prior_lpips"]), fmt(first["prior_mask_dice"]), style="dim")
+    rows, first = result.rows, result.rows[0]
+    table = Table(title=f"{s['site']}, round {s['round']}: {s['tiles']} tiles, {s['local_steps']} local step(s)")
+    table.add_column("")
+    for row in rows:
+        table.add_column(row["defense"] if row["defense"] == "none" else f"{row['defense']}\nσ={row['noise']:g}",
+                         justify="right")
+    priors = [("prior\nmean colour", "prior")]
+    if first.get("mask_prior_psnr") is not None:
+        priors.append(("prior\npainted mask", "mask_prior"))
+    for title, _ in priors:
+        table.add_column(title, justify="right", style="dim")
+
+    def line(label: str, key: str, digits: int = 3, prior: bool = True) -> None:
+        values = [fmt(r[key], digits) for r in rows]
+        values += [fmt(first.get(f"{p}_{key}"), digits) if prior else "" for _, p in priors]
+        table.add_row(label, *values)
+
+    table.add_row("ε (δ)", *["–" if r["epsilon"] is None else f"{r['epsilon']:.3g} ({r['delta']:g})" for r in rows],
+                  *["" for _ in priors])
+    line("Dice", "dice", prior=False)
+    line("Jaccard", "jaccard", prior=False)
+    line("pixel acc.", "accuracy", prior=False)
+    line("PSNR dB ↑", "psnr", 1)
+    line("SSIM ↑", "ssim")
+    line("LPIPS ↓", "lpips")
+    line("mask Dice ↑", "mask_dice")
     console = Console()
     console.print(table)
-    for row in result.rows:
+    for row in rows:
         console.print(f"{row['defense']} (σ = {row['noise']:g}): {format_epsilon(row)}")
-    console.print("prior guess: the site's public mean colour, no update used (what guessing gives)")
+    console.print("↑/↓: more leakage. Priors use no update: the site's public mean colour; with the masks "
+                  "known, the masks painted in the site's public nuclei and background colours.")
     if first["mask_dice"] is None:
-        console.print("mask Dice: n/a, the attacker was given the true masks")
+        console.print("mask Dice: –, the attacker was given the true masks")
     console.print(f"threat: {s['threat']}")
     if first.get("lpips_missing"):
         console.print(f"[yellow]LPIPS missing: {first['lpips_missing']}[/yellow]")

@@ -128,10 +128,16 @@ def run_train(
 
 
 def _public_statistics(site: Any) -> dict[str, Any]:
-    """What a site may publish without revealing a training tile: its held-out tiles' mean colour
-    and foreground fraction. The prior baseline and the attack's starting point use these."""
-    return {"mean_rgb": site.test.images.mean(dim=(0, 2, 3)).tolist(),
-            "foreground_fraction": float(site.test.masks.mean())}
+    """What a site may publish without revealing a training tile: its held-out tiles' mean colour,
+    mean nuclei and background colours, and foreground fraction. The prior baseline and the
+    attack's starting point use these."""
+    images, masks = site.test.images, site.test.masks
+    foreground = masks.sum().clamp_min(1.0)
+    background = (1 - masks).sum().clamp_min(1.0)
+    return {"mean_rgb": images.mean(dim=(0, 2, 3)).tolist(),
+            "foreground_rgb": ((images * masks).sum(dim=(0, 2, 3)) / foreground).tolist(),
+            "background_rgb": ((images * (1 - masks)).sum(dim=(0, 2, 3)) / background).tolist(),
+            "foreground_fraction": float(masks.mean())}
 
 
 # --------------------------------------------------------------------------- attack
@@ -202,7 +208,7 @@ def run_attack(
         trained = run_train(arm, run_dir=out / config_hash(arm)[:12])
         if on_stage:
             on_stage(f"attacking [{label}]")
-        row, recon, truth, scenario = _attack_run(arm, trained, on_iteration=on_iteration)
+        row, recon, truth, scenario, guess = _attack_run(arm, trained, on_iteration=on_iteration)
         rows.append(row)
         reconstructions.append((label, recon))
     write_json(results_dir / "results.json", {"scenario": scenario, "rows": rows})
@@ -210,22 +216,23 @@ def run_attack(
     if truth is not None:
         from feddp_eval.viz import save_comparison_grid
 
-        grid = save_comparison_grid(results_dir / "reconstructions.png", truth, reconstructions)
+        grid = save_comparison_grid(results_dir / "reconstructions.png", truth, [("prior", guess), *reconstructions])
     return AttackResult(results_dir, rows, scenario, grid)
 
 
 def _attack_run(config: ExperimentConfig, trained: TrainResult, *,
-                on_iteration: Callable[[int, int, float], None] | None) -> tuple[dict[str, Any], Any, Any, dict[str, Any]]:
+                on_iteration: Callable[[int, int, float], None] | None) -> tuple[dict[str, Any], Any, Any, dict[str, Any], Any]:
     """Attack one training run's target capture and score it against ground truth and the prior."""
     import torch
 
     from attacks import ATTACKS, AttackerKnowledge
     from attacks.view import server_view
     from feddp_eval.errors import RunDirError
+    from feddp_eval.data.types import TileSet
     from feddp_eval.federated.capture import list_captures, load_ground_truth
     from feddp_eval.io import read_json, save_tensors, write_json
     from feddp_eval.metrics.perceptual import LPIPSMetric
-    from feddp_eval.metrics.privacy import prior_baseline, score_reconstruction
+    from feddp_eval.metrics.privacy import mask_painted_prior, prior_baseline, score_reconstruction
 
     a = config.attack
     run_dir = trained.run_dir
@@ -240,10 +247,16 @@ def _attack_run(config: ExperimentConfig, trained: TrainResult, *,
     capture = captures[0]
     truth = load_ground_truth(run_dir, capture)  # scoring only; the attack sees the masks if known
     public = sites[site]["public"]
-    prior = torch.tensor(public["mean_rgb"])
     foreground = float(public["foreground_fraction"])
+    size = config.data.tile_size
+    mean_tile = torch.tensor(public["mean_rgb"])[:, None, None].expand(3, size, size)
+    painted = mask_painted_prior(truth.masks, torch.tensor(public["foreground_rgb"]),
+                                 torch.tensor(public["background_rgb"]))
+    # The attacker's best guess before reading the update: with the masks in hand, the masks painted
+    # in the site's public nuclei and background colours; without them, the site's mean colour.
+    prior = painted if a.mask == "known" else mean_tile
     knowledge = AttackerKnowledge(mask=a.mask)
-    view = server_view(capture, config.model, knowledge, tile_size=config.data.tile_size,
+    view = server_view(capture, config.model, knowledge, tile_size=size,
                        masks=truth.masks if a.mask == "known" else None, prior=prior,
                        foreground_prior=foreground)
     chosen = {"image": a.image, "init": a.init}
@@ -254,9 +267,9 @@ def _attack_run(config: ExperimentConfig, trained: TrainResult, *,
     lpips = LPIPSMetric(a.lpips_net)
     scores = score_reconstruction(recon.images, truth.images, recon_masks=recon.masks,
                                   true_masks=truth.masks, lpips=lpips if lpips.available else None)
-    prior_tile = prior[:, None, None].expand(3, config.data.tile_size, config.data.tile_size)
-    baseline = prior_baseline(prior_tile, truth.images, truth.masks, foreground_fraction=foreground,
-                              lpips=lpips if lpips.available else None)
+    metric = lpips if lpips.available else None
+    baseline = prior_baseline(mean_tile, truth.images, truth.masks, foreground_fraction=foreground, lpips=metric)
+    mask_baseline = score_reconstruction(painted, truth.images, lpips=metric) if a.mask == "known" else None
     attack_dir = run_dir / "attacks" / f"{a.name}-site{site}-round{a.target_round}-mask-{a.mask}"
     save_tensors(attack_dir / "reconstruction.safetensors", {"images": recon.images, "masks": recon.masks})
     summary = trained.summary
@@ -269,13 +282,17 @@ def _attack_run(config: ExperimentConfig, trained: TrainResult, *,
         "mask_dice": scores.mask_dice if a.mask == "unknown" else None,  # a given mask scores nothing
         "prior_psnr": baseline.psnr, "prior_ssim": baseline.ssim, "prior_lpips": baseline.lpips,
         "prior_mask_dice": baseline.mask_dice if a.mask == "unknown" else None,
+        "mask_prior_psnr": mask_baseline.psnr if mask_baseline else None,
+        "mask_prior_ssim": mask_baseline.ssim if mask_baseline else None,
+        "mask_prior_lpips": mask_baseline.lpips if mask_baseline else None,
         "attack": a.name, "iterations": recon.iterations, "seconds": round(recon.seconds, 2),
         "stopped": recon.stopped, "objective": recon.objective,
         "lpips_missing": None if lpips.available else lpips.missing_reason,
         "run_dir": str(run_dir),
     }
-    write_json(attack_dir / "scores.json", {"row": row, "scores": scores.to_dict(),
-                                            "prior": baseline.to_dict()})
+    write_json(attack_dir / "scores.json", {
+        "row": row, "scores": scores.to_dict(), "prior": baseline.to_dict(),
+        "mask_prior": mask_baseline.to_dict() if mask_baseline else None})
     scenario = {
         "site": sites[site]["name"], "site_index": site, "round": a.target_round,
         "tiles": len(truth), "local_steps": capture.metadata["local_steps"],
@@ -285,4 +302,6 @@ def _attack_run(config: ExperimentConfig, trained: TrainResult, *,
                   + ("; knows the true masks (worst case: an upper bound on leakage)" if a.mask == "known"
                      else "; recovers the masks jointly with the images"),
     }
-    return row, recon, truth, scenario
+    guess = TileSet(prior.expand(len(truth), 3, size, size), truth.masks if a.mask == "known" else
+                    torch.full_like(truth.masks, float(foreground > 0.5)))
+    return row, recon, truth, scenario, guess

@@ -49,7 +49,7 @@ def test_attack_table_names_the_threat_and_prints_epsilon_with_delta(tmp_path: P
     assert result.exit_code == 0, result.output
     assert "honest-but-curious server" in result.output
     assert "δ = 1e-05, sample-level, rdp" in result.output
-    assert "prior guess" in result.output
+    assert "mean colour" in result.output and "PSNR dB" in result.output
 
 
 def test_attack_rejects_a_round_that_was_not_trained(tmp_path: Path, tiny_toml: Path) -> None:

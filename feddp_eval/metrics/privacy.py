@@ -290,3 +290,20 @@ def prior_baseline(
             raise ValueError(f"prior_mask must have shape {mask_shape}, got {tuple(prior_mask.shape)}")
         recon_masks = prior_mask.detach().cpu().float().unsqueeze(0).expand(n, -1, -1, -1).contiguous()
     return score_reconstruction(guesses, truth, recon_masks=recon_masks, true_masks=true_masks, lpips=lpips)
+
+
+def mask_painted_prior(masks: Tensor, foreground_rgb: Tensor, background_rgb: Tensor) -> Tensor:
+    """The best public guess of tiles whose masks are known: class colours painted into each mask.
+
+    Args:
+        masks: (N, 1, H, W) masks in [0, 1].
+        foreground_rgb: (3,) public mean colour of nuclei pixels.
+        background_rgb: (3,) public mean colour of the other pixels.
+
+    Returns:
+        (N, 3, H, W) in [0, 1]. When the attacker is handed the masks, this is what it knows
+        before it looks at the update, so leakage is measured against it.
+    """
+    fg = foreground_rgb.float().reshape(1, 3, 1, 1)
+    bg = background_rgb.float().reshape(1, 3, 1, 1)
+    return (masks * fg + (1 - masks) * bg).clamp(0.0, 1.0)
