@@ -210,8 +210,14 @@ class Attack(ABC):
 
     # -- the shared loop ------------------------------------------------------------------------
 
-    def reconstruct(self, view: ServerView, *, seed: int = 0, device: str | torch.device = "cpu",
-                    progress: Progress | None = None) -> Reconstruction:
+    def reconstruct(
+        self,
+        view: ServerView,
+        *,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        progress: Progress | None = None,
+    ) -> Reconstruction:
         """Invert ``view.update``: optimise candidate tiles (and masks) until the simulated update matches.
 
         Restarts run as one batched optimisation (``vmap`` over the restart axis); the
@@ -229,13 +235,17 @@ class Attack(ABC):
         shape = (cfg.restarts, view.n_images, view.tile_size, view.tile_size)
         init = cfg.init if view.prior is not None else "uniform"
         image_vars = init_images(cfg.image, init, shape, prior=view.prior, generator=generator)
-        image_vars = ImageVariables(image_vars.kind, *(t.detach().to(device).requires_grad_()
-                                                       for t in image_vars.tensors()))
+        image_vars = ImageVariables(
+            image_vars.kind, *(t.detach().to(device).requires_grad_() for t in image_vars.tensors())
+        )
         masks = _MaskVariables(view, shape, device)
         fraction = self._fraction_target(view)
 
-        colour = None if view.prior is None or not cfg.colour_weight else \
-            mean_colours(view.prior, view.n_images).to(device)
+        colour = (
+            None
+            if view.prior is None or not cfg.colour_weight
+            else mean_colours(view.prior, view.n_images).to(device)
+        )
 
         def one_restart(x: Tensor, m: Tensor) -> Tensor:
             simulated = flatten(simulate_update(model, params, x, m, view.recipe), names)
@@ -279,15 +289,24 @@ class Attack(ABC):
             if cfg.time_budget is not None and time.perf_counter() - start > cfg.time_budget:
                 stopped = "time"
                 break
-            if cfg.tolerance and iteration % 100 == 0 and len(history) > 4 \
-                    and abs(history[-5][1] - current) < cfg.tolerance:
+            if (
+                cfg.tolerance
+                and iteration % 100 == 0
+                and len(history) > 4
+                and abs(history[-5][1] - current) < cfg.tolerance
+            ):
                 stopped = "converged"
                 break
         winner = int(torch.argmin(best_value))
         return Reconstruction(
-            images=best_images[winner].clamp(0, 1).cpu(), masks=best_masks[winner].cpu(),
-            objective=float(best_value[winner]), restart_objectives=best_value.tolist(),
-            iterations=iteration, seconds=time.perf_counter() - start, stopped=stopped, history=history,
+            images=best_images[winner].clamp(0, 1).cpu(),
+            masks=best_masks[winner].cpu(),
+            objective=float(best_value[winner]),
+            restart_objectives=best_value.tolist(),
+            iterations=iteration,
+            seconds=time.perf_counter() - start,
+            stopped=stopped,
+            history=history,
         )
 
     def _fraction_target(self, view: ServerView) -> float | None:

@@ -45,8 +45,14 @@ class DLG(Attack):
         variables = image + mask  # L-BFGS takes one parameter group: the paper optimises both jointly
         # As in the paper's code: fixed step, no line search (a strong-Wolfe search stalls here),
         # and no tolerance-based exit (the shared loop decides when to stop).
-        return torch.optim.LBFGS(variables, lr=self.config.lr, max_iter=1,
-                                 history_size=self.config.history_size, tolerance_grad=0.0, tolerance_change=0.0)
+        return torch.optim.LBFGS(
+            variables,
+            lr=self.config.lr,
+            max_iter=1,
+            history_size=self.config.history_size,
+            tolerance_grad=0.0,
+            tolerance_change=0.0,
+        )
 
     def step(self, optimizer, closure):  # type: ignore[no-untyped-def]
         first: list[Tensor] = []

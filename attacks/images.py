@@ -58,8 +58,15 @@ class ImageVariables:
             self.stain.div_(self.stain.norm(dim=-1, keepdim=True).clamp_min(1e-6))  # type: ignore[union-attr]
 
 
-def init_images(kind: ImageKind, init: InitKind, shape: tuple[int, int, int, int], *, prior: Tensor | None,
-                generator: torch.Generator, noise: float = 0.05) -> ImageVariables:
+def init_images(
+    kind: ImageKind,
+    init: InitKind,
+    shape: tuple[int, int, int, int],
+    *,
+    prior: Tensor | None,
+    generator: torch.Generator,
+    noise: float = 0.05,
+) -> ImageVariables:
     """Starting point of ``shape = (R, N, H, W)`` tiles.
 
     Args:

@@ -79,8 +79,11 @@ def estimate_foreground_fraction(view: ServerView, images: Tensor | None = None)
         evaluated = prior.expand(len(first), 3, view.tile_size, view.tile_size)
     else:
         evaluated = images[first]
-    value = fraction_from_bias(float(view.update[HEAD_BIAS].reshape(-1)[0]), lr=recipe.lr,
-                               mean_probability=mean_probability(view, evaluated))
+    value = fraction_from_bias(
+        float(view.update[HEAD_BIAS].reshape(-1)[0]),
+        lr=recipe.lr,
+        mean_probability=mean_probability(view, evaluated),
+    )
     problems = []
     if images is None:
         problems.append("s̄ is taken on the public mean tile, not the true tiles")

@@ -44,8 +44,9 @@ class LocalRecipe:
         return len(self.batches)
 
 
-def simulate_update(model: nn.Module, params: Params, images: Tensor, masks: Tensor,
-                    recipe: LocalRecipe) -> Params:
+def simulate_update(
+    model: nn.Module, params: Params, images: Tensor, masks: Tensor, recipe: LocalRecipe
+) -> Params:
     """Weight change ``local − global`` after the recipe's local steps on ``images``/``masks``.
 
     Differentiable with respect to ``images`` and ``masks`` (soft masks in [0, 1] allowed),

@@ -34,9 +34,16 @@ def local_recipe(metadata: dict[str, Any], knowledge: AttackerKnowledge, n_image
     )
 
 
-def server_view(capture: CapturedUpdate, model: ModelConfig, knowledge: AttackerKnowledge, *,
-                tile_size: int, masks: Tensor | None = None, prior: Tensor | None = None,
-                foreground_prior: float | None = None) -> ServerView:
+def server_view(
+    capture: CapturedUpdate,
+    model: ModelConfig,
+    knowledge: AttackerKnowledge,
+    *,
+    tile_size: int,
+    masks: Tensor | None = None,
+    prior: Tensor | None = None,
+    foreground_prior: float | None = None,
+) -> ServerView:
     """The server's view of a captured client round.
 
     Args:
@@ -54,8 +61,14 @@ def server_view(capture: CapturedUpdate, model: ModelConfig, knowledge: Attacker
     if knowledge.mask == "known" and masks is None:
         raise ValueError("knowledge.mask is 'known' but no masks were handed to the view")
     return ServerView(
-        update=capture.load_update(), global_weights=capture.load_global(), model=model,
-        recipe=local_recipe(metadata, knowledge, n_images), n_images=n_images, tile_size=tile_size,
-        masks=masks if knowledge.mask == "known" else None, knowledge=knowledge,
-        prior=prior, foreground_prior=foreground_prior,
+        update=capture.load_update(),
+        global_weights=capture.load_global(),
+        model=model,
+        recipe=local_recipe(metadata, knowledge, n_images),
+        n_images=n_images,
+        tile_size=tile_size,
+        masks=masks if knowledge.mask == "known" else None,
+        knowledge=knowledge,
+        prior=prior,
+        foreground_prior=foreground_prior,
     )

@@ -88,16 +88,26 @@ def plain_stepper(setup: Setup, stack: contextlib.ExitStack) -> Step:
     return step
 
 
-def defense_stepper(setup: Setup, stack: contextlib.ExitStack, mode: str, *, noise: float = NOISE,
-                    clip: float = CLIP, model: nn.Module | None = None, lr: float | None = None) -> Step:
+def defense_stepper(
+    setup: Setup,
+    stack: contextlib.ExitStack,
+    mode: str,
+    *,
+    noise: float = NOISE,
+    clip: float = CLIP,
+    model: nn.Module | None = None,
+    lr: float | None = None,
+) -> Step:
     """A DP-SGD step through the project's own ``DPSGD.local_training`` wrapping."""
     model = model if model is not None else fresh_model(setup)
-    optimizer = (torch.optim.SGD(model.parameters(), lr=lr) if lr is not None
-                 else make_optimizer(model, setup.train))
+    optimizer = (
+        torch.optim.SGD(model.parameters(), lr=lr) if lr is not None else make_optimizer(model, setup.train)
+    )
     defense = DPSGD(DefenseConfig(name="dp-sgd", noise=noise, clip=clip, grad_sample_mode=cast(Any, mode)))
     defense.setup(model, [ClientPlan(0, 6 * setup.batch_size, setup.batch_size, 6, 1, 1.0)])
     private, private_optimizer = stack.enter_context(
-        defense.local_training(0, model, optimizer, torch.Generator().manual_seed(1)))
+        defense.local_training(0, model, optimizer, torch.Generator().manual_seed(1))
+    )
 
     def step() -> None:
         private_optimizer.zero_grad(set_to_none=True)
@@ -107,23 +117,37 @@ def defense_stepper(setup: Setup, stack: contextlib.ExitStack, mode: str, *, noi
     return step
 
 
-def ghost_stepper(setup: Setup, stack: contextlib.ExitStack, *, noise: float = NOISE, clip: float = CLIP,
-                  model: nn.Module | None = None, lr: float | None = None,
-                  criterion: Callable[..., Tensor] | None = None) -> Step:
+def ghost_stepper(
+    setup: Setup,
+    stack: contextlib.ExitStack,
+    *,
+    noise: float = NOISE,
+    clip: float = CLIP,
+    model: nn.Module | None = None,
+    lr: float | None = None,
+    criterion: Callable[..., Tensor] | None = None,
+) -> Step:
     """Opacus fast gradient clipping (ghost clipping where a layer supports it)."""
     from opacus.grad_sample import GradSampleModuleFastGradientClipping
     from opacus.optimizers import DPOptimizerFastGradientClipping
     from opacus.utils.fast_gradient_clipping_utils import DPLossFastGradientClipping
 
     model = model if model is not None else fresh_model(setup)
-    wrapped = GradSampleModuleFastGradientClipping(model, batch_first=True, loss_reduction="mean",
-                                                   max_grad_norm=clip, use_ghost_clipping=True)
+    wrapped = GradSampleModuleFastGradientClipping(
+        model, batch_first=True, loss_reduction="mean", max_grad_norm=clip, use_ghost_clipping=True
+    )
     stack.callback(wrapped._close)
-    optimizer = (torch.optim.SGD(model.parameters(), lr=lr) if lr is not None
-                 else make_optimizer(model, setup.train))
+    optimizer = (
+        torch.optim.SGD(model.parameters(), lr=lr) if lr is not None else make_optimizer(model, setup.train)
+    )
     dp_optimizer = DPOptimizerFastGradientClipping(
-        optimizer, noise_multiplier=noise, max_grad_norm=clip, expected_batch_size=setup.batch_size,
-        loss_reduction="mean", generator=torch.Generator(device=setup.device).manual_seed(1))
+        optimizer,
+        noise_multiplier=noise,
+        max_grad_norm=clip,
+        expected_batch_size=setup.batch_size,
+        loss_reduction="mean",
+        generator=torch.Generator(device=setup.device).manual_seed(1),
+    )
     criterion = criterion or SegmentationLoss(dice_weight=setup.train.dice_weight)
     dp_loss = DPLossFastGradientClipping(wrapped, dp_optimizer, criterion, loss_reduction="mean")
 
@@ -154,8 +178,9 @@ def clipped_reference(setup: Setup, clip: float) -> tuple[list[Tensor], Tensor]:
     norms = []
     for i in range(setup.batch_size):
         model.zero_grad(set_to_none=True)
-        segmentation_loss(model(setup.images[i : i + 1]), setup.masks[i : i + 1],
-                          dice_weight=setup.train.dice_weight).backward()
+        segmentation_loss(
+            model(setup.images[i : i + 1]), setup.masks[i : i + 1], dice_weight=setup.train.dice_weight
+        ).backward()
         grads = [cast(Tensor, p.grad).detach() for p in params]
         norm = torch.stack([(g.double() ** 2).sum() for g in grads]).sum().sqrt()
         factor = float((clip / (norm + 1e-6)).clamp(max=1.0))  # Opacus' clip factor
@@ -165,8 +190,9 @@ def clipped_reference(setup: Setup, clip: float) -> tuple[list[Tensor], Tensor]:
     return [t / setup.batch_size for t in total], torch.tensor(norms)
 
 
-def clipped_gradient(setup: Setup, mode: str, clip: float, criterion: Callable[..., Tensor] | None = None
-                     ) -> list[Tensor]:
+def clipped_gradient(
+    setup: Setup, mode: str, clip: float, criterion: Callable[..., Tensor] | None = None
+) -> list[Tensor]:
     """The gradient a mode hands to the optimizer with σ = 0: the mean of the clipped per-sample gradients."""
     model = fresh_model(setup)
     with contextlib.ExitStack() as stack:
@@ -189,8 +215,10 @@ def exactness(setup: Setup) -> dict[str, float]:
     _, norms = clipped_reference(setup, clip=1e9)
     clip = float(norms.median())  # about half the samples get clipped: clipping is exercised
     reference, _ = clipped_reference(setup, clip)
-    print(f"exactness: per-sample gradient norms {norms.min():.3g}..{norms.max():.3g}, clip C = {clip:.3g} "
-          f"({int((norms > clip).sum())}/{len(norms)} samples clipped), σ = 0")
+    print(
+        f"exactness: per-sample gradient norms {norms.min():.3g}..{norms.max():.3g}, clip C = {clip:.3g} "
+        f"({int((norms > clip).sum())}/{len(norms)} samples clipped), σ = 0"
+    )
     errors = {mode: relative_error(clipped_gradient(setup, mode, clip), reference) for mode in MODES}
     hooks = clipped_gradient(setup, "hooks", clip)
     errors["ghost-vs-hooks"] = relative_error(clipped_gradient(setup, "ghost", clip), hooks)
@@ -199,7 +227,8 @@ def exactness(setup: Setup) -> dict[str, float]:
         return segmentation_loss(logits, masks, dice_weight=setup.train.dice_weight)
 
     errors["ghost, scalar criterion (wrong on purpose)"] = relative_error(
-        clipped_gradient(setup, "ghost", clip, criterion=scalar_loss), reference)
+        clipped_gradient(setup, "ghost", clip, criterion=scalar_loss), reference
+    )
     return errors
 
 
@@ -282,9 +311,23 @@ def _status_kib(field: str) -> int:
 
 def measure_memory(mode: str, device: str, steps: int, threads: int, batch_size: int) -> float:
     out = subprocess.run(
-        [sys.executable, __file__, "--memory-worker", mode, "--device", device, "--memory-steps", str(steps),
-         "--threads", str(threads), "--batch-size", str(batch_size)],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            __file__,
+            "--memory-worker",
+            mode,
+            "--device",
+            device,
+            "--memory-steps",
+            str(steps),
+            "--threads",
+            str(threads),
+            "--batch-size",
+            str(batch_size),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return float(json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"])
 
@@ -296,8 +339,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-    parser.add_argument("--batch-size", type=int, default=TrainConfig().batch_size,
-                        help="default: TrainConfig's batch size")
+    parser.add_argument(
+        "--batch-size", type=int, default=TrainConfig().batch_size, help="default: TrainConfig's batch size"
+    )
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per mode per repeat")
     parser.add_argument("--repeats", type=int, default=5)
@@ -315,9 +359,11 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     setup = make_setup(args.device, args.batch_size)
-    print(f"torch {torch.__version__}, device {args.device}, threads {args.threads}; UNet() "
-          f"{count_parameters(UNet())} parameters, {TILE}×{TILE} tiles, batch {setup.batch_size}, "
-          f"optimizer {setup.train.optimizer} (TrainConfig default), DP-SGD σ = {NOISE}, C = {CLIP}")
+    print(
+        f"torch {torch.__version__}, device {args.device}, threads {args.threads}; UNet() "
+        f"{count_parameters(UNet())} parameters, {TILE}×{TILE} tiles, batch {setup.batch_size}, "
+        f"optimizer {setup.train.optimizer} (TrainConfig default), DP-SGD σ = {NOISE}, C = {CLIP}"
+    )
 
     errors = exactness(setup)
     for name, error in errors.items():
@@ -326,12 +372,15 @@ def main() -> None:
 
     modes = ["plain", *exact]
     seconds = time_modes(setup, modes, warmup=args.warmup, steps=args.steps, repeats=args.repeats)
-    memory = {m: measure_memory(m, args.device, args.memory_steps, args.threads, args.batch_size)
-              for m in modes}
+    memory = {
+        m: measure_memory(m, args.device, args.memory_steps, args.threads, args.batch_size) for m in modes
+    }
 
-    print(f"\nmedian of {args.steps * args.repeats} steps per mode (after {args.warmup} warm-up steps); "
-          f"peak memory = {'CUDA max allocated' if setup.device.type == 'cuda' else 'max RSS'} increase "
-          f"over {args.memory_steps} steps, fresh process per mode")
+    print(
+        f"\nmedian of {args.steps * args.repeats} steps per mode (after {args.warmup} warm-up steps); "
+        f"peak memory = {'CUDA max allocated' if setup.device.type == 'cuda' else 'max RSS'} increase "
+        f"over {args.memory_steps} steps, fresh process per mode"
+    )
     print(f"{'mode':10s} {'ms/step':>9s} {'DP/plain':>9s} {'peak MiB':>9s} {'mem/plain':>10s}")
     for m in modes:
         ratio = seconds[m] / seconds["plain"]
@@ -339,9 +388,11 @@ def main() -> None:
         print(f"{m:10s} {seconds[m] * 1e3:9.1f} {ratio:9.2f} {memory[m]:9.1f} {mem_ratio:10.2f}")
     fastest = min(exact, key=lambda m: seconds[m])
     default = DefenseConfig().grad_sample_mode
-    print(f"\nfastest exact DP mode: {fastest} ({seconds[fastest] / seconds['plain']:.2f}× plain); "
-          f"DefenseConfig default grad_sample_mode: {default}"
-          + ("" if fastest == default else f"  <-- {fastest} is faster than the default"))
+    print(
+        f"\nfastest exact DP mode: {fastest} ({seconds[fastest] / seconds['plain']:.2f}× plain); "
+        f"DefenseConfig default grad_sample_mode: {default}"
+        + ("" if fastest == default else f"  <-- {fastest} is faster than the default")
+    )
 
 
 if __name__ == "__main__":

@@ -38,12 +38,20 @@ def epsilon(history: History, *, delta: float, accountant: AccountantName = "rdp
     return float(engine.get_epsilon(delta=delta))
 
 
-def calibrate_noise(target_epsilon: float, *, delta: float, sample_rate: float, steps: int,
-                    accountant: AccountantName = "rdp") -> float:
-    """Smallest noise multiplier (to Opacus' tolerance) that keeps ``steps`` steps within ``target_epsilon``."""
+def calibrate_noise(
+    target_epsilon: float, *, delta: float, sample_rate: float, steps: int, accountant: AccountantName = "rdp"
+) -> float:
+    """Smallest noise multiplier (to Opacus' tolerance) keeping ``steps`` steps within ``target_epsilon``."""
     try:
-        return float(get_noise_multiplier(target_epsilon=target_epsilon, target_delta=delta,
-                                          sample_rate=sample_rate, steps=steps, accountant=accountant))
+        return float(
+            get_noise_multiplier(
+                target_epsilon=target_epsilon,
+                target_delta=delta,
+                sample_rate=sample_rate,
+                steps=steps,
+                accountant=accountant,
+            )
+        )
     except ValueError as exc:
         raise ConfigError(
             f"`target_epsilon` {target_epsilon} cannot be reached over {steps} steps at sampling rate "

@@ -52,14 +52,25 @@ class Defense(TrainingHooks):
         else:
             return []
         if self.config.delta >= 1 / units:
-            return [f"delta {self.config.delta:g} >= 1/{units} ({unit}): a guarantee this weak allows "
-                    f"releasing a whole protected unit; use delta < {1 / units:.2g}"]
+            return [
+                f"delta {self.config.delta:g} >= 1/{units} ({unit}): a guarantee this weak allows "
+                f"releasing a whole protected unit; use delta < {1 / units:.2g}"
+            ]
         return []
 
     def privacy_records(self) -> list[PrivacyRecord]:
         """No formal guarantee: one record per client saying so."""
-        return [PrivacyRecord(client_id=p.client_id, mechanism=self.name, granularity="none",
-                              epsilon=None, delta=None, accountant=None) for p in self.plans]
+        return [
+            PrivacyRecord(
+                client_id=p.client_id,
+                mechanism=self.name,
+                granularity="none",
+                epsilon=None,
+                delta=None,
+                accountant=None,
+            )
+            for p in self.plans
+        ]
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name}

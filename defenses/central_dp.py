@@ -27,8 +27,10 @@ class CentralDP(Defense):
     """Server-side clipping to C, uniform average over the m sampled clients, N(0, (σC/m)²) on the average."""
 
     granularity = "client-level"
-    summary = ("DP-FedAvg: the server clips, averages and noises (σC/m); protects the aggregate and "
-               "final model, NOT against the server")
+    summary = (
+        "DP-FedAvg: the server clips, averages and noises (σC/m); protects the aggregate and "
+        "final model, NOT against the server"
+    )
     protects_against_server = False
 
     def __init__(self, config: DefenseConfig) -> None:
@@ -44,11 +46,17 @@ class CentralDP(Defense):
         self._rate = max(p.participation for p in plans)
         self._rounds = 0
         if self.config.target_epsilon is not None:
-            self.noise_multiplier = calibrate_noise(self.config.target_epsilon, delta=self.config.delta,
-                                                    sample_rate=self._rate, steps=max(p.rounds for p in plans),
-                                                    accountant=self.config.accountant)
+            self.noise_multiplier = calibrate_noise(
+                self.config.target_epsilon,
+                delta=self.config.delta,
+                sample_rate=self._rate,
+                steps=max(p.rounds for p in plans),
+                accountant=self.config.accountant,
+            )
 
-    def aggregate(self, updates: Sequence[Update], weights: Sequence[float], generator: torch.Generator) -> Update:
+    def aggregate(
+        self, updates: Sequence[Update], weights: Sequence[float], generator: torch.Generator
+    ) -> Update:
         self._rounds += 1
         m = len(updates)
         # Uniform weights: a sample-count weighting would let one client's weight raise the sensitivity.
@@ -56,15 +64,31 @@ class CentralDP(Defense):
         return add_gaussian(average, self.noise_multiplier * self.config.clip / m, generator)
 
     def privacy_records(self) -> list[PrivacyRecord]:
-        return [PrivacyRecord(
-            client_id=None, mechanism="dp-fedavg (server-side Gaussian)", granularity="client-level",
-            epsilon=epsilon([(self.noise_multiplier, self._rate, self._rounds)], delta=self.config.delta,
-                            accountant=self.config.accountant),
-            delta=self.config.delta, accountant=self.config.accountant, noise_multiplier=self.noise_multiplier,
-            clip=self.config.clip, sample_rate=self._rate, steps=self._rounds,
-        )]
+        return [
+            PrivacyRecord(
+                client_id=None,
+                mechanism="dp-fedavg (server-side Gaussian)",
+                granularity="client-level",
+                epsilon=epsilon(
+                    [(self.noise_multiplier, self._rate, self._rounds)],
+                    delta=self.config.delta,
+                    accountant=self.config.accountant,
+                ),
+                delta=self.config.delta,
+                accountant=self.config.accountant,
+                noise_multiplier=self.noise_multiplier,
+                clip=self.config.clip,
+                sample_rate=self._rate,
+                steps=self._rounds,
+            )
+        ]
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "noise_multiplier": self.noise_multiplier, "clip": self.config.clip,
-                "delta": self.config.delta, "accountant": self.config.accountant,
-                "protects_against_server": False}
+        return {
+            "name": self.name,
+            "noise_multiplier": self.noise_multiplier,
+            "clip": self.config.clip,
+            "delta": self.config.delta,
+            "accountant": self.config.accountant,
+            "protects_against_server": False,
+        }

@@ -49,9 +49,13 @@ class DPSGD(Defense):
         if self.config.target_epsilon is not None:
             # One σ for everyone: the largest any client needs if it takes part in every round.
             self.noise_multiplier = max(
-                calibrate_noise(self.config.target_epsilon, delta=self.config.delta,
-                                sample_rate=self._rate(p), steps=p.rounds * p.steps_per_round,
-                                accountant=self.config.accountant)
+                calibrate_noise(
+                    self.config.target_epsilon,
+                    delta=self.config.delta,
+                    sample_rate=self._rate(p),
+                    steps=p.rounds * p.steps_per_round,
+                    accountant=self.config.accountant,
+                )
                 for p in plans
             )
 
@@ -63,13 +67,18 @@ class DPSGD(Defense):
         self, client_id: int, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator
     ) -> Iterator[tuple[nn.Module, torch.optim.Optimizer]]:
         plan = self._plans[client_id]
-        private_model = wrap_model(model, self.config.grad_sample_mode, batch_first=True, loss_reduction="mean")
+        private_model = wrap_model(
+            model, self.config.grad_sample_mode, batch_first=True, loss_reduction="mean"
+        )
         device = next(model.parameters()).device
         noise_generator = generator if device.type == "cpu" else _on_device(generator, device)
         private_optimizer = DPOptimizer(
-            optimizer, noise_multiplier=self.noise_multiplier, max_grad_norm=self.config.clip,
+            optimizer,
+            noise_multiplier=self.noise_multiplier,
+            max_grad_norm=self.config.clip,
             # q·n: a site smaller than one batch sends all its tiles every step, not `batch_size` of them.
-            expected_batch_size=min(plan.batch_size, plan.n_samples), loss_reduction="mean",
+            expected_batch_size=min(plan.batch_size, plan.n_samples),
+            loss_reduction="mean",
             generator=noise_generator,
         )
         rate = self._rate(plan)
@@ -100,20 +109,31 @@ class DPSGD(Defense):
     def privacy_records(self) -> list[PrivacyRecord]:
         return [
             PrivacyRecord(
-                client_id=client_id, mechanism="dp-sgd (subsampled Gaussian)", granularity="sample-level",
+                client_id=client_id,
+                mechanism="dp-sgd (subsampled Gaussian)",
+                granularity="sample-level",
                 epsilon=epsilon(history, delta=self.config.delta, accountant=self.config.accountant),
-                delta=self.config.delta, accountant=self.config.accountant,
-                noise_multiplier=self.noise_multiplier, clip=self.config.clip,
-                sample_rate=self._rate(self._plans[client_id]), steps=sum(k for _, _, k in history),
+                delta=self.config.delta,
+                accountant=self.config.accountant,
+                noise_multiplier=self.noise_multiplier,
+                clip=self.config.clip,
+                sample_rate=self._rate(self._plans[client_id]),
+                steps=sum(k for _, _, k in history),
             )
             for client_id, history in sorted(self._history.items())
         ]
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "noise_multiplier": self.noise_multiplier, "clip": self.config.clip,
-                "delta": self.config.delta, "accountant": self.config.accountant,
-                "poisson_sampling": self.poisson_sampling, "grad_sample_mode": self.config.grad_sample_mode,
-                "target_epsilon": self.config.target_epsilon}
+        return {
+            "name": self.name,
+            "noise_multiplier": self.noise_multiplier,
+            "clip": self.config.clip,
+            "delta": self.config.delta,
+            "accountant": self.config.accountant,
+            "poisson_sampling": self.poisson_sampling,
+            "grad_sample_mode": self.config.grad_sample_mode,
+            "target_epsilon": self.config.target_epsilon,
+        }
 
 
 def _on_device(generator: torch.Generator, device: torch.device) -> torch.Generator:

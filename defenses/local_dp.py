@@ -40,9 +40,13 @@ class LocalUpdateNoise(Defense):
         self._rounds = {p.client_id: 0 for p in plans}
         if self.config.target_epsilon is not None:
             rounds = max(p.rounds for p in plans)
-            self.noise_multiplier = calibrate_noise(self.config.target_epsilon, delta=self.config.delta,
-                                                    sample_rate=1.0, steps=rounds,
-                                                    accountant=self.config.accountant)
+            self.noise_multiplier = calibrate_noise(
+                self.config.target_epsilon,
+                delta=self.config.delta,
+                sample_rate=1.0,
+                steps=rounds,
+                accountant=self.config.accountant,
+            )
 
     def release(self, client_id: int, update: Update, generator: torch.Generator) -> Update:
         self._rounds[client_id] = self._rounds.get(client_id, 0) + 1
@@ -52,15 +56,29 @@ class LocalUpdateNoise(Defense):
     def privacy_records(self) -> list[PrivacyRecord]:
         return [
             PrivacyRecord(
-                client_id=client_id, mechanism="gaussian update noise", granularity="client-level",
-                epsilon=epsilon([(self.noise_multiplier, 1.0, rounds)], delta=self.config.delta,
-                                accountant=self.config.accountant),
-                delta=self.config.delta, accountant=self.config.accountant,
-                noise_multiplier=self.noise_multiplier, clip=self.config.clip, sample_rate=1.0, steps=rounds,
+                client_id=client_id,
+                mechanism="gaussian update noise",
+                granularity="client-level",
+                epsilon=epsilon(
+                    [(self.noise_multiplier, 1.0, rounds)],
+                    delta=self.config.delta,
+                    accountant=self.config.accountant,
+                ),
+                delta=self.config.delta,
+                accountant=self.config.accountant,
+                noise_multiplier=self.noise_multiplier,
+                clip=self.config.clip,
+                sample_rate=1.0,
+                steps=rounds,
             )
             for client_id, rounds in sorted(self._rounds.items())
         ]
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "noise_multiplier": self.noise_multiplier, "clip": self.config.clip,
-                "delta": self.config.delta, "accountant": self.config.accountant}
+        return {
+            "name": self.name,
+            "noise_multiplier": self.noise_multiplier,
+            "clip": self.config.clip,
+            "delta": self.config.delta,
+            "accountant": self.config.accountant,
+        }

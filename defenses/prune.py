@@ -14,19 +14,21 @@ from feddp_eval.errors import ConfigError
 
 @DEFENSES.register("prune")
 class Prune(Defense):
-    """Zero the ``prune_ratio`` share of update coordinates with the smallest magnitude. No formal guarantee."""
+    """Zero the ``prune_ratio`` share of update coordinates with the smallest magnitude (no guarantee)."""
 
     summary = "magnitude pruning of the released update (no formal privacy guarantee)"
 
     def __init__(self, config: DefenseConfig) -> None:
         super().__init__(config)
         if config.noise > 0 or config.target_epsilon is not None:
-            raise ConfigError("`prune` adds no noise and has no accountant; drop `noise`/`target_epsilon` "
-                              "or choose dp-sgd, local-dp or central-dp")
+            raise ConfigError(
+                "`prune` adds no noise and has no accountant; drop `noise`/`target_epsilon` "
+                "or choose dp-sgd, local-dp or central-dp"
+            )
 
     def release(self, client_id: int, update: Update, generator: torch.Generator) -> Update:
         flat = torch.cat([t.flatten() for t in update.values()])
-        n_zero = int(round(self.config.prune_ratio * flat.numel()))
+        n_zero = round(self.config.prune_ratio * flat.numel())
         if n_zero == 0:
             return dict(update)
         keep = torch.ones(flat.numel(), dtype=torch.bool, device=flat.device)

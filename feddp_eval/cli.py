@@ -71,36 +71,64 @@ def _emit_json(value: Any) -> None:
 
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Experiment TOML file; flags given here override its values.",
-                 exists=False, dir_okay=False),
+    typer.Option(
+        "--config",
+        "-c",
+        help="Experiment TOML file; flags given here override its values.",
+        exists=False,
+        dir_okay=False,
+    ),
 ]
 SeedOpt = Annotated[int | None, typer.Option(help="Experiment seed; every random draw derives from it.")]
-DeviceOpt = Annotated[DeviceChoice | None, typer.Option(help="Where to compute: auto picks CUDA when present.")]
+DeviceOpt = Annotated[
+    DeviceChoice | None, typer.Option(help="Where to compute: auto picks CUDA when present.")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or tables.")]
-DefenseOpt = Annotated[str | None, typer.Option(
-    help="Defense: none, dp-sgd, local-dp, central-dp, prune (see `feddp-eval list defenses`). "
-    "Default: dp-sgd when --noise > 0, else none. central-dp protects the aggregate and the final model, "
-    "NOT the updates the server receives.")]
+DefenseOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Defense: none, dp-sgd, local-dp, central-dp, prune (see `feddp-eval list defenses`). "
+        "Default: dp-sgd when --noise > 0, else none. central-dp protects the aggregate and the final model, "
+        "NOT the updates the server receives."
+    ),
+]
 NoiseOpt = Annotated[float | None, typer.Option(help="Noise multiplier σ of the chosen defense.")]
-ClipOpt = Annotated[float | None, typer.Option(
-    help="Clipping bound C: per sample (dp-sgd) or per update (local-dp, central-dp).")]
+ClipOpt = Annotated[
+    float | None,
+    typer.Option(help="Clipping bound C: per sample (dp-sgd) or per update (local-dp, central-dp)."),
+]
 DeltaOpt = Annotated[float | None, typer.Option(help="δ at which ε is reported.")]
 AccountantOpt = Annotated[AccountantChoice | None, typer.Option(help="Privacy accountant.")]
-TargetEpsOpt = Annotated[float | None, typer.Option(
-    help="Calibrate σ so the whole planned run spends this ε (instead of --noise).")]
+TargetEpsOpt = Annotated[
+    float | None,
+    typer.Option(help="Calibrate σ so the whole planned run spends this ε (instead of --noise)."),
+]
 PruneOpt = Annotated[float | None, typer.Option(help="prune: share of update coordinates set to zero.")]
 
 
-def _defense_overrides(defense: str | None, noise: float | None, clip: float | None, delta: float | None,
-                       accountant: AccountantChoice | None, target_epsilon: float | None,
-                       prune_ratio: float | None, base_defense: str) -> dict[str, Any]:
+def _defense_overrides(
+    defense: str | None,
+    noise: float | None,
+    clip: float | None,
+    delta: float | None,
+    accountant: AccountantChoice | None,
+    target_epsilon: float | None,
+    prune_ratio: float | None,
+    base_defense: str,
+) -> dict[str, Any]:
     """Dotted overrides for [defense]; ``--noise`` > 0 without a defense anywhere means dp-sgd."""
     if defense is None and base_defense == "none" and ((noise or 0) > 0 or target_epsilon is not None):
         defense = "dp-sgd"
-    return {"defense.name": defense, "defense.noise": noise, "defense.clip": clip, "defense.delta": delta,
-            "defense.accountant": accountant.value if accountant else None,
-            "defense.target_epsilon": target_epsilon, "defense.prune_ratio": prune_ratio}
+    return {
+        "defense.name": defense,
+        "defense.noise": noise,
+        "defense.clip": clip,
+        "defense.delta": delta,
+        "defense.accountant": accountant.value if accountant else None,
+        "defense.target_epsilon": target_epsilon,
+        "defense.prune_ratio": prune_ratio,
+    }
 
 
 @app.command()
@@ -108,8 +136,12 @@ def train(
     config: ConfigOpt = None,
     rounds: Annotated[int | None, typer.Option(help="Federated rounds.")] = None,
     sites: Annotated[int | None, typer.Option(help="Number of sites (institutions).")] = None,
-    local_epochs: Annotated[int | None, typer.Option(help="Local passes over each site's data per round.")] = None,
-    local_steps: Annotated[int | None, typer.Option(help="Fixed local steps per round (0: use epochs).")] = None,
+    local_epochs: Annotated[
+        int | None, typer.Option(help="Local passes over each site's data per round.")
+    ] = None,
+    local_steps: Annotated[
+        int | None, typer.Option(help="Fixed local steps per round (0: use epochs).")
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Local batch size.")] = None,
     lr: Annotated[float | None, typer.Option(help="Local learning rate.")] = None,
     optimizer: Annotated[OptimizerChoice | None, typer.Option(help="Local optimizer.")] = None,
@@ -117,8 +149,10 @@ def train(
     tile_size: Annotated[int | None, typer.Option(help="Tile edge in pixels.")] = None,
     data: Annotated[
         Path | None,
-        typer.Option(help="Real data folder (images/ + masks/, or one such sub-folder per site). "
-                     "Default: the embedded synthetic H&E sites."),
+        typer.Option(
+            help="Real data folder (images/ + masks/, or one such sub-folder per site). "
+            "Default: the embedded synthetic H&E sites."
+        ),
     ] = None,
     defense: DefenseOpt = None,
     noise: NoiseOpt = None,
@@ -130,7 +164,9 @@ def train(
     seed: SeedOpt = None,
     device: DeviceOpt = None,
     out: Annotated[Path | None, typer.Option(help="Run directory. Default: runs/<config hash>.")] = None,
-    force: Annotated[bool, typer.Option(help="Retrain even if OUT holds a finished run of this config.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Retrain even if OUT holds a finished run of this config.")
+    ] = False,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -142,15 +178,26 @@ def train(
     global model (model.safetensors).
     """
     with _user_errors():
-        experiment = _experiment(config, {
-            "seed": seed, "device": device.value if device else None,
-            "data.source": str(data) if data else None, "data.sites": sites, "data.tile_size": tile_size,
-            "train.rounds": rounds, "train.local_epochs": local_epochs, "train.local_steps": local_steps,
-            "train.batch_size": batch_size, "train.lr": lr,
-            "train.optimizer": optimizer.value if optimizer else None,
-            "train.client_fraction": client_fraction,
-        }, lambda base: _defense_overrides(defense, noise, clip, delta, accountant, target_epsilon,
-                                           prune_ratio, base.defense.name))
+        experiment = _experiment(
+            config,
+            {
+                "seed": seed,
+                "device": device.value if device else None,
+                "data.source": str(data) if data else None,
+                "data.sites": sites,
+                "data.tile_size": tile_size,
+                "train.rounds": rounds,
+                "train.local_epochs": local_epochs,
+                "train.local_steps": local_steps,
+                "train.batch_size": batch_size,
+                "train.lr": lr,
+                "train.optimizer": optimizer.value if optimizer else None,
+                "train.client_fraction": client_fraction,
+            },
+            lambda base: _defense_overrides(
+                defense, noise, clip, delta, accountant, target_epsilon, prune_ratio, base.defense.name
+            ),
+        )
         from feddp_eval.pipeline import run_train
 
         with _round_progress(experiment.train.rounds, quiet) as on_round:
@@ -161,8 +208,9 @@ def train(
         _print_train_summary(result)
 
 
-def _experiment(config: Path | None, overrides: dict[str, Any],
-                more: Callable[[Any], dict[str, Any]] | None = None) -> Any:
+def _experiment(
+    config: Path | None, overrides: dict[str, Any], more: Callable[[Any], dict[str, Any]] | None = None
+) -> Any:
     """The config file (or defaults) with flag overrides; ``more`` derives overrides from the base."""
     from feddp_eval.config import ExperimentConfig, load_config, validate, with_overrides
 
@@ -180,8 +228,14 @@ def _round_progress(total: int, quiet: bool) -> Iterator[Callable[[Any], None] |
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     console = Console(stderr=True)
-    columns = (TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("rounds"),
-               TextColumn("{task.fields[status]}"), TimeRemainingColumn())
+    columns = (
+        TextColumn("[bold]training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rounds"),
+        TextColumn("{task.fields[status]}"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("train", total=total, status="")
 
@@ -200,8 +254,11 @@ def _print_train_summary(result: Any) -> None:
     for column in ("site", "Dice", "Jaccard", "pixel acc."):
         table.add_column(column, justify="left" if column == "site" else "right")
     for site, scores in summary["sites"].items():
-        table.add_row(site, *(f"{scores[k]:.3f}" for k in ("dice", "jaccard", "accuracy")),
-                      style="bold" if site == "pooled" else None)
+        table.add_row(
+            site,
+            *(f"{scores[k]:.3f}" for k in ("dice", "jaccard", "accuracy")),
+            style="bold" if site == "pooled" else None,
+        )
     console = Console()
     console.print(table)
     from feddp_eval.federated.hooks import format_epsilon
@@ -220,20 +277,32 @@ class MaskChoice(str, Enum):
 
 @app.command()
 def attack(
-    noise: Annotated[float | None, typer.Option(help="Noise multiplier σ of the defended arm (default 1.1 "
-                                                "unless the config names a defense).")] = None,
+    noise: Annotated[
+        float | None,
+        typer.Option(
+            help="Noise multiplier σ of the defended arm (default 1.1 unless the config names a defense)."
+        ),
+    ] = None,
     defense: DefenseOpt = None,
     config: ConfigOpt = None,
-    attack_name: Annotated[str | None, typer.Option("--attack", help="Attack: inverting-gradients (default) "
-                                                    "or dlg; see `feddp-eval list attacks`.")] = None,
-    target_site: Annotated[int | None, typer.Option(help="Site whose update is attacked (default: the "
-                                                    "smallest site).")] = None,
+    attack_name: Annotated[
+        str | None,
+        typer.Option(
+            "--attack", help="Attack: inverting-gradients (default) or dlg; see `feddp-eval list attacks`."
+        ),
+    ] = None,
+    target_site: Annotated[
+        int | None, typer.Option(help="Site whose update is attacked (default: the smallest site).")
+    ] = None,
     target_round: Annotated[int | None, typer.Option(help="Round whose update is attacked.")] = None,
     iterations: Annotated[int | None, typer.Option(help="Attack iterations per restart.")] = None,
     restarts: Annotated[int | None, typer.Option(help="Attack restarts (one batched optimisation).")] = None,
-    mask: Annotated[MaskChoice | None, typer.Option(
-        help="known: the attacker has the true masks (worst case, the default); unknown: recovered jointly."
-    )] = None,
+    mask: Annotated[
+        MaskChoice | None,
+        typer.Option(
+            help="known: the attacker has the true masks (worst case, default); unknown: recovered jointly."
+        ),
+    ] = None,
     reference: Annotated[bool, typer.Option(help="Also train and attack the undefended arm.")] = True,
     rounds: Annotated[int | None, typer.Option(help="Federated rounds of both training runs.")] = None,
     seed: SeedOpt = None,
@@ -249,20 +318,29 @@ def attack(
     Training runs are reused when their config is unchanged.
     """
     with _user_errors():
-        experiment = _experiment(config, {
-            "seed": seed, "device": device.value if device else None, "train.rounds": rounds,
-            "attack.name": attack_name, "attack.target_site": target_site,
-            "attack.target_round": target_round, "attack.iterations": iterations,
-            "attack.restarts": restarts, "attack.mask": mask.value if mask else None,
-        })
+        experiment = _experiment(
+            config,
+            {
+                "seed": seed,
+                "device": device.value if device else None,
+                "train.rounds": rounds,
+                "attack.name": attack_name,
+                "attack.target_site": target_site,
+                "attack.target_round": target_round,
+                "attack.iterations": iterations,
+                "attack.restarts": restarts,
+                "attack.mask": mask.value if mask else None,
+            },
+        )
         from feddp_eval.pipeline import defended_config, run_attack
 
         if noise is None and defense is None and experiment.defense.name == "none":
             noise = 1.1
         experiment = defended_config(experiment, noise=noise, defense=defense)
         with _attack_progress(quiet) as (on_stage, on_iteration):
-            result = run_attack(experiment, out=out, reference=reference, on_stage=on_stage,
-                                on_iteration=on_iteration)
+            result = run_attack(
+                experiment, out=out, reference=reference, on_stage=on_stage, on_iteration=on_iteration
+            )
     if json_output:
         _emit_json(result.to_json())
     elif not quiet:
@@ -277,8 +355,13 @@ def _attack_progress(quiet: bool) -> Iterator[tuple[Any, Any]]:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[status]}"), TimeRemainingColumn())
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=Console(stderr=True)) as progress:
         state: dict[str, Any] = {"task": None}
 
@@ -303,11 +386,15 @@ def _print_attack_table(result: Any) -> None:
 
     s = result.scenario
     rows, first = result.rows, result.rows[0]
-    table = Table(title=f"{s['site']}, round {s['round']}: {s['tiles']} tiles, {s['local_steps']} local step(s)")
+    table = Table(
+        title=f"{s['site']}, round {s['round']}: {s['tiles']} tiles, {s['local_steps']} local step(s)"
+    )
     table.add_column("")
     for row in rows:
-        table.add_column(row["defense"] if row["defense"] == "none" else f"{row['defense']}\nσ={row['noise']:g}",
-                         justify="right")
+        table.add_column(
+            row["defense"] if row["defense"] == "none" else f"{row['defense']}\nσ={row['noise']:g}",
+            justify="right",
+        )
     priors = [("prior\nmean colour", "prior")]
     if first.get("mask_prior_psnr") is not None:
         priors.append(("prior\npainted mask", "mask_prior"))
@@ -319,8 +406,11 @@ def _print_attack_table(result: Any) -> None:
         values += [fmt(first.get(f"{p}_{key}"), digits) if prior else "" for _, p in priors]
         table.add_row(label, *values)
 
-    table.add_row("ε (δ)", *["–" if r["epsilon"] is None else f"{r['epsilon']:.3g} ({r['delta']:g})" for r in rows],
-                  *["" for _ in priors])
+    table.add_row(
+        "ε (δ)",
+        *["–" if r["epsilon"] is None else f"{r['epsilon']:.3g} ({r['delta']:g})" for r in rows],
+        *["" for _ in priors],
+    )
     line("Dice", "dice", prior=False)
     line("Jaccard", "jaccard", prior=False)
     line("pixel acc.", "accuracy", prior=False)
@@ -332,8 +422,10 @@ def _print_attack_table(result: Any) -> None:
     console.print(table)
     for row in rows:
         console.print(f"{row['defense']} (σ = {row['noise']:g}): {format_epsilon(row)}")
-    console.print("↑/↓: more leakage. Priors use no update: the site's public mean colour; with the masks "
-                  "known, the masks painted in the site's public nuclei and background colours.")
+    console.print(
+        "↑/↓: more leakage. Priors use no update: the site's public mean colour; with the masks "
+        "known, the masks painted in the site's public nuclei and background colours."
+    )
     if first["mask_dice"] is None:
         console.print("mask Dice: –, the attacker was given the true masks")
     console.print(f"threat: {s['threat']}")

@@ -244,9 +244,7 @@ def _describe(hint: Any) -> str:
         return " or ".join(_describe(a) for a in get_args(hint) if a is not type(None))
     if get_origin(hint) is tuple:
         return f"a list of {_describe(get_args(hint)[0])}"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
-        hint, str(hint)
-    )
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint, str(hint))
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
@@ -265,7 +263,7 @@ def load_config(path: str | Path) -> ExperimentConfig:
 
 
 def with_overrides(config: ExperimentConfig, overrides: Mapping[str, Any]) -> ExperimentConfig:
-    """Return ``config`` with dotted-key overrides applied (``{"train.rounds": 3}``); ``None`` values are skipped."""
+    """``config`` with dotted-key overrides applied (``{"train.rounds": 3}``); ``None`` values are skipped."""
     raw = to_dict(config)
     for dotted, value in overrides.items():
         if value is None:
@@ -305,15 +303,18 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         )
     need(d.test_tiles >= 1, f"`data.test_tiles` must be >= 1, but got {d.test_tiles}")
     need(d.tile_size >= 8, f"`data.tile_size` must be >= 8, but got {d.tile_size}")
-    need(d.tile_size % (2**m.depth) == 0,
-         f"`data.tile_size` ({d.tile_size}) must be divisible by 2**model.depth ({2**m.depth})")
+    need(
+        d.tile_size % (2**m.depth) == 0,
+        f"`data.tile_size` ({d.tile_size}) must be divisible by 2**model.depth ({2**m.depth})",
+    )
     need(0 < d.test_fraction < 1, f"`data.test_fraction` must be in (0, 1), but got {d.test_fraction}")
     need(m.depth >= 1, f"`model.depth` must be >= 1, but got {m.depth}")
     need(m.width >= 1, f"`model.width` must be >= 1, but got {m.width}")
     need(m.groups >= 1, f"`model.groups` must be >= 1, but got {m.groups}")
     need(t.rounds >= 1, f"`train.rounds` must be >= 1, but got {t.rounds}")
-    need(0 < t.client_fraction <= 1,
-         f"`train.client_fraction` must be in (0, 1], but got {t.client_fraction}")
+    need(
+        0 < t.client_fraction <= 1, f"`train.client_fraction` must be in (0, 1], but got {t.client_fraction}"
+    )
     need(t.local_epochs >= 1, f"`train.local_epochs` must be >= 1, but got {t.local_epochs}")
     need(t.local_steps >= 0, f"`train.local_steps` must be >= 0 (0 = use epochs), but got {t.local_steps}")
     need(t.batch_size >= 1, f"`train.batch_size` must be >= 1, but got {t.batch_size}")
@@ -330,10 +331,14 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     need(a.iterations >= 1, f"`attack.iterations` must be >= 1, but got {a.iterations}")
     need(a.restarts >= 1, f"`attack.restarts` must be >= 1, but got {a.restarts}")
     need(a.target_round >= 1, f"`attack.target_round` must be >= 1, but got {a.target_round}")
-    need(t.rounds < 1 or a.target_round <= t.rounds,
-         f"`attack.target_round` ({a.target_round}) is after the last round ({t.rounds})")
-    need(a.target_site >= -1, f"`attack.target_site` must be a site index or -1 (smallest site), "
-         f"but got {a.target_site}")
+    need(
+        t.rounds < 1 or a.target_round <= t.rounds,
+        f"`attack.target_round` ({a.target_round}) is after the last round ({t.rounds})",
+    )
+    need(
+        a.target_site >= -1,
+        f"`attack.target_site` must be a site index or -1 (smallest site), but got {a.target_site}",
+    )
     need(a.time_budget >= 0, f"`attack.time_budget` must be >= 0 (0 = none), but got {a.time_budget}")
     if problems:
         raise ConfigError(problems)
@@ -345,6 +350,7 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
 
 def to_dict(config: Any) -> dict[str, Any]:
     """Plain nested dict of a config dataclass (tuples become lists, for TOML and JSON)."""
+
     def plain(value: Any) -> Any:
         if isinstance(value, tuple | list):
             return [plain(v) for v in value]

@@ -23,8 +23,8 @@ class ConfigError(FeddpError):
         if len(self.problems) == 1:
             message = where + self.problems[0]
         else:
-            message = where + f"{len(self.problems)} problems:\n" + "\n".join(
-                f"  - {p}" for p in self.problems
+            message = (
+                where + f"{len(self.problems)} problems:\n" + "\n".join(f"  - {p}" for p in self.problems)
             )
         super().__init__(message)
 

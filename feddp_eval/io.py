@@ -7,7 +7,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,9 @@ def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]], columns: Sequ
     atomic_write_text(path, buffer.getvalue())
 
 
-def save_tensors(path: str | Path, tensors: Mapping[str, Tensor], metadata: Mapping[str, str] | None = None) -> None:
+def save_tensors(
+    path: str | Path, tensors: Mapping[str, Tensor], metadata: Mapping[str, str] | None = None
+) -> None:
     """Write tensors as safetensors (moved to CPU, made contiguous), atomically."""
     payload = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
     atomic_write_bytes(path, _st_save(payload, metadata=dict(metadata) if metadata else None))
@@ -69,5 +71,3 @@ def load_tensors(path: str | Path) -> dict[str, Tensor]:
 def read_csv(path: str | Path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
-
-

@@ -86,8 +86,16 @@ def run_train(
     m = config.model
     model = UNet(depth=m.depth, width=m.width, groups=m.groups, activation=m.activation)
     capture = CaptureWriter(run_dir) if config.capture else None
-    result = run_fedavg(sites, model, config.train, seed=config.seed, device=torch.device(device),
-                        hooks=hooks, capture=capture, on_round=on_round)
+    result = run_fedavg(
+        sites,
+        model,
+        config.train,
+        seed=config.seed,
+        device=torch.device(device),
+        hooks=hooks,
+        capture=capture,
+        on_round=on_round,
+    )
 
     evaluation = [row for r in result.rounds for row in r.evaluation]
     clients = [row for r in result.rounds for row in r.clients]
@@ -96,11 +104,20 @@ def run_train(
     save_tensors(run_dir / "model.safetensors", dict(model.named_parameters()))
     privacy = privacy_summary(hooks.privacy_records())
     write_json(run_dir / "privacy.json", privacy)
-    write_json(run_dir / "sites.json", [
-        {"index": i, "name": s.name, "train_tiles": len(s.train), "test_tiles": len(s.test), "info": s.info,
-         "public": _public_statistics(s)}
-        for i, s in enumerate(sites)
-    ])
+    write_json(
+        run_dir / "sites.json",
+        [
+            {
+                "index": i,
+                "name": s.name,
+                "train_tiles": len(s.train),
+                "test_tiles": len(s.test),
+                "info": s.info,
+                "public": _public_statistics(s),
+            }
+            for i, s in enumerate(sites)
+        ],
+    )
 
     final = result.rounds[-1]
     summary = {
@@ -110,8 +127,9 @@ def run_train(
         "dice": final.pooled["dice"],
         "jaccard": final.pooled["jaccard"],
         "accuracy": final.pooled["accuracy"],
-        "sites": {row["site"]: {k: row[k] for k in ("dice", "jaccard", "accuracy")}
-                  for row in final.evaluation},
+        "sites": {
+            row["site"]: {k: row[k] for k in ("dice", "jaccard", "accuracy")} for row in final.evaluation
+        },
         "defense": hooks.describe(),
         "privacy": {k: v for k, v in privacy.items() if k != "per_client"},
         "epsilon": privacy["epsilon"],
@@ -122,8 +140,14 @@ def run_train(
         "seconds": round(time.time() - started, 3),
     }
     write_json(run_dir / SUMMARY, summary)
-    write_manifest(run_dir, config, device=device, started=started, status="complete",
-                   extra={"model_parameters": summary["model_parameters"], "privacy": summary["privacy"]})
+    write_manifest(
+        run_dir,
+        config,
+        device=device,
+        started=started,
+        status="complete",
+        extra={"model_parameters": summary["model_parameters"], "privacy": summary["privacy"]},
+    )
     return TrainResult(run_dir, summary, reused=False)
 
 
@@ -134,17 +158,37 @@ def _public_statistics(site: Any) -> dict[str, Any]:
     images, masks = site.test.images, site.test.masks
     foreground = masks.sum().clamp_min(1.0)
     background = (1 - masks).sum().clamp_min(1.0)
-    return {"mean_rgb": images.mean(dim=(0, 2, 3)).tolist(),
-            "foreground_rgb": ((images * masks).sum(dim=(0, 2, 3)) / foreground).tolist(),
-            "background_rgb": ((images * (1 - masks)).sum(dim=(0, 2, 3)) / background).tolist(),
-            "foreground_fraction": float(masks.mean())}
+    return {
+        "mean_rgb": images.mean(dim=(0, 2, 3)).tolist(),
+        "foreground_rgb": ((images * masks).sum(dim=(0, 2, 3)) / foreground).tolist(),
+        "background_rgb": ((images * (1 - masks)).sum(dim=(0, 2, 3)) / background).tolist(),
+        "foreground_fraction": float(masks.mean()),
+    }
 
 
 # --------------------------------------------------------------------------- attack
 
-ATTACK_ROW_KEYS = ("defense", "noise", "epsilon", "delta", "granularity", "dice", "jaccard", "accuracy",
-                   "psnr", "ssim", "lpips", "mask_dice", "prior_psnr", "prior_ssim", "prior_lpips",
-                   "prior_mask_dice", "attack", "iterations", "seconds")
+ATTACK_ROW_KEYS = (
+    "defense",
+    "noise",
+    "epsilon",
+    "delta",
+    "granularity",
+    "dice",
+    "jaccard",
+    "accuracy",
+    "psnr",
+    "ssim",
+    "lpips",
+    "mask_dice",
+    "prior_psnr",
+    "prior_ssim",
+    "prior_lpips",
+    "prior_mask_dice",
+    "attack",
+    "iterations",
+    "seconds",
+)
 
 
 @dataclass(frozen=True)
@@ -160,7 +204,9 @@ class AttackResult:
         return {"run_dir": str(self.out_dir), "scenario": self.scenario, "rows": self.rows}
 
 
-def defended_config(config: ExperimentConfig, *, noise: float | None, defense: str | None) -> ExperimentConfig:
+def defended_config(
+    config: ExperimentConfig, *, noise: float | None, defense: str | None
+) -> ExperimentConfig:
     """The DP arm: ``config`` with ``noise`` (and ``defense``, default dp-sgd when noise > 0) applied."""
     from feddp_eval.config import with_overrides
 
@@ -172,8 +218,9 @@ def reference_config(config: ExperimentConfig) -> ExperimentConfig:
     """The undefended arm of the same experiment."""
     from feddp_eval.config import with_overrides
 
-    return with_overrides(config, {"defense.name": "none", "defense.noise": 0.0,
-                                   "defense.target_epsilon": None})
+    return with_overrides(
+        config, {"defense.name": "none", "defense.noise": 0.0, "defense.target_epsilon": None}
+    )
 
 
 def run_attack(
@@ -197,12 +244,13 @@ def run_attack(
 
     out = Path(out)
     arms = ([reference_config(config)] if reference and config.defense.name != "none" else []) + [config]
-    a = config.attack
     results_dir = out / f"attack-{config_hash(config, include_attack=True)[:12]}"
     rows, reconstructions, truth = [], [], None
     scenario: dict[str, Any] = {}
     for arm in arms:
-        label = arm.defense.name if arm.defense.name == "none" else f"{arm.defense.name} σ={arm.defense.noise:g}"
+        label = (
+            arm.defense.name if arm.defense.name == "none" else f"{arm.defense.name} σ={arm.defense.noise:g}"
+        )
         if on_stage:
             on_stage(f"training [{label}]")
         trained = run_train(arm, run_dir=out / config_hash(arm)[:12])
@@ -216,19 +264,22 @@ def run_attack(
     if truth is not None:
         from feddp_eval.viz import save_comparison_grid
 
-        grid = save_comparison_grid(results_dir / "reconstructions.png", truth, [("prior", guess), *reconstructions])
+        grid = save_comparison_grid(
+            results_dir / "reconstructions.png", truth, [("prior", guess), *reconstructions]
+        )
     return AttackResult(results_dir, rows, scenario, grid)
 
 
-def _attack_run(config: ExperimentConfig, trained: TrainResult, *,
-                on_iteration: Callable[[int, int, float], None] | None) -> tuple[dict[str, Any], Any, Any, dict[str, Any], Any]:
+def _attack_run(
+    config: ExperimentConfig, trained: TrainResult, *, on_iteration: Callable[[int, int, float], None] | None
+) -> tuple[dict[str, Any], Any, Any, dict[str, Any], Any]:
     """Attack one training run's target capture and score it against ground truth and the prior."""
     import torch
 
     from attacks import ATTACKS, AttackerKnowledge
     from attacks.view import server_view
-    from feddp_eval.errors import RunDirError
     from feddp_eval.data.types import TileSet
+    from feddp_eval.errors import RunDirError
     from feddp_eval.federated.capture import list_captures, load_ground_truth
     from feddp_eval.io import read_json, save_tensors, write_json
     from feddp_eval.metrics.perceptual import LPIPSMetric
@@ -239,69 +290,120 @@ def _attack_run(config: ExperimentConfig, trained: TrainResult, *,
     sites = read_json(run_dir / "sites.json")
     site = a.target_site if a.target_site >= 0 else min(sites, key=lambda s: s["train_tiles"])["index"]
     if site >= len(sites):
-        raise ConfigError(f"`attack.target_site` is {site} but the run has {len(sites)} sites (0..{len(sites) - 1})")
+        raise ConfigError(
+            f"`attack.target_site` is {site} but the run has {len(sites)} sites (0..{len(sites) - 1})"
+        )
     captures = [c for c in list_captures(run_dir) if c.site_index == site and c.round == a.target_round]
     if not captures:
-        raise RunDirError(f"no capture of site {site} in round {a.target_round} in {run_dir}; the site may "
-                          "not have been sampled that round (pick another --target-round or --target-site)")
+        raise RunDirError(
+            f"no capture of site {site} in round {a.target_round} in {run_dir}; the site may "
+            "not have been sampled that round (pick another --target-round or --target-site)"
+        )
     capture = captures[0]
     truth = load_ground_truth(run_dir, capture)  # scoring only; the attack sees the masks if known
     public = sites[site]["public"]
     foreground = float(public["foreground_fraction"])
     size = config.data.tile_size
     mean_tile = torch.tensor(public["mean_rgb"])[:, None, None].expand(3, size, size)
-    painted = mask_painted_prior(truth.masks, torch.tensor(public["foreground_rgb"]),
-                                 torch.tensor(public["background_rgb"]))
+    painted = mask_painted_prior(
+        truth.masks, torch.tensor(public["foreground_rgb"]), torch.tensor(public["background_rgb"])
+    )
     # The attacker's best guess before reading the update: with the masks in hand, the masks painted
     # in the site's public nuclei and background colours; without them, the site's mean colour.
     prior = painted if a.mask == "known" else mean_tile
     knowledge = AttackerKnowledge(mask=a.mask)
-    view = server_view(capture, config.model, knowledge, tile_size=size,
-                       masks=truth.masks if a.mask == "known" else None, prior=prior,
-                       foreground_prior=foreground)
+    view = server_view(
+        capture,
+        config.model,
+        knowledge,
+        tile_size=size,
+        masks=truth.masks if a.mask == "known" else None,
+        prior=prior,
+        foreground_prior=foreground,
+    )
     chosen = {"image": a.image, "init": a.init}
-    attack = ATTACKS.create(a.name, iterations=a.iterations, restarts=a.restarts, time_budget=a.time_budget or None,
-                            **{k: v for k, v in chosen.items() if v is not None})
-    recon = attack.reconstruct(view, seed=config.seed, device=resolve_device(config.device),
-                               progress=on_iteration)
+    attack = ATTACKS.create(
+        a.name,
+        iterations=a.iterations,
+        restarts=a.restarts,
+        time_budget=a.time_budget or None,
+        **{k: v for k, v in chosen.items() if v is not None},
+    )
+    recon = attack.reconstruct(
+        view, seed=config.seed, device=resolve_device(config.device), progress=on_iteration
+    )
     lpips = LPIPSMetric(a.lpips_net)
-    scores = score_reconstruction(recon.images, truth.images, recon_masks=recon.masks,
-                                  true_masks=truth.masks, lpips=lpips if lpips.available else None)
+    scores = score_reconstruction(
+        recon.images,
+        truth.images,
+        recon_masks=recon.masks,
+        true_masks=truth.masks,
+        lpips=lpips if lpips.available else None,
+    )
     metric = lpips if lpips.available else None
-    baseline = prior_baseline(mean_tile, truth.images, truth.masks, foreground_fraction=foreground, lpips=metric)
+    baseline = prior_baseline(
+        mean_tile, truth.images, truth.masks, foreground_fraction=foreground, lpips=metric
+    )
     mask_baseline = score_reconstruction(painted, truth.images, lpips=metric) if a.mask == "known" else None
     attack_dir = run_dir / "attacks" / f"{a.name}-site{site}-round{a.target_round}-mask-{a.mask}"
     save_tensors(attack_dir / "reconstruction.safetensors", {"images": recon.images, "masks": recon.masks})
     summary = trained.summary
     row = {
-        "defense": config.defense.name, "noise": config.defense.noise,
-        "epsilon": summary.get("epsilon"), "delta": summary.get("delta"),
-        "granularity": summary.get("granularity"), "accountant": summary["privacy"].get("accountant"),
-        "dice": summary["dice"], "jaccard": summary["jaccard"], "accuracy": summary["accuracy"],
-        "psnr": scores.psnr, "ssim": scores.ssim, "lpips": scores.lpips,
+        "defense": config.defense.name,
+        "noise": config.defense.noise,
+        "epsilon": summary.get("epsilon"),
+        "delta": summary.get("delta"),
+        "granularity": summary.get("granularity"),
+        "accountant": summary["privacy"].get("accountant"),
+        "dice": summary["dice"],
+        "jaccard": summary["jaccard"],
+        "accuracy": summary["accuracy"],
+        "psnr": scores.psnr,
+        "ssim": scores.ssim,
+        "lpips": scores.lpips,
         "mask_dice": scores.mask_dice if a.mask == "unknown" else None,  # a given mask scores nothing
-        "prior_psnr": baseline.psnr, "prior_ssim": baseline.ssim, "prior_lpips": baseline.lpips,
+        "prior_psnr": baseline.psnr,
+        "prior_ssim": baseline.ssim,
+        "prior_lpips": baseline.lpips,
         "prior_mask_dice": baseline.mask_dice if a.mask == "unknown" else None,
         "mask_prior_psnr": mask_baseline.psnr if mask_baseline else None,
         "mask_prior_ssim": mask_baseline.ssim if mask_baseline else None,
         "mask_prior_lpips": mask_baseline.lpips if mask_baseline else None,
-        "attack": a.name, "iterations": recon.iterations, "seconds": round(recon.seconds, 2),
-        "stopped": recon.stopped, "objective": recon.objective,
+        "attack": a.name,
+        "iterations": recon.iterations,
+        "seconds": round(recon.seconds, 2),
+        "stopped": recon.stopped,
+        "objective": recon.objective,
         "lpips_missing": None if lpips.available else lpips.missing_reason,
         "run_dir": str(run_dir),
     }
-    write_json(attack_dir / "scores.json", {
-        "row": row, "scores": scores.to_dict(), "prior": baseline.to_dict(),
-        "mask_prior": mask_baseline.to_dict() if mask_baseline else None})
+    write_json(
+        attack_dir / "scores.json",
+        {
+            "row": row,
+            "scores": scores.to_dict(),
+            "prior": baseline.to_dict(),
+            "mask_prior": mask_baseline.to_dict() if mask_baseline else None,
+        },
+    )
     scenario = {
-        "site": sites[site]["name"], "site_index": site, "round": a.target_round,
-        "tiles": len(truth), "local_steps": capture.metadata["local_steps"],
-        "batch_size": capture.metadata["batch_size"], "mask": a.mask,
+        "site": sites[site]["name"],
+        "site_index": site,
+        "round": a.target_round,
+        "tiles": len(truth),
+        "local_steps": capture.metadata["local_steps"],
+        "batch_size": capture.metadata["batch_size"],
+        "mask": a.mask,
         "threat": "honest-but-curious server; sees each client's released update; knows architecture, "
-                  "global weights, loss and local hyper-parameters"
-                  + ("; knows the true masks (worst case: an upper bound on leakage)" if a.mask == "known"
-                     else "; recovers the masks jointly with the images"),
+        "global weights, loss and local hyper-parameters"
+        + (
+            "; knows the true masks (worst case: an upper bound on leakage)"
+            if a.mask == "known"
+            else "; recovers the masks jointly with the images"
+        ),
     }
-    guess = TileSet(prior.expand(len(truth), 3, size, size), truth.masks if a.mask == "known" else
-                    torch.full_like(truth.masks, float(foreground > 0.5)))
+    guess = TileSet(
+        prior.expand(len(truth), 3, size, size),
+        truth.masks if a.mask == "known" else torch.full_like(truth.masks, float(foreground > 0.5)),
+    )
     return row, recon, truth, scenario, guess

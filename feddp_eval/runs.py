@@ -60,26 +60,36 @@ def prepare_run_dir(run_dir: Path, config: ExperimentConfig, *, force: bool = Fa
     atomic_write_text(run_dir / CONFIG, to_toml(config))
 
 
-def write_manifest(run_dir: Path, config: ExperimentConfig, *, device: str, started: float,
-                   status: str, extra: dict[str, Any] | None = None) -> None:
+def write_manifest(
+    run_dir: Path,
+    config: ExperimentConfig,
+    *,
+    device: str,
+    started: float,
+    status: str,
+    extra: dict[str, Any] | None = None,
+) -> None:
     """Seed, versions, git revision, config hash, times and device of a run."""
     finished = time.time()
-    write_json(run_dir / MANIFEST, {
-        "feddp_eval": __version__,
-        "status": status,
-        "config_hash": config_hash(config),
-        "seed": config.seed,
-        "device": device,
-        "started": _iso(started),
-        "finished": _iso(finished),
-        "seconds": round(finished - started, 3),
-        "command": sys.argv,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "packages": {name: _version(name) for name in _PACKAGES},
-        "git_revision": _git_revision(),
-        **(extra or {}),
-    })
+    write_json(
+        run_dir / MANIFEST,
+        {
+            "feddp_eval": __version__,
+            "status": status,
+            "config_hash": config_hash(config),
+            "seed": config.seed,
+            "device": device,
+            "started": _iso(started),
+            "finished": _iso(finished),
+            "seconds": round(finished - started, 3),
+            "command": sys.argv,
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "packages": {name: _version(name) for name in _PACKAGES},
+            "git_revision": _git_revision(),
+            **(extra or {}),
+        },
+    )
 
 
 def _iso(timestamp: float) -> str:
@@ -96,8 +106,13 @@ def _version(package: str) -> str | None:
 def _git_revision() -> str | None:
     source = Path(__file__).resolve().parent.parent
     try:
-        out = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None

@@ -49,8 +49,13 @@ def save_comparison_grid(path: str | Path, truth: TileSet, arms: Sequence[tuple[
             ax.set_xticks([])
             ax.set_yticks([])
             if cell is not None:
-                ax.imshow(cell.numpy(), cmap="gray" if cell.ndim == 2 else None, vmin=0, vmax=1,
-                          interpolation="nearest")
+                ax.imshow(
+                    cell.numpy(),
+                    cmap="gray" if cell.ndim == 2 else None,
+                    vmin=0,
+                    vmax=1,
+                    interpolation="nearest",
+                )
             if row == 0:
                 ax.set_title(titles[col], fontsize=8)
     fig.tight_layout()

@@ -11,20 +11,50 @@ from typer.testing import CliRunner
 from feddp_eval.cli import app
 
 runner = CliRunner()
-ROW_KEYS = {"defense", "noise", "epsilon", "delta", "granularity", "dice", "jaccard", "accuracy", "psnr", "ssim",
-            "lpips", "mask_dice", "prior_psnr", "prior_ssim", "attack", "iterations", "seconds"}
+ROW_KEYS = {
+    "defense",
+    "noise",
+    "epsilon",
+    "delta",
+    "granularity",
+    "dice",
+    "jaccard",
+    "accuracy",
+    "psnr",
+    "ssim",
+    "lpips",
+    "mask_dice",
+    "prior_psnr",
+    "prior_ssim",
+    "attack",
+    "iterations",
+    "seconds",
+}
 
 
 def test_attack_json_has_one_row_per_arm(tmp_path: Path, tiny_toml: Path) -> None:
-    args = ["attack", "--noise", "1.1", "--config", str(tiny_toml), "--iterations", "3", "--rounds", "1",
-            "--out", str(tmp_path), "--json", "--quiet"]
+    args = [
+        "attack",
+        "--noise",
+        "1.1",
+        "--config",
+        str(tiny_toml),
+        "--iterations",
+        "3",
+        "--rounds",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--json",
+        "--quiet",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     rows = report["rows"]
     assert [r["defense"] for r in rows] == ["none", "dp-sgd"]
     for row in rows:
-        assert ROW_KEYS <= row.keys()
+        assert row.keys() >= ROW_KEYS
         assert row["iterations"] == 3 and row["attack"] == "inverting-gradients"
         assert row["mask_dice"] is None  # the mask was given: nothing to score
     assert rows[0]["epsilon"] is None and rows[1]["granularity"] == "sample-level"
@@ -44,8 +74,22 @@ def test_attack_json_has_one_row_per_arm(tmp_path: Path, tiny_toml: Path) -> Non
 
 
 def test_attack_table_names_the_threat_and_prints_epsilon_with_delta(tmp_path: Path, tiny_toml: Path) -> None:
-    result = runner.invoke(app, ["attack", "--config", str(tiny_toml), "--iterations", "2", "--rounds", "1",
-                                 "--out", str(tmp_path), "--mask", "unknown"])
+    result = runner.invoke(
+        app,
+        [
+            "attack",
+            "--config",
+            str(tiny_toml),
+            "--iterations",
+            "2",
+            "--rounds",
+            "1",
+            "--out",
+            str(tmp_path),
+            "--mask",
+            "unknown",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "honest-but-curious server" in result.output
     assert "δ = 1e-05, sample-level, rdp" in result.output
@@ -53,8 +97,9 @@ def test_attack_table_names_the_threat_and_prints_epsilon_with_delta(tmp_path: P
 
 
 def test_attack_rejects_a_round_that_was_not_trained(tmp_path: Path, tiny_toml: Path) -> None:
-    result = runner.invoke(app, ["attack", "--config", str(tiny_toml), "--target-round", "5",
-                                 "--out", str(tmp_path)])
+    result = runner.invoke(
+        app, ["attack", "--config", str(tiny_toml), "--target-round", "5", "--out", str(tmp_path)]
+    )
     assert result.exit_code == 2 and "after the last round" in result.output
 
 

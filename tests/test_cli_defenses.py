@@ -120,5 +120,6 @@ def test_train_help_says_central_dp_does_not_protect_against_the_server() -> Non
     result = runner.invoke(app, ["train", "--help"])
     assert result.exit_code == 0, result.output
     text = " ".join(result.stdout.replace("│", " ").split())  # rich wraps help text inside a panel
-    assert ("central-dp protects the aggregate and the final model, "
-            "NOT the updates the server receives") in text
+    assert (
+        "central-dp protects the aggregate and the final model, NOT the updates the server receives"
+    ) in text

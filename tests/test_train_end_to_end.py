@@ -25,8 +25,16 @@ runner = CliRunner()
 def test_two_rounds_write_a_complete_run_directory(tmp_path: Path, tiny_config: ExperimentConfig) -> None:
     result = run_train(tiny_config, run_dir=tmp_path / "run")
     run = result.run_dir
-    for name in ("config.toml", "manifest.json", "metrics.csv", "clients.csv", "model.safetensors",
-                 "summary.json", "sites.json", "privacy.json"):
+    for name in (
+        "config.toml",
+        "manifest.json",
+        "metrics.csv",
+        "clients.csv",
+        "model.safetensors",
+        "summary.json",
+        "sites.json",
+        "privacy.json",
+    ):
         assert (run / name).is_file(), name
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "complete"
@@ -44,7 +52,9 @@ def test_two_rounds_write_a_complete_run_directory(tmp_path: Path, tiny_config: 
     assert 0.0 <= result.summary["dice"] <= 1.0
 
 
-def test_captures_are_exact_updates_loadable_with_safetensors_alone(tmp_path: Path, tiny_config: ExperimentConfig) -> None:
+def test_captures_are_exact_updates_loadable_with_safetensors_alone(
+    tmp_path: Path, tiny_config: ExperimentConfig
+) -> None:
     run = run_train(tiny_config, run_dir=tmp_path / "run").run_dir
     captures = list_captures(run)
     assert [(c.round, c.site_index) for c in captures] == [(1, 0), (1, 1), (2, 0), (2, 1)]
@@ -75,7 +85,9 @@ def test_same_seed_gives_identical_metrics_csv(tmp_path: Path, tiny_config: Expe
     assert (a / "metrics.csv").read_bytes() != (other / "metrics.csv").read_bytes()
 
 
-def test_finished_run_is_reused_and_other_config_is_refused(tmp_path: Path, tiny_config: ExperimentConfig) -> None:
+def test_finished_run_is_reused_and_other_config_is_refused(
+    tmp_path: Path, tiny_config: ExperimentConfig
+) -> None:
     first = run_train(tiny_config, run_dir=tmp_path / "run")
     again = run_train(tiny_config, run_dir=tmp_path / "run")
     assert again.reused and again.summary == first.summary
@@ -95,8 +107,9 @@ def test_refuses_to_write_into_a_foreign_folder(tmp_path: Path, tiny_config: Exp
 
 def test_cli_json_carries_the_pooled_final_scores(tmp_path: Path, tiny_toml: Path) -> None:
     out = tmp_path / "run"
-    result = runner.invoke(app, ["train", "--config", str(tiny_toml), "--rounds", "1", "--out", str(out),
-                                 "--json", "--quiet"])
+    result = runner.invoke(
+        app, ["train", "--config", str(tiny_toml), "--rounds", "1", "--out", str(out), "--json", "--quiet"]
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert {"dice", "jaccard", "accuracy", "run_dir"} <= summary.keys()
@@ -106,7 +119,9 @@ def test_cli_json_carries_the_pooled_final_scores(tmp_path: Path, tiny_toml: Pat
 
 
 def test_cli_user_errors_are_one_line_with_exit_code_2(tmp_path: Path, tiny_toml: Path) -> None:
-    result = runner.invoke(app, ["train", "--config", str(tiny_toml), "--rounds", "0", "--out", str(tmp_path)])
+    result = runner.invoke(
+        app, ["train", "--config", str(tiny_toml), "--rounds", "0", "--out", str(tmp_path)]
+    )
     assert result.exit_code == 2, result.output
     assert "`train.rounds` must be >= 1, but got 0" in result.output
     assert "Traceback" not in result.output
@@ -117,9 +132,11 @@ def test_cli_user_errors_are_one_line_with_exit_code_2(tmp_path: Path, tiny_toml
 
 
 def test_help_does_not_import_torch() -> None:
-    code = ("import sys; from typer.testing import CliRunner; from feddp_eval.cli import app; "
-            "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
-            "r = CliRunner().invoke(app, ['train', '--help']); assert r.exit_code == 0, r.output; "
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys; from typer.testing import CliRunner; from feddp_eval.cli import app; "
+        "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
+        "r = CliRunner().invoke(app, ['train', '--help']); assert r.exit_code == 0, r.output; "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

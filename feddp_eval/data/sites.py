@@ -19,9 +19,7 @@ def build_sites(data: DataConfig, *, seed: int) -> list[Site]:
         )
     root = Path(data.source)
     if not root.is_dir():
-        raise ConfigError(
-            f"`data.source` must be 'synthetic' or an existing folder, but got {data.source!r}"
-        )
+        raise ConfigError(f"`data.source` must be 'synthetic' or an existing folder, but got {data.source!r}")
     from feddp_eval.data.folder import load_folder_sites
 
     has_split_layout = (root / "images").is_dir()

@@ -16,7 +16,9 @@ def fedavg(updates: Sequence[dict[str, Tensor]], weights: Sequence[float]) -> di
         weights: Non-negative weight per client (usually its number of samples), not all zero.
     """
     if len(updates) == 0 or len(updates) != len(weights):
-        raise ValueError(f"need one weight per update, but got {len(updates)} updates, {len(weights)} weights")
+        raise ValueError(
+            f"need one weight per update, but got {len(updates)} updates, {len(weights)} weights"
+        )
     total = float(sum(weights))
     if total <= 0 or any(w < 0 for w in weights):
         raise ValueError(f"weights must be non-negative and not all zero, but got {list(weights)}")

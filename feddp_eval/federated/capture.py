@@ -40,16 +40,21 @@ class CaptureWriter:
     def write_global(self, round_index: int, weights: dict[str, Tensor]) -> None:
         save_tensors(_round_dir(self.run_dir, round_index) / "global.safetensors", weights)
 
-    def write_update(self, round_index: int, site_index: int, update: dict[str, Tensor], metadata: dict[str, Any]) -> None:
+    def write_update(
+        self, round_index: int, site_index: int, update: dict[str, Tensor], metadata: dict[str, Any]
+    ) -> None:
         folder = _round_dir(self.run_dir, round_index)
         save_tensors(folder / f"site-{site_index}.safetensors", update)
-        write_json(folder / f"site-{site_index}.json", {
-            **metadata,
-            "round": round_index,
-            "site_index": site_index,
-            "update_file": f"site-{site_index}.safetensors",
-            "global_file": "global.safetensors",
-        })
+        write_json(
+            folder / f"site-{site_index}.json",
+            {
+                **metadata,
+                "round": round_index,
+                "site_index": site_index,
+                "update_file": f"site-{site_index}.safetensors",
+                "global_file": "global.safetensors",
+            },
+        )
 
     def write_ground_truth(self, site_index: int, tiles: TileSet) -> None:
         save_tensors(

@@ -107,13 +107,27 @@ def privacy_summary(records: Sequence[PrivacyRecord]) -> dict[str, Any]:
     formal = [r for r in records if r.epsilon is not None]
     per_unit = [r.to_dict() for r in records]
     if not formal:
-        return {"epsilon": None, "delta": None, "granularity": "none", "accountant": None,
-                "mechanism": records[0].mechanism if records else "none", "noise_multiplier": None,
-                "clip": None, "per_client": per_unit}
+        return {
+            "epsilon": None,
+            "delta": None,
+            "granularity": "none",
+            "accountant": None,
+            "mechanism": records[0].mechanism if records else "none",
+            "noise_multiplier": None,
+            "clip": None,
+            "per_client": per_unit,
+        }
     worst = max(formal, key=lambda r: r.epsilon if r.epsilon is not None else -1.0)
-    return {"epsilon": worst.epsilon, "delta": worst.delta, "granularity": worst.granularity,
-            "accountant": worst.accountant, "mechanism": worst.mechanism,
-            "noise_multiplier": worst.noise_multiplier, "clip": worst.clip, "per_client": per_unit}
+    return {
+        "epsilon": worst.epsilon,
+        "delta": worst.delta,
+        "granularity": worst.granularity,
+        "accountant": worst.accountant,
+        "mechanism": worst.mechanism,
+        "noise_multiplier": worst.noise_multiplier,
+        "clip": worst.clip,
+        "per_client": per_unit,
+    }
 
 
 def format_epsilon(summary: dict[str, Any]) -> str:

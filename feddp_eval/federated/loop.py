@@ -80,7 +80,14 @@ def run_fedavg(
     model.to(device)
     m = max(1, round(train.client_fraction * len(sites)))
     plans = [
-        ClientPlan(i, len(s.train), train.batch_size, steps_per_round(len(s.train), train), train.rounds, m / len(sites))
+        ClientPlan(
+            i,
+            len(s.train),
+            train.batch_size,
+            steps_per_round(len(s.train), train),
+            train.rounds,
+            m / len(sites),
+        )
         for i, s in enumerate(sites)
     ]
     hooks.setup(model, plans)
@@ -98,20 +105,36 @@ def run_fedavg(
             _load(model, global_weights)
             site = sites[i]
             batches = local_schedule(
-                len(site.train), train, generator=generator(seed, "schedule", round_index, i),
+                len(site.train),
+                train,
+                generator=generator(seed, "schedule", round_index, i),
                 poisson=hooks.poisson_sampling,
             )
-            local = train_client(model, site.train, train, client_id=i, batches=batches, hooks=hooks, device=device,
-                                 generator=generator(seed, "local-noise", round_index, i))
+            local = train_client(
+                model,
+                site.train,
+                train,
+                client_id=i,
+                batches=batches,
+                hooks=hooks,
+                device=device,
+                generator=generator(seed, "local-noise", round_index, i),
+            )
             update = hooks.release(i, local.update, generator(seed, "release", round_index, i))
             released.append(update)
             weights.append(float(len(site.train)))
             if capture:
                 capture.write_update(round_index, i, update, _metadata(site, train, hooks, batches))
-            client_rows.append({
-                "round": round_index, "site": site.name, "n_samples": len(site.train),
-                "local_steps": len(batches), "train_loss": local.mean_loss, "seconds": local.seconds,
-            })
+            client_rows.append(
+                {
+                    "round": round_index,
+                    "site": site.name,
+                    "n_samples": len(site.train),
+                    "local_steps": len(batches),
+                    "train_loss": local.mean_loss,
+                    "seconds": local.seconds,
+                }
+            )
         aggregate = hooks.aggregate(released, weights, generator(seed, "aggregate", round_index))
         _load(model, {n: global_weights[n] + aggregate[n].to(device) for n in global_weights})
         evaluation = _evaluate_sites(model, sites, device, round_index)
@@ -122,14 +145,22 @@ def run_fedavg(
     return result
 
 
-def _evaluate_sites(model: nn.Module, sites: Sequence[Site], device: torch.device, round_index: int) -> list[dict[str, Any]]:
+def _evaluate_sites(
+    model: nn.Module, sites: Sequence[Site], device: torch.device, round_index: int
+) -> list[dict[str, Any]]:
     counts = [evaluate(model, site.test, device) for site in sites]
     rows = [
         {"round": round_index, "site": site.name, "n_tiles": len(site.test), **utility_scores(c)}
         for site, c in zip(sites, counts, strict=True)
     ]
-    rows.append({"round": round_index, "site": POOLED, "n_tiles": sum(len(s.test) for s in sites),
-                 **utility_scores(pooled(counts))})
+    rows.append(
+        {
+            "round": round_index,
+            "site": POOLED,
+            "n_tiles": sum(len(s.test) for s in sites),
+            **utility_scores(pooled(counts)),
+        }
+    )
     return rows
 
 
@@ -139,7 +170,9 @@ def _load(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
         p.copy_(weights[name])
 
 
-def _metadata(site: Site, train: TrainConfig, hooks: TrainingHooks, batches: list[list[int]]) -> dict[str, Any]:
+def _metadata(
+    site: Site, train: TrainConfig, hooks: TrainingHooks, batches: list[list[int]]
+) -> dict[str, Any]:
     """Everything the attacker may (by default) know about a client round, as JSON."""
     return {
         "site": site.name,

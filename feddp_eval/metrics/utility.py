@@ -42,9 +42,7 @@ class ConfusionCounts:
     tn: int = 0
 
     def __add__(self, other: ConfusionCounts) -> ConfusionCounts:
-        return ConfusionCounts(
-            self.tp + other.tp, self.fp + other.fp, self.fn + other.fn, self.tn + other.tn
-        )
+        return ConfusionCounts(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn, self.tn + other.tn)
 
     @property
     def total(self) -> int:

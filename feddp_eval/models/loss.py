@@ -45,7 +45,7 @@ def segmentation_loss(
 
 
 class SegmentationLoss(torch.nn.Module):
-    """Module form of :func:`segmentation_loss` that honours ``reduction`` (Opacus' ghost clipping sets it)."""
+    """Module form of :func:`segmentation_loss` honouring ``reduction`` (Opacus' ghost clipping sets it)."""
 
     def __init__(self, dice_weight: float = 1.0, reduction: Reduction = "mean") -> None:
         super().__init__()

@@ -45,8 +45,15 @@ class UNet(nn.Module):
     inversion is far easier through smooth activations, which is worth measuring.
     """
 
-    def __init__(self, *, depth: int = 2, width: int = 16, groups: int = 8, in_channels: int = 3,
-                 activation: str = "relu") -> None:
+    def __init__(
+        self,
+        *,
+        depth: int = 2,
+        width: int = 16,
+        groups: int = 8,
+        in_channels: int = 3,
+        activation: str = "relu",
+    ) -> None:
         super().__init__()
         if depth < 1 or width < 1 or groups < 1:
             raise ValueError(f"depth, width and groups must be >= 1, but got {depth}, {width}, {groups}")

@@ -15,16 +15,34 @@ from feddp_eval.models.unet import UNet
 TINY_MODEL = ModelConfig(depth=1, width=8, groups=2, activation="gelu")
 
 
-def _make_view(tiles: TileSet, recipe: LocalRecipe, *, model: ModelConfig = TINY_MODEL, mask: str = "known",
-              prior: torch.Tensor | None = None, seed: int = 0) -> ServerView:
+def _make_view(
+    tiles: TileSet,
+    recipe: LocalRecipe,
+    *,
+    model: ModelConfig = TINY_MODEL,
+    mask: str = "known",
+    prior: torch.Tensor | None = None,
+    seed: int = 0,
+) -> ServerView:
     torch.manual_seed(seed)
     net = UNet(depth=model.depth, width=model.width, groups=model.groups, activation=model.activation)
     weights = {k: v.detach() for k, v in net.named_parameters()}
-    update = {k: v.detach() for k, v in simulate_update(net, weights, tiles.images, tiles.masks, recipe).items()}
+    update = {
+        k: v.detach() for k, v in simulate_update(net, weights, tiles.images, tiles.masks, recipe).items()
+    }
     knowledge = AttackerKnowledge(mask=mask)  # type: ignore[arg-type]
-    return ServerView(update=update, global_weights=weights, model=model, recipe=recipe, n_images=len(tiles),
-                      tile_size=tiles.tile_size, masks=tiles.masks if mask == "known" else None,
-                      knowledge=knowledge, prior=prior, foreground_prior=0.2)
+    return ServerView(
+        update=update,
+        global_weights=weights,
+        model=model,
+        recipe=recipe,
+        n_images=len(tiles),
+        tile_size=tiles.tile_size,
+        masks=tiles.masks if mask == "known" else None,
+        knowledge=knowledge,
+        prior=prior,
+        foreground_prior=0.2,
+    )
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Every registered attack, on a tiny model for two iterations: shapes, range, finiteness, repr, determinism."""
+"""Every registered attack, tiny model, two iterations: shapes, range, finiteness, repr, determinism."""
 
 from __future__ import annotations
 
@@ -17,15 +17,16 @@ from feddp_eval.errors import ConfigError
 @pytest.mark.parametrize("image", ["pixels", "stain"])
 def test_every_attack_honours_the_contract(name: str, mask: str, image: str, make_view) -> None:
     tiles = synthesize_tiles(2, tile_size=16, seed=5)
-    view = make_view(tiles, LocalRecipe(batches=((0, 1),), lr=0.05), mask=mask,
-                     prior=tiles.images.mean(dim=(0, 2, 3)))
+    view = make_view(
+        tiles, LocalRecipe(batches=((0, 1),), lr=0.05), mask=mask, prior=tiles.images.mean(dim=(0, 2, 3))
+    )
     attack = ATTACKS.create(name, iterations=2, restarts=2, image=image)
     first = attack.reconstruct(view, seed=7)
     again = attack.reconstruct(view, seed=7)
     assert first.images.shape == (2, 3, 16, 16) and first.masks.shape == (2, 1, 16, 16)
     assert torch.isfinite(first.images).all() and torch.isfinite(first.masks).all()
-    assert 0.0 <= float(first.images.min()) and float(first.images.max()) <= 1.0
-    assert 0.0 <= float(first.masks.min()) and float(first.masks.max()) <= 1.0
+    assert float(first.images.min()) >= 0.0 and float(first.images.max()) <= 1.0
+    assert float(first.masks.min()) >= 0.0 and float(first.masks.max()) <= 1.0
     assert len(first.restart_objectives) == 2 and first.objective == min(first.restart_objectives)
     assert first.iterations == 2 and first.stopped == "budget"
     if mask == "known":

@@ -26,8 +26,16 @@ def test_simulated_local_training_equals_the_real_client_sgd_momentum_and_adam()
         net = _net()
         start = {k: v.detach().clone() for k, v in net.named_parameters()}
         train = TrainConfig(optimizer=optimizer, lr=0.05, momentum=0.9, batch_size=3)
-        real = train_client(net, tiles, train, client_id=0, batches=batches, hooks=TrainingHooks(),
-                            device=torch.device("cpu"), generator=torch.Generator()).update
+        real = train_client(
+            net,
+            tiles,
+            train,
+            client_id=0,
+            batches=batches,
+            hooks=TrainingHooks(),
+            device=torch.device("cpu"),
+            generator=torch.Generator(),
+        ).update
         recipe = LocalRecipe(batches=tuple(map(tuple, batches)), lr=0.05, optimizer=optimizer, momentum=0.9)
         simulated = simulate_update(_net(), start, tiles.images, tiles.masks, recipe)
         for name in real:
@@ -40,8 +48,9 @@ def test_one_sgd_step_is_minus_lr_times_the_gradient() -> None:
     loss = segmentation_loss(net(tiles.images), tiles.masks)
     grads = torch.autograd.grad(loss, list(net.parameters()))
     params = {k: v.detach() for k, v in net.named_parameters()}
-    update = simulate_update(net, params, tiles.images, tiles.masks,
-                             LocalRecipe(batches=((0, 1, 2),), lr=0.1, momentum=0.9))
+    update = simulate_update(
+        net, params, tiles.images, tiles.masks, LocalRecipe(batches=((0, 1, 2),), lr=0.1, momentum=0.9)
+    )
     for (name, _), g in zip(net.named_parameters(), grads, strict=True):
         torch.testing.assert_close(update[name], -0.1 * g, rtol=1e-5, atol=1e-7)
 
@@ -52,8 +61,9 @@ def test_k1_multistep_attack_equals_the_single_gradient_attack(make_view) -> Non
     step = make_view(tiles, LocalRecipe(batches=((0,),), lr=0.05, momentum=0.9))
     gradient_view = make_view(tiles, LocalRecipe(batches=((0,),), lr=1.0))
     gradient = {k: -v for k, v in gradient_view.update.items()}  # the plain gradient
-    as_gradient = type(step)(**{**step.__dict__, "update": gradient,
-                                "recipe": LocalRecipe(batches=((0,),), lr=-1.0)})
+    as_gradient = type(step)(
+        **{**step.__dict__, "update": gradient, "recipe": LocalRecipe(batches=((0,),), lr=-1.0)}
+    )
     attack = ATTACKS.create("inverting-gradients", iterations=15, image="pixels", init="uniform")
     a = attack.reconstruct(step, seed=1)
     b = attack.reconstruct(as_gradient, seed=1)

@@ -68,8 +68,10 @@ def test_recorded_epsilon_is_what_opacus_computes_from_the_recorded_parameters(
     sizes = [6, 3]
     assert [r["client_id"] for r in records] == [0, 1]
 
-    local_steps = {(int(row["round"]), row["site"]): int(row["local_steps"])
-                   for row in read_csv(result.run_dir / "clients.csv")}
+    local_steps = {
+        (int(row["round"]), row["site"]): int(row["local_steps"])
+        for row in read_csv(result.run_dir / "clients.csv")
+    }
     for record, n in zip(records, sizes, strict=True):
         assert record["granularity"] == "sample-level" and record["accountant"] == "rdp"
         assert record["noise_multiplier"] == 1.0 and record["clip"] == 1.0 and record["delta"] == 1e-5
@@ -78,15 +80,25 @@ def test_recorded_epsilon_is_what_opacus_computes_from_the_recorded_parameters(
         per_round = steps_per_round(n, config.train)
         assert local_steps[(1, f"site-{record['client_id']}")] == per_round
         assert record["steps"] == config.train.rounds * per_round == 2 * per_round
-        rdp = compute_rdp(q=record["sample_rate"], noise_multiplier=record["noise_multiplier"],
-                          steps=record["steps"], orders=RDPAccountant.DEFAULT_ALPHAS)
+        rdp = compute_rdp(
+            q=record["sample_rate"],
+            noise_multiplier=record["noise_multiplier"],
+            steps=record["steps"],
+            orders=RDPAccountant.DEFAULT_ALPHAS,
+        )
         expected, _ = get_privacy_spent(orders=RDPAccountant.DEFAULT_ALPHAS, rdp=rdp, delta=record["delta"])
         assert record["epsilon"] == pytest.approx(float(expected), rel=1e-12)
         # A fresh engine per round (Flower's example) would have reported one round's ε only.
-        one_round = compute_rdp(q=record["sample_rate"], noise_multiplier=1.0, steps=per_round,
-                                orders=RDPAccountant.DEFAULT_ALPHAS)
-        assert record["epsilon"] > get_privacy_spent(orders=RDPAccountant.DEFAULT_ALPHAS, rdp=one_round,
-                                                     delta=1e-5)[0]
+        one_round = compute_rdp(
+            q=record["sample_rate"],
+            noise_multiplier=1.0,
+            steps=per_round,
+            orders=RDPAccountant.DEFAULT_ALPHAS,
+        )
+        assert (
+            record["epsilon"]
+            > get_privacy_spent(orders=RDPAccountant.DEFAULT_ALPHAS, rdp=one_round, delta=1e-5)[0]
+        )
 
     assert privacy["epsilon"] == max(r["epsilon"] for r in records)
     assert result.summary["epsilon"] == privacy["epsilon"] and result.summary["delta"] == 1e-5
@@ -118,9 +130,17 @@ def test_zero_noise_huge_clip_no_poisson_trains_exactly_like_none(
     if train_tiles not in _REFERENCE:
         _REFERENCE[train_tiles] = _weights(_config(tiny, data=data), tmp_path / "none")
     plain = _REFERENCE[train_tiles]
-    dp_config = _config(tiny, data=data, defense={
-        "name": "dp-sgd", "noise": 0.0, "clip": 1e6, "poisson_sampling": False, "grad_sample_mode": mode,
-    })
+    dp_config = _config(
+        tiny,
+        data=data,
+        defense={
+            "name": "dp-sgd",
+            "noise": 0.0,
+            "clip": 1e6,
+            "poisson_sampling": False,
+            "grad_sample_mode": mode,
+        },
+    )
     private = _weights(dp_config, tmp_path / mode)
     assert private.keys() == plain.keys()
     assert max(float((private[k] - plain[k]).abs().max()) for k in plain) <= 1e-6

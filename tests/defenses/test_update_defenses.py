@@ -131,8 +131,9 @@ def test_central_dp_captures_the_raw_updates_the_server_receives(
     # It protects the aggregate, not against the server: round 1's captures equal the undefended run's.
     one_round = with_overrides(tiny_config, {"train.rounds": 1})
     plain = run_train(one_round, run_dir=tmp_path / "none").run_dir
-    central_config = with_overrides(one_round, {"defense.name": "central-dp", "defense.noise": 1.0,
-                                                "defense.clip": 0.01})
+    central_config = with_overrides(
+        one_round, {"defense.name": "central-dp", "defense.noise": 1.0, "defense.clip": 0.01}
+    )
     central = run_train(central_config, run_dir=tmp_path / "central").run_dir
     for a, b in zip(list_captures(plain), list_captures(central), strict=True):
         raw, captured = a.load_update(), b.load_update()
@@ -149,8 +150,11 @@ def test_central_dp_captures_the_raw_updates_the_server_receives(
 
 
 @settings(max_examples=40, deadline=None)
-@given(ratio=st.floats(0.0, 0.999), seed=st.integers(0, 2**31 - 1),
-       sizes=st.lists(st.integers(1, 40), min_size=1, max_size=4))
+@given(
+    ratio=st.floats(0.0, 0.999),
+    seed=st.integers(0, 2**31 - 1),
+    sizes=st.lists(st.integers(1, 40), min_size=1, max_size=4),
+)
 def test_prune_zeroes_the_requested_fraction_and_keeps_the_largest(
     ratio: float, seed: int, sizes: list[int]
 ) -> None:
