@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from torch import nn
 
 from feddp_eval.config import DefenseConfig
+from feddp_eval.errors import ConfigError
 from feddp_eval.federated.hooks import ClientPlan, PrivacyRecord, TrainingHooks
 from feddp_eval.registry import Registry
 
@@ -78,6 +79,55 @@ class Defense(TrainingHooks):
     def __repr__(self) -> str:
         settings = ", ".join(f"{k}={v!r}" for k, v in self.describe().items() if k != "name")
         return f"{type(self).__name__}({settings})"
+
+
+class GaussianDefense(Defense):
+    """A defense adding Gaussian noise of multiplier σ (``noise``, or calibrated from ``target_epsilon``)."""
+
+    def __init__(self, config: DefenseConfig) -> None:
+        super().__init__(config)
+        if config.target_epsilon is not None and config.noise > 0:
+            raise ConfigError(
+                f"give either `noise` ({config.noise}) or `target_epsilon` ({config.target_epsilon}) "
+                f"for {self.name}, not both: the target calibrates the noise"
+            )
+        self.noise_multiplier = config.noise
+
+    def record(
+        self,
+        client_id: int | None,
+        mechanism: str,
+        *,
+        sample_rate: float,
+        steps: int,
+        history: Sequence[tuple[float, float, int]] | None = None,
+    ) -> PrivacyRecord:
+        """This defense's guarantee after ``steps`` compositions at ``sample_rate`` (or a history)."""
+        from defenses.accounting import epsilon
+
+        history = history if history is not None else [(self.noise_multiplier, sample_rate, steps)]
+        return PrivacyRecord(
+            client_id=client_id,
+            mechanism=mechanism,
+            granularity=self.granularity,
+            epsilon=epsilon(history, delta=self.config.delta, accountant=self.config.accountant),
+            delta=self.config.delta,
+            accountant=self.config.accountant,
+            noise_multiplier=self.noise_multiplier,
+            clip=self.config.clip,
+            sample_rate=sample_rate,
+            steps=steps,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "noise_multiplier": self.noise_multiplier,
+            "clip": self.config.clip,
+            "delta": self.config.delta,
+            "accountant": self.config.accountant,
+            "target_epsilon": self.config.target_epsilon,
+        }
 
 
 DEFENSES: Registry[Defense] = Registry("defense")

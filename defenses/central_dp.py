@@ -13,17 +13,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from defenses.accounting import calibrate_noise, epsilon
-from defenses.base import DEFENSES, Defense
+from defenses.accounting import calibrate_noise
+from defenses.base import DEFENSES, GaussianDefense
 from defenses.update_ops import Update, add_gaussian, clip_update
 from feddp_eval.config import DefenseConfig
-from feddp_eval.errors import ConfigError
 from feddp_eval.federated.aggregation import fedavg
 from feddp_eval.federated.hooks import ClientPlan, PrivacyRecord
 
 
 @DEFENSES.register("central-dp")
-class CentralDP(Defense):
+class CentralDP(GaussianDefense):
     """Server-side clipping to C, uniform average over the m sampled clients, N(0, (σC/m)²) on the average."""
 
     granularity = "client-level"
@@ -35,9 +34,6 @@ class CentralDP(Defense):
 
     def __init__(self, config: DefenseConfig) -> None:
         super().__init__(config)
-        if config.target_epsilon is not None and config.noise > 0:
-            raise ConfigError("give either `noise` or `target_epsilon` for central-dp, not both")
-        self.noise_multiplier = config.noise
         self._rate = 1.0
         self._rounds = 0
 
@@ -65,30 +61,8 @@ class CentralDP(Defense):
 
     def privacy_records(self) -> list[PrivacyRecord]:
         return [
-            PrivacyRecord(
-                client_id=None,
-                mechanism="dp-fedavg (server-side Gaussian)",
-                granularity="client-level",
-                epsilon=epsilon(
-                    [(self.noise_multiplier, self._rate, self._rounds)],
-                    delta=self.config.delta,
-                    accountant=self.config.accountant,
-                ),
-                delta=self.config.delta,
-                accountant=self.config.accountant,
-                noise_multiplier=self.noise_multiplier,
-                clip=self.config.clip,
-                sample_rate=self._rate,
-                steps=self._rounds,
-            )
+            self.record(None, "dp-fedavg (server-side Gaussian)", sample_rate=self._rate, steps=self._rounds)
         ]
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "noise_multiplier": self.noise_multiplier,
-            "clip": self.config.clip,
-            "delta": self.config.delta,
-            "accountant": self.config.accountant,
-            "protects_against_server": False,
-        }
+        return {**super().describe(), "protects_against_server": False}

@@ -16,15 +16,14 @@ from opacus.grad_sample.utils import wrap_model
 from opacus.optimizers import DPOptimizer
 from torch import nn
 
-from defenses.accounting import calibrate_noise, epsilon
-from defenses.base import DEFENSES, Defense
+from defenses.accounting import calibrate_noise
+from defenses.base import DEFENSES, GaussianDefense
 from feddp_eval.config import DefenseConfig
-from feddp_eval.errors import ConfigError
 from feddp_eval.federated.hooks import ClientPlan, PrivacyRecord
 
 
 @DEFENSES.register("dp-sgd")
-class DPSGD(Defense):
+class DPSGD(GaussianDefense):
     """Per-sample clipping to ``clip`` and Gaussian noise σ·C on every local step (Opacus)."""
 
     granularity = "sample-level"
@@ -32,12 +31,6 @@ class DPSGD(Defense):
 
     def __init__(self, config: DefenseConfig) -> None:
         super().__init__(config)
-        if config.target_epsilon is not None and config.noise > 0:
-            raise ConfigError(
-                f"give either `noise` ({config.noise}) or `target_epsilon` ({config.target_epsilon}) "
-                "for dp-sgd, not both: the target calibrates the noise"
-            )
-        self.noise_multiplier = config.noise
         self.poisson_sampling = config.poisson_sampling
         self._plans: dict[int, ClientPlan] = {}
         self._history: dict[int, list[tuple[float, float, int]]] = {}
@@ -108,15 +101,10 @@ class DPSGD(Defense):
 
     def privacy_records(self) -> list[PrivacyRecord]:
         return [
-            PrivacyRecord(
-                client_id=client_id,
-                mechanism="dp-sgd (subsampled Gaussian)",
-                granularity="sample-level",
-                epsilon=epsilon(history, delta=self.config.delta, accountant=self.config.accountant),
-                delta=self.config.delta,
-                accountant=self.config.accountant,
-                noise_multiplier=self.noise_multiplier,
-                clip=self.config.clip,
+            self.record(
+                client_id,
+                "dp-sgd (subsampled Gaussian)",
+                history=history,
                 sample_rate=self._rate(self._plans[client_id]),
                 steps=sum(k for _, _, k in history),
             )
@@ -125,14 +113,9 @@ class DPSGD(Defense):
 
     def describe(self) -> dict[str, Any]:
         return {
-            "name": self.name,
-            "noise_multiplier": self.noise_multiplier,
-            "clip": self.config.clip,
-            "delta": self.config.delta,
-            "accountant": self.config.accountant,
+            **super().describe(),
             "poisson_sampling": self.poisson_sampling,
             "grad_sample_mode": self.config.grad_sample_mode,
-            "target_epsilon": self.config.target_epsilon,
         }
 
 
