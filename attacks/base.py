@@ -124,6 +124,8 @@ class AttackConfig:
         init: Start from the site's public mean colour (``prior``) or from ``uniform`` noise.
         mask_lr: Step size on the mask logits when the mask is unknown.
         fraction_weight: Weight of the foreground-fraction penalty when the mask is unknown.
+        mask_model: Unknown masks as ``free`` per-pixel logits, or tied to the reconstruction's
+            haematoxylin through ``stain`` (needs ``image="stain"``).
         colour_weight: Weight of a penalty holding each tile's mean colour at the site's public
             mean colour. GroupNorm makes the update nearly blind to a tile's global colour, so
             without it the colour drifts; 0 turns it off (and it is off without a prior).
@@ -138,6 +140,7 @@ class AttackConfig:
     mask_lr: float = 0.1
     fraction_weight: float = 1.0
     colour_weight: float = 0.0
+    mask_model: Literal["free", "stain"] = "free"
 
     def __post_init__(self) -> None:
         problems = []
@@ -238,7 +241,7 @@ class Attack(ABC):
         image_vars = ImageVariables(
             image_vars.kind, *(t.detach().to(device).requires_grad_() for t in image_vars.tensors())
         )
-        masks = _MaskVariables(view, shape, device)
+        masks = _MaskVariables(view, shape, device, cfg.mask_model, image_vars)
         fraction = self._fraction_target(view)
 
         colour = (
@@ -259,7 +262,7 @@ class Attack(ABC):
         def closure() -> Tensor:
             return vmap(one_restart)(image_vars.render(), masks.render())
 
-        optimizer = self.make_optimizer(image_vars.tensors(), [] if masks.logits is None else [masks.logits])
+        optimizer = self.make_optimizer(image_vars.tensors(), masks.tensors())
         scheduler = self.make_scheduler(optimizer)
         best_value = torch.full((cfg.restarts,), math.inf)
         best_images = image_vars.render().detach().clone()
@@ -320,21 +323,54 @@ class Attack(ABC):
 
 
 class _MaskVariables:
-    """The known masks, or free logits (R, N, 1, H, W) started at the site's public foreground fraction."""
+    """The known masks, or what stands for unknown ones (R, N, 1, H, W).
 
-    def __init__(self, view: ServerView, shape: tuple[int, int, int, int], device: torch.device) -> None:
+    ``free``: one logit per pixel, started at the site's public foreground fraction.
+    ``stain`` (with the stain image model): nuclei are where haematoxylin is, so the
+    logit is ``a · (c_H − b) + residual`` with the reconstruction's haematoxylin
+    concentration ``c_H``, a learnable gain ``a`` and threshold ``b`` per restart, and
+    a free per-pixel residual started at 0.
+    """
+
+    def __init__(
+        self,
+        view: ServerView,
+        shape: tuple[int, int, int, int],
+        device: torch.device,
+        model: str,
+        image: ImageVariables,
+    ) -> None:
         r, n, h, w = shape
+        self.known: Tensor | None = None
+        self.tie: Tensor | None = None
+        self.image = image
         if view.masks is not None:
-            self.known: Tensor | None = view.masks.to(device).expand(r, n, 1, h, w)
+            self.known = view.masks.to(device).expand(r, n, 1, h, w)
             self.logits: Tensor | None = None
             return
-        self.known = None
         fraction = min(max(view.foreground_prior or 0.5, 0.01), 0.99)
-        start = math.log(fraction / (1 - fraction))
-        self.logits = torch.full((r, n, 1, h, w), start, device=device).requires_grad_()
+        if model == "stain" and image.kind == "stain":
+            with torch.no_grad():
+                haematoxylin = torch.nn.functional.softplus(image.values[:, :, :1])
+                threshold = torch.quantile(haematoxylin.reshape(r, -1), 1 - fraction, dim=1)
+            gain = torch.full((r,), 10.0, device=device)
+            self.tie = torch.stack([gain, threshold], dim=1).requires_grad_()
+            self.logits = torch.zeros((r, n, 1, h, w), device=device).requires_grad_()
+        else:
+            start = math.log(fraction / (1 - fraction))
+            self.logits = torch.full((r, n, 1, h, w), start, device=device).requires_grad_()
+
+    def tensors(self) -> list[Tensor]:
+        return [t for t in (self.logits, self.tie) if t is not None]
 
     def render(self) -> Tensor:
-        return self.known if self.known is not None else torch.sigmoid(self.logits)  # type: ignore[arg-type]
+        if self.known is not None:
+            return self.known
+        if self.tie is None:
+            return torch.sigmoid(self.logits)  # type: ignore[arg-type]
+        haematoxylin = torch.nn.functional.softplus(self.image.values[:, :, :1])
+        gain, threshold = self.tie[:, 0, None, None, None, None], self.tie[:, 1, None, None, None, None]
+        return torch.sigmoid(gain * (haematoxylin - threshold) + self.logits)  # type: ignore[operator]
 
 
 ATTACKS: Registry[Attack] = Registry("attack")

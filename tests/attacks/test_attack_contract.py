@@ -51,3 +51,14 @@ def test_time_budget_stops_the_loop(make_view) -> None:
     view = make_view(tiles, LocalRecipe(batches=((0,),), lr=0.05))
     recon = ATTACKS.create("inverting-gradients", iterations=10_000, time_budget=0.2).reconstruct(view)
     assert recon.stopped == "time" and recon.iterations < 10_000
+
+
+def test_stain_tied_unknown_masks_follow_haematoxylin(make_view) -> None:
+    tiles = synthesize_tiles(2, tile_size=16, seed=5)
+    view = make_view(
+        tiles, LocalRecipe(batches=((0, 1),), lr=0.05), mask="unknown", prior=tiles.images.mean(dim=(0, 2, 3))
+    )
+    recon = ATTACKS.create("inverting-gradients", iterations=3, mask_model="stain").reconstruct(view, seed=0)
+    assert recon.masks.shape == (2, 1, 16, 16)
+    assert float(recon.masks.min()) >= 0.0 and float(recon.masks.max()) <= 1.0
+    assert float(recon.masks.std()) > 0  # tied to the (varying) haematoxylin, not a constant
