@@ -90,13 +90,13 @@ class DPSGD(GaussianDefense):
             if hasattr(private_model, "_close"):
                 private_model._close()
             for p in model.parameters():
-                p.grad_sample = None
+                p.grad_sample = None  # type: ignore[attr-defined]  # set by Opacus
 
     def empty_step(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         # Opacus clips an empty set of per-sample gradients to zero and still adds the noise.
         for p in model.parameters():
             if p.requires_grad:
-                p.grad_sample = p.new_zeros((0, *p.shape))
+                p.grad_sample = p.new_zeros((0, *p.shape))  # type: ignore[attr-defined]
         optimizer.step()
 
     def privacy_records(self) -> list[PrivacyRecord]:

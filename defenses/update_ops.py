@@ -10,7 +10,7 @@ Update = dict[str, Tensor]
 
 def global_norm(update: Update) -> float:
     """L2 norm of the concatenation of every tensor in ``update``."""
-    return float(torch.sqrt(sum((t.double() ** 2).sum() for t in update.values())))
+    return float(torch.sqrt(torch.stack([(t.double() ** 2).sum() for t in update.values()]).sum()))
 
 
 def clip_update(update: Update, bound: float) -> Update:

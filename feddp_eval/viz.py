@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from torch import Tensor
+
 from feddp_eval.data.types import TileSet
 
 
@@ -31,13 +33,13 @@ def save_comparison_grid(path: str | Path, truth: TileSet, arms: Sequence[tuple[
     titles = ["true tile", "true mask"]
     for label, _ in arms:
         titles += [f"{label}\nimage", f"{label}\nmask"]
-    ordered = []
+    ordered: list[list[int | None]] = []
     for _, recon in arms:
         recon_index, truth_index = match_reconstructions(recon.images, truth.images)
-        order = dict(zip(truth_index, recon_index, strict=True))
-        ordered.append([order.get(i) for i in range(n)])
+        matched = dict(zip(truth_index, recon_index, strict=True))
+        ordered.append([matched.get(i) for i in range(n)])
     for row in range(n):
-        cells = [truth.images[row].permute(1, 2, 0), truth.masks[row, 0]]
+        cells: list[Tensor | None] = [truth.images[row].permute(1, 2, 0), truth.masks[row, 0]]
         for (_, recon), order in zip(arms, ordered, strict=True):
             k = order[row]
             if k is None:

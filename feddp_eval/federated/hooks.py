@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -63,7 +63,7 @@ class PrivacyRecord:
 class TrainingHooks:
     """No defense: plain local training, raw updates, sample-weighted FedAvg."""
 
-    name = "none"
+    name: ClassVar[str] = "none"
     poisson_sampling = False
     notes: Sequence[str] = ()
 
