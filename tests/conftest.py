@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from feddp_eval.config import ExperimentConfig, from_dict, validate
 
@@ -30,3 +32,13 @@ def tiny_toml(tmp_path: Path, tiny_config: ExperimentConfig) -> Path:
     path = tmp_path / "tiny.toml"
     path.write_text(to_toml(tiny_config))
     return path
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny 16 px models gain nothing from threads; on a busy 2-core machine the OpenMP hand-off
+    makes every small op slow, so tests run single-threaded."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

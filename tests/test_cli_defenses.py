@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from typer.testing import CliRunner, Result
 
 from defenses import DEFENSES
@@ -16,18 +14,6 @@ from feddp_eval.cli import app
 from feddp_eval.io import read_json
 
 runner = CliRunner()
-
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Full backward hook is firing when gradients are computed with respect to module outputs"
-)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _train(tiny_toml: Path, out: Path, *flags: str, json_output: bool = True) -> Result:

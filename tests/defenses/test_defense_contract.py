@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +21,6 @@ from feddp_eval.io import read_json
 from feddp_eval.pipeline import run_train
 
 GRANULARITIES = {"sample-level", "client-level", "none"}
-
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Full backward hook is firing when gradients are computed with respect to module outputs"
-)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _formal(name: str) -> bool:

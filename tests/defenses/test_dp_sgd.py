@@ -4,7 +4,6 @@ and the per-sample gradients Opacus clips."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -26,20 +25,6 @@ from feddp_eval.pipeline import run_train
 
 Mode = Literal["ew", "hooks", "functorch"]
 MODES: tuple[Mode, ...] = ("ew", "hooks", "functorch")
-
-pytestmark = pytest.mark.filterwarnings(
-    # Opacus' hooks mode on a first layer whose input needs no gradient; harmless.
-    "ignore:Full backward hook is firing when gradients are computed with respect to module outputs"
-)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny 16 px models gain nothing from threads on a busy 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _config(tiny: dict[str, Any], **sections: dict[str, Any]) -> ExperimentConfig:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from opacus.validators import ModuleValidator
@@ -13,16 +11,6 @@ from torch.func import functional_call, grad, vmap
 
 from feddp_eval.models.loss import SegmentationLoss, segmentation_loss, soft_dice_loss
 from feddp_eval.models.unet import UNet, count_parameters
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # 16 px convolutions gain nothing from threads; on a busy 2-core machine the OpenMP hand-off
-    # makes every op take ~10 ms, so the gradient tests run single-threaded.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _batch(b: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
