@@ -8,6 +8,7 @@ and its exit code; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -432,6 +433,114 @@ def _print_attack_table(result: Any) -> None:
     if first.get("lpips_missing"):
         console.print(f"[yellow]LPIPS missing: {first['lpips_missing']}[/yellow]")
     console.print(f"reconstructions: {result.grid}")
+
+
+@app.command()
+def check(
+    baseline: Annotated[
+        Path | None, typer.Option(help="Baseline TOML: a scenario and bounds per arm.")
+    ] = None,
+    results: Annotated[
+        Path | None,
+        typer.Option(
+            help="Check an existing attack results.json (or its folder) instead of running the scenario."
+        ),
+    ] = None,
+    junit: Annotated[Path | None, typer.Option(help="Write JUnit XML here, one test case per bound.")] = None,
+    write_baseline: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run the scenario (--scenario) and write a first baseline with bounds at the stated margins."
+        ),
+    ] = None,
+    scenario: Annotated[Path | None, typer.Option(help="Experiment TOML for --write-baseline.")] = None,
+    margin_psnr: Annotated[float, typer.Option(help="--write-baseline: PSNR margin in dB.")] = 1.0,
+    margin: Annotated[float, typer.Option(help="--write-baseline: margin for SSIM, LPIPS and Dice.")] = 0.05,
+    out: Annotated[Path, typer.Option(help="Folder for the scenario's runs.")] = Path("runs"),
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Gate privacy leakage in CI: exit 0 when every bound holds, 1 on a regression, 2 on a bad baseline.
+
+    Bounds cap leakage of defended arms (psnr_max, ssim_max, lpips_min, mask_dice_max, epsilon_max),
+    keep the attack working on the undefended arm (psnr_min), and keep utility (dice_min).
+    """
+    with _user_errors():
+        if write_baseline is not None:
+            _write_baseline(
+                write_baseline,
+                scenario,
+                out,
+                {"psnr": margin_psnr, "ssim": margin, "lpips": margin, "dice": margin},
+                quiet,
+            )
+            return
+        if baseline is None:
+            from feddp_eval.errors import ConfigError
+
+            raise ConfigError("give --baseline FILE to check, or --write-baseline FILE --scenario EXP.toml")
+        from feddp_eval.pipeline import run_check
+
+        with _attack_progress(quiet or json_output) as (on_stage, on_iteration):
+            result = run_check(
+                baseline, results=results, out=out, on_stage=on_stage, on_iteration=on_iteration
+            )
+    if junit is not None:
+        from feddp_eval.gate import junit_xml
+        from feddp_eval.io import atomic_write_text
+
+        atomic_write_text(junit, junit_xml(result.verdicts))
+    if json_output:
+        _emit_json(result.to_json())
+    elif not quiet:
+        _print_check_table(result)
+    if not result.passed:
+        for verdict in result.verdicts:
+            if not verdict.passed:
+                typer.secho(f"regression: {verdict.message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+
+
+def _write_baseline(
+    path: Path, scenario: Path | None, out: Path, margins: dict[str, float], quiet: bool
+) -> None:
+    from feddp_eval.config import load_config
+    from feddp_eval.errors import ConfigError
+    from feddp_eval.gate import write_baseline
+    from feddp_eval.io import atomic_write_text
+    from feddp_eval.pipeline import run_attack
+
+    if scenario is None:
+        raise ConfigError("--write-baseline needs --scenario EXP.toml (the experiment the baseline pins)")
+    experiment = load_config(scenario)
+    if experiment.defense.name == "none":
+        raise ConfigError(f"scenario {scenario} has no defense; set [defense] so there is a defended arm")
+    with _attack_progress(quiet) as (on_stage, on_iteration):
+        result = run_attack(experiment, out=out, on_stage=on_stage, on_iteration=on_iteration)
+    relative = Path(os.path.relpath(Path(scenario).resolve(), path.resolve().parent))
+    atomic_write_text(path, write_baseline(result.rows, scenario=relative.as_posix(), margins=margins))
+    if not quiet:
+        typer.echo(f"wrote {path} from {result.out_dir}")
+
+
+def _print_check_table(result: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Leakage gate ({result.source})")
+    for column in ("arm", "metric", "bound", "value", "margin", ""):
+        table.add_column(column, justify="left" if column in ("arm", "metric", "") else "right")
+    for v in result.verdicts:
+        sign = ">=" if v.bound.kind == "min" else "<="
+        table.add_row(
+            v.bound.arm,
+            v.bound.metric,
+            f"{sign} {v.bound.value:g}",
+            "–" if v.value is None else f"{v.value:.4g}",
+            "–" if v.margin is None else f"{v.margin:+.4g}",
+            "[green]pass[/green]" if v.passed else "[red]FAIL[/red]",
+        )
+    Console().print(table)
 
 
 @list_app.command("attacks")

@@ -407,3 +407,86 @@ def _attack_run(
         truth.masks if a.mask == "known" else torch.full_like(truth.masks, float(foreground > 0.5)),
     )
     return row, recon, truth, scenario, guess
+
+
+# --------------------------------------------------------------------------- check
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Outcome of :func:`run_check`: every bound's verdict, and the rows they were checked on."""
+
+    verdicts: list[Any]
+    rows: list[dict[str, Any]]
+    source: str
+
+    @property
+    def passed(self) -> bool:
+        return all(v.passed for v in self.verdicts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "source": self.source,
+            "checks": [
+                {
+                    "arm": v.bound.arm,
+                    "metric": v.bound.metric,
+                    "kind": v.bound.kind,
+                    "bound": v.bound.value,
+                    "tolerance": v.bound.tolerance,
+                    "value": v.value,
+                    "margin": v.margin,
+                    "passed": v.passed,
+                    "message": v.message,
+                }
+                for v in self.verdicts
+            ],
+        }
+
+
+def scenario_config(baseline: Any) -> ExperimentConfig:
+    """The experiment a baseline pins (seed included), validated."""
+    from feddp_eval.config import from_dict, validate
+
+    try:
+        return validate(from_dict(ExperimentConfig, baseline.scenario))
+    except ConfigError as exc:
+        raise ConfigError([f"scenario: {p}" for p in exc.problems], source=str(baseline.path)) from None
+
+
+def run_check(
+    baseline_path: str | Path,
+    *,
+    results: str | Path | None = None,
+    out: str | Path = "runs",
+    on_stage: Callable[[str], None] | None = None,
+    on_iteration: Callable[[int, int, float], None] | None = None,
+) -> CheckResult:
+    """Compare a scenario's leakage and utility with the bounds of a baseline file.
+
+    Args:
+        baseline_path: The baseline TOML (see :mod:`feddp_eval.gate`).
+        results: An attack ``results.json`` (or the folder holding it) to check instead of running.
+        out: Where a fresh run of the scenario is written (training runs are reused by hash).
+        on_stage: Stage callback, as for :func:`run_attack`.
+        on_iteration: Attack progress callback, as for :func:`run_attack`.
+    """
+    from feddp_eval.errors import RunDirError
+    from feddp_eval.gate import evaluate, load_baseline
+    from feddp_eval.io import read_json
+
+    baseline = load_baseline(baseline_path)
+    if results is not None:
+        path = Path(results)
+        path = path / "results.json" if path.is_dir() else path
+        if not path.is_file():
+            raise RunDirError(f"{path} does not exist; pass an attack results.json or the folder holding it")
+        rows = read_json(path)["rows"]
+        source = str(path)
+    else:
+        attacked = run_attack(
+            scenario_config(baseline), out=out, on_stage=on_stage, on_iteration=on_iteration
+        )
+        rows, source = attacked.rows, str(attacked.out_dir)
+    return CheckResult(evaluate(baseline.bounds, rows), rows, source)

@@ -1,0 +1,223 @@
+"""The leakage regression gate behind ``feddp-eval check``: baseline files, bounds, verdicts, JUnit XML.
+
+A baseline names a scenario (an experiment TOML, inline or by path) and bounds per
+arm, the arm being the defense name of a result row::
+
+    scenario = "scenario.toml"        # relative to this file; or an inline [scenario] table
+
+    [arms.none]
+    psnr_min = 19.0                   # the attack must still work on the undefended arm
+    dice_min = 0.7
+
+    [arms.dp-sgd]
+    psnr_max = 18.5
+    ssim_max = { value = 0.45, tolerance = 0.02 }
+    epsilon_max = 20.0
+
+A bound ``<metric>_min`` holds when value >= bound − tolerance, ``<metric>_max`` when
+value <= bound + tolerance. Unknown keys, metrics or arms are errors (exit 2).
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+from feddp_eval.errors import ConfigError
+
+METRICS = ("psnr", "ssim", "lpips", "mask_dice", "epsilon", "dice", "jaccard", "accuracy")
+# Default tolerance per metric: what a re-run on another CPU may plausibly move (see README).
+DEFAULT_TOLERANCE = {
+    "psnr": 0.3,
+    "ssim": 0.02,
+    "lpips": 0.02,
+    "mask_dice": 0.02,
+    "epsilon": 1e-6,
+    "dice": 0.01,
+    "jaccard": 0.01,
+    "accuracy": 0.005,
+}
+
+
+@dataclass(frozen=True)
+class Bound:
+    """One bound of one arm: ``metric`` must be at least (``min``) or at most (``max``) ``value``."""
+
+    arm: str
+    metric: str
+    kind: str  # "min" or "max"
+    value: float
+    tolerance: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.arm}.{self.metric}_{self.kind}"
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A parsed baseline file: the scenario (as a raw experiment table) and its bounds."""
+
+    path: Path
+    scenario: dict[str, Any]
+    bounds: list[Bound]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A bound checked against a measured value; ``margin`` > 0 means room to spare."""
+
+    bound: Bound
+    value: float | None
+    margin: float | None
+    passed: bool
+    message: str
+
+
+def load_baseline(path: str | Path) -> Baseline:
+    """Parse and validate a baseline TOML file, reporting every problem at once."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"baseline file {str(path)!r} does not exist; check the path") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    problems: list[str] = []
+    for key in sorted(set(raw) - {"scenario", "arms"}):
+        problems.append(f"unknown key `{key}`; a baseline has `scenario` and `[arms.<defense>]` tables")
+    scenario = _scenario(raw.get("scenario", {}), path, problems)
+    arms = raw.get("arms")
+    if not isinstance(arms, Mapping) or not arms:
+        problems.append("no `[arms.<defense>]` table: name at least one arm and its bounds")
+        arms = {}
+    bounds = [b for arm, table in arms.items() for b in _bounds(arm, table, problems)]
+    if problems:
+        raise ConfigError(problems, source=str(path))
+    return Baseline(path, scenario, bounds)
+
+
+def _scenario(value: Any, path: Path, problems: list[str]) -> dict[str, Any]:
+    if isinstance(value, str):
+        file = (path.parent / value).resolve()
+        try:
+            return tomllib.loads(file.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            problems.append(f"`scenario` file {value!r} cannot be read ({exc})")
+            return {}
+    if isinstance(value, Mapping):
+        return dict(value)
+    problems.append(f"`scenario` must be a path or a table, but got {value!r}")
+    return {}
+
+
+def _bounds(arm: str, table: Any, problems: list[str]) -> list[Bound]:
+    if not isinstance(table, Mapping):
+        problems.append(f"`arms.{arm}` must be a table of bounds, but got {table!r}")
+        return []
+    found = []
+    for key, spec in table.items():
+        metric, _, kind = key.rpartition("_")
+        if kind not in ("min", "max") or metric not in METRICS:
+            problems.append(
+                f"unknown bound `arms.{arm}.{key}`; use <metric>_min or <metric>_max with a metric "
+                f"in {', '.join(METRICS)}"
+            )
+            continue
+        value, tolerance = spec, DEFAULT_TOLERANCE[metric]
+        if isinstance(spec, Mapping):
+            extra = sorted(set(spec) - {"value", "tolerance"})
+            if extra:
+                problems.append(f"unknown keys {extra} in `arms.{arm}.{key}`; use value and tolerance")
+            value, tolerance = spec.get("value"), spec.get("tolerance", tolerance)
+        if not _number(value) or not _number(tolerance) or tolerance < 0:
+            problems.append(f"`arms.{arm}.{key}` needs a number (and a tolerance >= 0), but got {spec!r}")
+            continue
+        found.append(Bound(arm, metric, kind, float(value), float(tolerance)))
+    return found
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def evaluate(bounds: Sequence[Bound], rows: Sequence[Mapping[str, Any]]) -> list[Verdict]:
+    """Check every bound against the result row of its arm."""
+    by_arm = {row["defense"]: row for row in rows}
+    verdicts = []
+    for bound in bounds:
+        row = by_arm.get(bound.arm)
+        value = None if row is None else row.get(bound.metric)
+        if value is None:
+            missing = "no result row for this arm" if row is None else f"no {bound.metric} value"
+            verdicts.append(
+                Verdict(
+                    bound,
+                    None,
+                    None,
+                    False,
+                    f"{bound.name}: {missing} (arms present: {', '.join(sorted(by_arm)) or 'none'})",
+                )
+            )
+            continue
+        value = float(value)
+        margin = value - bound.value if bound.kind == "min" else bound.value - value
+        passed = margin >= -bound.tolerance
+        sign = ">=" if bound.kind == "min" else "<="
+        message = (
+            f"arm {bound.arm}: {bound.metric} = {value:.4g} {'holds' if passed else 'breaks'} "
+            f"{bound.metric} {sign} {bound.value:g} (tolerance {bound.tolerance:g})"
+        )
+        verdicts.append(Verdict(bound, value, margin, passed, message))
+    return verdicts
+
+
+def junit_xml(verdicts: Sequence[Verdict], *, suite: str = "feddp-eval check") -> str:
+    """JUnit XML with one test case per bound, as CI systems display it."""
+    failures = sum(not v.passed for v in verdicts)
+    root = ElementTree.Element("testsuite", name=suite, tests=str(len(verdicts)), failures=str(failures))
+    for v in verdicts:
+        case = ElementTree.SubElement(root, "testcase", classname=f"leakage.{v.bound.arm}", name=v.bound.name)
+        if not v.passed:
+            ElementTree.SubElement(case, "failure", message=v.message).text = v.message
+    return ElementTree.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def write_baseline(rows: Sequence[Mapping[str, Any]], *, scenario: str, margins: Mapping[str, float]) -> str:
+    """Baseline TOML from measured rows: leakage capped above (defended arms) or floored below
+    (the undefended arm, so a broken attack fails), utility floored, ε capped; each with ``margins``."""
+    lines = [
+        "# Written by `feddp-eval check --write-baseline` from a fresh run; edit the bounds as policy.",
+        f"scenario = {_quote(scenario)}",
+        "",
+    ]
+    for row in rows:
+        arm = row["defense"]
+        lines.append(f"[arms.{arm}]")
+        bounds: list[tuple[str, float]] = []
+        if arm == "none":
+            bounds += [
+                ("psnr_min", row["psnr"] - margins["psnr"]),
+                ("ssim_min", row["ssim"] - margins["ssim"]),
+            ]
+        else:
+            bounds += [
+                ("psnr_max", row["psnr"] + margins["psnr"]),
+                ("ssim_max", row["ssim"] + margins["ssim"]),
+            ]
+            if row.get("lpips") is not None:
+                bounds.append(("lpips_min", row["lpips"] - margins["lpips"]))
+            if row.get("epsilon") is not None and math.isfinite(row["epsilon"]):
+                bounds.append(("epsilon_max", row["epsilon"] * 1.001))
+        bounds.append(("dice_min", row["dice"] - margins["dice"]))
+        lines += [f"{key} = {value:.6g}" for key, value in bounds] + [""]
+    return "\n".join(lines)
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
