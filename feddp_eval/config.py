@@ -247,15 +247,20 @@ def _describe(hint: Any) -> str:
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint, str(hint))
 
 
-def load_config(path: str | Path) -> ExperimentConfig:
-    """Read a TOML experiment file; every problem in it is reported at once."""
+def read_toml(path: str | Path, *, what: str = "config file") -> dict[str, Any]:
+    """A TOML file as a dict; a missing file or a syntax error (with its line) is a ConfigError."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"config file {str(path)!r} does not exist; check the path") from None
+        raise ConfigError(f"{what} {str(path)!r} does not exist; check the path") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read a TOML experiment file; every problem in it is reported at once."""
+    raw = read_toml(path)
     try:
         return validate(from_dict(ExperimentConfig, raw))
     except ConfigError as exc:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
+from feddp_eval.config import read_toml
 from feddp_eval.errors import ConfigError
 
 METRICS = ("psnr", "ssim", "lpips", "mask_dice", "epsilon", "dice", "jaccard", "accuracy")
@@ -82,12 +83,7 @@ class Verdict:
 def load_baseline(path: str | Path) -> Baseline:
     """Parse and validate a baseline TOML file, reporting every problem at once."""
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"baseline file {str(path)!r} does not exist; check the path") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    raw = read_toml(path, what="baseline file")
     problems: list[str] = []
     for key in sorted(set(raw) - {"scenario", "arms"}):
         problems.append(f"unknown key `{key}`; a baseline has `scenario` and `[arms.<defense>]` tables")

@@ -168,28 +168,6 @@ def _public_statistics(site: Any) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- attack
 
-ATTACK_ROW_KEYS = (
-    "defense",
-    "noise",
-    "epsilon",
-    "delta",
-    "granularity",
-    "dice",
-    "jaccard",
-    "accuracy",
-    "psnr",
-    "ssim",
-    "lpips",
-    "mask_dice",
-    "prior_psnr",
-    "prior_ssim",
-    "prior_lpips",
-    "prior_mask_dice",
-    "attack",
-    "iterations",
-    "seconds",
-)
-
 
 @dataclass(frozen=True)
 class AttackResult:
