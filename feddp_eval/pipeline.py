@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from feddp_eval.config import ExperimentConfig, config_hash
+from feddp_eval.config import ExperimentConfig, config_hash, with_overrides
 from feddp_eval.errors import ConfigError
 from feddp_eval.io import save_tensors, write_csv, write_json
 from feddp_eval.runs import SUMMARY, default_run_dir, finished_summary, prepare_run_dir, write_manifest
@@ -186,16 +186,12 @@ def defended_config(
     config: ExperimentConfig, *, noise: float | None, defense: str | None
 ) -> ExperimentConfig:
     """The DP arm: ``config`` with ``noise`` (and ``defense``, default dp-sgd when noise > 0) applied."""
-    from feddp_eval.config import with_overrides
-
     name = defense or (config.defense.name if config.defense.name != "none" else "dp-sgd")
     return with_overrides(config, {"defense.name": name, "defense.noise": noise})
 
 
 def reference_config(config: ExperimentConfig) -> ExperimentConfig:
     """The undefended arm of the same experiment."""
-    from feddp_eval.config import with_overrides
-
     return with_overrides(
         config, {"defense.name": "none", "defense.noise": 0.0, "defense.target_epsilon": None}
     )
@@ -218,9 +214,10 @@ def run_attack(
         on_stage: Called with a short description when a stage starts.
         on_iteration: Attack progress: (iteration, total, best objective).
     """
-    from feddp_eval.io import write_json
+    from feddp_eval.metrics.perceptual import LPIPSMetric
 
     out = Path(out)
+    lpips = LPIPSMetric(config.attack.lpips_net)  # loads backbone weights once for every arm
     arms = ([reference_config(config)] if reference and config.defense.name != "none" else []) + [config]
     results_dir = out / f"attack-{config_hash(config, include_attack=True)[:12]}"
     rows, reconstructions, truth = [], [], None
@@ -234,7 +231,7 @@ def run_attack(
         trained = run_train(arm, run_dir=out / config_hash(arm)[:12])
         if on_stage:
             on_stage(f"attacking [{label}]")
-        row, recon, truth, scenario, guess = _attack_run(arm, trained, on_iteration=on_iteration)
+        row, recon, truth, scenario, guess = _attack_run(arm, trained, lpips, on_iteration=on_iteration)
         rows.append(row)
         reconstructions.append((label, recon))
     write_json(results_dir / "results.json", {"scenario": scenario, "rows": rows})
@@ -249,7 +246,11 @@ def run_attack(
 
 
 def _attack_run(
-    config: ExperimentConfig, trained: TrainResult, *, on_iteration: Callable[[int, int, float], None] | None
+    config: ExperimentConfig,
+    trained: TrainResult,
+    lpips: Any,
+    *,
+    on_iteration: Callable[[int, int, float], None] | None,
 ) -> tuple[dict[str, Any], Any, Any, dict[str, Any], Any]:
     """Attack one training run's target capture and score it against ground truth and the prior."""
     import torch
@@ -259,8 +260,7 @@ def _attack_run(
     from feddp_eval.data.types import TileSet
     from feddp_eval.errors import RunDirError
     from feddp_eval.federated.capture import list_captures, load_ground_truth
-    from feddp_eval.io import read_json, save_tensors, write_json
-    from feddp_eval.metrics.perceptual import LPIPSMetric
+    from feddp_eval.io import read_json
     from feddp_eval.metrics.privacy import mask_painted_prior, prior_baseline, score_reconstruction
 
     a = config.attack
@@ -310,7 +310,6 @@ def _attack_run(
     recon = attack.reconstruct(
         view, seed=config.seed, device=resolve_device(config.device), progress=on_iteration
     )
-    lpips = LPIPSMetric(a.lpips_net)
     scores = score_reconstruction(
         recon.images,
         truth.images,
