@@ -7,6 +7,7 @@ and its exit code; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -433,6 +434,197 @@ def _print_attack_table(result: Any) -> None:
     if first.get("lpips_missing"):
         console.print(f"[yellow]LPIPS missing: {first['lpips_missing']}[/yellow]")
     console.print(f"reconstructions: {result.grid}")
+
+
+def _numbers(text: str | None, kind: type, option: str) -> tuple[Any, ...] | None:
+    """``"0,0.01,1.1"`` → ``(0.0, 0.01, 1.1)``; a bad item is a config error naming the option."""
+    from feddp_eval.errors import ConfigError
+
+    if text is None:
+        return None
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    try:
+        return tuple(kind(item) for item in items)
+    except ValueError:
+        raise ConfigError(
+            f"{option} takes a comma-separated list of {kind.__name__}s, but got {text!r}"
+        ) from None
+
+
+def _names(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+@app.command()
+def sweep(
+    noise: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated noise multipliers σ. Default: 0,0.001,0.003,0.01,0.03,0.1,0.3,1.1,2 "
+            "(leakage collapses decades below 1.1). σ = 0 (no defense) is always included."
+        ),
+    ] = None,
+    defense: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated defenses to sweep: dp-sgd (default), local-dp, central-dp."),
+    ] = None,
+    attack_name: Annotated[
+        str | None,
+        typer.Option("--attack", help="Comma-separated attacks: inverting-gradients (default), dlg."),
+    ] = None,
+    seeds: Annotated[
+        int | None, typer.Option(help="Seeds per point: the experiment seed, seed+1, ...")
+    ] = None,
+    targets: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated site indices whose update is attacked (-1: the smallest site)."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Experiment TOML; an optional [sweep] table sets noises, defenses, attacks, seeds, targets. "
+            "Flags override it.",
+            dir_okay=False,
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Sweep folder (resumable: rerun the same command).")] = Path(
+        "runs/sweep"
+    ),
+    jobs: Annotated[int, typer.Option(min=1, help="Points run in parallel processes.")] = 1,
+    rounds: Annotated[int | None, typer.Option(help="Federated rounds of every training run.")] = None,
+    iterations: Annotated[int | None, typer.Option(help="Attack iterations per restart.")] = None,
+    target_round: Annotated[int | None, typer.Option(help="Round whose update is attacked.")] = None,
+    mask: Annotated[
+        MaskChoice | None,
+        typer.Option(
+            help="known: the attacker has the true masks (worst case, default); unknown: recovered."
+        ),
+    ] = None,
+    clip: ClipOpt = None,
+    delta: DeltaOpt = None,
+    accountant: AccountantOpt = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Privacy–utility sweep: train → capture → attack → score at every noise level, defense and seed.
+
+    Each point is keyed by its config hash: finished points are never recomputed, so an interrupted
+    sweep resumes where it stopped and ends with the same results.csv. Then render the comparison
+    report with `feddp-eval report OUT -o report.pdf`.
+    """
+    with _user_errors():
+        from feddp_eval.config import ExperimentConfig, validate, with_overrides
+        from feddp_eval.sweep import SweepSpec, load_sweep_config
+
+        base, spec = load_sweep_config(config) if config else (validate(ExperimentConfig()), SweepSpec())
+        base = with_overrides(
+            base,
+            {
+                "seed": seed,
+                "device": device.value if device else None,
+                "train.rounds": rounds,
+                "attack.iterations": iterations,
+                "attack.target_round": target_round,
+                "attack.mask": mask.value if mask else None,
+                "defense.clip": clip,
+                "defense.delta": delta,
+                "defense.accountant": accountant.value if accountant else None,
+            },
+        )
+        grid: dict[str, Any] = {
+            "noises": _numbers(noise, float, "--noise"),
+            "defenses": _names(defense),
+            "attacks": _names(attack_name),
+            "seeds": seeds,
+            "targets": _numbers(targets, int, "--targets"),
+        }
+        spec = dataclasses.replace(spec, **{k: v for k, v in grid.items() if v is not None})
+        from feddp_eval.pipeline import run_sweep
+
+        with _sweep_progress(quiet or json_output) as callbacks:
+            result = run_sweep(base, spec, out=out, jobs=jobs, command=sys.argv, **callbacks)
+    if json_output:
+        _emit_json(result.to_json())
+    elif not quiet:
+        _print_sweep_table(result)
+
+
+@contextmanager
+def _sweep_progress(quiet: bool) -> Iterator[dict[str, Any]]:
+    """Points done of the grid, the current point's stage, and time left."""
+    if quiet:
+        yield {}
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("[bold]sweep"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("points"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[stage]}"),
+    )
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        task = progress.add_task("sweep", total=None, stage="")
+
+        def on_start(done: int, total: int) -> None:
+            progress.update(task, total=total, completed=done, stage="resuming" if done else "")
+
+        def on_stage(description: str) -> None:
+            progress.update(task, stage=description)
+
+        def on_point(label: str) -> None:
+            progress.update(task, advance=1, stage=f"done: {label}")
+
+        yield {"on_start": on_start, "on_stage": on_stage, "on_point": on_point}
+
+
+def _print_sweep_table(result: Any) -> None:
+    """One line per (defense, noise): means over seeds and targets."""
+    from statistics import mean
+
+    from rich.console import Console
+    from rich.table import Table
+
+    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for row in result.rows:
+        groups.setdefault((row["defense"], row["noise"]), []).append(row)
+    table = Table(title=f"Privacy–utility sweep ({len(result.rows)} rows; means over seeds and targets)")
+    for column in ("defense", "σ", "ε", "Dice", "PSNR dB", "SSIM", "LPIPS", "prior PSNR"):
+        table.add_column(column, justify="left" if column == "defense" else "right")
+
+    def avg(rows: list[dict[str, Any]], key: str, digits: int) -> str:
+        values = [r[key] for r in rows if r.get(key) is not None]
+        return f"{mean(values):.{digits}f}" if values else "–"
+
+    def _sig(rows: list[dict[str, Any]], key: str) -> str:
+        values = [r[key] for r in rows if r.get(key) is not None]
+        return f"{mean(values):.3g}" if values else "–"
+
+    for (name, noise), rows in groups.items():
+        epsilon = _sig(rows, "epsilon") if name != "none" else "∞"
+        table.add_row(
+            name,
+            f"{noise:g}",
+            epsilon,
+            avg(rows, "dice", 3),
+            avg(rows, "psnr", 1),
+            avg(rows, "ssim", 3),
+            avg(rows, "lpips", 3),
+            avg(rows, "prior_psnr", 1),
+        )
+    console = Console()
+    console.print(table)
+    if result.missing:
+        console.print(f"[yellow]{len(result.missing)} point(s) not finished; rerun to resume[/yellow]")
+    console.print(f"results: {result.results}")
+    console.print(f"report:  feddp-eval report {result.out_dir} -o {result.out_dir / 'report.pdf'}")
 
 
 @app.command()

@@ -324,6 +324,8 @@ def _attack_run(
     mask_baseline = score_reconstruction(painted, truth.images, lpips=metric) if a.mask == "known" else None
     attack_dir = run_dir / "attacks" / f"{a.name}-site{site}-round{a.target_round}-mask-{a.mask}"
     save_tensors(attack_dir / "reconstruction.safetensors", {"images": recon.images, "masks": recon.masks})
+    tiles = attack_dir / "tiles.safetensors"
+    _save_matched_tiles(tiles, truth, recon, prior.expand(len(truth), 3, size, size))
     summary = trained.summary
     row = {
         "defense": config.defense.name,
@@ -353,6 +355,7 @@ def _attack_run(
         "objective": recon.objective,
         "lpips_missing": None if lpips.available else lpips.missing_reason,
         "run_dir": str(run_dir),
+        "tiles": str(tiles),
     }
     write_json(
         attack_dir / "scores.json",
@@ -384,6 +387,31 @@ def _attack_run(
         truth.masks if a.mask == "known" else torch.full_like(truth.masks, float(foreground > 0.5)),
     )
     return row, recon, truth, scenario, guess
+
+
+def _save_matched_tiles(path: Path, truth: Any, recon: Any, prior: Any) -> None:
+    """True tiles, their matched reconstructions and the prior guess, for galleries and reports.
+
+    ``images[i]`` is the reconstruction matched (Hungarian, as scored) to ``true_images[i]``.
+    """
+    import torch
+
+    from feddp_eval.metrics.privacy import match_reconstructions
+
+    recon_index, truth_index = match_reconstructions(recon.images, truth.images)
+    images, masks = torch.zeros_like(truth.images), torch.zeros_like(truth.masks)  # unmatched: black
+    for r, t in zip(recon_index, truth_index, strict=True):
+        images[t], masks[t] = recon.images[r].clamp(0, 1), recon.masks[r]
+    save_tensors(
+        path,
+        {
+            "true_images": truth.images,
+            "true_masks": truth.masks,
+            "images": images,
+            "masks": masks,
+            "prior_images": prior,
+        },
+    )
 
 
 # --------------------------------------------------------------------------- check
@@ -467,3 +495,225 @@ def run_check(
         )
         rows, source = attacked.rows, str(attacked.out_dir)
     return CheckResult(evaluate(baseline.bounds, rows), rows, source)
+
+
+# --------------------------------------------------------------------------- sweep
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """Outcome of :func:`run_sweep`: the finished rows (grid order) and what is still missing."""
+
+    out_dir: Path
+    rows: list[dict[str, Any]]
+    missing: list[str]
+    computed: int
+
+    @property
+    def results(self) -> Path:
+        from feddp_eval.sweep import RESULTS_FILE
+
+        return self.out_dir / RESULTS_FILE
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sweep_dir": str(self.out_dir),
+            "results": str(self.results),
+            "points": len(self.rows) + len(self.missing),
+            "finished": len(self.rows),
+            "computed": self.computed,
+            "missing": self.missing,
+            "rows": self.rows,
+        }
+
+
+def run_sweep(
+    config: ExperimentConfig,
+    spec: Any,
+    *,
+    out: str | Path = "runs/sweep",
+    jobs: int = 1,
+    command: list[str] | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
+    on_point: Callable[[str], None] | None = None,
+) -> SweepResult:
+    """Train → capture → attack → score every point of a privacy–utility grid; resumable.
+
+    Points are keyed by config hash: a finished point (``points/<key>/row.json``) is never
+    recomputed, so an interrupted sweep (Ctrl-C, kill -9, power loss) picks up where it stopped
+    and ends with the same ``results.csv``. Points sharing a training run train it once.
+
+    Args:
+        config: The base experiment (its seed is the first seed; its defense is replaced per point).
+        spec: A :class:`~feddp_eval.sweep.SweepSpec`.
+        out: The sweep folder.
+        jobs: Worker processes; each takes one training run and its attacks at a time.
+        command: The command line recorded in ``sweep.json`` (default ``sys.argv``).
+        on_start: Called once with (points already finished, points in the grid).
+        on_stage: Called with a short description whenever a point enters a stage.
+        on_point: Called with a point's label when it finishes.
+    """
+    import sys
+
+    from attacks import ATTACKS
+    from defenses import DEFENSES
+    from feddp_eval.sweep import (
+        SWEEP_FILE,
+        check_sweep_dir,
+        finished_rows,
+        group_by_run,
+        plan,
+        sweep_manifest,
+        validate_spec,
+        write_tables,
+    )
+
+    spec = validate_spec(spec, defenses=DEFENSES.names(), attacks=ATTACKS.names())
+    points = plan(config, spec)
+    out = Path(out)
+    check_sweep_dir(out)
+    write_json(out / SWEEP_FILE, sweep_manifest(config, spec, points, command or sys.argv))
+    done = finished_rows(out, points)
+    todo = [[p for p in group if p.key not in done] for group in group_by_run(points)]
+    todo = [group for group in todo if group]
+    write_tables(out, points)
+    if on_start:
+        on_start(len(done), len(points))
+    labels = {p.key: p.label for p in points}
+    computed = 0
+
+    def finished(key: str) -> None:
+        nonlocal computed
+        computed += 1
+        write_tables(out, points)
+        if on_point:
+            on_point(labels[key])
+
+    if jobs <= 1 or len(todo) <= 1:
+        from feddp_eval.metrics.perceptual import LPIPSMetric
+
+        lpips = LPIPSMetric(config.attack.lpips_net)
+        for group in todo:
+            for key in _sweep_group(out, group, lpips, on_stage):
+                finished(key)
+    else:
+        _sweep_parallel(out, todo, jobs, on_stage, finished)
+    rows = finished_rows(out, points)
+    return SweepResult(
+        out,
+        [rows[p.key] for p in points if p.key in rows],
+        [p.label for p in points if p.key not in rows],
+        computed,
+    )
+
+
+def _sweep_group(out: Path, group: list[Any], lpips: Any, on_stage: Callable[[str], None] | None) -> Any:
+    """Train (or reuse) one run and attack it for every point in ``group``; yields finished keys."""
+    import os
+
+    from feddp_eval.sweep import point_dir
+
+    first = group[0]
+    setting = first.label.split(" (")[0]
+    if on_stage:
+        on_stage(f"training {setting}")
+    trained = run_train(first.config, run_dir=out / first.run_dir)
+    for point in group:
+        if on_stage:
+            on_stage(f"attacking {point.label}")
+        row, *_ = _attack_run(point.config, trained, lpips, on_iteration=None)
+        a = point.config.attack
+        row.update(
+            key=point.key,
+            config_hash=point.train_hash,
+            seed=point.config.seed,
+            target_site=_target_index(trained.run_dir, a.target_site),
+            target_round=a.target_round,
+            mask=a.mask,
+            train_seconds=trained.summary["seconds"],
+            run_dir=first.run_dir,
+            tiles=Path(os.path.relpath(row["tiles"], out)).as_posix(),
+        )
+        write_json(point_dir(out, point.key) / "row.json", row)  # the "done" marker, written last
+        yield point.key
+
+
+def _target_index(run_dir: Path, target_site: int) -> int:
+    from feddp_eval.io import read_json
+
+    if target_site >= 0:
+        return target_site
+    sites = read_json(run_dir / "sites.json")
+    return int(min(sites, key=lambda s: s["train_tiles"])["index"])
+
+
+def _sweep_parallel(
+    out: Path,
+    todo: list[list[Any]],
+    jobs: int,
+    on_stage: Callable[[str], None] | None,
+    finished: Callable[[str], None],
+) -> None:
+    """Run the groups in ``jobs`` spawned processes; progress comes back through a queue."""
+    import multiprocessing
+    import os
+    import queue as queue_module
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    from feddp_eval.config import to_dict
+
+    context = multiprocessing.get_context("spawn")
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with context.Manager() as manager:
+        messages = manager.Queue()
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            futures = [
+                pool.submit(
+                    _sweep_worker,
+                    str(out),
+                    [(p.key, to_dict(p.config)) for p in group],
+                    threads,
+                    messages,
+                )
+                for group in todo
+            ]
+            try:
+                pending = set(futures)
+                while pending:
+                    finished_now, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+                    _drain(messages, on_stage, finished, queue_module)
+                    for future in finished_now:
+                        future.result()  # re-raises a worker's error here
+                _drain(messages, on_stage, finished, queue_module)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+
+
+def _drain(messages: Any, on_stage: Any, finished: Callable[[str], None], queue_module: Any) -> None:
+    while True:
+        try:
+            kind, value = messages.get_nowait()
+        except queue_module.Empty:
+            return
+        if kind == "point":
+            finished(value)
+        elif on_stage:
+            on_stage(value)
+
+
+def _sweep_worker(out: str, points: list[tuple[str, dict[str, Any]]], threads: int, messages: Any) -> None:
+    """One worker process: a training run and its attacks (configs travel as plain dicts)."""
+    import torch
+
+    from feddp_eval.config import from_dict
+    from feddp_eval.metrics.perceptual import LPIPSMetric
+    from feddp_eval.sweep import SweepPoint
+
+    torch.set_num_threads(threads)
+    group = [SweepPoint(key, from_dict(ExperimentConfig, raw)) for key, raw in points]
+    lpips = LPIPSMetric(group[0].config.attack.lpips_net)
+    for key in _sweep_group(Path(out), group, lpips, lambda message: messages.put(("stage", message))):
+        messages.put(("point", key))

@@ -1,0 +1,303 @@
+"""Privacy–utility sweeps: the grid, its points, and the tidy results table.
+
+A sweep crosses defenses × noise levels × seeds × attacks × target sites. Each
+combination is a *point*, keyed by the hash of its resolved config (training and
+attack settings together). The undefended reference (``none``, σ = 0) is always
+part of the grid: utility changes and leakage are read against it.
+
+On disk (``DIR`` is the sweep folder)::
+
+    sweep.json                 the grid, the base config, the planned points, the command line
+    runs/<hash12>/             one training run per (defense, noise, seed), reused by config hash
+    points/<key>/row.json      a finished point's results row; its presence means "done"
+    results.csv                the tidy table: one row per finished point, in grid order
+    runtime.csv                per finished point: wall-clock seconds and the attack's final
+                               objective. Kept apart so that results.csv is byte-identical
+                               whether or not the sweep was interrupted: seconds never repeat,
+                               and the objective's last float32 digits can differ between
+                               processes (a CPU reduction whose order is not fixed).
+
+Nothing here imports torch; :func:`feddp_eval.pipeline.run_sweep` does the work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from feddp_eval.config import (
+    ExperimentConfig,
+    config_hash,
+    from_dict,
+    read_toml,
+    to_dict,
+    validate,
+)
+from feddp_eval.errors import ConfigError, RunDirError
+
+SWEEP_FILE = "sweep.json"
+RESULTS_FILE = "results.csv"
+RUNTIME_FILE = "runtime.csv"
+FORMAT = 1
+
+# Two to three decades below the textbook σ = 1.1: that is where leakage collapses (REFERENCES.md).
+DEFAULT_NOISES: tuple[float, ...] = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.1, 2.0)
+# Defenses with a noise multiplier to sweep; prune has none.
+NOISE_DEFENSES = ("dp-sgd", "local-dp", "central-dp")
+
+RESULT_COLUMNS = (
+    "key",
+    "config_hash",
+    "seed",
+    "defense",
+    "noise",
+    "epsilon",
+    "delta",
+    "granularity",
+    "accountant",
+    "dice",
+    "jaccard",
+    "accuracy",
+    "psnr",
+    "ssim",
+    "lpips",
+    "mask_dice",
+    "prior_psnr",
+    "prior_ssim",
+    "prior_lpips",
+    "prior_mask_dice",
+    "mask_prior_psnr",
+    "mask_prior_ssim",
+    "mask_prior_lpips",
+    "attack",
+    "target_site",
+    "target_round",
+    "mask",
+    "iterations",
+    "stopped",
+    "lpips_missing",
+    "run_dir",
+    "tiles",
+)
+RUNTIME_COLUMNS = ("key", "train_seconds", "seconds", "objective")
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """The grid of a sweep (the ``[sweep]`` table of an experiment TOML).
+
+    Attributes:
+        noises: Noise multipliers σ; 0 is the undefended reference and is always added.
+        defenses: Defenses swept over ``noises`` (dp-sgd, local-dp, central-dp).
+        attacks: Attacks run on every training run's target update.
+        seeds: How many seeds: the experiment seed, seed + 1, ...
+        targets: Site indices whose update is attacked (-1: the smallest site).
+    """
+
+    noises: tuple[float, ...] = DEFAULT_NOISES
+    defenses: tuple[str, ...] = ("dp-sgd",)
+    attacks: tuple[str, ...] = ("inverting-gradients",)
+    seeds: int = 1
+    targets: tuple[int, ...] = (-1,)
+
+    def seed_list(self, base_seed: int) -> list[int]:
+        return [base_seed + i for i in range(self.seeds)]
+
+
+def validate_spec(spec: SweepSpec, *, defenses: Sequence[str], attacks: Sequence[str]) -> SweepSpec:
+    """Check the grid against the registered ``defenses`` and ``attacks``; one error lists every
+    problem. Noises come back sorted and de-duplicated, with the undefended 0 added."""
+    problems: list[str] = []
+    if not spec.noises:
+        problems.append("`sweep.noises` is empty; give at least one noise level")
+    bad = [n for n in spec.noises if not (math.isfinite(n) and n >= 0)]
+    if bad:
+        problems.append(f"`sweep.noises` must be finite and >= 0, but got {bad}")
+    if not spec.defenses:
+        problems.append("`sweep.defenses` is empty")
+    for name in spec.defenses:
+        if name not in defenses:
+            problems.append(f"unknown defense {name!r} in `sweep.defenses`; known: {', '.join(defenses)}")
+        elif name not in NOISE_DEFENSES:
+            problems.append(
+                f"`sweep.defenses` lists {name!r}, which has no noise multiplier to sweep; "
+                f"use {', '.join(NOISE_DEFENSES)} (the undefended reference is always included)"
+            )
+    for name in spec.attacks:
+        if name not in attacks:
+            problems.append(f"unknown attack {name!r} in `sweep.attacks`; known: {', '.join(attacks)}")
+    if not spec.attacks:
+        problems.append("`sweep.attacks` is empty")
+    if spec.seeds < 1:
+        problems.append(f"`sweep.seeds` must be >= 1, but got {spec.seeds}")
+    if not spec.targets or any(t < -1 for t in spec.targets):
+        problems.append(f"`sweep.targets` must be site indices or -1 (smallest site), but got {spec.targets}")
+    if problems:
+        raise ConfigError(problems)
+    noises = tuple(sorted({float(n) for n in spec.noises} | {0.0}))
+    return dataclasses.replace(
+        spec,
+        noises=noises,
+        defenses=tuple(dict.fromkeys(spec.defenses)),
+        attacks=tuple(dict.fromkeys(spec.attacks)),
+        targets=tuple(dict.fromkeys(spec.targets)),
+    )
+
+
+def load_sweep_config(path: str | Path) -> tuple[ExperimentConfig, SweepSpec]:
+    """An experiment TOML with an optional ``[sweep]`` table; every problem is reported at once."""
+    raw = read_toml(path)
+    sweep_raw = raw.pop("sweep", {})
+    problems: list[str] = []
+    config = spec = None
+    try:
+        config = validate(from_dict(ExperimentConfig, raw))
+    except ConfigError as exc:
+        problems += exc.problems
+    try:
+        spec = from_dict(SweepSpec, sweep_raw, where="sweep")
+    except ConfigError as exc:
+        problems += exc.problems
+    if problems or config is None or spec is None:
+        raise ConfigError(problems, source=str(path))
+    return config, spec
+
+
+# --------------------------------------------------------------------------- points
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One (defense, noise, seed, attack, target) combination."""
+
+    key: str
+    config: ExperimentConfig
+
+    @property
+    def train_hash(self) -> str:
+        return config_hash(self.config)
+
+    @property
+    def run_dir(self) -> str:
+        """The training run's folder, relative to the sweep folder."""
+        return f"runs/{self.train_hash[:12]}"
+
+    @property
+    def label(self) -> str:
+        d, a = self.config.defense, self.config.attack
+        setting = "none" if d.name == "none" else f"{d.name} σ={d.noise:g}"
+        return f"{setting} seed {self.config.seed} ({a.name}, site {a.target_site})"
+
+    def describe(self) -> dict[str, Any]:
+        d, a = self.config.defense, self.config.attack
+        return {
+            "key": self.key,
+            "config_hash": self.train_hash,
+            "defense": d.name,
+            "noise": d.noise,
+            "seed": self.config.seed,
+            "attack": a.name,
+            "target_site": a.target_site,
+            "run_dir": self.run_dir,
+        }
+
+
+def plan(base: ExperimentConfig, spec: SweepSpec) -> list[SweepPoint]:
+    """Every point of a validated grid: the undefended reference first, then each defense by
+    ascending noise; within a setting, seeds, then attacks, then targets."""
+    settings = [("none", 0.0)] + [(d, n) for d in spec.defenses for n in spec.noises if n > 0]
+    points = []
+    for defense, noise in settings:
+        for seed in spec.seed_list(base.seed):
+            for attack in spec.attacks:
+                for target in spec.targets:
+                    config = validate(
+                        dataclasses.replace(
+                            base,
+                            seed=seed,
+                            defense=dataclasses.replace(
+                                base.defense, name=defense, noise=noise, target_epsilon=None
+                            ),
+                            attack=dataclasses.replace(base.attack, name=attack, target_site=target),
+                        )
+                    )
+                    points.append(SweepPoint(config_hash(config, include_attack=True)[:12], config))
+    return points
+
+
+def group_by_run(points: Sequence[SweepPoint]) -> list[list[SweepPoint]]:
+    """Points that share a training run, in plan order: the unit of work one process takes."""
+    groups: dict[str, list[SweepPoint]] = {}
+    for point in points:
+        groups.setdefault(point.train_hash, []).append(point)
+    return list(groups.values())
+
+
+# --------------------------------------------------------------------------- the folder
+
+
+def sweep_manifest(
+    base: ExperimentConfig, spec: SweepSpec, points: Sequence[SweepPoint], command: Sequence[str]
+) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    from feddp_eval import __version__
+
+    return {
+        "format": FORMAT,
+        "feddp_eval": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": list(command),
+        "grid": {
+            "defenses": list(spec.defenses),
+            "noises": list(spec.noises),
+            "attacks": list(spec.attacks),
+            "seeds": spec.seed_list(base.seed),
+            "targets": list(spec.targets),
+        },
+        "base_config": to_dict(base),
+        "points": [p.describe() for p in points],
+    }
+
+
+def check_sweep_dir(out: Path) -> None:
+    """Refuse a non-empty folder that is not a sweep: a sweep never writes over someone else's files."""
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{out} is a file; --out must be a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / SWEEP_FILE).exists():
+        raise RunDirError(f"{out} is not empty and holds no sweep ({SWEEP_FILE}); choose another --out")
+
+
+def point_dir(out: Path, key: str) -> Path:
+    return out / "points" / key
+
+
+def finished_rows(out: Path, points: Iterable[SweepPoint]) -> dict[str, dict[str, Any]]:
+    """Rows of the points already finished in ``out``."""
+    from feddp_eval.io import read_json
+
+    done = {}
+    for point in points:
+        path = point_dir(out, point.key) / "row.json"
+        if path.is_file():
+            done[point.key] = read_json(path)
+    return done
+
+
+def write_tables(out: Path, points: Sequence[SweepPoint]) -> int:
+    """Rebuild ``results.csv`` and ``runtime.csv`` from the finished points, in plan order."""
+    from feddp_eval.io import write_csv
+
+    done = finished_rows(out, points)
+    rows = [done[p.key] for p in points if p.key in done]
+    write_csv(out / RESULTS_FILE, [_pick(r, RESULT_COLUMNS) for r in rows], RESULT_COLUMNS)
+    write_csv(out / RUNTIME_FILE, [_pick(r, RUNTIME_COLUMNS) for r in rows], RUNTIME_COLUMNS)
+    return len(rows)
+
+
+def _pick(row: Mapping[str, Any], columns: Sequence[str]) -> dict[str, Any]:
+    return {c: row.get(c) for c in columns}

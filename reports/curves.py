@@ -1,0 +1,189 @@
+"""Privacy–utility curves: Dice vs ε, leakage vs σ and vs ε, and Dice vs leakage with its Pareto front.
+
+The undefended run (σ = 0, ε = ∞) cannot sit on a log axis, so it is always drawn as a solid black
+horizontal line; the prior guess is dashed and the mask-painted prior dotted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from reports.style import LANDSCAPE, defense_color, defense_marker
+from reports.summary import SettingSummary, defense_rank, stat
+
+LEAKAGE = {"psnr": "PSNR (dB) ↑ leaks more", "ssim": "SSIM ↑ leaks more", "lpips": "LPIPS ↓ leaks more"}
+MASK_LEAKAGE = {"mask_dice": "mask Dice ↑ leaks more"}
+LOG_SPAN = 20.0  # log axes only when the positive values span more than this factor
+
+
+def curve_pages(summaries: Sequence[SettingSummary], rows: Sequence[dict[str, Any]]) -> list[Figure]:
+    """Two landscape pages: utility and leakage vs σ (with Dice vs PSNR), then leakage vs ε."""
+    metrics = {**LEAKAGE, **MASK_LEAKAGE}
+    present = [m for m in metrics if any(s.mean(m) is not None for s in summaries)]
+    first = _grid_page("Privacy–utility curves", "Utility vs ε, leakage vs noise σ, and the trade-off.", 2 + len(present))
+    fig, axes = first
+    _dice_vs_epsilon(axes[0], summaries)
+    for ax, metric in zip(axes[1:], present, strict=False):
+        _versus(ax, summaries, rows, metric, metrics[metric], x="noise")
+    _dice_vs_psnr(axes[len(present) + 1], summaries, rows)
+    _legend(fig, axes)
+    pages = [fig]
+    defended = [s for s in summaries if s.defense != "none" and _finite(s.epsilon)]
+    if defended and present:
+        fig2, axes2 = _grid_page(
+            "Privacy–utility curves (leakage vs ε)", "Lower ε = stronger guarantee; compare ε only at equal granularity.",
+            len(present),
+        )
+        for ax, metric in zip(axes2, present, strict=False):
+            _versus(ax, summaries, rows, metric, metrics[metric], x="epsilon")
+        _legend(fig2, axes2)
+        pages.append(fig2)
+    return pages
+
+
+def _grid_page(title: str, subtitle: str, panels: int) -> tuple[Figure, list[Axes]]:
+    from reports.style import new_page
+
+    fig = new_page(LANDSCAPE)
+    fig.set_layout_engine("constrained", rect=(0.02, 0.0, 0.96, 0.9), h_pad=0.15, w_pad=0.15)
+    fig.suptitle(title, x=0.05, y=0.975, ha="left", fontsize=15, weight="bold")
+    fig.text(0.05, 0.935, subtitle, fontsize=9, color="#333333")
+    cols = 3 if panels > 4 else 2
+    rows = math.ceil(panels / cols)
+    grid = fig.subplots(rows, cols, squeeze=False)
+    axes = list(grid.ravel())
+    for extra in axes[panels:]:
+        extra.remove()
+    return fig, axes[:panels]
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value) and value > 0
+
+
+def _series(summaries: Sequence[SettingSummary]) -> dict[str, list[SettingSummary]]:
+    """Defended settings by defense, sorted by noise."""
+    out: dict[str, list[SettingSummary]] = {}
+    for s in sorted(summaries, key=lambda s: (defense_rank(s.defense), s.noise)):
+        if s.defense != "none":
+            out.setdefault(s.defense, []).append(s)
+    return out
+
+
+def _label(defense: str, settings: Sequence[SettingSummary]) -> str:
+    levels = {s.granularity for s in settings if s.granularity}
+    return f"{defense} ({'/'.join(sorted(levels))}-level ε)" if levels else defense
+
+
+def _scale(ax: Axes, values: Sequence[float], axis: str = "x") -> None:
+    positive = [v for v in values if _finite(v)]
+    if positive and max(positive) / min(positive) > LOG_SPAN:
+        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+
+
+def _reference(ax: Axes, summaries: Sequence[SettingSummary], metric: str) -> None:
+    """The undefended value as a solid black line."""
+    for s in summaries:
+        if s.defense == "none" and s.mean(metric) is not None:
+            ax.axhline(s.mean(metric), color="black", lw=1.2, label="no defense (σ = 0, ε = ∞)")
+            return
+
+
+def _priors(ax: Axes, rows: Sequence[dict[str, Any]], metric: str, *, vertical: bool = False) -> None:
+    line = ax.axvline if vertical else ax.axhline
+    prior = stat(r.get(f"prior_{metric}") for r in rows).mean
+    if prior is not None:
+        line(prior, color="#555555", ls="--", lw=1.0, label="prior guess (before the update)")
+    painted = stat(r.get(f"mask_prior_{metric}") for r in rows).mean
+    if painted is not None:
+        line(painted, color="#555555", ls=":", lw=1.3, label="mask-painted prior (masks known)")
+
+
+def _errorbar(ax: Axes, x: Sequence[float], settings: Sequence[SettingSummary], metric: str, label: str) -> None:
+    y = [s.mean(metric) for s in settings]
+    keep = [i for i, v in enumerate(y) if v is not None and _finite(x[i])]
+    if not keep:
+        return
+    sd = [settings[i].stats[metric].sd or 0.0 for i in keep]
+    defense = settings[0].defense
+    ax.errorbar(
+        [x[i] for i in keep], [y[i] for i in keep], yerr=sd if any(sd) else None, color=defense_color(defense),
+        marker=defense_marker(defense), ms=5, lw=1.5, capsize=2.5, label=label,
+    )  # fmt: skip
+
+
+def _dice_vs_epsilon(ax: Axes, summaries: Sequence[SettingSummary]) -> None:
+    xs: list[float] = []
+    for defense, settings in _series(summaries).items():
+        x = [s.epsilon if s.epsilon is not None else math.nan for s in settings]
+        _errorbar(ax, x, settings, "dice", _label(defense, settings))
+        xs += [v for v in x if _finite(v)]
+    _reference(ax, summaries, "dice")
+    _scale(ax, xs)
+    ax.set(xlabel="ε (privacy budget at δ)", ylabel="Dice (pooled, final round)", title="Utility vs ε")
+    if not xs:
+        ax.text(0.5, 0.5, "no finite ε recorded", transform=ax.transAxes, ha="center", color="#555555")
+
+
+def _versus(
+    ax: Axes, summaries: Sequence[SettingSummary], rows: Sequence[dict[str, Any]], metric: str, name: str, *, x: str
+) -> None:  # fmt: skip
+    xs: list[float] = []
+    for defense, settings in _series(summaries).items():
+        values = [float(getattr(s, x)) if getattr(s, x) is not None else math.nan for s in settings]
+        _errorbar(ax, values, settings, metric, _label(defense, settings))
+        xs += [v for v in values if _finite(v)]
+    _reference(ax, summaries, metric)
+    _priors(ax, rows, metric)
+    _scale(ax, xs)
+    short = name.split(" ↑")[0].split(" ↓")[0]
+    xlabel = "noise multiplier σ" if x == "noise" else "ε (privacy budget at δ)"
+    ax.set(xlabel=xlabel, ylabel=name, title=f"{short} vs {'σ' if x == 'noise' else 'ε'}")
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points (psnr, dice) not dominated by any other (lower PSNR and higher Dice are better), by PSNR."""
+    front: list[tuple[float, float]] = []
+    for psnr, dice in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or dice > front[-1][1]:
+            front.append((psnr, dice))
+    return front
+
+
+def _dice_vs_psnr(ax: Axes, summaries: Sequence[SettingSummary], rows: Sequence[dict[str, Any]]) -> None:
+    points = []
+    for s in sorted(summaries, key=lambda s: (defense_rank(s.defense), s.noise)):
+        psnr, dice = s.mean("psnr"), s.mean("dice")
+        if psnr is None or dice is None:
+            continue
+        points.append((psnr, dice))
+        ax.plot(psnr, dice, ls="none", marker=defense_marker(s.defense), ms=6, color=defense_color(s.defense),
+                mec="white", mew=0.5)  # fmt: skip
+    for defense, settings in _series(summaries).items():
+        xy = np.array([(s.mean("psnr"), s.mean("dice")) for s in settings if s.mean("psnr") is not None], dtype=float)
+        if len(xy):
+            ax.plot(xy[:, 0], xy[:, 1], color=defense_color(defense), lw=0.8, alpha=0.5)
+    front = pareto_front(points)
+    if front:
+        fx, fy = zip(*front, strict=True)
+        ax.step(fx, fy, where="post", color="#CC79A7", lw=1.6, label="Pareto front (max Dice, min PSNR)")
+    _priors(ax, rows, "psnr", vertical=True)
+    ax.set(xlabel="PSNR (dB) of the reconstruction ↑ leaks more", ylabel="Dice", title="Utility vs leakage")
+
+
+def _legend(fig: Figure, axes: Sequence[Axes]) -> None:
+    """One legend for the page, below the panels, so no entry covers data."""
+    handles, labels = [], []
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)), frameon=False)

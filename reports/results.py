@@ -1,0 +1,237 @@
+"""Load what a sweep or an attack wrote into one typed :class:`ResultsSet`; reads files only.
+
+Two layouts are understood:
+
+- a sweep directory: ``sweep.json`` (the expected points) and ``results.csv`` (one row per finished
+  point; ``run_dir`` and ``tiles`` relative to the directory);
+- an attack results directory: ``results.json`` with a ``scenario`` and its ``rows`` (paths absolute
+  or relative to the current directory).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from feddp_eval.errors import RunDirError
+from reports._files import read_csv_file, read_json_file
+
+RESULT_COLUMNS = (
+    "key", "config_hash", "seed", "defense", "noise", "epsilon", "delta", "granularity", "accountant",
+    "dice", "jaccard", "accuracy", "psnr", "ssim", "lpips", "mask_dice", "prior_psnr", "prior_ssim",
+    "prior_lpips", "prior_mask_dice", "mask_prior_psnr", "mask_prior_ssim", "mask_prior_lpips", "attack",
+    "target_site", "target_round", "mask", "iterations", "stopped", "objective", "lpips_missing", "seconds",
+    "train_seconds", "run_dir", "tiles",
+)  # fmt: skip
+FLOAT_COLUMNS = frozenset(
+    {
+        "noise", "epsilon", "delta", "dice", "jaccard", "accuracy", "psnr", "ssim", "lpips", "mask_dice",
+        "prior_psnr", "prior_ssim", "prior_lpips", "prior_mask_dice", "mask_prior_psnr", "mask_prior_ssim",
+        "mask_prior_lpips", "objective", "seconds", "train_seconds",
+    }
+)  # fmt: skip
+INT_COLUMNS = frozenset({"seed", "target_site", "target_round", "iterations"})
+REQUIRED_COLUMNS = ("defense", "noise", "dice", "psnr", "prior_psnr")
+SWEEP_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ResultsSet:
+    """Every result row found, the points that were expected, and what is missing.
+
+    Attributes:
+        source: The directory read.
+        kind: ``"sweep"`` (sweep.json + results.csv) or ``"attack"`` (results.json).
+        rows: One dict per finished point with the results.csv columns, typed (floats, ints,
+            strings, ``None`` for an empty cell), plus ``run_path`` and ``tiles_path``: the
+            resolved :class:`~pathlib.Path` of ``run_dir`` and ``tiles`` (or ``None``).
+        points: The expected points (sweep.json ``points``; for attack results, one per row).
+        missing: One line per expected-but-missing point or file.
+        meta: sweep.json without ``points``, or ``{"scenario": ...}`` for attack results.
+    """
+
+    source: Path
+    kind: Literal["sweep", "attack"]
+    rows: list[dict[str, Any]]
+    points: list[dict[str, Any]]
+    missing: list[str] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def setting_label(defense: str, noise: float | None) -> str:
+    """``"none"`` or ``"dp-sgd σ=0.01"``: how a defense setting is named everywhere in a report."""
+    if defense == "none" or noise is None:
+        return defense
+    return f"{defense} σ={noise:g}"
+
+
+def point_label(point: dict[str, Any]) -> str:
+    """``"dp-sgd σ=0.01 seed 1 (inverting-gradients, site -1)"`` for a point or a row."""
+    seed = point.get("seed")
+    where = f"site {point['target_site']}" if point.get("target_site") is not None else "site ?"
+    attack = point.get("attack") or "attack ?"
+    text = setting_label(str(point.get("defense")), _float_or_none(point.get("noise")))
+    if seed is not None:
+        text += f" seed {seed}"
+    return f"{text} ({attack}, {where})"
+
+
+def load_results(source: str | Path) -> ResultsSet:
+    """Read a sweep directory or an attack results directory.
+
+    Args:
+        source: A sweep directory (holds ``sweep.json``) or an attack results directory (holds
+            ``results.json``), or either file itself.
+
+    Raises:
+        RunDirError: The directory is neither, a file in it is malformed, or no result row exists.
+    """
+    root = Path(source)
+    if root.is_file() and root.name in ("sweep.json", "results.json"):
+        root = root.parent
+    if not root.is_dir():
+        raise RunDirError(f"{root} does not exist or is not a directory; pass a sweep or attack results folder")
+    if (root / "sweep.json").is_file():
+        results = _load_sweep(root)
+    elif (root / "results.json").is_file():
+        results = _load_attack(root)
+    else:
+        raise RunDirError(f"{root} holds neither a sweep (sweep.json) nor attack results (results.json)")
+    if not results.rows:
+        names = "; ".join(results.missing[:5]) + (" …" if len(results.missing) > 5 else "")
+        raise RunDirError(f"{root} has no result rows yet (missing: {names or 'every point'}); finish the sweep first")
+    return results
+
+
+# --------------------------------------------------------------------------- sweep directories
+
+
+def _load_sweep(root: Path) -> ResultsSet:
+    sweep = read_json_file(root / "sweep.json")
+    if not isinstance(sweep, dict) or sweep.get("format") != SWEEP_FORMAT:
+        found = sweep.get("format") if isinstance(sweep, dict) else type(sweep).__name__
+        raise RunDirError(
+            f"{root / 'sweep.json'} has format {found!r}, but this feddp-eval reads format {SWEEP_FORMAT}; "
+            "re-run the sweep with this version"
+        )
+    points = [_typed(dict(p)) for p in sweep.get("points", [])]
+    rows = _read_results_csv(root / "results.csv")
+    for row in rows:
+        row["run_path"] = _resolve(row.get("run_dir"), root)
+        row["tiles_path"] = _resolve(row.get("tiles"), root)
+    found = {row.get("key") for row in rows}
+    missing = [f"{point_label(p)}: not finished" for p in points if p.get("key") not in found]
+    if not (root / "results.csv").exists():
+        missing.insert(0, f"{root / 'results.csv'} does not exist yet")
+    missing += _missing_files(rows)
+    meta = {k: v for k, v in sweep.items() if k != "points"}
+    return ResultsSet(root, "sweep", rows, points, missing, meta)
+
+
+def _read_results_csv(path: Path) -> list[dict[str, Any]]:
+    """Typed rows of ``results.csv``; the last row of a key wins (a resumed sweep may append again)."""
+    if not path.exists():
+        return []
+    header, raw = read_csv_file(path)
+    absent = [c for c in REQUIRED_COLUMNS if c not in header]
+    if raw and absent:
+        raise RunDirError(f"{path} lacks the column(s) {', '.join(absent)}; re-run the sweep with this version")
+    by_key: dict[str, dict[str, Any]] = {}
+    for i, cells in enumerate(raw):
+        row = _typed({c: (cells.get(c) or None) for c in RESULT_COLUMNS})
+        by_key[str(row.get("key") or f"row-{i}")] = row
+    return list(by_key.values())
+
+
+# --------------------------------------------------------------------------- attack results
+
+
+def _load_attack(root: Path) -> ResultsSet:
+    payload = read_json_file(root / "results.json")
+    if not isinstance(payload, dict) or not isinstance(payload.get("rows"), list):
+        raise RunDirError(f"{root / 'results.json'} holds no `rows` list; re-run `feddp-eval attack`")
+    scenario = payload.get("scenario") or {}
+    rows = []
+    for i, raw in enumerate(payload["rows"]):
+        row = _typed({c: raw.get(c) for c in RESULT_COLUMNS})
+        row["key"] = row["key"] or f"row-{i}"
+        row["target_site"] = _first(row["target_site"], scenario.get("site_index"))
+        row["target_round"] = _first(row["target_round"], scenario.get("round"))
+        row["mask"] = _first(row["mask"], scenario.get("mask"))
+        row["run_path"] = _resolve(row.get("run_dir"), Path.cwd(), root, root.parent)
+        row["tiles_path"] = _resolve(row.get("tiles"), Path.cwd(), root, root.parent)
+        _fill_from_manifest(row)
+        rows.append(row)
+    points = [{k: row.get(k) for k in ("key", "defense", "noise", "seed", "attack", "target_site")} for row in rows]
+    return ResultsSet(root, "attack", rows, points, _missing_files(rows), {"scenario": scenario})
+
+
+def _fill_from_manifest(row: dict[str, Any]) -> None:
+    """Attack rows carry no seed or config hash; the run's manifest knows both."""
+    run = row.get("run_path")
+    if run is None or not (run / "manifest.json").is_file():
+        return
+    manifest = read_json_file(run / "manifest.json")
+    if isinstance(manifest, dict):
+        row["seed"] = _first(row.get("seed"), manifest.get("seed"))
+        row["config_hash"] = _first(row.get("config_hash"), manifest.get("config_hash"))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _missing_files(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per row whose reconstruction tiles or training-run files are absent."""
+    notes = []
+    for row in rows:
+        tiles, run = row.get("tiles_path"), row.get("run_path")
+        if tiles is None:
+            notes.append(f"{point_label(row)}: no reconstruction tiles file recorded (gallery cell skipped)")
+        elif not tiles.is_file():
+            notes.append(f"{point_label(row)}: tiles file {row.get('tiles')} is missing (gallery cell skipped)")
+        if run is None or not (run / "metrics.csv").is_file():
+            notes.append(f"{point_label(row)}: training metrics {row.get('run_dir')}/metrics.csv missing")
+    return notes
+
+
+def _resolve(value: Any, *bases: Path) -> Path | None:
+    """The path ``value`` as given when absolute, else under the first base where it exists (else the first)."""
+    if value in (None, ""):
+        return None
+    path = Path(str(value))
+    if path.is_absolute():
+        return path
+    for base in bases:
+        if (base / path).exists():
+            return base / path
+    return bases[0] / path
+
+
+def _typed(row: dict[str, Any]) -> dict[str, Any]:
+    """Coerce the known numeric columns; empty strings become ``None``."""
+    out = dict(row)
+    for name, value in row.items():
+        if value == "":
+            out[name] = None
+        elif name in FLOAT_COLUMNS:
+            out[name] = _float_or_none(value)
+        elif name in INT_COLUMNS and value is not None:
+            try:
+                out[name] = int(float(value))
+            except (TypeError, ValueError):
+                out[name] = None
+    return out
+
+
+def _float_or_none(value: Any) -> float | None:
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)

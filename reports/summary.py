@@ -1,0 +1,344 @@
+"""One summary row per defense setting, the leakage verdicts, and their text/CSV/Markdown forms.
+
+Pure functions over the typed rows of :class:`reports.results.ResultsSet`: no files, no figures.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from reports.results import setting_label
+
+METRICS = (
+    "dice", "jaccard", "accuracy", "psnr", "ssim", "lpips", "mask_dice", "prior_psnr", "prior_ssim",
+    "prior_lpips", "mask_prior_psnr",
+)  # fmt: skip
+LEAK_MARGIN_DB = 1.0
+"""A setting leaks when its mean PSNR exceeds the mean PSNR of the prior guess by more than this."""
+DEFENSE_ORDER = ("none", "dp-sgd", "local-dp", "central-dp")
+DEFENSE_PROTECTS = {
+    "none": "protects nothing",
+    "dp-sgd": "clips and noises each example's gradient, protecting each training tile in each "
+    "released update (sample-level ε)",
+    "local-dp": "clips and noises each client's whole update before release, FedDP-style "
+    "(client-level ε)",
+    "central-dp": "noises only the aggregate at the server, protecting the final model from third "
+    "parties but NOT the updates the server sees: expect leakage like the undefended run "
+    "(client-level ε)",
+}
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean and sample standard deviation (ddof=1; ``None`` for fewer than two values) of one metric."""
+
+    mean: float | None
+    sd: float | None
+    n: int
+
+
+@dataclass(frozen=True)
+class SettingSummary:
+    """One defense setting (attack, defense, noise) aggregated over seeds and targets."""
+
+    attack: str
+    defense: str
+    noise: float
+    n: int
+    epsilon: float | None
+    delta: float | None
+    granularity: str | None
+    accountant: str | None
+    stats: dict[str, Stat]
+    dice_change_pct: float | None
+
+    @property
+    def label(self) -> str:
+        """``"none"`` or ``"dp-sgd σ=0.01"``."""
+        return setting_label(self.defense, self.noise)
+
+    def mean(self, metric: str) -> float | None:
+        """The mean of ``metric`` over this setting's rows, or ``None`` when never measured."""
+        return self.stats[metric].mean
+
+    @property
+    def leakage_gap_db(self) -> float | None:
+        """Mean PSNR minus mean prior PSNR (dB), or ``None`` when either is missing."""
+        psnr, prior = self.mean("psnr"), self.mean("prior_psnr")
+        return None if psnr is None or prior is None else psnr - prior
+
+    @property
+    def leaks(self) -> bool | None:
+        """Whether the reconstruction beats the prior guess by more than :data:`LEAK_MARGIN_DB`."""
+        gap = self.leakage_gap_db
+        return None if gap is None else gap > LEAK_MARGIN_DB
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+def stat(values: Iterable[Any]) -> Stat:
+    """Mean and sample sd of the non-missing, finite values."""
+    data = np.array([float(v) for v in values if v is not None and math.isfinite(float(v))], dtype=float)
+    if data.size == 0:
+        return Stat(None, None, 0)
+    sd = float(np.std(data, ddof=1)) if data.size > 1 else None
+    return Stat(float(np.mean(data)), sd, int(data.size))
+
+
+def defense_rank(defense: str) -> tuple[int, str]:
+    """Sort key: none first, then the built-in defenses, then the rest alphabetically."""
+    return (DEFENSE_ORDER.index(defense) if defense in DEFENSE_ORDER else len(DEFENSE_ORDER), defense)
+
+
+def summarize(rows: Sequence[dict[str, Any]]) -> list[SettingSummary]:
+    """Group rows by (attack, defense, noise) and aggregate every metric over seeds and targets.
+
+    ΔDice % = 100 · (dice − dice_none) / dice_none with the means of the same attack's undefended
+    setting (``None`` when that setting is missing).
+    """
+    groups: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
+    for row in rows:
+        key = (str(row.get("attack") or "?"), str(row["defense"]), float(row.get("noise") or 0.0))
+        groups.setdefault(key, []).append(row)
+    ordered = sorted(groups, key=lambda k: (k[0], defense_rank(k[1]), k[2]))
+    reference = {k[0]: stat(r["dice"] for r in groups[k]).mean for k in ordered if k[1] == "none"}
+    return [_setting(key, groups[key], reference.get(key[0])) for key in ordered]
+
+
+def _setting(key: tuple[str, str, float], rows: list[dict[str, Any]], dice_none: float | None) -> SettingSummary:
+    attack, defense, noise = key
+    stats = {m: stat(r.get(m) for r in rows) for m in METRICS}
+    epsilons = [r["epsilon"] for r in rows if r.get("epsilon") is not None]
+    epsilon = None
+    if epsilons:
+        epsilon = math.inf if any(math.isinf(e) for e in epsilons) else float(np.mean(epsilons))
+    dice = stats["dice"].mean
+    change = None if dice is None or not dice_none else 100.0 * (dice - dice_none) / dice_none
+    return SettingSummary(
+        attack=attack,
+        defense=defense,
+        noise=noise,
+        n=len(rows),
+        epsilon=epsilon,
+        delta=_common(r.get("delta") for r in rows),
+        granularity=_common(r.get("granularity") for r in rows),
+        accountant=_common(r.get("accountant") for r in rows),
+        stats=stats,
+        dice_change_pct=change,
+    )
+
+
+def _common(values: Iterable[Any]) -> Any:
+    """The single value shared by the rows, ``"/"``-joined distinct strings, or ``None``."""
+    distinct = list(dict.fromkeys(v for v in values if v is not None))
+    if not distinct:
+        return None
+    if len(distinct) == 1:
+        return distinct[0]
+    return "/".join(str(v) for v in distinct)
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def fmt_epsilon(s: SettingSummary) -> str:
+    """ε with 3 significant digits; ``∞`` for no defense or zero noise; ``—`` when not accounted."""
+    if s.defense == "none" or (s.epsilon is None and s.noise == 0) or (s.epsilon and math.isinf(s.epsilon)):
+        return "∞"
+    return "—" if s.epsilon is None else f"{s.epsilon:.3g}"
+
+
+def fmt_privacy(s: SettingSummary) -> str:
+    """``"ε = 12.3 (δ = 1e-05, sample-level)"``: never ε without δ."""
+    text = f"ε = {fmt_epsilon(s)}"
+    extra = [f"δ = {s.delta:g}"] if isinstance(s.delta, float) else []
+    if s.granularity:
+        extra.append(f"{s.granularity}-level")
+    return text + (f" ({', '.join(extra)})" if extra else "")
+
+
+def fmt_stat(value: Stat, decimals: int) -> str:
+    """``"0.812 ± 0.004"`` (several values), ``"0.812"`` (one), ``"—"`` (none)."""
+    if value.mean is None:
+        return "—"
+    text = f"{value.mean:.{decimals}f}"
+    return text if value.sd is None else f"{text} ± {value.sd:.{decimals}f}"
+
+
+def fmt_change(value: float | None) -> str:
+    """``"+0.0%"``-style ΔDice, or ``"—"``."""
+    return "—" if value is None else f"{value:+.1f}%"
+
+
+def fmt_noise(noise: float) -> str:
+    """The noise multiplier σ as the user typed it (``0.01``, ``1.1``)."""
+    return f"{noise:g}"
+
+
+Column = tuple[str, Callable[[SettingSummary], str]]
+
+
+def _metric(name: str, decimals: int) -> Callable[[SettingSummary], str]:
+    return lambda s: fmt_stat(s.stats[name], decimals)
+
+
+UTILITY_COLUMNS: list[Column] = [
+    ("defense", lambda s: s.defense),
+    ("σ", lambda s: fmt_noise(s.noise)),
+    ("ε", fmt_epsilon),
+    ("δ", lambda s: "—" if s.delta is None else f"{s.delta:g}"),
+    ("granularity", lambda s: s.granularity or "—"),
+    ("accountant", lambda s: s.accountant or "—"),
+    ("n", lambda s: str(s.n)),
+    ("Dice", _metric("dice", 3)),
+    ("Jaccard", _metric("jaccard", 3)),
+    ("accuracy", _metric("accuracy", 3)),
+    ("ΔDice", lambda s: fmt_change(s.dice_change_pct)),
+]
+LEAKAGE_COLUMNS: list[Column] = [
+    ("defense", lambda s: s.defense),
+    ("σ", lambda s: fmt_noise(s.noise)),
+    ("ε", fmt_epsilon),
+    ("PSNR dB", _metric("psnr", 1)),
+    ("SSIM", _metric("ssim", 3)),
+    ("LPIPS", _metric("lpips", 3)),
+    ("mask Dice", _metric("mask_dice", 3)),
+    ("prior PSNR", _metric("prior_psnr", 1)),
+    ("prior SSIM", _metric("prior_ssim", 3)),
+    ("mask-prior PSNR", _metric("mask_prior_psnr", 1)),
+    ("leaks", lambda s: {True: "yes", False: "no", None: "—"}[s.leaks]),
+]
+
+
+def table(summaries: Sequence[SettingSummary], columns: Sequence[Column]) -> tuple[list[str], list[list[str]]]:
+    """Headers and formatted cells; an ``attack`` column is added first when several attacks ran."""
+    if len({s.attack for s in summaries}) > 1:
+        columns = [("attack", lambda s: s.attack), *columns]
+    return [name for name, _ in columns], [[cell(s) for _, cell in columns] for s in summaries]
+
+
+def markdown_table(headers: Sequence[str], cells: Sequence[Sequence[str]]) -> str:
+    """A GitHub-flavoured Markdown table."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
+    return "\n".join(lines)
+
+
+CSV_COLUMNS = (
+    "attack", "defense", "noise", "n", "epsilon", "delta", "granularity", "accountant",
+    *(f"{m}_{part}" for m in METRICS for part in ("mean", "sd")),
+    "dice_change_pct", "leaks",
+)  # fmt: skip
+
+
+def csv_rows(summaries: Sequence[SettingSummary]) -> list[dict[str, Any]]:
+    """Numeric summary rows (``None`` → empty cell) in :data:`CSV_COLUMNS` order."""
+    out = []
+    for s in summaries:
+        row: dict[str, Any] = {
+            "attack": s.attack,
+            "defense": s.defense,
+            "noise": s.noise,
+            "n": s.n,
+            "epsilon": s.epsilon,
+            "delta": s.delta,
+            "granularity": s.granularity,
+            "accountant": s.accountant,
+        }
+        for m in METRICS:
+            row[f"{m}_mean"], row[f"{m}_sd"] = s.stats[m].mean, s.stats[m].sd
+        row["dice_change_pct"] = s.dice_change_pct
+        row["leaks"] = None if s.leaks is None else str(s.leaks).lower()
+        out.append(row)
+    return out
+
+
+# --------------------------------------------------------------------------- verdicts
+
+
+def verdicts(summaries: Sequence[SettingSummary]) -> list[str]:
+    """One sentence per (attack,) defense, undefended first; see :data:`LEAK_MARGIN_DB` for the rule."""
+    attacks = list(dict.fromkeys(s.attack for s in summaries))
+    sentences = []
+    for attack in attacks:
+        mine = [s for s in summaries if s.attack == attack]
+        prefix = f"[{attack}] " if len(attacks) > 1 else ""
+        for defense in dict.fromkeys(s.defense for s in mine):
+            settings = sorted((s for s in mine if s.defense == defense), key=lambda s: s.noise)
+            sentences.append(prefix + defense_verdict(defense, settings))
+    return sentences
+
+
+def defense_verdict(defense: str, settings: Sequence[SettingSummary]) -> str:
+    """The verdict sentence of one defense over its settings (sorted by noise)."""
+    if defense == "none":
+        s = settings[0]
+        return f"Without a defense the attack {_leak_phrase(s)}."
+    judged = [s for s in settings if s.leaks is not None]
+    if not judged:
+        return f"{defense}: no PSNR or prior PSNR was measured, so leakage cannot be judged."
+    noises = _noise_range(judged)
+    leaking = [s for s in judged if s.leaks]
+    if len(leaking) == len(judged):
+        smallest = min(judged, key=lambda s: s.leakage_gap_db or 0.0)
+        text = (
+            f"{defense} leaked at every tested noise ({noises}): mean PSNR stayed more than "
+            f"{LEAK_MARGIN_DB:g} dB above the prior guess (smallest gap {smallest.leakage_gap_db:+.1f} dB "
+            f"at σ = {fmt_noise(smallest.noise)})."
+        )
+    elif not leaking:
+        first = judged[0]
+        text = (
+            f"{defense} never leaked at the tested noises ({noises}): mean PSNR stayed within "
+            f"{LEAK_MARGIN_DB:g} dB of the prior guess; at the smallest, σ = {fmt_noise(first.noise)} "
+            f"({fmt_privacy(first)}), Dice changes by {fmt_change(first.dice_change_pct)} vs undefended."
+        )
+    elif judged[-1].leaks:
+        text = (
+            f"{defense}: leakage does not stop within the tested noises: it leaks at σ = "
+            f"{', '.join(fmt_noise(s.noise) for s in leaking)} and not at σ = "
+            f"{', '.join(fmt_noise(s.noise) for s in judged if not s.leaks)}."
+        )
+    else:
+        stop = next(s for i, s in enumerate(judged) if not any(t.leaks for t in judged[i:]))
+        text = (
+            f"{defense}: leakage stops at σ = {fmt_noise(stop.noise)} ({fmt_privacy(stop)}): mean PSNR "
+            f"{stop.mean('psnr'):.1f} dB is within {LEAK_MARGIN_DB:g} dB of the prior guess's "
+            f"{stop.mean('prior_psnr'):.1f} dB, and Dice changes by {fmt_change(stop.dice_change_pct)} "
+            "vs undefended."
+        )
+    if defense == "central-dp":
+        text += " (central-dp noises only the aggregate, so it is not expected to stop a curious server.)"
+    return text
+
+
+def _leak_phrase(s: SettingSummary) -> str:
+    gap = s.leakage_gap_db
+    if gap is None:
+        return "could not be judged (no PSNR or prior PSNR)"
+    verb = "leaks" if s.leaks else "does not leak"
+    return f"{verb}: mean PSNR {s.mean('psnr'):.1f} dB vs {s.mean('prior_psnr'):.1f} dB for the prior guess ({gap:+.1f} dB)"
+
+
+def _noise_range(settings: Sequence[SettingSummary]) -> str:
+    low, high = settings[0].noise, settings[-1].noise
+    return f"σ = {fmt_noise(low)}" if low == high else f"σ = {fmt_noise(low)} to {fmt_noise(high)}"
+
+
+def mask_prior_note(summaries: Sequence[SettingSummary]) -> str | None:
+    """When masks were known: the mask-painted prior is the stronger baseline; give its PSNR."""
+    value = stat(s.mean("mask_prior_psnr") for s in summaries).mean
+    if value is None:
+        return None
+    prior = stat(s.mean("prior_psnr") for s in summaries).mean
+    versus = f" (the mean-colour prior used by the rule: {prior:.1f} dB)" if prior is not None else ""
+    return (
+        f"The attacker knew the true masks, so the mask-painted prior (masks painted in the site's public "
+        f"nuclei and background colours) is the stronger baseline: mean PSNR {value:.1f} dB{versus}."
+    )
