@@ -50,7 +50,9 @@ def read_json_file(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RunDirError(f"{path} cannot be read as JSON ({exc}); re-run the command that wrote it") from None
+        raise RunDirError(
+            f"{path} cannot be read as JSON ({exc}); re-run the command that wrote it"
+        ) from None
 
 
 def read_csv_file(path: Path) -> tuple[list[str], list[dict[str, str]]]:

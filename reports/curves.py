@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from reports.style import LANDSCAPE, defense_color, defense_marker
-from reports.summary import SettingSummary, defense_rank, stat
+from reports.summary import SettingSummary, defense_rank, level, stat, three_digits
 
 LEAKAGE = {"psnr": "PSNR (dB) ↑ leaks more", "ssim": "SSIM ↑ leaks more", "lpips": "LPIPS ↓ leaks more"}
 MASK_LEAKAGE = {"mask_dice": "mask Dice ↑ leaks more"}
@@ -26,7 +26,9 @@ def curve_pages(summaries: Sequence[SettingSummary], rows: Sequence[dict[str, An
     """Two landscape pages: utility and leakage vs σ (with Dice vs PSNR), then leakage vs ε."""
     metrics = {**LEAKAGE, **MASK_LEAKAGE}
     present = [m for m in metrics if any(s.mean(m) is not None for s in summaries)]
-    first = _grid_page("Privacy–utility curves", "Utility vs ε, leakage vs noise σ, and the trade-off.", 2 + len(present))
+    first = _grid_page(
+        "Privacy–utility curves", "Utility vs ε, leakage vs noise σ, and the trade-off.", 2 + len(present)
+    )
     fig, axes = first
     _dice_vs_epsilon(axes[0], summaries)
     for ax, metric in zip(axes[1:], present, strict=False):
@@ -37,7 +39,8 @@ def curve_pages(summaries: Sequence[SettingSummary], rows: Sequence[dict[str, An
     defended = [s for s in summaries if s.defense != "none" and _finite(s.epsilon)]
     if defended and present:
         fig2, axes2 = _grid_page(
-            "Privacy–utility curves (leakage vs ε)", "Lower ε = stronger guarantee; compare ε only at equal granularity.",
+            "Privacy–utility curves (leakage vs ε)",
+            "Lower ε = stronger guarantee; compare ε only at equal granularity.",
             len(present),
         )
         for ax, metric in zip(axes2, present, strict=False):
@@ -51,7 +54,7 @@ def _grid_page(title: str, subtitle: str, panels: int) -> tuple[Figure, list[Axe
     from reports.style import new_page
 
     fig = new_page(LANDSCAPE)
-    fig.set_layout_engine("constrained", rect=(0.02, 0.0, 0.96, 0.9), h_pad=0.15, w_pad=0.15)
+    fig.set_layout_engine("constrained", rect=(0.02, 0.03, 0.96, 0.88), h_pad=0.15, w_pad=0.15)
     fig.suptitle(title, x=0.05, y=0.975, ha="left", fontsize=15, weight="bold")
     fig.text(0.05, 0.935, subtitle, fontsize=9, color="#333333")
     cols = 3 if panels > 4 else 2
@@ -68,30 +71,41 @@ def _finite(value: float | None) -> bool:
 
 
 def _series(summaries: Sequence[SettingSummary]) -> dict[str, list[SettingSummary]]:
-    """Defended settings by defense, sorted by noise."""
+    """Defended settings by defense (and attack, when several ran), sorted by noise."""
+    several = len({s.attack for s in summaries}) > 1
     out: dict[str, list[SettingSummary]] = {}
-    for s in sorted(summaries, key=lambda s: (defense_rank(s.defense), s.noise)):
+    for s in sorted(summaries, key=lambda s: (defense_rank(s.defense), s.attack, s.noise)):
         if s.defense != "none":
-            out.setdefault(s.defense, []).append(s)
+            out.setdefault(f"{s.defense} · {s.attack}" if several else s.defense, []).append(s)
     return out
 
 
-def _label(defense: str, settings: Sequence[SettingSummary]) -> str:
-    levels = {s.granularity for s in settings if s.granularity}
-    return f"{defense} ({'/'.join(sorted(levels))}-level ε)" if levels else defense
+def _linestyle(setting: SettingSummary, summaries: Sequence[SettingSummary]) -> str:
+    """Solid for the first attack, then dashed and dotted: series of one defense differ by attack."""
+    attacks = list(dict.fromkeys(s.attack for s in summaries))
+    return ("-", "--", ":", "-.")[attacks.index(setting.attack) % 4]
 
 
-def _scale(ax: Axes, values: Sequence[float], axis: str = "x") -> None:
-    positive = [v for v in values if _finite(v)]
-    if positive and max(positive) / min(positive) > LOG_SPAN:
-        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+def _label(name: str, settings: Sequence[SettingSummary]) -> str:
+    levels = {g for s in settings if (g := level(s.granularity))}
+    return f"{name} ({'/'.join(sorted(levels))}-level ε)" if levels else name
+
+
+def _scale(ax: Axes, values: Sequence[float]) -> None:
+    """Log x when the values span more than :data:`LOG_SPAN`; a single value gets a single plain tick."""
+    positive = sorted({v for v in values if _finite(v)})
+    if len(positive) == 1:
+        ax.set_xticks(positive, [three_digits(positive[0])])
+    elif positive and positive[-1] / positive[0] > LOG_SPAN:
+        ax.set_xscale("log")
 
 
 def _reference(ax: Axes, summaries: Sequence[SettingSummary], metric: str) -> None:
     """The undefended value as a solid black line."""
     for s in summaries:
-        if s.defense == "none" and s.mean(metric) is not None:
-            ax.axhline(s.mean(metric), color="black", lw=1.2, label="no defense (σ = 0, ε = ∞)")
+        value = s.mean(metric)
+        if s.defense == "none" and value is not None:
+            ax.axhline(value, color="black", lw=1.2, label="no defense (σ = 0, ε = ∞)")
             return
 
 
@@ -105,24 +119,40 @@ def _priors(ax: Axes, rows: Sequence[dict[str, Any]], metric: str, *, vertical: 
         line(painted, color="#555555", ls=":", lw=1.3, label="mask-painted prior (masks known)")
 
 
-def _errorbar(ax: Axes, x: Sequence[float], settings: Sequence[SettingSummary], metric: str, label: str) -> None:
-    y = [s.mean(metric) for s in settings]
-    keep = [i for i, v in enumerate(y) if v is not None and _finite(x[i])]
-    if not keep:
+def _errorbar(
+    ax: Axes,
+    x: Sequence[float],
+    settings: Sequence[SettingSummary],
+    metric: str,
+    label: str,
+    *,
+    ls: str = "-",
+) -> None:
+    points = [(xi, s.stats[metric]) for xi, s in zip(x, settings, strict=True) if _finite(xi)]
+    points = [(xi, value) for xi, value in points if value.mean is not None]
+    if not points:
         return
-    sd = [settings[i].stats[metric].sd or 0.0 for i in keep]
+    sd = [value.sd or 0.0 for _, value in points]
     defense = settings[0].defense
     ax.errorbar(
-        [x[i] for i in keep], [y[i] for i in keep], yerr=sd if any(sd) else None, color=defense_color(defense),
-        marker=defense_marker(defense), ms=5, lw=1.5, capsize=2.5, label=label,
-    )  # fmt: skip
+        [xi for xi, _ in points],
+        [float(value.mean or 0.0) for _, value in points],
+        yerr=sd if any(sd) else None,
+        color=defense_color(defense),
+        marker=defense_marker(defense),
+        ms=5,
+        lw=1.5,
+        ls=ls,
+        capsize=2.5,
+        label=label,
+    )
 
 
 def _dice_vs_epsilon(ax: Axes, summaries: Sequence[SettingSummary]) -> None:
     xs: list[float] = []
-    for defense, settings in _series(summaries).items():
+    for series, settings in _series(summaries).items():
         x = [s.epsilon if s.epsilon is not None else math.nan for s in settings]
-        _errorbar(ax, x, settings, "dice", _label(defense, settings))
+        _errorbar(ax, x, settings, "dice", _label(series, settings), ls=_linestyle(settings[0], summaries))
         xs += [v for v in x if _finite(v)]
     _reference(ax, summaries, "dice")
     _scale(ax, xs)
@@ -132,12 +162,20 @@ def _dice_vs_epsilon(ax: Axes, summaries: Sequence[SettingSummary]) -> None:
 
 
 def _versus(
-    ax: Axes, summaries: Sequence[SettingSummary], rows: Sequence[dict[str, Any]], metric: str, name: str, *, x: str
-) -> None:  # fmt: skip
+    ax: Axes,
+    summaries: Sequence[SettingSummary],
+    rows: Sequence[dict[str, Any]],
+    metric: str,
+    name: str,
+    *,
+    x: str,
+) -> None:
     xs: list[float] = []
-    for defense, settings in _series(summaries).items():
+    for series, settings in _series(summaries).items():
         values = [float(getattr(s, x)) if getattr(s, x) is not None else math.nan for s in settings]
-        _errorbar(ax, values, settings, metric, _label(defense, settings))
+        _errorbar(
+            ax, values, settings, metric, _label(series, settings), ls=_linestyle(settings[0], summaries)
+        )
         xs += [v for v in values if _finite(v)]
     _reference(ax, summaries, metric)
     _priors(ax, rows, metric)
@@ -163,16 +201,27 @@ def _dice_vs_psnr(ax: Axes, summaries: Sequence[SettingSummary], rows: Sequence[
         if psnr is None or dice is None:
             continue
         points.append((psnr, dice))
-        ax.plot(psnr, dice, ls="none", marker=defense_marker(s.defense), ms=6, color=defense_color(s.defense),
-                mec="white", mew=0.5)  # fmt: skip
-    for defense, settings in _series(summaries).items():
-        xy = np.array([(s.mean("psnr"), s.mean("dice")) for s in settings if s.mean("psnr") is not None], dtype=float)
+        ax.plot(
+            psnr,
+            dice,
+            ls="none",
+            marker=defense_marker(s.defense),
+            ms=6,
+            color=defense_color(s.defense),
+            mec="white",
+            mew=0.5,
+        )
+    for settings in _series(summaries).values():
+        xy = np.array(
+            [(s.mean("psnr"), s.mean("dice")) for s in settings if s.mean("psnr") is not None], dtype=float
+        )
         if len(xy):
-            ax.plot(xy[:, 0], xy[:, 1], color=defense_color(defense), lw=0.8, alpha=0.5)
+            ax.plot(xy[:, 0], xy[:, 1], color=defense_color(settings[0].defense), lw=0.8, alpha=0.5)
     front = pareto_front(points)
     if front:
         fx, fy = zip(*front, strict=True)
         ax.step(fx, fy, where="post", color="#CC79A7", lw=1.6, label="Pareto front (max Dice, min PSNR)")
+        ax.plot(fx, fy, ls="none", marker="o", ms=11, mfc="none", mec="#CC79A7", mew=1.4)
     _priors(ax, rows, "psnr", vertical=True)
     ax.set(xlabel="PSNR (dB) of the reconstruction ↑ leaks more", ylabel="Dice", title="Utility vs leakage")
 

@@ -18,19 +18,66 @@ from feddp_eval.errors import RunDirError
 from reports._files import read_csv_file, read_json_file
 
 RESULT_COLUMNS = (
-    "key", "config_hash", "seed", "defense", "noise", "epsilon", "delta", "granularity", "accountant",
-    "dice", "jaccard", "accuracy", "psnr", "ssim", "lpips", "mask_dice", "prior_psnr", "prior_ssim",
-    "prior_lpips", "prior_mask_dice", "mask_prior_psnr", "mask_prior_ssim", "mask_prior_lpips", "attack",
-    "target_site", "target_round", "mask", "iterations", "stopped", "objective", "lpips_missing", "seconds",
-    "train_seconds", "run_dir", "tiles",
-)  # fmt: skip
+    "key",
+    "config_hash",
+    "seed",
+    "defense",
+    "noise",
+    "epsilon",
+    "delta",
+    "granularity",
+    "accountant",
+    "dice",
+    "jaccard",
+    "accuracy",
+    "psnr",
+    "ssim",
+    "lpips",
+    "mask_dice",
+    "prior_psnr",
+    "prior_ssim",
+    "prior_lpips",
+    "prior_mask_dice",
+    "mask_prior_psnr",
+    "mask_prior_ssim",
+    "mask_prior_lpips",
+    "attack",
+    "target_site",
+    "target_round",
+    "mask",
+    "iterations",
+    "stopped",
+    "objective",
+    "lpips_missing",
+    "seconds",
+    "train_seconds",
+    "run_dir",
+    "tiles",
+)
 FLOAT_COLUMNS = frozenset(
     {
-        "noise", "epsilon", "delta", "dice", "jaccard", "accuracy", "psnr", "ssim", "lpips", "mask_dice",
-        "prior_psnr", "prior_ssim", "prior_lpips", "prior_mask_dice", "mask_prior_psnr", "mask_prior_ssim",
-        "mask_prior_lpips", "objective", "seconds", "train_seconds",
+        "noise",
+        "epsilon",
+        "delta",
+        "dice",
+        "jaccard",
+        "accuracy",
+        "psnr",
+        "ssim",
+        "lpips",
+        "mask_dice",
+        "prior_psnr",
+        "prior_ssim",
+        "prior_lpips",
+        "prior_mask_dice",
+        "mask_prior_psnr",
+        "mask_prior_ssim",
+        "mask_prior_lpips",
+        "objective",
+        "seconds",
+        "train_seconds",
     }
-)  # fmt: skip
+)
 INT_COLUMNS = frozenset({"seed", "target_site", "target_round", "iterations"})
 REQUIRED_COLUMNS = ("defense", "noise", "dice", "psnr", "prior_psnr")
 SWEEP_FORMAT = 1
@@ -91,7 +138,9 @@ def load_results(source: str | Path) -> ResultsSet:
     if root.is_file() and root.name in ("sweep.json", "results.json"):
         root = root.parent
     if not root.is_dir():
-        raise RunDirError(f"{root} does not exist or is not a directory; pass a sweep or attack results folder")
+        raise RunDirError(
+            f"{root} does not exist or is not a directory; pass a sweep or attack results folder"
+        )
     if (root / "sweep.json").is_file():
         results = _load_sweep(root)
     elif (root / "results.json").is_file():
@@ -100,7 +149,9 @@ def load_results(source: str | Path) -> ResultsSet:
         raise RunDirError(f"{root} holds neither a sweep (sweep.json) nor attack results (results.json)")
     if not results.rows:
         names = "; ".join(results.missing[:5]) + (" …" if len(results.missing) > 5 else "")
-        raise RunDirError(f"{root} has no result rows yet (missing: {names or 'every point'}); finish the sweep first")
+        raise RunDirError(
+            f"{root} has no result rows yet (missing: {names or 'every point'}); finish the sweep first"
+        )
     return results
 
 
@@ -117,12 +168,14 @@ def _load_sweep(root: Path) -> ResultsSet:
         )
     points = [_typed(dict(p)) for p in sweep.get("points", [])]
     rows = _read_results_csv(root / "results.csv")
+    rows += _finished_point_rows(root, points, {row.get("key") for row in rows})
+    _merge_runtime(rows, root / "runtime.csv")
     for row in rows:
         row["run_path"] = _resolve(row.get("run_dir"), root)
         row["tiles_path"] = _resolve(row.get("tiles"), root)
     found = {row.get("key") for row in rows}
     missing = [f"{point_label(p)}: not finished" for p in points if p.get("key") not in found]
-    if not (root / "results.csv").exists():
+    if not (root / "results.csv").exists() and not rows:
         missing.insert(0, f"{root / 'results.csv'} does not exist yet")
     missing += _missing_files(rows)
     meta = {k: v for k, v in sweep.items() if k != "points"}
@@ -136,12 +189,39 @@ def _read_results_csv(path: Path) -> list[dict[str, Any]]:
     header, raw = read_csv_file(path)
     absent = [c for c in REQUIRED_COLUMNS if c not in header]
     if raw and absent:
-        raise RunDirError(f"{path} lacks the column(s) {', '.join(absent)}; re-run the sweep with this version")
+        raise RunDirError(
+            f"{path} lacks the column(s) {', '.join(absent)}; re-run the sweep with this version"
+        )
     by_key: dict[str, dict[str, Any]] = {}
     for i, cells in enumerate(raw):
         row = _typed({c: (cells.get(c) or None) for c in RESULT_COLUMNS})
         by_key[str(row.get("key") or f"row-{i}")] = row
     return list(by_key.values())
+
+
+def _finished_point_rows(root: Path, points: list[dict[str, Any]], known: set[Any]) -> list[dict[str, Any]]:
+    """Rows of points that finished (``points/<key>/row.json``) after results.csv was last rebuilt."""
+    rows = []
+    for point in points:
+        path = root / "points" / str(point.get("key")) / "row.json"
+        if point.get("key") not in known and path.is_file():
+            raw = read_json_file(path)
+            if isinstance(raw, dict):
+                rows.append(_typed({c: raw.get(c) for c in RESULT_COLUMNS}))
+    return rows
+
+
+def _merge_runtime(rows: list[dict[str, Any]], path: Path) -> None:
+    """Timings may live apart from the results (``runtime.csv``: key, train_seconds, seconds, objective)
+    so that results.csv stays identical between reruns; fill the empty cells from there."""
+    if not path.is_file():
+        return
+    _, raw = read_csv_file(path)
+    timing = {cells.get("key"): _typed({k: v or None for k, v in cells.items()}) for cells in raw}
+    for row in rows:
+        for name, value in timing.get(row.get("key"), {}).items():
+            if name != "key" and row.get(name) is None:
+                row[name] = value
 
 
 # --------------------------------------------------------------------------- attack results
@@ -163,7 +243,9 @@ def _load_attack(root: Path) -> ResultsSet:
         row["tiles_path"] = _resolve(row.get("tiles"), Path.cwd(), root, root.parent)
         _fill_from_manifest(row)
         rows.append(row)
-    points = [{k: row.get(k) for k in ("key", "defense", "noise", "seed", "attack", "target_site")} for row in rows]
+    points = [
+        {k: row.get(k) for k in ("key", "defense", "noise", "seed", "attack", "target_site")} for row in rows
+    ]
     return ResultsSet(root, "attack", rows, points, _missing_files(rows), {"scenario": scenario})
 
 
@@ -189,14 +271,16 @@ def _missing_files(rows: list[dict[str, Any]]) -> list[str]:
         if tiles is None:
             notes.append(f"{point_label(row)}: no reconstruction tiles file recorded (gallery cell skipped)")
         elif not tiles.is_file():
-            notes.append(f"{point_label(row)}: tiles file {row.get('tiles')} is missing (gallery cell skipped)")
+            notes.append(
+                f"{point_label(row)}: tiles file {row.get('tiles')} is missing (gallery cell skipped)"
+            )
         if run is None or not (run / "metrics.csv").is_file():
             notes.append(f"{point_label(row)}: training metrics {row.get('run_dir')}/metrics.csv missing")
     return notes
 
 
 def _resolve(value: Any, *bases: Path) -> Path | None:
-    """The path ``value`` as given when absolute, else under the first base where it exists (else the first)."""
+    """``value`` as given when absolute, else under the first base where it exists (else the first base)."""
     if value in (None, ""):
         return None
     path = Path(str(value))

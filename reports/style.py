@@ -15,7 +15,6 @@ OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "
 DEFENSE_COLORS = {"none": "#000000", "dp-sgd": "#0072B2", "local-dp": "#D55E00", "central-dp": "#009E73"}
 DEFENSE_MARKERS = {"none": "s", "dp-sgd": "o", "local-dp": "^", "central-dp": "D"}
 RC = {
-    "backend": "Agg",
     "pdf.fonttype": 42,  # TrueType: the text stays real text that pypdf and readers can extract
     "font.family": "DejaVu Sans",
     "font.size": 9,
@@ -24,7 +23,6 @@ RC = {
     "xtick.labelsize": 8,
     "ytick.labelsize": 8,
     "legend.fontsize": 8,
-    "axes.prop_cycle": None,  # set in rc_params()
     "axes.spines.top": False,
     "axes.spines.right": False,
     "figure.dpi": 100,
@@ -54,7 +52,7 @@ def defense_marker(defense: str) -> str:
 
 
 def new_page(size: tuple[float, float] = PORTRAIT) -> Figure:
-    """A blank A4 figure (not attached to pyplot, so nothing leaks between reports)."""
+    """A blank A4 figure, not attached to pyplot: no GUI backend, nothing leaks between reports."""
     return Figure(figsize=size)
 
 
@@ -112,14 +110,14 @@ class TextFlow:
 
     def paragraph(self, text: str, size: float = 9.5, **kw: Any) -> None:
         """Wrapped text."""
-        for line in textwrap.wrap(text, self._width(size)) or [""]:
+        for line in textwrap.wrap(text, self._width(size), break_on_hyphens=False) or [""]:
             self._line(line, size=size, **kw)
         self.space(3)
 
     def bullets(self, items: Sequence[str], size: float = 9.5, **kw: Any) -> None:
         """A bulleted list; continuation lines indented."""
         for item in items:
-            lines = textwrap.wrap(item, self._width(size, indent=0.03)) or [""]
+            lines = textwrap.wrap(item, self._width(size, indent=0.03), break_on_hyphens=False) or [""]
             for i, line in enumerate(lines):
                 self._line(("• " if i == 0 else "   ") + line, size=size, x=0.08, **kw)
         self.space(3)

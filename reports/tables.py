@@ -56,7 +56,10 @@ def summary_table_pages(summaries: Sequence[SettingSummary], lpips_missing: Sequ
 def _draw(ax: Axes, name: str, headers: list[str], cells: list[list[str]]) -> None:
     ax.set_axis_off()
     ax.set_title(name, loc="left", fontsize=11, weight="bold")
-    tbl = ax.table(cellText=cells, colLabels=headers, loc="upper center", cellLoc="center")
+    padded = [[f"  {c}  " for c in row] for row in cells]  # auto widths are otherwise tight to the text
+    tbl = ax.table(
+        cellText=padded, colLabels=[f"  {h}  " for h in headers], loc="upper center", cellLoc="center"
+    )
     tbl.auto_set_font_size(False)
     tbl.set_fontsize(FONT)
     tbl.auto_set_column_width(list(range(len(headers))))
@@ -67,7 +70,7 @@ def _draw(ax: Axes, name: str, headers: list[str], cells: list[list[str]]) -> No
         cell.set_linewidth(0.5)
         if row == 0:
             cell.set_facecolor("#E8EEF4")
-            cell.get_text().set_weight("bold")
+            cell.get_text().set_fontweight("bold")
         elif row % 2 == 0:
             cell.set_facecolor("#F7F7F7")
 
@@ -75,4 +78,6 @@ def _draw(ax: Axes, name: str, headers: list[str], cells: list[list[str]]) -> No
 def _footnote(fig: Figure, text: str) -> None:
     import textwrap
 
-    fig.text(0.04, 0.065, "\n".join(textwrap.wrap(text, 190)), fontsize=8, va="top", ha="left", color="#333333")
+    fig.text(
+        0.04, 0.065, "\n".join(textwrap.wrap(text, 175)), fontsize=8, va="top", ha="left", color="#333333"
+    )

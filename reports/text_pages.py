@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from matplotlib.figure import Figure
@@ -19,30 +19,38 @@ MAX_MISSING_ON_TITLE = 12
 def compared(results: ResultsSet, summaries: Sequence[SettingSummary]) -> list[str]:
     """What the report compares, one line per dimension (shared by the PDF and summary.md)."""
     rows, grid = results.rows, results.meta.get("grid", {})
+    finished = {p.get("key") for p in results.points} & {r.get("key") for r in rows}
     defenses = sorted({s.defense for s in summaries}, key=defense_rank)
-    noises = sorted({s.noise for s in summaries if s.defense != "none"})
-    targets = sorted({r["target_site"] for r in rows if r.get("target_site") is not None})
+    noises = _join(fmt_noise(n) for n in sorted({s.noise for s in summaries if s.defense != "none"}))
+    targets = _join(sorted({r["target_site"] for r in rows if r.get("target_site") is not None}))
+    if grid.get("targets"):
+        targets += f" (requested: {_join(grid['targets'])}; -1 = smallest site)"
     run = read_run(rows[0].get("run_path"))
-    sites = run.sites() or list(run.summary.get("sites", {}))
+    sites = _join(s for s in run.sites() or list(run.summary.get("sites", {})) if s != "pooled")
     masks = sorted({str(r["mask"]) for r in rows if r.get("mask")})
+    attack = _join(sorted({str(r.get("attack")) for r in rows})) + (f"; mask {_join(masks)}" if masks else "")
     lines = [
-        f"Defenses: {', '.join(defenses)}",
-        f"Noise multipliers σ: {', '.join(fmt_noise(n) for n in noises) or '—'} (plus the undefended run, σ = 0)",
-        f"Attack: {', '.join(sorted({str(r.get('attack')) for r in rows}))}"
-        + (f"; mask {', '.join(masks)}" if masks else ""),
-        f"Seeds: {', '.join(str(s) for s in sorted({r['seed'] for r in rows if r.get('seed') is not None})) or '—'}",
-        f"Targets (site attacked): {', '.join(str(t) for t in targets) or '—'}"
-        + (f" (requested: {', '.join(str(t) for t in grid['targets'])}; -1 = smallest site)" if grid.get("targets") else ""),
-        f"Sites: {', '.join(s for s in sites if s != 'pooled') or '—'}; rounds: {run.summary.get('rounds', '—')}",
-        f"Results: {len(rows)} of {len(results.points)} expected points finished",
+        f"Defenses: {_join(defenses)}",
+        f"Noise multipliers σ: {noises} (plus the undefended run, σ = 0)",
+        f"Attack: {attack}",
+        f"Seeds: {_join(sorted({r['seed'] for r in rows if r.get('seed') is not None}))}",
+        f"Targets (site attacked): {targets}",
+        f"Sites: {sites}; rounds: {run.summary.get('rounds', '—')}",
+        f"Results: {len(finished)} of {len(results.points)} expected points finished",
     ]
     scenario = results.meta.get("scenario")
     if scenario:
         lines.append(
-            f"Scenario: site {scenario.get('site')} round {scenario.get('round')}, {scenario.get('tiles')} tiles, "
-            f"{scenario.get('local_steps')} local steps of batch {scenario.get('batch_size')}"
+            f"Scenario: site {scenario.get('site')} round {scenario.get('round')}, "
+            f"{scenario.get('tiles')} tiles, {scenario.get('local_steps')} local steps of batch "
+            f"{scenario.get('batch_size')}"
         )
     return lines
+
+
+def _join(values: Iterable[Any]) -> str:
+    """``"a, b, c"``, or ``"—"`` when there is nothing."""
+    return ", ".join(str(v) for v in values) or "—"
 
 
 def threat_model(defenses: Sequence[str], mask_known: bool) -> tuple[str, list[str]]:
@@ -72,9 +80,13 @@ def verdict_rule() -> str:
 
 
 def title_page(
-    results: ResultsSet, summaries: Sequence[SettingSummary], sentences: Sequence[str], *, title: str,
+    results: ResultsSet,
+    summaries: Sequence[SettingSummary],
+    sentences: Sequence[str],
+    *,
+    title: str,
     mask_note: str | None,
-) -> list[Figure]:  # fmt: skip
+) -> list[Figure]:
     """The first page(s): what was compared, the threat model, the verdict, and what is missing."""
     flow = TextFlow("Summary")
     flow.paragraph(title, size=12, weight="bold")
@@ -96,7 +108,8 @@ def title_page(
         shown = results.missing[:MAX_MISSING_ON_TITLE]
         more = len(results.missing) - len(shown)
         flow.paragraph(
-            f"{len(results.missing)} expected result(s) or file(s) are missing; the report shows what exists.",
+            f"{len(results.missing)} expected result(s) or file(s) are missing; the report shows what "
+            "exists.",
             color="#D55E00",
         )
         flow.bullets(shown + ([f"… and {more} more (see summary.md)"] if more else []), size=8.5)
@@ -104,7 +117,9 @@ def title_page(
 
 
 def _mask_known(rows: Sequence[dict[str, Any]]) -> bool:
-    return any(r.get("mask") == "known" for r in rows) or any(r.get("mask_prior_psnr") is not None for r in rows)
+    return any(r.get("mask") == "known" for r in rows) or any(
+        r.get("mask_prior_psnr") is not None for r in rows
+    )
 
 
 def reproducibility_lines(results: ResultsSet) -> dict[str, list[str]]:
@@ -118,7 +133,10 @@ def reproducibility_lines(results: ResultsSet) -> dict[str, list[str]]:
         f"device {manifest.get('device', '?')}",
         f"git revision {manifest.get('git_revision') or 'none recorded'}",
         "packages: "
-        + (", ".join(f"{k} {v}" for k, v in sorted((manifest.get("packages") or {}).items())) or "none recorded"),
+        + (
+            ", ".join(f"{k} {v}" for k, v in sorted((manifest.get("packages") or {}).items()))
+            or "none recorded"
+        ),
     ]
     if results.meta.get("created"):
         software.append(f"sweep created {results.meta['created']}")
@@ -152,8 +170,8 @@ def reproducibility_pages(results: ResultsSet) -> list[Figure]:
     """The reproducibility section: versions, seeds, commands, every point's key and config hash."""
     flow = TextFlow("Reproducibility")
     flow.paragraph(
-        "Everything needed to rerun these results. Full 64-hex config hashes are in results.csv and summary.md; "
-        "a finished point is never recomputed by a resumed sweep."
+        "Everything needed to rerun these results. Full 64-hex config hashes are in results.csv and "
+        "summary.md; a finished point is never recomputed by a resumed sweep."
     )
     for heading, lines in reproducibility_lines(results).items():
         flow.heading(heading, size=11)

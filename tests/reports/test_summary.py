@@ -1,0 +1,210 @@
+"""Aggregation, formatting and verdicts of the summary, against hand-computed numpy values."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from reports import load_results
+from reports.curves import pareto_front
+from reports.summary import (
+    UTILITY_COLUMNS,
+    Stat,
+    fmt_change,
+    fmt_epsilon,
+    fmt_stat,
+    mask_prior_note,
+    summarize,
+    table,
+    three_digits,
+    verdicts,
+)
+
+METRICS = (
+    "dice",
+    "jaccard",
+    "accuracy",
+    "psnr",
+    "ssim",
+    "lpips",
+    "prior_psnr",
+    "prior_ssim",
+    "mask_prior_psnr",
+)
+
+
+def test_summary_aggregates_means_sd_and_dice_change(synthetic_sweep: Any) -> None:
+    summaries = summarize(load_results(synthetic_sweep.root).rows)
+    assert [(s.defense, s.noise) for s in summaries] == [
+        ("none", 0.0),
+        ("dp-sgd", 0.01),
+        ("dp-sgd", 0.1),
+        ("dp-sgd", 1.0),
+        ("local-dp", 0.01),
+        ("local-dp", 0.1),
+        ("local-dp", 1.0),
+    ]
+    dice_none = np.mean([r["dice"] for r in synthetic_sweep.rows_of("none", 0.0)])
+    for s in summaries:
+        rows = synthetic_sweep.rows_of(s.defense, s.noise)
+        assert s.n == len(rows) == 2
+        for metric in METRICS:
+            values = np.array([r[metric] for r in rows])
+            assert s.stats[metric].mean == pytest.approx(values.mean(), abs=1e-12)
+            assert s.stats[metric].sd == pytest.approx(values.std(ddof=1), abs=1e-12)
+        assert s.stats["mask_dice"].mean is None  # mask known: never scored
+        dice = np.mean([r["dice"] for r in rows])
+        assert s.dice_change_pct == pytest.approx(100 * (dice - dice_none) / dice_none, abs=1e-9)
+        if s.defense == "none":
+            assert s.epsilon is None and s.dice_change_pct == 0.0
+        else:
+            assert s.epsilon == pytest.approx(np.mean([r["epsilon"] for r in rows]))
+            assert (s.delta, s.accountant) == (1e-5, "rdp")
+            assert s.granularity == ("sample" if s.defense == "dp-sgd" else "client")
+
+
+def test_single_seed_has_plain_mean_and_no_sd(sweep_factory: Any) -> None:
+    sweep = sweep_factory(defenses=("dp-sgd",), seeds=(3,))
+    s = summarize(load_results(sweep.root).rows)[1]
+    assert (s.n, s.stats["dice"].sd) == (1, None)
+    assert fmt_stat(s.stats["dice"], 3) == f"{sweep.rows_of('dp-sgd', 0.01)[0]['dice']:.3f}"
+
+
+def test_formats() -> None:
+    assert fmt_stat(Stat(0.81234, 0.00412, 2), 3) == "0.812 ± 0.004"
+    assert fmt_stat(Stat(18.249, None, 1), 1) == "18.2"
+    assert fmt_stat(Stat(None, None, 0), 3) == "—"
+    assert (fmt_change(-2.06), fmt_change(0.0), fmt_change(3.14), fmt_change(None)) == (
+        "-2.1%",
+        "+0.0%",
+        "+3.1%",
+        "—",
+    )
+    rows = [_row("none", 0.0, 20.0, 14.0, 0.8), _row("dp-sgd", 0.5, 14.0, 14.0, 0.7, epsilon=12345.6)]
+    none, dp = summarize(rows)
+    assert (fmt_epsilon(none), fmt_epsilon(dp)) == ("∞", "1.23e+04")
+    assert [three_digits(v) for v in (2000.0, 666.67, 66.667, 1.8234, 0.004567)] == [
+        "2.00e+03",
+        "667",
+        "66.7",
+        "1.82",
+        "4.57e-03",
+    ]
+    assert fmt_change(-0.04) == "+0.0%"
+
+
+def _row(defense: str, noise: float, psnr: float, prior: float, dice: float, **extra: Any) -> dict[str, Any]:
+    base = {
+        "defense": defense,
+        "noise": noise,
+        "psnr": psnr,
+        "prior_psnr": prior,
+        "dice": dice,
+        "attack": "inverting-gradients",
+        "epsilon": None if defense == "none" else 10.0 / max(noise, 1e-9),
+        "delta": None if defense == "none" else 1e-5,
+        "granularity": None if defense == "none" else "sample",
+        "accountant": "rdp",
+    }
+    return {**base, **extra}
+
+
+def _constructed(defense: str, gaps: dict[float, float]) -> list[dict[str, Any]]:
+    """Undefended reference (Dice 0.8) plus one row per noise with the given PSNR gap over a 14 dB prior."""
+    rows = [_row("none", 0.0, 22.0, 14.0, 0.8)]
+    rows += [_row(defense, noise, 14.0 + gap, 14.0, 0.8 - 0.2 * noise) for noise, gap in gaps.items()]
+    return rows
+
+
+def test_verdict_names_the_noise_where_leakage_stops() -> None:
+    # leaks at σ ≤ 0.01 (gaps 6 and 3 dB), stops at 0.03 (0.5 dB) and stays stopped at 0.1
+    rows = _constructed("dp-sgd", {0.001: 6.0, 0.01: 3.0, 0.03: 0.5, 0.1: 0.2})
+    none, dp = verdicts(summarize(rows))
+    assert (
+        none
+        == "Without a defense the attack leaks: mean PSNR 22.0 dB vs 14.0 dB for the prior guess (+8.0 dB)."
+    )
+    change = 100 * ((0.8 - 0.2 * 0.03) - 0.8) / 0.8
+    assert dp == (
+        "dp-sgd: leakage stops at σ = 0.03 (ε = 333, δ = 1e-05, sample-level): mean PSNR 14.5 dB is within "
+        f"1 dB of the prior guess's 14.0 dB, and Dice changes by {change:+.1f}% vs undefended."
+    )
+    assert f"{change:+.1f}%" == "-0.8%"
+
+
+def test_verdict_leaks_everywhere_never_and_inconsistently() -> None:
+    everywhere = verdicts(summarize(_constructed("local-dp", {0.1: 5.0, 1.0: 1.5})))[1]
+    assert everywhere == (
+        "local-dp leaked at every tested noise (σ = 0.1 to 1): mean PSNR stayed more than 1 dB above the "
+        "prior guess (smallest gap +1.5 dB at σ = 1)."
+    )
+    never = verdicts(summarize(_constructed("dp-sgd", {0.5: 0.9, 2.0: -0.5})))[1]
+    assert never.startswith("dp-sgd never leaked at the tested noises (σ = 0.5 to 2)")
+    assert (
+        "at the smallest, σ = 0.5 (ε = 20, δ = 1e-05, sample-level), Dice changes by -12.5% vs undefended"
+        in never
+    )
+    mixed = verdicts(summarize(_constructed("dp-sgd", {0.1: 0.5, 1.0: 2.0})))[1]
+    assert (
+        mixed
+        == "dp-sgd: leakage does not stop within the tested noises: it leaks at σ = 1 and not at σ = 0.1."
+    )
+    central = verdicts(summarize(_constructed("central-dp", {1.0: 8.0})))[1]
+    assert (
+        central.startswith("central-dp leaked at every tested noise")
+        and "not expected to stop a curious server" in central
+    )
+
+
+def test_leak_rule_is_strictly_more_than_one_db() -> None:
+    exactly, above = summarize(_constructed("dp-sgd", {0.1: 1.0, 0.2: 1.0001}))[1:]
+    assert (exactly.leaks, above.leaks) == (False, True)
+
+
+def test_missing_reference_leaves_dice_change_empty() -> None:
+    (s,) = summarize([_row("dp-sgd", 1.0, 15.0, 14.0, 0.7)])
+    assert s.dice_change_pct is None and fmt_change(s.dice_change_pct) == "—"
+
+
+def test_pareto_front_keeps_only_undominated_points() -> None:
+    points = [(20.0, 0.80), (15.0, 0.75), (16.0, 0.70), (14.0, 0.60), (18.0, 0.80), (14.0, 0.55)]
+    assert pareto_front(points) == [(14.0, 0.60), (15.0, 0.75), (18.0, 0.80)]
+    assert math.isclose(sum(d for _, d in pareto_front(points)), 2.15)
+
+
+def test_several_attacks_are_kept_apart() -> None:
+    rows = _constructed("dp-sgd", {0.1: 0.5}) + [
+        {**r, "attack": "dlg", "psnr": r["psnr"] + 5.0} for r in _constructed("dp-sgd", {0.1: 0.5})
+    ]
+    summaries = summarize(rows)
+    assert [(s.attack, s.defense) for s in summaries] == [
+        ("dlg", "none"),
+        ("dlg", "dp-sgd"),
+        ("inverting-gradients", "none"),
+        ("inverting-gradients", "dp-sgd"),
+    ]
+    headers, cells = table(summaries, UTILITY_COLUMNS)
+    assert headers[0] == "attack" and cells[1][:3] == ["dlg", "dp-sgd", "0.1"]
+    sentences = verdicts(summaries)
+    assert sentences[1].startswith("[dlg] dp-sgd leaked at every tested noise")
+    assert sentences[3].startswith("[inverting-gradients] dp-sgd never leaked")
+
+
+def test_mask_prior_note_gives_the_stronger_baseline() -> None:
+    rows = [
+        _row("none", 0.0, 22.0, 14.0, 0.8, mask_prior_psnr=21.5),
+        _row("dp-sgd", 1.0, 14.5, 14.0, 0.7, mask_prior_psnr=21.5),
+    ]
+    note = mask_prior_note(summarize(rows))
+    assert note is not None
+    assert "stronger baseline: mean PSNR 21.5 dB (the mean-colour prior used by the rule: 14.0 dB)" in note
+    assert note.endswith(
+        "gains +0.5 dB: beyond the masks it was given, the attack recovers little of the "
+        "tiles, so the verdicts above mostly reflect knowing the masks."
+    )
+    rows[0]["mask_prior_psnr"] = 18.0
+    assert mask_prior_note(summarize(rows[:1])).endswith("the undefended attack gains +4.0 dB.")  # type: ignore[union-attr]
+    assert mask_prior_note(summarize([_row("none", 0.0, 22.0, 14.0, 0.8)])) is None

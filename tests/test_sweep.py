@@ -1,0 +1,196 @@
+"""`feddp-eval sweep`: the grid, resuming after kill -9, parallel workers, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from feddp_eval.cli import app
+from feddp_eval.config import ExperimentConfig, to_toml
+from feddp_eval.errors import ConfigError
+from feddp_eval.sweep import (
+    RESULT_COLUMNS,
+    SweepSpec,
+    group_by_run,
+    load_sweep_config,
+    plan,
+    validate_spec,
+)
+
+runner = CliRunner()
+DEFENSES = ("none", "dp-sgd", "local-dp", "central-dp", "prune")
+ATTACKS = ("inverting-gradients", "dlg")
+
+
+def _valid(spec: SweepSpec) -> SweepSpec:
+    return validate_spec(spec, defenses=DEFENSES, attacks=ATTACKS)
+
+
+def test_plan_covers_the_grid_with_the_reference_first(tiny_config: ExperimentConfig) -> None:
+    spec = _valid(
+        SweepSpec(noises=(1.1, 0.01, 0.01), defenses=("dp-sgd", "local-dp"), seeds=2, targets=(-1, 0))
+    )
+    assert spec.noises == (0.0, 0.01, 1.1)  # sorted, de-duplicated, undefended reference added
+    points = plan(tiny_config, spec)
+    # (none + 2 defenses × 2 noises) settings × 2 seeds × 1 attack × 2 targets
+    assert len(points) == 5 * 2 * 2
+    assert len({p.key for p in points}) == len(points)
+    assert [(p.config.defense.name, p.config.defense.noise) for p in points[:4]] == [("none", 0.0)] * 4
+    assert [p.config.seed for p in points[:4]] == [3, 3, 4, 4]
+    assert [p.config.attack.target_site for p in points[:4]] == [-1, 0, -1, 0]
+    groups = group_by_run(points)
+    assert len(groups) == 10 and all(len(g) == 2 for g in groups)  # targets share a training run
+    assert all(len({p.run_dir for p in g}) == 1 for g in groups)
+
+
+def test_point_keys_change_with_attack_settings_but_runs_are_shared(tiny_config: ExperimentConfig) -> None:
+    spec = _valid(SweepSpec(noises=(0.0,)))
+    longer = dataclasses.replace(tiny_config, attack=dataclasses.replace(tiny_config.attack, iterations=7))
+    (a,), (b,) = plan(tiny_config, spec), plan(longer, spec)
+    assert a.key != b.key and a.run_dir == b.run_dir
+
+
+def test_bad_grid_lists_every_problem() -> None:
+    with pytest.raises(ConfigError) as raised:
+        _valid(SweepSpec(noises=(-1.0,), defenses=("prune", "foo"), attacks=("bar",), seeds=0, targets=(-2,)))
+    text = str(raised.value)
+    for piece in ("-1.0", "'prune'", "no noise multiplier", "'foo'", "'bar'", "`sweep.seeds`", "-2"):
+        assert piece in text
+
+
+def test_sweep_table_in_toml(tmp_path: Path, tiny_config: ExperimentConfig) -> None:
+    path = tmp_path / "exp.toml"
+    path.write_text(
+        to_toml(tiny_config) + '\n[sweep]\nnoises = [0.1, 2]\ndefenses = ["local-dp"]\nseeds = 2\n'
+    )
+    config, spec = load_sweep_config(path)
+    assert config == tiny_config
+    assert spec == SweepSpec(noises=(0.1, 2.0), defenses=("local-dp",), seeds=2)
+    path.write_text(to_toml(tiny_config) + "\n[sweep]\nnoise = [0.1]\nseeds = 'two'\n")
+    with pytest.raises(ConfigError) as raised:
+        load_sweep_config(path)
+    assert "`sweep.noise`" in str(raised.value) and "`sweep.seeds`" in str(raised.value)
+
+
+# --------------------------------------------------------------------------- end to end
+
+SWEEP_ARGS = ["--noise", "0.01,1.1", "--iterations", "40"]
+
+
+def _cli(config: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "feddp_eval.cli", "sweep", "-c", str(config), "--out", str(out), *extra]
+
+
+def _env() -> dict[str, str]:
+    # One thread everywhere: float reductions then run in one order in every process.
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _cells(path: Path) -> list[tuple[str, str, str]]:
+    """(key, column, value) of every cell: a failing comparison then names the cells that differ."""
+    with open(path, newline="") as handle:
+        return [(row["key"], k, v) for row in csv.DictReader(handle) for k, v in row.items()]
+
+
+@pytest.fixture
+def sweep_toml(tmp_path: Path, tiny_config: ExperimentConfig) -> Path:
+    one_round = dataclasses.replace(tiny_config, train=dataclasses.replace(tiny_config.train, rounds=1))
+    path = tmp_path / "sweep.toml"
+    path.write_text(to_toml(one_round))
+    return path
+
+
+def test_killed_sweep_resumes_to_the_same_results_and_jobs_do_not_change_them(
+    tmp_path: Path, sweep_toml: Path
+) -> None:
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    done = subprocess.run(
+        [*_cli(sweep_toml, whole, *SWEEP_ARGS, "--quiet")], env=_env(), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+
+    process = subprocess.Popen(
+        [*_cli(sweep_toml, killed, *SWEEP_ARGS, "--quiet")],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not list((killed / "points").glob("*/row.json")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)  # no clean-up: like a power cut
+    process.wait()
+    finished_before = len(list((killed / "points").glob("*/row.json")))
+    assert 1 <= finished_before < 3, "the kill must land mid-sweep for this test to mean anything"
+
+    resumed = subprocess.run(
+        [*_cli(sweep_toml, killed, *SWEEP_ARGS, "--json")],
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    report = json.loads(resumed.stdout)
+    assert report["computed"] == 3 - finished_before and report["missing"] == []
+    assert _cells(killed / "results.csv") == _cells(whole / "results.csv")
+    assert (killed / "results.csv").read_bytes() == (whole / "results.csv").read_bytes()
+
+    again = subprocess.run(
+        [*_cli(sweep_toml, killed, *SWEEP_ARGS, "--json")], env=_env(), capture_output=True, text=True
+    )
+    assert json.loads(again.stdout)["computed"] == 0  # nothing is ever recomputed
+    assert (killed / "results.csv").read_bytes() == (whole / "results.csv").read_bytes()
+
+    parallel = subprocess.run(
+        [*_cli(sweep_toml, tmp_path / "parallel", *SWEEP_ARGS, "--jobs", "2", "--quiet")],
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert parallel.returncode == 0, parallel.stderr
+    assert _cells(tmp_path / "parallel" / "results.csv") == _cells(whole / "results.csv")
+
+    with open(whole / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert tuple(rows[0]) == RESULT_COLUMNS
+    assert [(r["defense"], float(r["noise"])) for r in rows] == [
+        ("none", 0.0),
+        ("dp-sgd", 0.01),
+        ("dp-sgd", 1.1),
+    ]
+    assert rows[0]["epsilon"] == "" and float(rows[1]["epsilon"]) > float(rows[2]["epsilon"]) > 0
+    for row in rows:
+        assert (whole / row["tiles"]).is_file() and (whole / row["run_dir"] / "metrics.csv").is_file()
+        assert int(row["target_site"]) == 1  # the smallest of the tiny sites (3 tiles)
+    manifest = json.loads((whole / "sweep.json").read_text())
+    assert [p["key"] for p in manifest["points"]] == [r["key"] for r in rows]
+    assert manifest["grid"]["noises"] == [0.0, 0.01, 1.1]
+
+
+def test_sweep_refuses_a_folder_that_is_not_a_sweep(tmp_path: Path, sweep_toml: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    result = runner.invoke(app, ["sweep", "-c", str(sweep_toml), "--out", str(tmp_path), "--quiet"])
+    assert result.exit_code == 2
+    assert "holds no sweep" in result.output
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_sweep_flags_are_checked(tmp_path: Path, sweep_toml: Path) -> None:
+    result = runner.invoke(
+        app, ["sweep", "-c", str(sweep_toml), "--noise", "0.1,abc", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 2 and "--noise" in result.output
+    result = runner.invoke(
+        app, ["sweep", "-c", str(sweep_toml), "--defense", "prune", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 2 and "no noise multiplier" in result.output
