@@ -628,6 +628,51 @@ def _print_sweep_table(result: Any) -> None:
 
 
 @app.command()
+def report(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="A sweep folder (feddp-eval sweep --out) or attack results (runs/attack-<hash>)."
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="PDF to write. Default: SOURCE/report.pdf.", dir_okay=False),
+    ] = None,
+    title: Annotated[str | None, typer.Option(help="Title on the first page.")] = None,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Render the comparison report PDF (plus the summary as Markdown and CSV beside it).
+
+    Reads results files only (it never trains or attacks), so it rebuilds in seconds. Points that
+    are missing or unfinished are named, and everything that exists is still rendered.
+    """
+    with _user_errors():
+        from reports import build_report
+
+        result = build_report(source, output or source / "report.pdf", title=title)
+    if json_output:
+        _emit_json(
+            {
+                "pdf": str(result.pdf),
+                "markdown": str(result.markdown),
+                "csv": str(result.csv),
+                "pages": result.pages,
+                "rows": result.rows,
+                "missing": result.missing,
+            }
+        )
+        return
+    if quiet:
+        return
+    for label in result.missing:
+        typer.secho(f"missing: {label}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"wrote {result.pdf} ({len(result.pages)} sections, {result.rows} result rows)")
+    typer.echo(f"      {result.markdown}\n      {result.csv}")
+
+
+@app.command()
 def check(
     baseline: Annotated[
         Path | None, typer.Option(help="Baseline TOML: a scenario and bounds per arm.")

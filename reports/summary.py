@@ -84,14 +84,27 @@ class SettingSummary:
         return self.stats[metric].mean
 
     @property
+    def reference(self) -> tuple[str, float | None]:
+        """The best guess the attacker had without the update, and its mean PSNR.
+
+        With the masks known that is the masks painted in the site's public colours (the stronger
+        guess: the attacker holds it before reading a single gradient); otherwise the site's mean
+        colour. Leakage is what the update adds on top of it.
+        """
+        painted = self.mean("mask_prior_psnr")
+        if painted is not None:
+            return "the mask-painted prior", painted
+        return "the mean-colour prior", self.mean("prior_psnr")
+
+    @property
     def leakage_gap_db(self) -> float | None:
-        """Mean PSNR minus mean prior PSNR (dB), or ``None`` when either is missing."""
-        psnr, prior = self.mean("psnr"), self.mean("prior_psnr")
+        """Mean PSNR minus the reference prior's mean PSNR (dB), or ``None`` when either is missing."""
+        psnr, prior = self.mean("psnr"), self.reference[1]
         return None if psnr is None or prior is None else psnr - prior
 
     @property
     def leaks(self) -> bool | None:
-        """Whether the reconstruction beats the prior guess by more than :data:`LEAK_MARGIN_DB`."""
+        """Whether the reconstruction beats the reference prior by more than :data:`LEAK_MARGIN_DB`."""
         gap = self.leakage_gap_db
         return None if gap is None else gap > LEAK_MARGIN_DB
 
@@ -333,14 +346,14 @@ def defense_verdict(defense: str, settings: Sequence[SettingSummary]) -> str:
         smallest = min(judged, key=lambda s: s.leakage_gap_db or 0.0)
         text = (
             f"{defense} leaked at every tested noise ({noises}): mean PSNR stayed more than "
-            f"{LEAK_MARGIN_DB:g} dB above the prior guess (smallest gap {smallest.leakage_gap_db:+.1f} dB "
-            f"at σ = {fmt_noise(smallest.noise)})."
+            f"{LEAK_MARGIN_DB:g} dB above {smallest.reference[0]} "
+            f"(smallest gap {smallest.leakage_gap_db:+.1f} dB at σ = {fmt_noise(smallest.noise)})."
         )
     elif not leaking:
         first = judged[0]
         text = (
             f"{defense} never leaked at the tested noises ({noises}): mean PSNR stayed within "
-            f"{LEAK_MARGIN_DB:g} dB of the prior guess; at the smallest, σ = {fmt_noise(first.noise)} "
+            f"{LEAK_MARGIN_DB:g} dB of {first.reference[0]}; at the smallest, σ = {fmt_noise(first.noise)} "
             f"({fmt_privacy(first)}), Dice changes by {fmt_change(first.dice_change_pct)} vs undefended."
         )
     elif judged[-1].leaks:
@@ -353,8 +366,8 @@ def defense_verdict(defense: str, settings: Sequence[SettingSummary]) -> str:
         stop = next(s for i, s in enumerate(judged) if not any(t.leaks for t in judged[i:]))
         text = (
             f"{defense}: leakage stops at σ = {fmt_noise(stop.noise)} ({fmt_privacy(stop)}): mean PSNR "
-            f"{stop.mean('psnr'):.1f} dB is within {LEAK_MARGIN_DB:g} dB of the prior guess's "
-            f"{stop.mean('prior_psnr'):.1f} dB, and Dice changes by {fmt_change(stop.dice_change_pct)} "
+            f"{stop.mean('psnr'):.1f} dB is within {LEAK_MARGIN_DB:g} dB of {stop.reference[0]}'s "
+            f"{stop.reference[1]:.1f} dB, and Dice changes by {fmt_change(stop.dice_change_pct)} "
             "vs undefended."
         )
     if defense == "central-dp":
@@ -367,8 +380,8 @@ def _leak_phrase(s: SettingSummary) -> str:
     if gap is None:
         return "could not be judged (no PSNR or prior PSNR)"
     verb = "leaks" if s.leaks else "does not leak"
-    psnr, prior = s.mean("psnr"), s.mean("prior_psnr")
-    return f"{verb}: mean PSNR {psnr:.1f} dB vs {prior:.1f} dB for the prior guess ({gap:+.1f} dB)"
+    (name, prior), psnr = s.reference, s.mean("psnr")
+    return f"{verb}: mean PSNR {psnr:.1f} dB vs {prior:.1f} dB for {name} ({gap:+.1f} dB)"
 
 
 def _noise_range(settings: Sequence[SettingSummary]) -> str:
@@ -377,26 +390,14 @@ def _noise_range(settings: Sequence[SettingSummary]) -> str:
 
 
 def mask_prior_note(summaries: Sequence[SettingSummary]) -> str | None:
-    """When masks were known: the mask-painted prior is the stronger baseline; give its PSNR."""
+    """When masks were known: say that the verdicts read leakage against the mask-painted prior."""
     value = stat(s.mean("mask_prior_psnr") for s in summaries).mean
     if value is None:
         return None
     prior = stat(s.mean("prior_psnr") for s in summaries).mean
-    versus = f" (the mean-colour prior used by the rule: {prior:.1f} dB)" if prior is not None else ""
-    text = (
-        f"The attacker knew the true masks, so the mask-painted prior (masks painted in the site's public "
-        f"nuclei and background colours) is the stronger baseline: mean PSNR {value:.1f} dB{versus}."
+    versus = f"; the site's mean colour alone scores {prior:.1f} dB" if prior is not None else ""
+    return (
+        "The attacker knew the true masks, so before reading any update it could already paint them in "
+        f"the site's public nuclei and background colours: that guess scores a mean PSNR of {value:.1f} dB"
+        f"{versus}. The verdicts count as leakage only what the update adds on top of the painted masks."
     )
-    reference = next((s for s in summaries if s.defense == "none"), None)
-    psnr = reference.mean("psnr") if reference else None
-    painted = reference.mean("mask_prior_psnr") if reference else None
-    if psnr is not None and painted is not None:
-        gain = psnr - painted
-        text += f" Against it, the undefended attack gains {gain:+.1f} dB"
-        text += (
-            "."
-            if gain > LEAK_MARGIN_DB
-            else ": beyond the masks it was given, the attack recovers little of the tiles, so the "
-            "verdicts above mostly reflect knowing the masks."
-        )
-    return text

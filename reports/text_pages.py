@@ -73,9 +73,10 @@ def threat_model(defenses: Sequence[str], mask_known: bool) -> tuple[str, list[s
 def verdict_rule() -> str:
     """How the verdict is decided, in words."""
     return (
-        f"Rule: a setting leaks when the attack's mean PSNR exceeds that of the prior guess (the attacker's "
-        f"best guess before reading the update) by more than {LEAK_MARGIN_DB:g} dB. Dice changes are "
-        "relative to the undefended run: 100·(Dice − Dice_none)/Dice_none."
+        f"Rule: a setting leaks when the attack's mean PSNR exceeds that of the attacker's best guess "
+        f"before reading the update by more than {LEAK_MARGIN_DB:g} dB. That guess is the true masks painted "
+        "in the site's public colours when the attacker knows the masks, else the site's mean colour. "
+        "Dice changes are relative to the undefended run: 100·(Dice − Dice_none)/Dice_none."
     )
 
 

@@ -123,14 +123,14 @@ def test_verdict_names_the_noise_where_leakage_stops() -> None:
     # leaks at σ ≤ 0.01 (gaps 6 and 3 dB), stops at 0.03 (0.5 dB) and stays stopped at 0.1
     rows = _constructed("dp-sgd", {0.001: 6.0, 0.01: 3.0, 0.03: 0.5, 0.1: 0.2})
     none, dp = verdicts(summarize(rows))
-    assert (
-        none
-        == "Without a defense the attack leaks: mean PSNR 22.0 dB vs 14.0 dB for the prior guess (+8.0 dB)."
+    assert none == (
+        "Without a defense the attack leaks: mean PSNR 22.0 dB vs 14.0 dB for the mean-colour prior "
+        "(+8.0 dB)."
     )
     change = 100 * ((0.8 - 0.2 * 0.03) - 0.8) / 0.8
     assert dp == (
         "dp-sgd: leakage stops at σ = 0.03 (ε = 333, δ = 1e-05, sample-level): mean PSNR 14.5 dB is within "
-        f"1 dB of the prior guess's 14.0 dB, and Dice changes by {change:+.1f}% vs undefended."
+        f"1 dB of the mean-colour prior's 14.0 dB, and Dice changes by {change:+.1f}% vs undefended."
     )
     assert f"{change:+.1f}%" == "-0.8%"
 
@@ -139,7 +139,7 @@ def test_verdict_leaks_everywhere_never_and_inconsistently() -> None:
     everywhere = verdicts(summarize(_constructed("local-dp", {0.1: 5.0, 1.0: 1.5})))[1]
     assert everywhere == (
         "local-dp leaked at every tested noise (σ = 0.1 to 1): mean PSNR stayed more than 1 dB above the "
-        "prior guess (smallest gap +1.5 dB at σ = 1)."
+        "mean-colour prior (smallest gap +1.5 dB at σ = 1)."
     )
     never = verdicts(summarize(_constructed("dp-sgd", {0.5: 0.9, 2.0: -0.5})))[1]
     assert never.startswith("dp-sgd never leaked at the tested noises (σ = 0.5 to 2)")
@@ -193,18 +193,21 @@ def test_several_attacks_are_kept_apart() -> None:
     assert sentences[3].startswith("[inverting-gradients] dp-sgd never leaked")
 
 
-def test_mask_prior_note_gives_the_stronger_baseline() -> None:
+def test_with_masks_known_leakage_is_read_against_the_mask_painted_prior() -> None:
     rows = [
         _row("none", 0.0, 22.0, 14.0, 0.8, mask_prior_psnr=21.5),
         _row("dp-sgd", 1.0, 14.5, 14.0, 0.7, mask_prior_psnr=21.5),
     ]
-    note = mask_prior_note(summarize(rows))
-    assert note is not None
-    assert "stronger baseline: mean PSNR 21.5 dB (the mean-colour prior used by the rule: 14.0 dB)" in note
-    assert note.endswith(
-        "gains +0.5 dB: beyond the masks it was given, the attack recovers little of the "
-        "tiles, so the verdicts above mostly reflect knowing the masks."
+    summaries = summarize(rows)
+    # 8 dB above the mean colour, but only 0.5 dB above the painted masks: no leakage beyond the masks
+    assert summaries[0].leakage_gap_db == pytest.approx(0.5) and summaries[0].leaks is False
+    none, dp = verdicts(summaries)
+    assert none == (
+        "Without a defense the attack does not leak: mean PSNR 22.0 dB vs 21.5 dB for the mask-painted "
+        "prior (+0.5 dB)."
     )
-    rows[0]["mask_prior_psnr"] = 18.0
-    assert mask_prior_note(summarize(rows[:1])).endswith("the undefended attack gains +4.0 dB.")  # type: ignore[union-attr]
+    assert dp.startswith("dp-sgd never leaked") and "of the mask-painted prior" in dp
+    note = mask_prior_note(summaries)
+    assert note is not None
+    assert "that guess scores a mean PSNR of 21.5 dB; the site's mean colour alone scores 14.0 dB" in note
     assert mask_prior_note(summarize([_row("none", 0.0, 22.0, 14.0, 0.8)])) is None
