@@ -352,9 +352,10 @@ def defense_verdict(defense: str, settings: Sequence[SettingSummary]) -> str:
     elif not leaking:
         first = judged[0]
         text = (
-            f"{defense} never leaked at the tested noises ({noises}): mean PSNR stayed within "
-            f"{LEAK_MARGIN_DB:g} dB of {first.reference[0]}; at the smallest, σ = {fmt_noise(first.noise)} "
-            f"({fmt_privacy(first)}), Dice changes by {fmt_change(first.dice_change_pct)} vs undefended."
+            f"{defense} never leaked at the tested noises ({noises}): mean PSNR never exceeded "
+            f"{first.reference[0]} by more than {LEAK_MARGIN_DB:g} dB; at the smallest, "
+            f"σ = {fmt_noise(first.noise)} ({fmt_privacy(first)}), Dice changes by "
+            f"{fmt_change(first.dice_change_pct)} vs undefended."
         )
     elif judged[-1].leaks:
         text = (
@@ -366,7 +367,7 @@ def defense_verdict(defense: str, settings: Sequence[SettingSummary]) -> str:
         stop = next(s for i, s in enumerate(judged) if not any(t.leaks for t in judged[i:]))
         text = (
             f"{defense}: leakage stops at σ = {fmt_noise(stop.noise)} ({fmt_privacy(stop)}): mean PSNR "
-            f"{stop.mean('psnr'):.1f} dB is within {LEAK_MARGIN_DB:g} dB of {stop.reference[0]}'s "
+            f"{stop.mean('psnr'):.1f} dB is at most {LEAK_MARGIN_DB:g} dB above {stop.reference[0]}'s "
             f"{stop.reference[1]:.1f} dB, and Dice changes by {fmt_change(stop.dice_change_pct)} "
             "vs undefended."
         )

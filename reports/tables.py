@@ -20,7 +20,8 @@ def footnote(lpips_missing: Sequence[str]) -> str:
     text = (
         "Cells: mean ± sd over the n seeds and targets (sample sd, ddof = 1; the plain mean when n = 1). "
         "ΔDice = 100·(Dice − Dice_none)/Dice_none. ε is the accountant's ε at δ, at the stated granularity "
-        "(∞: no defense). leaks: mean PSNR > mean prior PSNR + 1 dB. —: not measured (mask Dice is not "
+        "(∞: no defense). leaks: mean PSNR > the reference prior's + 1 dB (the mask-painted prior when the "
+        "masks were known, else the mean-colour prior). —: not measured (mask Dice is not "
         "scored when the attacker knows the mask; the mask-painted prior exists only then)."
     )
     if lpips_missing:
