@@ -1,4 +1,8 @@
-"""Atomic file writes and safetensors I/O. Nothing here (or anywhere) unpickles."""
+"""Atomic file writes and safetensors I/O. Nothing here (or anywhere) unpickles.
+
+Importing this module does not import torch (``feddp-eval report`` reads results with it and
+stays fast); the tensor helpers import it when called.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,10 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from safetensors.torch import load as _st_load
-from safetensors.torch import save as _st_save
-from torch import Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -46,7 +49,7 @@ def read_json(path: str | Path) -> Any:
 
 
 def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
-    """CSV with a fixed column order; floats written with ``repr`` so they round-trip exactly."""
+    """CSV with a fixed column order; floats as ``repr`` (round-trips exactly), ``None`` as an empty cell."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
@@ -59,12 +62,16 @@ def save_tensors(
     path: str | Path, tensors: Mapping[str, Tensor], metadata: Mapping[str, str] | None = None
 ) -> None:
     """Write tensors as safetensors (moved to CPU, made contiguous), atomically."""
+    from safetensors.torch import save as _st_save
+
     payload = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
     atomic_write_bytes(path, _st_save(payload, metadata=dict(metadata) if metadata else None))
 
 
 def load_tensors(path: str | Path) -> dict[str, Tensor]:
     """Read a safetensors file into CPU tensors."""
+    from safetensors.torch import load as _st_load
+
     return _st_load(Path(path).read_bytes())
 
 

@@ -1,48 +1,13 @@
-"""Torch-free file helpers for reports: ``feddp_eval.io`` imports torch, and ``report`` must stay fast."""
+"""Readers that turn a malformed results file into one clear :class:`RunDirError`."""
 
 from __future__ import annotations
 
 import csv
-import io
 import json
-import os
-import tempfile
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from feddp_eval.errors import RunDirError
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """UTF-8 text, written atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
-    """CSV with a fixed column order; floats as ``repr`` (round-trips exactly), ``None`` as an empty cell."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: repr(v) if isinstance(v, float) else v for k, v in row.items()})
-    atomic_write_text(path, buffer.getvalue())
 
 
 def read_json_file(path: Path) -> Any:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from feddp_eval.errors import RunDirError
-from reports._files import atomic_write_bytes, atomic_write_text, write_csv
+from feddp_eval.io import atomic_write_bytes, atomic_write_text, write_csv
 from reports.results import ResultsSet, load_results
 from reports.summary import (
     CSV_COLUMNS,

@@ -194,3 +194,9 @@ def test_sweep_flags_are_checked(tmp_path: Path, sweep_toml: Path) -> None:
         app, ["sweep", "-c", str(sweep_toml), "--defense", "prune", "--out", str(tmp_path)]
     )
     assert result.exit_code == 2 and "no noise multiplier" in result.output
+
+
+def test_the_readme_example_sweep_config_loads() -> None:
+    config, spec = load_sweep_config(Path(__file__).parent.parent / "docs" / "sweep-example.toml")
+    assert config.attack.init == "uniform" and config.train.rounds == 3
+    assert spec.defenses == ("dp-sgd", "local-dp") and spec.noises == (0.001, 0.01, 0.1, 1.1)
