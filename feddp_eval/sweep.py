@@ -49,16 +49,8 @@ DEFAULT_NOISES: tuple[float, ...] = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.
 # Defenses with a noise multiplier to sweep; prune has none.
 NOISE_DEFENSES = ("dp-sgd", "local-dp", "central-dp")
 
-RESULT_COLUMNS = (
-    "key",
-    "config_hash",
-    "seed",
-    "defense",
-    "noise",
-    "epsilon",
-    "delta",
-    "granularity",
-    "accountant",
+# Utility and leakage scores of a results row (all floats; empty when not measured).
+SCORE_COLUMNS = (
     "dice",
     "jaccard",
     "accuracy",
@@ -73,6 +65,18 @@ RESULT_COLUMNS = (
     "mask_prior_psnr",
     "mask_prior_ssim",
     "mask_prior_lpips",
+)
+RESULT_COLUMNS = (
+    "key",
+    "config_hash",
+    "seed",
+    "defense",
+    "noise",
+    "epsilon",
+    "delta",
+    "granularity",
+    "accountant",
+    *SCORE_COLUMNS,
     "attack",
     "target_site",
     "target_round",

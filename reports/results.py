@@ -15,68 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from feddp_eval.errors import RunDirError
+from feddp_eval.sweep import RESULT_COLUMNS as SWEEP_RESULT_COLUMNS
+from feddp_eval.sweep import RUNTIME_COLUMNS, SCORE_COLUMNS
 from reports._files import read_csv_file, read_json_file
 
-RESULT_COLUMNS = (
-    "key",
-    "config_hash",
-    "seed",
-    "defense",
-    "noise",
-    "epsilon",
-    "delta",
-    "granularity",
-    "accountant",
-    "dice",
-    "jaccard",
-    "accuracy",
-    "psnr",
-    "ssim",
-    "lpips",
-    "mask_dice",
-    "prior_psnr",
-    "prior_ssim",
-    "prior_lpips",
-    "prior_mask_dice",
-    "mask_prior_psnr",
-    "mask_prior_ssim",
-    "mask_prior_lpips",
-    "attack",
-    "target_site",
-    "target_round",
-    "mask",
-    "iterations",
-    "stopped",
-    "objective",
-    "lpips_missing",
-    "seconds",
-    "train_seconds",
-    "run_dir",
-    "tiles",
-)
+# What a row may hold: the sweep's results.csv columns plus its runtime.csv ones (merged by key).
+RESULT_COLUMNS = (*SWEEP_RESULT_COLUMNS, *(c for c in RUNTIME_COLUMNS if c not in SWEEP_RESULT_COLUMNS))
 FLOAT_COLUMNS = frozenset(
-    {
-        "noise",
-        "epsilon",
-        "delta",
-        "dice",
-        "jaccard",
-        "accuracy",
-        "psnr",
-        "ssim",
-        "lpips",
-        "mask_dice",
-        "prior_psnr",
-        "prior_ssim",
-        "prior_lpips",
-        "prior_mask_dice",
-        "mask_prior_psnr",
-        "mask_prior_ssim",
-        "mask_prior_lpips",
-        "objective",
-        "seconds",
-        "train_seconds",
-    }
+    {"noise", "epsilon", "delta", *SCORE_COLUMNS, "objective", "seconds", "train_seconds"}
 )
 INT_COLUMNS = frozenset({"seed", "target_site", "target_round", "iterations"})
 REQUIRED_COLUMNS = ("defense", "noise", "dice", "psnr", "prior_psnr")
