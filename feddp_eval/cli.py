@@ -545,8 +545,14 @@ def sweep(
         spec = dataclasses.replace(spec, **{k: v for k, v in grid.items() if v is not None})
         from feddp_eval.pipeline import run_sweep
 
-        with _sweep_progress(quiet or json_output) as callbacks:
-            result = run_sweep(base, spec, out=out, jobs=jobs, command=sys.argv, **callbacks)
+        try:
+            with _sweep_progress(quiet or json_output) as callbacks:
+                result = run_sweep(base, spec, out=out, jobs=jobs, command=sys.argv, **callbacks)
+        except KeyboardInterrupt:
+            raise _fail(
+                f"interrupted; finished points are kept in {out}: run the same command again to resume",
+                130,
+            ) from None
     if json_output:
         _emit_json(result.to_json())
     elif not quiet:

@@ -177,6 +177,24 @@ def test_killed_sweep_resumes_to_the_same_results_and_jobs_do_not_change_them(
     assert manifest["grid"]["noises"] == [0.0, 0.01, 1.1]
 
 
+def test_ctrl_c_says_how_to_resume(tmp_path: Path, sweep_toml: Path) -> None:
+    out = tmp_path / "sweep"
+    process = subprocess.Popen(
+        [*_cli(sweep_toml, out, *SWEEP_ARGS, "--quiet")],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (out / "sweep.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert "interrupted" in stderr and "run the same command again to resume" in stderr
+
+
 def test_sweep_refuses_a_folder_that_is_not_a_sweep(tmp_path: Path, sweep_toml: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
     result = runner.invoke(app, ["sweep", "-c", str(sweep_toml), "--out", str(tmp_path), "--quiet"])
