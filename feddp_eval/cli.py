@@ -601,29 +601,27 @@ def _print_sweep_table(result: Any) -> None:
     groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
     for row in result.rows:
         groups.setdefault((row["defense"], row["noise"]), []).append(row)
+    painted = any(r.get("mask_prior_psnr") is not None for r in result.rows)
     table = Table(title=f"Privacy–utility sweep ({len(result.rows)} rows; means over seeds and targets)")
-    for column in ("defense", "σ", "ε", "Dice", "PSNR dB", "SSIM", "LPIPS", "prior PSNR"):
+    columns = ["defense", "σ", "ε", "Dice", "PSNR dB", "SSIM", "LPIPS", "prior PSNR"]
+    for column in columns + (["painted-mask PSNR"] if painted else []):
         table.add_column(column, justify="left" if column == "defense" else "right")
 
-    def avg(rows: list[dict[str, Any]], key: str, digits: int) -> str:
+    def avg(rows: list[dict[str, Any]], key: str, spec: str) -> str:
         values = [r[key] for r in rows if r.get(key) is not None]
-        return f"{mean(values):.{digits}f}" if values else "–"
-
-    def _sig(rows: list[dict[str, Any]], key: str) -> str:
-        values = [r[key] for r in rows if r.get(key) is not None]
-        return f"{mean(values):.3g}" if values else "–"
+        return format(mean(values), spec) if values else "–"
 
     for (name, noise), rows in groups.items():
-        epsilon = _sig(rows, "epsilon") if name != "none" else "∞"
         table.add_row(
             name,
             f"{noise:g}",
-            epsilon,
-            avg(rows, "dice", 3),
-            avg(rows, "psnr", 1),
-            avg(rows, "ssim", 3),
-            avg(rows, "lpips", 3),
-            avg(rows, "prior_psnr", 1),
+            avg(rows, "epsilon", ".3g") if name != "none" else "∞",
+            avg(rows, "dice", ".3f"),
+            avg(rows, "psnr", ".1f"),
+            avg(rows, "ssim", ".3f"),
+            avg(rows, "lpips", ".3f"),
+            avg(rows, "prior_psnr", ".1f"),
+            *([avg(rows, "mask_prior_psnr", ".1f")] if painted else []),
         )
     console = Console()
     console.print(table)
