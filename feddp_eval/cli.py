@@ -484,8 +484,8 @@ def sweep(
         typer.Option(
             "--config",
             "-c",
-            help="Experiment TOML; an optional [sweep] table sets noises, defenses, attacks, seeds, targets. "
-            "Flags override it.",
+            help="Experiment TOML; an optional \\[sweep] table sets noises, defenses, attacks, seeds, "
+            "targets. Flags override it.",
             dir_okay=False,
         ),
     ] = None,

@@ -218,3 +218,9 @@ def test_the_readme_example_sweep_config_loads() -> None:
     config, spec = load_sweep_config(Path(__file__).parent.parent / "docs" / "sweep-example.toml")
     assert config.attack.init == "uniform" and config.train.rounds == 3
     assert spec.defenses == ("dp-sgd", "local-dp") and spec.noises == (0.001, 0.01, 0.1, 1.1)
+
+
+def test_sweep_help_names_the_toml_table_and_the_report() -> None:
+    result = runner.invoke(app, ["sweep", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "[sweep] table" in result.output and "feddp-eval report" in result.output
