@@ -86,3 +86,19 @@ def test_calibrated_noise_never_overshoots_its_target(
     assert spent <= target
     # ...and is not needlessly large: within Opacus' calibration tolerance (0.01 in ε) of the target.
     assert spent >= target - 0.01 - 1e-9
+
+
+def test_tiny_noise_gives_opacus_bound_without_its_warning() -> None:
+    import warnings
+
+    from opacus.accountants import RDPAccountant
+
+    reference = RDPAccountant()
+    reference.history = [(0.01, 0.1, 100)]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        expected = reference.get_epsilon(delta=1e-5)
+    assert any("smallest alpha" in str(w.message) for w in seen)  # Opacus does warn here
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert epsilon([(0.01, 0.1, 100)], delta=1e-5) == expected > 1e3
