@@ -570,6 +570,12 @@ def run_sweep(
     )
 
     spec = validate_spec(spec, defenses=DEFENSES.names(), attacks=ATTACKS.names())
+    sites = config.data.sites
+    if config.data.source == "synthetic" and any(t >= sites for t in spec.targets):
+        raise ConfigError(
+            f"`sweep.targets` {list(spec.targets)} names a site beyond the {sites} synthetic sites "
+            f"(0..{sites - 1}; -1 = the smallest)"
+        )
     points = plan(config, spec)
     out = Path(out)
     check_sweep_dir(out)

@@ -212,6 +212,10 @@ def test_sweep_flags_are_checked(tmp_path: Path, sweep_toml: Path) -> None:
         app, ["sweep", "-c", str(sweep_toml), "--defense", "prune", "--out", str(tmp_path)]
     )
     assert result.exit_code == 2 and "no noise multiplier" in result.output
+    targets = ["sweep", "-c", str(sweep_toml), "--targets", "0,5", "--out", str(tmp_path)]
+    result = runner.invoke(app, targets)
+    assert result.exit_code == 2 and "beyond the 2 synthetic sites" in result.output
+    assert not (tmp_path / "runs").exists()  # refused before anything was trained
 
 
 def test_the_readme_example_sweep_config_loads() -> None:
