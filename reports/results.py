@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from feddp_eval.errors import RunDirError
+from feddp_eval.sweep import FORMAT as SWEEP_FORMAT
 from feddp_eval.sweep import RESULT_COLUMNS as SWEEP_RESULT_COLUMNS
 from feddp_eval.sweep import RUNTIME_COLUMNS, SCORE_COLUMNS
 from reports._files import read_csv_file, read_json_file
@@ -26,7 +27,6 @@ FLOAT_COLUMNS = frozenset(
 )
 INT_COLUMNS = frozenset({"seed", "target_site", "target_round", "iterations"})
 REQUIRED_COLUMNS = ("defense", "noise", "dice", "psnr", "prior_psnr")
-SWEEP_FORMAT = 1
 
 
 @dataclass(frozen=True)
