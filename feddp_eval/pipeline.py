@@ -673,29 +673,35 @@ def _sweep_parallel(
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with context.Manager() as manager:
         messages = manager.Queue()
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            futures = [
-                pool.submit(
-                    _sweep_worker,
-                    str(out),
-                    [(p.key, to_dict(p.config)) for p in group],
-                    threads,
-                    messages,
-                )
-                for group in todo
-            ]
-            try:
-                pending = set(futures)
-                while pending:
-                    finished_now, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
-                    _drain(messages, on_stage, finished, queue_module)
-                    for future in finished_now:
-                        future.result()  # re-raises a worker's error here
+        # Workers ignore Ctrl-C; on an interrupt (or a worker's error) this process stops them all at
+        # once. A point cut short is simply recomputed on resume: its row was never written.
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_ignore_interrupts)
+        futures = [
+            pool.submit(
+                _sweep_worker, str(out), [(p.key, to_dict(p.config)) for p in group], threads, messages
+            )
+            for group in todo
+        ]
+        try:
+            pending = set(futures)
+            while pending:
+                finished_now, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
                 _drain(messages, on_stage, finished, queue_module)
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
+                for future in finished_now:
+                    future.result()  # re-raises a worker's error here
+            _drain(messages, on_stage, finished, queue_module)
+        except BaseException:
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
+
+
+def _ignore_interrupts() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _drain(messages: Any, on_stage: Any, finished: Callable[[str], None], queue_module: Any) -> None:

@@ -177,21 +177,28 @@ def test_killed_sweep_resumes_to_the_same_results_and_jobs_do_not_change_them(
     assert manifest["grid"]["noises"] == [0.0, 0.01, 1.1]
 
 
-def test_ctrl_c_says_how_to_resume(tmp_path: Path, sweep_toml: Path) -> None:
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_stops_every_process_and_says_how_to_resume(
+    tmp_path: Path, sweep_toml: Path, jobs: str
+) -> None:
     out = tmp_path / "sweep"
+    long = ["--noise", "0.01,1.1", "--iterations", "5000", "--jobs", jobs, "--quiet"]
     process = subprocess.Popen(
-        [*_cli(sweep_toml, out, *SWEEP_ARGS, "--quiet")],
+        _cli(sweep_toml, out, *long),
         env=_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group, as in a terminal
     )
     deadline = time.monotonic() + 120
-    while not (out / "sweep.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    process.send_signal(signal.SIGINT)
+    while not list((out / "runs").glob("*/config.toml")) and time.monotonic() < deadline:
+        time.sleep(0.01)  # training has started (in a worker, with --jobs 2)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
+    started = time.monotonic()
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130
+    assert time.monotonic() - started < 20, "workers must stop with the sweep, not finish their points"
     assert "interrupted" in stderr and "run the same command again to resume" in stderr
 
 
