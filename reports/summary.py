@@ -397,8 +397,49 @@ def mask_prior_note(summaries: Sequence[SettingSummary]) -> str | None:
         return None
     prior = stat(s.mean("prior_psnr") for s in summaries).mean
     versus = f"; the site's mean colour alone scores {prior:.1f} dB" if prior is not None else ""
-    return (
+    text = (
         "The attacker knew the true masks, so before reading any update it could already paint them in "
         f"the site's public nuclei and background colours: that guess scores a mean PSNR of {value:.1f} dB"
         f"{versus}. The verdicts count as leakage only what the update adds on top of the painted masks."
     )
+    return " ".join([text, *_mean_colour_readings(summaries)])
+
+
+def _mean_colour_readings(summaries: Sequence[SettingSummary]) -> list[str]:
+    """Against the site's mean colour instead (a guess that uses neither masks nor update): how far
+    the undefended attack gets above it, and from which σ each defense brings it back within
+    :data:`LEAK_MARGIN_DB` — what DP removes of the picture the update and the masks together give."""
+
+    def gap(s: SettingSummary) -> float | None:
+        psnr, prior = s.mean("psnr"), s.mean("prior_psnr")
+        return None if psnr is None or prior is None else psnr - prior
+
+    sentences = []
+    attacks = list(dict.fromkeys(s.attack for s in summaries))
+    for attack in attacks:
+        prefix = f"[{attack}] " if len(attacks) > 1 else ""
+        mine = [s for s in summaries if s.attack == attack and gap(s) is not None]
+        for s in mine:
+            if s.defense == "none":
+                sentences.append(
+                    f"{prefix}Read against the site's mean colour instead, the undefended attack is "
+                    f"{gap(s):+.1f} dB above it."
+                )
+        for defense in dict.fromkeys(s.defense for s in mine if s.defense != "none"):
+            settings = sorted((s for s in mine if s.defense == defense), key=lambda s: s.noise)
+            close = [(gap(s) or 0.0) <= LEAK_MARGIN_DB for s in settings]
+            start = next((i for i in range(len(settings)) if all(close[i:])), None)
+            if start is None:
+                worst = min(settings, key=lambda s: gap(s) or 0.0)
+                sentences.append(
+                    f"{prefix}{defense} keeps it more than {LEAK_MARGIN_DB:g} dB above the mean colour "
+                    f"at the highest tested σ (smallest gap {gap(worst):+.1f} dB at "
+                    f"σ = {fmt_noise(worst.noise)})."
+                )
+            else:
+                s = settings[start]
+                sentences.append(
+                    f"{prefix}{defense} brings it within {LEAK_MARGIN_DB:g} dB of the mean colour from "
+                    f"σ = {fmt_noise(s.noise)} ({fmt_privacy(s)}; Dice {fmt_change(s.dice_change_pct)})."
+                )
+    return sentences

@@ -211,3 +211,23 @@ def test_with_masks_known_leakage_is_read_against_the_mask_painted_prior() -> No
     assert note is not None
     assert "that guess scores a mean PSNR of 21.5 dB; the site's mean colour alone scores 14.0 dB" in note
     assert mask_prior_note(summarize([_row("none", 0.0, 22.0, 14.0, 0.8)])) is None
+
+
+def test_with_masks_known_the_note_also_reads_leakage_against_the_mean_colour() -> None:
+    rows = [
+        _row("none", 0.0, 22.0, 14.0, 0.8, mask_prior_psnr=21.5),
+        _row("dp-sgd", 0.1, 18.0, 14.0, 0.8, mask_prior_psnr=21.5),
+        _row("dp-sgd", 1.0, 14.5, 14.0, 0.72, mask_prior_psnr=21.5),
+        _row("local-dp", 1.0, 16.0, 14.0, 0.4, mask_prior_psnr=21.5),
+    ]
+    note = mask_prior_note(summarize(rows))
+    assert note is not None
+    assert "Read against the site's mean colour instead, the undefended attack is +8.0 dB above it." in note
+    assert (
+        "dp-sgd brings it within 1 dB of the mean colour from σ = 1 (ε = 10, δ = 1e-05, sample-level; "
+        "Dice -10.0%)." in note
+    )
+    assert (
+        "local-dp keeps it more than 1 dB above the mean colour at the highest tested σ (smallest gap "
+        "+2.0 dB at σ = 1)." in note
+    )
