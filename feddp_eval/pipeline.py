@@ -621,20 +621,19 @@ def _sweep_group(out: Path, group: list[Any], lpips: Any, on_stage: Callable[[st
     from feddp_eval.sweep import point_dir
 
     first = group[0]
-    setting = first.label.split(" (")[0]
     if on_stage:
-        on_stage(f"training {setting}")
+        on_stage(f"training {first.setting} seed {first.config.seed}")
     trained = run_train(first.config, run_dir=out / first.run_dir)
     for point in group:
         if on_stage:
             on_stage(f"attacking {point.label}")
-        row, *_ = _attack_run(point.config, trained, lpips, on_iteration=None)
+        row, _, _, scenario, _ = _attack_run(point.config, trained, lpips, on_iteration=None)
         a = point.config.attack
         row.update(
             key=point.key,
             config_hash=point.train_hash,
             seed=point.config.seed,
-            target_site=_target_index(trained.run_dir, a.target_site),
+            target_site=scenario["site_index"],  # -1 resolved to the site actually attacked
             target_round=a.target_round,
             mask=a.mask,
             train_seconds=trained.summary["seconds"],
@@ -643,15 +642,6 @@ def _sweep_group(out: Path, group: list[Any], lpips: Any, on_stage: Callable[[st
         )
         write_json(point_dir(out, point.key) / "row.json", row)  # the "done" marker, written last
         yield point.key
-
-
-def _target_index(run_dir: Path, target_site: int) -> int:
-    from feddp_eval.io import read_json
-
-    if target_site >= 0:
-        return target_site
-    sites = read_json(run_dir / "sites.json")
-    return int(min(sites, key=lambda s: s["train_tiles"])["index"])
 
 
 def _sweep_parallel(

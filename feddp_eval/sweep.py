@@ -191,10 +191,15 @@ class SweepPoint:
         return f"runs/{self.train_hash[:12]}"
 
     @property
+    def setting(self) -> str:
+        """``none`` or ``dp-sgd σ=0.01``."""
+        d = self.config.defense
+        return "none" if d.name == "none" else f"{d.name} σ={d.noise:g}"
+
+    @property
     def label(self) -> str:
-        d, a = self.config.defense, self.config.attack
-        setting = "none" if d.name == "none" else f"{d.name} σ={d.noise:g}"
-        return f"{setting} seed {self.config.seed} ({a.name}, site {a.target_site})"
+        a = self.config.attack
+        return f"{self.setting} seed {self.config.seed} ({a.name}, site {a.target_site})"
 
     def describe(self) -> dict[str, Any]:
         d, a = self.config.defense, self.config.attack
