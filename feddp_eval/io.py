@@ -69,10 +69,15 @@ def save_tensors(
 
 
 def load_tensors(path: str | Path) -> dict[str, Tensor]:
-    """Read a safetensors file into CPU tensors."""
+    """Read a safetensors file into CPU tensors, in sorted name order.
+
+    The parser hands names back in an order that changes from process to process; whoever
+    iterates the result (flattening an update, summing per-layer terms) would then add floats in
+    another order and get last-bit-different numbers in every process.
+    """
     from safetensors.torch import load as _st_load
 
-    return _st_load(Path(path).read_bytes())
+    return dict(sorted(_st_load(Path(path).read_bytes()).items()))
 
 
 def read_csv(path: str | Path) -> list[dict[str, str]]:
