@@ -11,11 +11,10 @@ On disk (``DIR`` is the sweep folder)::
     runs/<hash12>/             one training run per (defense, noise, seed), reused by config hash
     points/<key>/row.json      a finished point's results row; its presence means "done"
     results.csv                the tidy table: one row per finished point, in grid order
-    runtime.csv                per finished point: wall-clock seconds and the attack's final
-                               objective. Kept apart so that results.csv is byte-identical
-                               whether or not the sweep was interrupted: seconds never repeat,
-                               and the objective's last float32 digits can differ between
-                               processes (a CPU reduction whose order is not fixed).
+    runtime.csv                per finished point: wall-clock seconds. Kept apart so that
+                               results.csv is byte-identical whether or not the sweep was
+                               interrupted (at a fixed thread count: --jobs N gives each worker
+                               cores / N threads, and the thread count changes float sums).
 
 Nothing here imports torch; :func:`feddp_eval.pipeline.run_sweep` does the work.
 """
@@ -83,11 +82,12 @@ RESULT_COLUMNS = (
     "mask",
     "iterations",
     "stopped",
+    "objective",
     "lpips_missing",
     "run_dir",
     "tiles",
 )
-RUNTIME_COLUMNS = ("key", "train_seconds", "seconds", "objective")
+RUNTIME_COLUMNS = ("key", "train_seconds", "seconds")
 
 
 @dataclass(frozen=True)
