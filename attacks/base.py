@@ -106,6 +106,7 @@ class Reconstruction:
     seconds: float
     stopped: str
     history: list[tuple[int, float]] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)  # attack-specific facts for the results row
 
 
 Progress = Callable[[int, int, float], None]  # (iteration, total, best objective)
@@ -168,6 +169,9 @@ class Attack(ABC):
 
     name: ClassVar[str]
     summary: ClassVar[str] = ""
+    # Who attacks: an honest-but-curious server only reads updates; a malicious one also changes the
+    # model it sends (and so the training run). Results of the two are never mixed on one curve.
+    threat: ClassVar[str] = "honest-but-curious server"
     Config: ClassVar[type[AttackConfig]] = AttackConfig
 
     def __init__(self, config: AttackConfig | None = None, **overrides: Any) -> None:

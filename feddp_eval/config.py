@@ -136,6 +136,7 @@ class AttackSettings:
         init: ``prior`` (start at the site's public mean colour) or ``uniform`` noise; empty: the
             attack's own default.
         lpips_net: LPIPS backbone: ``alex`` or ``vgg``.
+        imprint_bins: Bins of the imprint block a malicious server sends (``imprint`` attack only).
     """
 
     name: str = "inverting-gradients"
@@ -148,6 +149,7 @@ class AttackSettings:
     image: Literal["stain", "pixels"] | None = None
     init: Literal["prior", "uniform"] | None = None
     lpips_net: Literal["alex", "vgg"] = "alex"
+    imprint_bins: int = 128
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,24 @@ class ExperimentConfig:
 
 # Fields that do not change a training run's numbers; left out of its config hash.
 _NOT_HASHED = frozenset({"device", "attack"})
+
+# Attacks of a malicious server, which changes the model it sends one client in one round, and so
+# changes that training run: attack name → the modification. Every other attack only reads captures.
+MODEL_MODIFICATIONS = {"imprint": "imprint"}
+
+
+def server_modification(config: ExperimentConfig) -> dict[str, Any] | None:
+    """What a malicious server sends instead of the global model (``None``: an honest server)."""
+    a = config.attack
+    if a.name not in MODEL_MODIFICATIONS:
+        return None
+    return {
+        "modification": MODEL_MODIFICATIONS[a.name],
+        "site": a.target_site,
+        "round": a.target_round,
+        "bins": a.imprint_bins,
+    }
+
 
 C = TypeVar("C")
 
@@ -345,6 +365,7 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         f"`attack.target_site` must be a site index or -1 (smallest site), but got {a.target_site}",
     )
     need(a.time_budget >= 0, f"`attack.time_budget` must be >= 0 (0 = none), but got {a.time_budget}")
+    need(a.imprint_bins >= 2, f"`attack.imprint_bins` must be >= 2, but got {a.imprint_bins}")
     if problems:
         raise ConfigError(problems)
     return config
@@ -370,6 +391,8 @@ def config_hash(config: ExperimentConfig, *, include_attack: bool = False) -> st
     """SHA-256 (hex) of the fields that determine a training run's numbers (and the attack's, if asked)."""
     skip = _NOT_HASHED - ({"attack"} if include_attack else set())
     raw = {k: v for k, v in to_dict(config).items() if k not in skip}
+    if (server := server_modification(config)) is not None:
+        raw["server"] = server  # a malicious server trains a different run; honest hashes are unchanged
     blob = json.dumps(raw, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -6,6 +6,7 @@ so a stage can be re-run alone.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,6 +87,7 @@ def run_train(
     m = config.model
     model = UNet(depth=m.depth, width=m.width, groups=m.groups, activation=m.activation)
     capture = CaptureWriter(run_dir) if config.capture else None
+    malicious = malicious_server(config)
     result = run_fedavg(
         sites,
         model,
@@ -95,6 +97,7 @@ def run_train(
         hooks=hooks,
         capture=capture,
         on_round=on_round,
+        malicious=malicious,
     )
 
     evaluation = [row for r in result.rounds for row in r.evaluation]
@@ -151,18 +154,35 @@ def run_train(
     return TrainResult(run_dir, summary, reused=False)
 
 
+def malicious_server(config: ExperimentConfig) -> Any:
+    """The malicious server (an ``ImprintServer``) an ``imprint`` attack needs, else ``None``."""
+    from feddp_eval.config import server_modification
+    from feddp_eval.federated.malicious import ImprintServer
+
+    server = server_modification(config)
+    if server is None:
+        return None
+    return ImprintServer(site=server["site"], round=server["round"], bins=server["bins"])
+
+
 def _public_statistics(site: Any) -> dict[str, Any]:
     """What a site may publish without revealing a training tile: its held-out tiles' mean colour,
-    mean nuclei and background colours, and foreground fraction. The prior baseline and the
-    attack's starting point use these."""
+    mean nuclei and background colours, foreground fraction, and the mean and spread of tile
+    brightness. The prior baseline, the attack's starting point and a malicious server's imprint
+    thresholds use these."""
+    from feddp_eval.federated.malicious import public_brightness
+
     images, masks = site.test.images, site.test.masks
     foreground = masks.sum().clamp_min(1.0)
     background = (1 - masks).sum().clamp_min(1.0)
+    brightness_mean, brightness_std = public_brightness(site)
     return {
         "mean_rgb": images.mean(dim=(0, 2, 3)).tolist(),
         "foreground_rgb": ((images * masks).sum(dim=(0, 2, 3)) / foreground).tolist(),
         "background_rgb": ((images * (1 - masks)).sum(dim=(0, 2, 3)) / background).tolist(),
         "foreground_fraction": float(masks.mean()),
+        "brightness_mean": brightness_mean,
+        "brightness_std": brightness_std,
     }
 
 
@@ -255,7 +275,7 @@ def _attack_run(
     """Attack one training run's target capture and score it against ground truth and the prior."""
     import torch
 
-    from attacks import ATTACKS, AttackerKnowledge
+    from attacks import ATTACKS, Attack, AttackerKnowledge
     from attacks.view import server_view
     from feddp_eval.data.types import TileSet
     from feddp_eval.errors import RunDirError
@@ -288,14 +308,17 @@ def _attack_run(
     )
     # The attacker's best guess before reading the update: with the masks in hand, the masks painted
     # in the site's public nuclei and background colours; without them, the site's mean colour.
-    prior = painted if a.mask == "known" else mean_tile
-    knowledge = AttackerKnowledge(mask=a.mask)
+    # A malicious server's imprint needs no mask: it is judged against the mean colour.
+    malicious = ATTACKS.get(a.name).threat != Attack.threat
+    mask = "unknown" if malicious else a.mask
+    prior = painted if mask == "known" else mean_tile
+    knowledge = AttackerKnowledge(mask=mask)
     view = server_view(
         capture,
         config.model,
         knowledge,
         tile_size=size,
-        masks=truth.masks if a.mask == "known" else None,
+        masks=truth.masks if mask == "known" else None,
         prior=prior,
         foreground_prior=foreground,
     )
@@ -321,12 +344,13 @@ def _attack_run(
     baseline = prior_baseline(
         mean_tile, truth.images, truth.masks, foreground_fraction=foreground, lpips=metric
     )
-    mask_baseline = score_reconstruction(painted, truth.images, lpips=metric) if a.mask == "known" else None
-    attack_dir = run_dir / "attacks" / f"{a.name}-site{site}-round{a.target_round}-mask-{a.mask}"
+    mask_baseline = score_reconstruction(painted, truth.images, lpips=metric) if mask == "known" else None
+    attack_dir = run_dir / "attacks" / f"{a.name}-site{site}-round{a.target_round}-mask-{mask}"
     save_tensors(attack_dir / "reconstruction.safetensors", {"images": recon.images, "masks": recon.masks})
     tiles = attack_dir / "tiles.safetensors"
     _save_matched_tiles(tiles, truth, recon, prior.expand(len(truth), 3, size, size))
     summary = trained.summary
+    reference = "painted-mask" if mask == "known" else "mean-colour"
     row = {
         "defense": config.defense.name,
         "noise": config.defense.noise,
@@ -340,19 +364,23 @@ def _attack_run(
         "psnr": scores.psnr,
         "ssim": scores.ssim,
         "lpips": scores.lpips,
-        "mask_dice": scores.mask_dice if a.mask == "unknown" else None,  # a given mask scores nothing
+        # A given mask scores nothing; an imprint recovers no mask.
+        "mask_dice": scores.mask_dice if mask == "unknown" and not malicious else None,
         "prior_psnr": baseline.psnr,
         "prior_ssim": baseline.ssim,
         "prior_lpips": baseline.lpips,
-        "prior_mask_dice": baseline.mask_dice if a.mask == "unknown" else None,
+        "prior_mask_dice": baseline.mask_dice if mask == "unknown" and not malicious else None,
         "mask_prior_psnr": mask_baseline.psnr if mask_baseline else None,
         "mask_prior_ssim": mask_baseline.ssim if mask_baseline else None,
         "mask_prior_lpips": mask_baseline.lpips if mask_baseline else None,
+        **leakage_reading(scores, truth.images, prior, reference=reference),
+        **(_imprint_facts(capture, truth, recon) if malicious else {}),
+        "threat": "malicious" if malicious else "honest",
         "attack": a.name,
         "iterations": recon.iterations,
         "seconds": round(recon.seconds, 2),
         "stopped": recon.stopped,
-        "objective": recon.objective,
+        "objective": recon.objective if math.isfinite(recon.objective) else None,
         "lpips_missing": None if lpips.available else lpips.missing_reason,
         "run_dir": str(run_dir),
         "tiles": str(tiles),
@@ -373,20 +401,81 @@ def _attack_run(
         "tiles": len(truth),
         "local_steps": capture.metadata["local_steps"],
         "batch_size": capture.metadata["batch_size"],
-        "mask": a.mask,
-        "threat": "honest-but-curious server; sees each client's released update; knows architecture, "
-        "global weights, loss and local hyper-parameters"
-        + (
-            "; knows the true masks (worst case: an upper bound on leakage)"
-            if a.mask == "known"
-            else "; recovers the masks jointly with the images"
-        ),
+        "mask": mask,
+        "threat": _threat_text(attack, mask),
     }
     guess = TileSet(
         prior.expand(len(truth), 3, size, size),
-        truth.masks if a.mask == "known" else torch.full_like(truth.masks, float(foreground > 0.5)),
+        truth.masks if mask == "known" else torch.full_like(truth.masks, float(foreground > 0.5)),
     )
     return row, recon, truth, scenario, guess
+
+
+def _threat_text(attack: Any, mask: str) -> str:
+    """The threat model in force, in words, for tables and reports."""
+    from attacks import Attack
+
+    if attack.threat != Attack.threat:
+        return (
+            f"{attack.threat}; the target trains it with its own loss, optimizer and defense; "
+            "sees the released update; needs no mask"
+        )
+    return (
+        "honest-but-curious server; sees each client's released update; knows architecture, "
+        "global weights, loss and local hyper-parameters"
+        + (
+            "; knows the true masks (worst case: an upper bound on leakage)"
+            if mask == "known"
+            else "; recovers the masks jointly with the images"
+        )
+    )
+
+
+EXACT_PSNR = 40.0  # dB: a tile recovered at or above this is, to the eye, the tile itself
+
+
+def leakage_reading(scores: Any, true_images: Any, prior: Any, *, reference: str) -> dict[str, Any]:
+    """Leakage read against the strongest guess the attacker holds without the update.
+
+    Args:
+        scores: :class:`~feddp_eval.metrics.privacy.ReconstructionScores` of the reconstruction.
+        true_images: (N, 3, H, W) the true tiles.
+        prior: The reference guess: (3, H, W) for every tile, or (N, 3, H, W) one per tile.
+        reference: Its name, ``painted-mask`` or ``mean-colour``.
+
+    Returns:
+        ``prior_kind``; ``margin_psnr`` / ``margin_ssim``: mean PSNR / SSIM minus the reference's;
+        ``tiles_beating_prior``: matched tiles whose PSNR beats the reference guess of that tile;
+        ``tiles_exact``: matched tiles at PSNR >= 40 dB.
+    """
+    from feddp_eval.metrics.privacy import psnr, ssim
+
+    n = true_images.shape[0]
+    guesses = prior.expand(n, *true_images.shape[1:])
+    prior_psnr = [psnr(guesses[t], true_images[t]) for t in range(n)]
+    prior_ssim = [ssim(guesses[t], true_images[t]) for t in range(n)]
+    pairs = list(zip(scores.truth_index, scores.psnr_per_pair, strict=True))
+    return {
+        "prior_kind": reference,
+        "margin_psnr": scores.psnr - sum(prior_psnr) / n,
+        "margin_ssim": scores.ssim - sum(prior_ssim) / n,
+        "tiles_beating_prior": sum(1 for t, value in pairs if value > prior_psnr[t]),
+        "tiles_exact": sum(1 for _, value in pairs if value >= EXACT_PSNR),
+    }
+
+
+def _imprint_facts(capture: Any, truth: Any, recon: Any) -> dict[str, Any]:
+    """How many true tiles were alone in an imprint slot (scoring side), and how many the attack read."""
+    from collections import Counter
+
+    from feddp_eval.models.imprint import slot_of
+
+    thresholds = capture.metadata.get("model", {}).get("thresholds", [])
+    slots = Counter(slot_of(float(b), thresholds) for b in truth.images.mean(dim=(1, 2, 3)))
+    return {
+        "tiles_alone": sum(1 for slot, count in slots.items() if count == 1 and slot >= 0),
+        "tiles_read": recon.details.get("tiles_read"),
+    }
 
 
 def _save_matched_tiles(path: Path, truth: Any, recon: Any, prior: Any) -> None:
@@ -635,7 +724,7 @@ def _sweep_group(out: Path, group: list[Any], lpips: Any, on_stage: Callable[[st
             seed=point.config.seed,
             target_site=scenario["site_index"],  # -1 resolved to the site actually attacked
             target_round=a.target_round,
-            mask=a.mask,
+            mask=scenario["mask"],
             train_seconds=trained.summary["seconds"],
             run_dir=first.run_dir,
             tiles=Path(os.path.relpath(row["tiles"], out)).as_posix(),

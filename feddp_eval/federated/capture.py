@@ -5,6 +5,8 @@ Layout inside a run directory::
     captures/round-0003/global.safetensors    global weights the round started from
     captures/round-0003/site-1.safetensors    the update site 1 released that round
     captures/round-0003/site-1.json           its metadata (hyper-parameters, batches, defense)
+    captures/round-0003/site-1-global.safetensors   only when a malicious server sent site 1 a
+                                              modified model: the weights it sent instead
     ground_truth/site-1.safetensors           site 1's training tiles and masks (never read by attacks)
 
 Batches in the metadata index into the site's training tiles, so the ground
@@ -41,10 +43,22 @@ class CaptureWriter:
         save_tensors(_round_dir(self.run_dir, round_index) / "global.safetensors", weights)
 
     def write_update(
-        self, round_index: int, site_index: int, update: dict[str, Tensor], metadata: dict[str, Any]
+        self,
+        round_index: int,
+        site_index: int,
+        update: dict[str, Tensor],
+        metadata: dict[str, Any],
+        *,
+        global_weights: dict[str, Tensor] | None = None,
     ) -> None:
+        """Write a released update; ``global_weights``: what a malicious server sent this client
+        instead of the round's global model (saved beside it as ``site-<k>-global.safetensors``)."""
         folder = _round_dir(self.run_dir, round_index)
         save_tensors(folder / f"site-{site_index}.safetensors", update)
+        global_file = "global.safetensors"
+        if global_weights is not None:
+            global_file = f"site-{site_index}-global.safetensors"
+            save_tensors(folder / global_file, global_weights)
         write_json(
             folder / f"site-{site_index}.json",
             {
@@ -52,7 +66,7 @@ class CaptureWriter:
                 "round": round_index,
                 "site_index": site_index,
                 "update_file": f"site-{site_index}.safetensors",
-                "global_file": "global.safetensors",
+                "global_file": global_file,
             },
         )
 

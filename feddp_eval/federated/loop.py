@@ -15,6 +15,7 @@ from feddp_eval.data.types import Site, TileSet
 from feddp_eval.federated.capture import CaptureWriter
 from feddp_eval.federated.client import local_schedule, steps_per_round, train_client
 from feddp_eval.federated.hooks import ClientPlan, TrainingHooks
+from feddp_eval.federated.malicious import ImprintServer
 from feddp_eval.metrics.utility import ConfusionCounts, binarise, confusion_counts, pooled, utility_scores
 from feddp_eval.seeding import generator
 
@@ -69,12 +70,15 @@ def run_fedavg(
     hooks: TrainingHooks | None = None,
     capture: CaptureWriter | None = None,
     on_round: Callable[[RoundRecord], None] | None = None,
+    malicious: ImprintServer | None = None,
 ) -> FedAvgResult:
     """Train ``model`` with FedAvg across ``sites``; the model is updated in place and returned.
 
     Each round: sample clients, send the global weights, train locally behind the
     defense's hooks, capture each released update, aggregate by sample count, and
-    evaluate the new global model on every site's held-out tiles.
+    evaluate the new global model on every site's held-out tiles. A ``malicious`` server
+    sends its target client a modified model in its target round, captures that
+    update whole and aggregates only the U-Net's part of it.
     """
     hooks = hooks or TrainingHooks()
     model.to(device)
@@ -104,6 +108,11 @@ def run_fedavg(
         for i in sample_clients(len(sites), train.client_fraction, generator(seed, "clients", round_index)):
             _load(model, global_weights)
             site = sites[i]
+            sent: nn.Module = model
+            sent_weights = None
+            if malicious and malicious.applies(round_index, i, list(sites)):
+                sent = malicious.model_for(model, site, generator(seed, "malicious", round_index, i))
+                sent_weights = {name: p.detach().clone() for name, p in sent.named_parameters()}
             batches = local_schedule(
                 len(site.train),
                 train,
@@ -111,7 +120,7 @@ def run_fedavg(
                 poisson=hooks.poisson_sampling,
             )
             local = train_client(
-                model,
+                sent,
                 site.train,
                 train,
                 client_id=i,
@@ -121,10 +130,13 @@ def run_fedavg(
                 generator=generator(seed, "local-noise", round_index, i),
             )
             update = hooks.release(i, local.update, generator(seed, "release", round_index, i))
-            released.append(update)
             weights.append(float(len(site.train)))
             if capture:
-                capture.write_update(round_index, i, update, _metadata(site, train, hooks, batches))
+                metadata = _metadata(site, train, hooks, batches)
+                if sent_weights is not None:
+                    metadata["model"] = malicious.describe(sent)  # type: ignore[union-attr]
+                capture.write_update(round_index, i, update, metadata, global_weights=sent_weights)
+            released.append(update if sent is model else ImprintServer.server_part(update))
             client_rows.append(
                 {
                     "round": round_index,

@@ -1,0 +1,77 @@
+"""A malicious server: for one client in one round it sends a modified model instead of the global one.
+
+The honest loop sends every sampled client the global U-Net. A malicious server
+(threat model "malicious server: modifies the model it sends (one round)") may
+send a target client something else; the client cannot tell and trains it with
+its own loss, optimizer and defense, then releases the update as usual. The
+server keeps that update whole in its capture (that is the leak), and feeds only
+the U-Net's part to aggregation, so the federation trains on as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from feddp_eval.data.types import Site
+from feddp_eval.models.imprint import brightness_thresholds, build_imprinted, strip_imprint
+
+
+@dataclass(frozen=True)
+class ImprintServer:
+    """Sends site ``site`` in round ``round`` the U-Net behind an imprint block of ``bins`` bins.
+
+    Attributes:
+        site: Target site index (-1: the site with the fewest training tiles).
+        round: The round in which the modified model is sent.
+        bins: Number of brightness bins of the imprint block.
+        scale: Decoder entry size (how much the bins perturb the tile the U-Net sees).
+        spread: Widening of the public brightness spread when placing the thresholds.
+    """
+
+    site: int
+    round: int
+    bins: int = 128
+    scale: float = 1e-3
+    spread: float = 1.5
+
+    def target(self, sites: list[Site]) -> int:
+        """The target site index, with -1 resolved to the smallest site (ties: the lowest index)."""
+        if self.site >= 0:
+            return self.site
+        return min(range(len(sites)), key=lambda i: (len(sites[i].train), i))
+
+    def applies(self, round_index: int, site_index: int, sites: list[Site]) -> bool:
+        return round_index == self.round and site_index == self.target(sites)
+
+    def model_for(self, body: nn.Module, site: Site, generator: torch.Generator) -> nn.Module:
+        """The imprinted model sent to the target, its thresholds from the site's public statistics."""
+        mean, std = public_brightness(site)
+        shape = tuple(site.train.images.shape[1:])
+        thresholds = brightness_thresholds(mean, std, self.bins, spread=self.spread)
+        return build_imprinted(body, shape, thresholds, scale=self.scale, generator=generator)
+
+    def describe(self, sent: nn.Module) -> dict[str, Any]:
+        """What the server sent, for the capture metadata (the server knows what it built)."""
+        return {
+            "modification": "imprint",
+            "statistic": "mean brightness",
+            "bins": self.bins,
+            "scale": self.scale,
+            "thresholds": sent.imprint.thresholds.tolist(),  # type: ignore[union-attr, operator]
+        }
+
+    @staticmethod
+    def server_part(update: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The U-Net's part of the update, which goes into aggregation."""
+        return strip_imprint(update)
+
+
+def public_brightness(site: Site) -> tuple[float, float]:
+    """Mean and standard deviation of the mean brightness of a site's held-out (public) tiles."""
+    brightness = site.test.images.mean(dim=(1, 2, 3))
+    std = float(brightness.std()) if len(brightness) > 1 else 0.05
+    return float(brightness.mean()), std
