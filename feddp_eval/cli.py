@@ -290,7 +290,9 @@ def attack(
     attack_name: Annotated[
         str | None,
         typer.Option(
-            "--attack", help="Attack: inverting-gradients (default) or dlg; see `feddp-eval list attacks`."
+            "--attack",
+            help="Attack: inverting-gradients (default), dlg, or imprint (a malicious server that sends "
+            "the target an imprinted model; its own training run); see `feddp-eval list attacks`.",
         ),
     ] = None,
     target_site: Annotated[
@@ -420,6 +422,24 @@ def _print_attack_table(result: Any) -> None:
     line("SSIM ↑", "ssim")
     line("LPIPS ↓", "lpips")
     line("mask Dice ↑", "mask_dice")
+    tiles = s["tiles"]
+    table.add_row(
+        "vs prior dB",
+        *["–" if r.get("margin_psnr") is None else f"{r['margin_psnr']:+.1f}" for r in rows],
+        *["" for _ in priors],
+    )
+    table.add_row(
+        "tiles > prior",
+        *[f"{r['tiles_beating_prior']}/{tiles}" if "tiles_beating_prior" in r else "–" for r in rows],
+        *["" for _ in priors],
+    )
+    malicious = first.get("threat") == "malicious"
+    if malicious:
+        table.add_row(
+            "tiles read",
+            *[f"{r.get('tiles_read')} ({r.get('tiles_alone')} alone)" for r in rows],
+            *["" for _ in priors],
+        )
     console = Console()
     console.print(table)
     for row in rows:
@@ -428,7 +448,17 @@ def _print_attack_table(result: Any) -> None:
         "↑/↓: more leakage. Priors use no update: the site's public mean colour; with the masks "
         "known, the masks painted in the site's public nuclei and background colours."
     )
-    if first["mask_dice"] is None:
+    reference = "painted-mask" if first.get("prior_kind") == "painted-mask" else "mean-colour"
+    console.print(
+        f"vs prior: mean PSNR minus the {reference} prior's (the attacker's best guess without the "
+        f"update); tiles > prior: tiles whose PSNR beats that guess of the same tile"
+    )
+    if malicious:
+        console.print(
+            "tiles read: tiles the imprint found in a bin of their own (in brackets: how many truly "
+            "were alone); the rest are filled with the mean colour. Imprint recovers no mask."
+        )
+    elif first["mask_dice"] is None:
         console.print("mask Dice: –, the attacker was given the true masks")
     console.print(f"threat: {s['threat']}")
     if first.get("lpips_missing"):
@@ -598,21 +628,25 @@ def _print_sweep_table(result: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
     for row in result.rows:
-        groups.setdefault((row["defense"], row["noise"]), []).append(row)
+        groups.setdefault((row.get("attack") or "?", row["defense"], row["noise"]), []).append(row)
     painted = any(r.get("mask_prior_psnr") is not None for r in result.rows)
     table = Table(title=f"Privacy–utility sweep ({len(result.rows)} rows; means over seeds and targets)")
-    columns = ["defense", "σ", "ε", "Dice", "PSNR dB", "SSIM", "LPIPS", "prior PSNR"]
-    for column in columns + (["painted-mask PSNR"] if painted else []):
-        table.add_column(column, justify="left" if column == "defense" else "right")
+    columns = ["attack", "defense", "σ", "ε", "Dice", "PSNR dB", "SSIM", "LPIPS", "prior PSNR"]
+    columns += ["painted-mask PSNR"] if painted else []
+    columns += ["vs prior dB", "tiles > prior"]
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("attack", "defense") else "right")
 
     def avg(rows: list[dict[str, Any]], key: str, spec: str) -> str:
         values = [r[key] for r in rows if r.get(key) is not None]
         return format(mean(values), spec) if values else "–"
 
-    for (name, noise), rows in groups.items():
+    for (attack, name, noise), rows in groups.items():
+        malicious = rows[0].get("threat") == "malicious"
         table.add_row(
+            f"{attack} (malicious)" if malicious else attack,
             name,
             f"{noise:g}",
             avg(rows, "epsilon", ".3g") if name != "none" else "∞",
@@ -622,6 +656,8 @@ def _print_sweep_table(result: Any) -> None:
             avg(rows, "lpips", ".3f"),
             avg(rows, "prior_psnr", ".1f"),
             *([avg(rows, "mask_prior_psnr", ".1f")] if painted else []),
+            avg(rows, "margin_psnr", "+.1f"),
+            avg(rows, "tiles_beating_prior", ".1f"),
         )
     console = Console()
     console.print(table)
@@ -790,7 +826,8 @@ def list_attacks() -> None:
     from attacks import ATTACKS
 
     for name in ATTACKS.names():
-        typer.echo(f"{name:20s} {ATTACKS.get(name).summary}")
+        attack = ATTACKS.get(name)
+        typer.echo(f"{name:20s} {attack.summary}\n{'':20s} threat: {attack.threat}")
 
 
 @list_app.command("defenses")

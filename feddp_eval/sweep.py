@@ -64,7 +64,12 @@ SCORE_COLUMNS = (
     "mask_prior_psnr",
     "mask_prior_ssim",
     "mask_prior_lpips",
+    "margin_psnr",
+    "margin_ssim",
 )
+# Leakage read against the attacker's strongest guess without the update (see pipeline.leakage_reading),
+# and, for a malicious server's imprint, how many tiles sat alone in a bin and how many it read.
+COUNT_COLUMNS = ("tiles_beating_prior", "tiles_exact", "tiles_alone", "tiles_read")
 RESULT_COLUMNS = (
     "key",
     "config_hash",
@@ -76,6 +81,9 @@ RESULT_COLUMNS = (
     "granularity",
     "accountant",
     *SCORE_COLUMNS,
+    "prior_kind",
+    *COUNT_COLUMNS,
+    "threat",
     "attack",
     "target_site",
     "target_round",

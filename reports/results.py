@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from feddp_eval.errors import RunDirError
+from feddp_eval.sweep import COUNT_COLUMNS, RUNTIME_COLUMNS, SCORE_COLUMNS
 from feddp_eval.sweep import FORMAT as SWEEP_FORMAT
 from feddp_eval.sweep import RESULT_COLUMNS as SWEEP_RESULT_COLUMNS
-from feddp_eval.sweep import RUNTIME_COLUMNS, SCORE_COLUMNS
 from reports._files import read_csv_file, read_json_file
 
 # What a row may hold: the sweep's results.csv columns plus its runtime.csv ones (merged by key).
@@ -25,7 +25,7 @@ RESULT_COLUMNS = (*SWEEP_RESULT_COLUMNS, *(c for c in RUNTIME_COLUMNS if c not i
 FLOAT_COLUMNS = frozenset(
     {"noise", "epsilon", "delta", *SCORE_COLUMNS, "objective", "seconds", "train_seconds"}
 )
-INT_COLUMNS = frozenset({"seed", "target_site", "target_round", "iterations"})
+INT_COLUMNS = frozenset({"seed", "target_site", "target_round", "iterations", *COUNT_COLUMNS})
 REQUIRED_COLUMNS = ("defense", "noise", "dice", "psnr", "prior_psnr")
 
 

@@ -107,3 +107,34 @@ def test_list_attacks() -> None:
     result = runner.invoke(app, ["list", "attacks"])
     assert result.exit_code == 0
     assert "dlg" in result.output and "inverting-gradients" in result.output
+    assert "threat: malicious server: modifies the model it sends (one round)" in result.output
+    assert result.output.count("threat: honest-but-curious server") == 2
+
+
+def test_imprint_reads_every_tile_undefended_and_nothing_through_dp_sgd(
+    tmp_path: Path, tiny_toml: Path
+) -> None:
+    args = ["attack", "--attack", "imprint", "--noise", "1.1", "--config", str(tiny_toml), "--rounds", "1"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path), "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    none, dp = report["rows"]
+    assert report["scenario"]["threat"].startswith(
+        "malicious server: modifies the model it sends (one round)"
+    )
+    assert none["threat"] == dp["threat"] == "malicious" and none["prior_kind"] == "mean-colour"
+    tiles = report["scenario"]["tiles"]
+    assert none["tiles_alone"] == none["tiles_read"] == none["tiles_exact"] == tiles
+    assert none["psnr"] >= 60 and none["margin_psnr"] > 30 and none["mask_dice"] is None
+    # σ = 1.1 drowns every bin: the attacker is left with its public guess, exactly.
+    assert dp["tiles_read"] == 0 and dp["psnr"] == pytest.approx(dp["prior_psnr"], abs=1e-9)
+    assert dp["margin_psnr"] == pytest.approx(0.0, abs=1e-9) and dp["tiles_beating_prior"] == 0
+    assert dp["epsilon"] is not None
+
+
+def test_imprint_table_names_what_it_read_and_the_prior(tmp_path: Path, tiny_toml: Path) -> None:
+    args = ["attack", "--attack", "imprint", "--noise", "1.1", "--config", str(tiny_toml), "--rounds", "1"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "tiles read" in result.output and "vs prior dB" in result.output
+    assert "mean-colour prior" in result.output and "Imprint recovers no mask" in result.output
