@@ -14,6 +14,16 @@ arm, the arm being the defense name of a result row::
     ssim_max = { value = 0.45, tolerance = 0.02 }
     epsilon_max = 20.0
 
+An arm named ``<attack>/<defense>`` (``[arms."imprint/dp-sgd"]``) checks that attack's row
+instead of the scenario's own attack; the gate runs every attack its arms name, each on its
+own training runs (a malicious server's ``imprint`` changes the model it sends)::
+
+    [arms."imprint/none"]
+    tiles_exact_min = 3               # the malicious server reads the tiles when nothing defends them
+
+    [arms."imprint/dp-sgd"]
+    margin_psnr_max = 1.0             # DP-SGD keeps it within 1 dB of the mean-colour guess
+
 A bound ``<metric>_min`` holds when value >= bound − tolerance, ``<metric>_max`` when
 value <= bound + tolerance. Unknown keys, metrics or arms are errors (exit 2).
 """
@@ -31,13 +41,30 @@ from xml.etree import ElementTree
 from feddp_eval.config import read_toml
 from feddp_eval.errors import ConfigError
 
-METRICS = ("psnr", "ssim", "lpips", "mask_dice", "epsilon", "dice", "jaccard", "accuracy")
+METRICS = (
+    "psnr",
+    "ssim",
+    "lpips",
+    "mask_dice",
+    "margin_psnr",
+    "margin_ssim",
+    "tiles_exact",
+    "tiles_beating_prior",
+    "epsilon",
+    "dice",
+    "jaccard",
+    "accuracy",
+)
 # Default tolerance per metric: what a re-run on another CPU may plausibly move (see README).
 DEFAULT_TOLERANCE = {
     "psnr": 0.3,
     "ssim": 0.02,
     "lpips": 0.02,
     "mask_dice": 0.02,
+    "margin_psnr": 0.3,
+    "margin_ssim": 0.02,
+    "tiles_exact": 0.0,
+    "tiles_beating_prior": 0.0,
     "epsilon": 1e-6,
     "dice": 0.01,
     "jaccard": 0.01,
@@ -142,9 +169,25 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def evaluate(bounds: Sequence[Bound], rows: Sequence[Mapping[str, Any]]) -> list[Verdict]:
-    """Check every bound against the result row of its arm."""
-    by_arm = {row["defense"]: row for row in rows}
+def arm_attack(arm: str) -> str | None:
+    """The attack an arm names (``"imprint/dp-sgd"`` → ``"imprint"``), or ``None`` for a plain defense."""
+    attack, _, defense = arm.rpartition("/")
+    return attack or None
+
+
+def evaluate(
+    bounds: Sequence[Bound], rows: Sequence[Mapping[str, Any]], *, attack: str | None = None
+) -> list[Verdict]:
+    """Check every bound against the result row of its arm.
+
+    A plain arm (``dp-sgd``) is the row of that defense under ``attack`` (the scenario's own attack;
+    any attack when ``None``); ``imprint/dp-sgd`` is the row of that defense under ``imprint``.
+    """
+    by_arm: dict[str, Mapping[str, Any]] = {}
+    for row in rows:
+        by_arm[f"{row.get('attack')}/{row['defense']}"] = row
+        if attack is None or row.get("attack") == attack:
+            by_arm.setdefault(str(row["defense"]), row)
     verdicts = []
     for bound in bounds:
         row = by_arm.get(bound.arm)

@@ -567,7 +567,7 @@ def run_check(
         on_iteration: Attack progress callback, as for :func:`run_attack`.
     """
     from feddp_eval.errors import RunDirError
-    from feddp_eval.gate import evaluate, load_baseline
+    from feddp_eval.gate import arm_attack, evaluate, load_baseline
     from feddp_eval.io import read_json
 
     baseline = load_baseline(baseline_path)
@@ -577,13 +577,20 @@ def run_check(
         if not path.is_file():
             raise RunDirError(f"{path} does not exist; pass an attack results.json or the folder holding it")
         rows = read_json(path)["rows"]
-        source = str(path)
-    else:
-        attacked = run_attack(
-            scenario_config(baseline), out=out, on_stage=on_stage, on_iteration=on_iteration
-        )
-        rows, source = attacked.rows, str(attacked.out_dir)
-    return CheckResult(evaluate(baseline.bounds, rows), rows, source)
+        return CheckResult(evaluate(baseline.bounds, rows), rows, str(path))
+    scenario = scenario_config(baseline)
+    # The scenario's own attack, then every other attack an arm names (each on its own runs).
+    attacks = [scenario.attack.name]
+    attacks += sorted({a for b in baseline.bounds if (a := arm_attack(b.arm)) and a not in attacks})
+    rows, sources = [], []
+    for name in attacks:
+        config = with_overrides(scenario, {"attack.name": name})
+        attacked = run_attack(config, out=out, on_stage=on_stage, on_iteration=on_iteration)
+        rows += attacked.rows
+        sources.append(str(attacked.out_dir))
+    return CheckResult(
+        evaluate(baseline.bounds, rows, attack=scenario.attack.name), rows, ", ".join(sources)
+    )
 
 
 # --------------------------------------------------------------------------- sweep

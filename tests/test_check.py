@@ -158,3 +158,41 @@ def test_written_baseline_reads_back_and_passes_on_its_own_rows(tmp_path: Path) 
 def test_check_without_baseline_is_a_usage_error() -> None:
     result = runner.invoke(app, ["check"])
     assert result.exit_code == 2 and "--baseline" in result.output
+
+
+def test_attack_named_arms_check_that_attacks_row() -> None:
+    rows = [
+        {**ROWS[0], "attack": "inverting-gradients"},
+        {**ROWS[1], "attack": "inverting-gradients"},
+        {**ROWS[0], "attack": "imprint", "psnr": 140.0, "tiles_exact": 4, "margin_psnr": 123.0},
+        {**ROWS[1], "attack": "imprint", "psnr": 17.0, "tiles_exact": 0, "margin_psnr": 0.0},
+    ]
+    from feddp_eval.gate import Bound, arm_attack
+
+    bounds = [
+        Bound("none", "psnr", "max", 20.0, 0.0),  # the scenario's own attack, not imprint's 140 dB
+        Bound("imprint/none", "tiles_exact", "min", 3.0, 0.0),
+        Bound("imprint/dp-sgd", "margin_psnr", "max", 1.0, 0.0),
+        Bound("imprint/dp-sgd", "psnr", "max", 16.0, 0.0),  # fails: 17.0
+    ]
+    verdicts = evaluate(bounds, rows, attack="inverting-gradients")
+    assert [v.passed for v in verdicts] == [True, True, True, False]
+    assert [v.value for v in verdicts] == [19.4, 4.0, 0.0, 17.0]
+    assert arm_attack("imprint/dp-sgd") == "imprint" and arm_attack("dp-sgd") is None
+
+
+def test_lost_noise_fails_the_imprint_arm(tmp_path: Path, tiny_config) -> None:  # type: ignore[no-untyped-def]
+    """A dp-sgd arm whose noise is (nearly) gone lets the malicious server read the tiles: exit 1."""
+    from feddp_eval.config import to_toml, with_overrides
+
+    lost = with_overrides(tiny_config, {"defense.name": "dp-sgd", "defense.noise": 1e-9, "train.rounds": 1})
+    (tmp_path / "scenario.toml").write_text(to_toml(lost))
+    baseline = tmp_path / "baseline.toml"
+    baseline.write_text(
+        'scenario = "scenario.toml"\n[arms."imprint/none"]\ntiles_exact_min = 2\n'
+        '[arms."imprint/dp-sgd"]\nmargin_psnr_max = 1.0\n'
+    )
+    args = ["check", "--baseline", str(baseline), "--out", str(tmp_path / "runs"), "--quiet"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert "arm imprint/dp-sgd: margin_psnr" in result.output and "breaks" in result.output
