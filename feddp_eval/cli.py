@@ -500,7 +500,11 @@ def sweep(
     ] = None,
     attack_name: Annotated[
         str | None,
-        typer.Option("--attack", help="Comma-separated attacks: inverting-gradients (default), dlg."),
+        typer.Option(
+            "--attack",
+            help="Comma-separated attacks: inverting-gradients (default), dlg, imprint (malicious "
+            "server: trains its own runs; reported apart from the honest-server attacks).",
+        ),
     ] = None,
     seeds: Annotated[
         int | None, typer.Option(help="Seeds per point: the experiment seed, seed+1, ...")

@@ -104,15 +104,39 @@ def _sections(
     from reports.training import training_pages
 
     lpips_missing = [str(r["lpips_missing"]) for r in results.rows if r.get("lpips_missing")]
-    groups = [
-        ("Summary", title_page(results, summaries, sentences, title=title, mask_note=note)),
-        ("Summary table", summary_table_pages(summaries, lpips_missing)),
-        ("Privacy–utility curves", curve_pages(summaries, results.rows)),
-        ("Reconstruction gallery", gallery_pages(summaries, results.rows)),
+    groups = [("Summary", title_page(results, summaries, sentences, title=title, mask_note=note))]
+    threats = threat_sections(summaries, results.rows)
+    for section, mine, rows in threats:
+        prefix = f"{section} · " if len(threats) > 1 else ""
+        groups += [
+            (f"{prefix}Summary table", summary_table_pages(mine, lpips_missing)),
+            (f"{prefix}Privacy–utility curves", curve_pages(mine, rows, section=prefix.rstrip(" ·"))),
+            (f"{prefix}Reconstruction gallery", gallery_pages(mine, rows)),
+        ]
+    groups += [
         ("Per-site utility", training_pages(summaries, results.rows)),
         ("Reproducibility", reproducibility_pages(results)),
     ]
     return [(name, fig) for name, figs in groups for fig in figs]
+
+
+THREAT_SECTIONS = (("honest", "Honest-but-curious server"), ("malicious", "Malicious server"))
+
+
+def threat_sections(
+    summaries: Sequence[SettingSummary], rows: Sequence[dict[str, Any]]
+) -> list[tuple[str, list[SettingSummary], list[dict[str, Any]]]]:
+    """The settings and rows of each threat model present, honest server first: never one curve for both.
+
+    Rows written before threat models were recorded count as honest-server rows.
+    """
+    sections = []
+    for threat, title in THREAT_SECTIONS:
+        mine = [s for s in summaries if s.threat == threat]
+        if mine:
+            attacks = {s.attack for s in mine}
+            sections.append((title, mine, [r for r in rows if str(r.get("attack") or "?") in attacks]))
+    return sections
 
 
 def _write_pdf(path: Path, sections: Sequence[tuple[str, Figure]], title: str) -> None:

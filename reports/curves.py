@@ -23,12 +23,18 @@ DODGE = 1.08  # multiplicative σ offset between the series of a leakage-vs-σ p
 LOG_SPAN = 20.0  # log axes only when the positive values span more than this factor
 
 
-def curve_pages(summaries: Sequence[SettingSummary], rows: Sequence[dict[str, Any]]) -> list[Figure]:
-    """Two landscape pages: utility and leakage vs σ (with Dice vs PSNR), then leakage vs ε."""
+def curve_pages(
+    summaries: Sequence[SettingSummary], rows: Sequence[dict[str, Any]], *, section: str = ""
+) -> list[Figure]:
+    """Two landscape pages: utility and leakage vs σ (with Dice vs PSNR), then leakage vs ε.
+
+    ``section`` (e.g. the threat model) prefixes the page titles.
+    """
     metrics = {**LEAKAGE, **MASK_LEAKAGE}
     present = [m for m in metrics if any(s.mean(m) is not None for s in summaries)]
+    prefix = f"{section}: " if section else ""
     first = _grid_page(
-        "Privacy–utility curves",
+        f"{prefix}Privacy–utility curves",
         "Utility vs ε, leakage vs noise σ (defenses offset slightly in σ for legibility), and the trade-off.",
         2 + len(present),
     )
@@ -42,7 +48,7 @@ def curve_pages(summaries: Sequence[SettingSummary], rows: Sequence[dict[str, An
     defended = [s for s in summaries if s.defense != "none" and _finite(s.epsilon)]
     if defended and present:
         fig2, axes2 = _grid_page(
-            "Privacy–utility curves (leakage vs ε)",
+            f"{prefix}Privacy–utility curves (leakage vs ε)",
             "Lower ε = stronger guarantee; compare ε only at equal granularity.",
             len(present),
         )

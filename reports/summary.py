@@ -64,6 +64,12 @@ class SettingSummary:
     accountant: str | None
     stats: dict[str, Stat]
     dice_change_pct: float | None
+    threat: str = "honest"  # "malicious" for a server that changed the model it sent (imprint)
+
+    @property
+    def threat_label(self) -> str:
+        """``honest server`` or ``malicious server``: whose attack this setting's leakage measures."""
+        return f"{self.threat} server"
 
     @property
     def label(self) -> str:
@@ -166,6 +172,7 @@ def _setting(
         accountant=_common(r.get("accountant") for r in rows),
         stats=stats,
         dice_change_pct=change,
+        threat="malicious" if any(r.get("threat") == "malicious" for r in rows) else "honest",
     )
 
 
@@ -325,7 +332,7 @@ def verdicts(summaries: Sequence[SettingSummary]) -> list[str]:
     sentences = []
     for attack in attacks:
         mine = [s for s in summaries if s.attack == attack]
-        prefix = f"[{attack}] " if len(attacks) > 1 else ""
+        prefix = f"[{mine[0].threat_label} · {attack}] " if len(attacks) > 1 else ""
         for defense in dict.fromkeys(s.defense for s in mine):
             settings = sorted((s for s in mine if s.defense == defense), key=lambda s: s.noise)
             sentences.append(prefix + defense_verdict(defense, settings))

@@ -70,6 +70,15 @@ def threat_model(defenses: Sequence[str], mask_known: bool) -> tuple[str, list[s
     return text, lines
 
 
+MALICIOUS_THREAT = (
+    "Malicious server (reported in its own sections, never on the honest server's curves): it also "
+    "modifies the model it sends one client in one round (an imprint block of brightness bins in front "
+    "of the U-Net, Fowl et al. 2022). The client trains it with its own loss, optimizer and defense; "
+    "the server reads tiles alone in a bin exactly off the released update, needs no mask, and is judged "
+    "against the site's mean colour. This is the upper bound a client-side DP mechanism must hold against."
+)
+
+
 def verdict_rule() -> str:
     """How the verdict is decided, in words."""
     return (
@@ -95,9 +104,13 @@ def title_page(
     flow.heading("What was compared")
     flow.bullets(compared(results, summaries))
     defenses = sorted({s.defense for s in summaries}, key=defense_rank)
-    text, lines = threat_model(defenses, _mask_known(results.rows))
+    honest_rows = [r for r in results.rows if r.get("threat") != "malicious"]
+    text, lines = threat_model(defenses, _mask_known(honest_rows))
     flow.heading("Threat model")
-    flow.paragraph(text)
+    if honest_rows:
+        flow.paragraph(text)
+    if len(honest_rows) < len(results.rows):
+        flow.paragraph(MALICIOUS_THREAT)
     flow.bullets(lines)
     flow.heading("Verdict")
     flow.paragraph(verdict_rule())

@@ -189,8 +189,8 @@ def test_several_attacks_are_kept_apart() -> None:
     headers, cells = table(summaries, UTILITY_COLUMNS)
     assert headers[0] == "attack" and cells[1][:3] == ["dlg", "dp-sgd", "0.1"]
     sentences = verdicts(summaries)
-    assert sentences[1].startswith("[dlg] dp-sgd leaked at every tested noise")
-    assert sentences[3].startswith("[inverting-gradients] dp-sgd never leaked")
+    assert sentences[1].startswith("[honest server · dlg] dp-sgd leaked at every tested noise")
+    assert sentences[3].startswith("[honest server · inverting-gradients] dp-sgd never leaked")
 
 
 def test_with_masks_known_leakage_is_read_against_the_mask_painted_prior() -> None:
@@ -231,3 +231,34 @@ def test_with_masks_known_the_note_also_reads_leakage_against_the_mean_colour() 
         "local-dp keeps it more than 1 dB above the mean colour at the highest tested σ (smallest gap "
         "+2.0 dB at σ = 1)." in note
     )
+
+
+def test_threat_models_get_their_own_sections_and_labelled_verdicts() -> None:
+    from reports.build import threat_sections
+
+    def row(attack: str, defense: str, noise: float, psnr: float, threat: str | None) -> dict:
+        return {
+            "attack": attack,
+            "defense": defense,
+            "noise": noise,
+            "dice": 0.8,
+            "psnr": psnr,
+            "prior_psnr": 17.0,
+            "threat": threat,
+        }
+
+    rows = [
+        row("inverting-gradients", "none", 0.0, 19.0, None),  # written before threats were recorded
+        row("inverting-gradients", "dp-sgd", 1.1, 17.2, "honest"),
+        row("imprint", "none", 0.0, 140.0, "malicious"),
+        row("imprint", "dp-sgd", 1.1, 17.0, "malicious"),
+    ]
+    summaries = summarize(rows)
+    sections = threat_sections(summaries, rows)
+    assert [(title, {s.attack for s in mine}, len(r)) for title, mine, r in sections] == [
+        ("Honest-but-curious server", {"inverting-gradients"}, 2),
+        ("Malicious server", {"imprint"}, 2),
+    ]
+    sentences = verdicts(summaries)
+    assert sentences[0].startswith("[malicious server · imprint] Without a defense the attack leaks")
+    assert any(s.startswith("[honest server · inverting-gradients] dp-sgd never leaked") for s in sentences)
