@@ -171,7 +171,7 @@ def _number(value: Any) -> bool:
 
 def arm_attack(arm: str) -> str | None:
     """The attack an arm names (``"imprint/dp-sgd"`` → ``"imprint"``), or ``None`` for a plain defense."""
-    attack, _, defense = arm.rpartition("/")
+    attack = arm.rpartition("/")[0]
     return attack or None
 
 
