@@ -184,10 +184,10 @@ def evaluate(
     any attack when ``None``); ``imprint/dp-sgd`` is the row of that defense under ``imprint``.
     """
     by_arm: dict[str, Mapping[str, Any]] = {}
-    for row in rows:
-        by_arm[f"{row.get('attack')}/{row['defense']}"] = row
-        if attack is None or row.get("attack") == attack:
-            by_arm.setdefault(str(row["defense"]), row)
+    for each in rows:
+        by_arm[f"{each.get('attack')}/{each['defense']}"] = each
+        if attack is None or each.get("attack") == attack:
+            by_arm.setdefault(str(each["defense"]), each)
     verdicts = []
     for bound in bounds:
         row = by_arm.get(bound.arm)
