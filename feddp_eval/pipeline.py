@@ -162,7 +162,7 @@ def malicious_server(config: ExperimentConfig) -> Any:
     server = server_modification(config)
     if server is None:
         return None
-    return ImprintServer(site=server["site"], round=server["round"], bins=server["bins"])
+    return ImprintServer(site=server["site"], round=server["round"], bins=server["bins"], gain=server["gain"])
 
 
 def _public_statistics(site: Any) -> dict[str, Any]:
@@ -588,9 +588,7 @@ def run_check(
         attacked = run_attack(config, out=out, on_stage=on_stage, on_iteration=on_iteration)
         rows += attacked.rows
         sources.append(str(attacked.out_dir))
-    return CheckResult(
-        evaluate(baseline.bounds, rows, attack=scenario.attack.name), rows, ", ".join(sources)
-    )
+    return CheckResult(evaluate(baseline.bounds, rows, attack=scenario.attack.name), rows, ", ".join(sources))
 
 
 # --------------------------------------------------------------------------- sweep

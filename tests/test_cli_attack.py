@@ -138,3 +138,13 @@ def test_imprint_table_names_what_it_read_and_the_prior(tmp_path: Path, tiny_tom
     assert result.exit_code == 0, result.output
     assert "tiles read" in result.output and "vs prior dB" in result.output
     assert "mean-colour prior" in result.output and "Imprint recovers no mask" in result.output
+
+
+def test_central_dp_does_not_stop_the_malicious_server(tmp_path: Path, tiny_toml: Path) -> None:
+    """central-dp noises only the aggregate: the server's own view of the update is raw."""
+    args = ["attack", "--attack", "imprint", "--defense", "central-dp", "--noise", "1.1"]
+    args += ["--config", str(tiny_toml), "--rounds", "1", "--no-reference"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path), "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)["rows"]
+    assert row["defense"] == "central-dp" and row["tiles_exact"] == row["tiles_read"] >= 2

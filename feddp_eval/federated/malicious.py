@@ -29,6 +29,7 @@ class ImprintServer:
         round: The round in which the modified model is sent.
         bins: Number of brightness bins of the imprint block.
         scale: Decoder entry size (how much the bins perturb the tile the U-Net sees).
+        gain: How loud the bins are in the update (see :func:`~feddp_eval.models.imprint.build_imprinted`).
         spread: Widening of the public brightness spread when placing the thresholds.
     """
 
@@ -36,6 +37,7 @@ class ImprintServer:
     round: int
     bins: int = 128
     scale: float = 1e-3
+    gain: float = 1e4
     spread: float = 1.5
 
     def target(self, sites: list[Site]) -> int:
@@ -52,7 +54,7 @@ class ImprintServer:
         mean, std = public_brightness(site)
         shape = tuple(site.train.images.shape[1:])
         thresholds = brightness_thresholds(mean, std, self.bins, spread=self.spread)
-        return build_imprinted(body, shape, thresholds, scale=self.scale, generator=generator)
+        return build_imprinted(body, shape, thresholds, scale=self.scale, gain=self.gain, generator=generator)
 
     def describe(self, sent: nn.Module) -> dict[str, Any]:
         """What the server sent, for the capture metadata (the server knows what it built)."""
@@ -61,7 +63,9 @@ class ImprintServer:
             "statistic": "mean brightness",
             "bins": self.bins,
             "scale": self.scale,
-            "thresholds": sent.imprint.thresholds.tolist(),  # type: ignore[union-attr, operator]
+            "gain": self.gain,
+            # in brightness units, as the slots are read
+            "thresholds": (sent.imprint.thresholds * self.gain).tolist(),  # type: ignore[union-attr, operator]
         }
 
     @staticmethod

@@ -19,9 +19,10 @@ given tile. Hence for the tiles active in bin ``i`` (and only those)::
 and a tile alone between thresholds ``c_i`` and ``c_{i+1}`` is
 ``(∂L/∂W_i − ∂L/∂W_{i+1}) / (∂L/∂b_i − ∂L/∂b_{i+1})`` exactly. The learning rate
 cancels in the ratio, so the same holds for the captured update of one local SGD
-step; over several steps (or momentum) the update sums gradients taken at slightly
-moved weights, and the ratio stays exact as long as the tile stays in its bin.
-Two tiles in one bin give their gradient-weighted blend.
+step (momentum only rescales it); over several steps the update sums gradients taken
+at moved weights, and the ratio stays exact while later steps add the same gradient
+to neighbouring bins (see ``gain``). Adam divides each coordinate by its own running
+scale and breaks the ratio. Two tiles in one bin give their gradient-weighted blend.
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ def build_imprinted(
     thresholds: Sequence[float],
     *,
     scale: float,
+    gain: float = 1.0,
     generator: torch.Generator,
 ) -> ImprintedModel:
     """The model the malicious server sends: an imprint block with the given thresholds before ``body``.
@@ -117,14 +119,24 @@ def build_imprinted(
         thresholds: Increasing bin thresholds on mean brightness.
         scale: Size of each decoder entry (random signs): how strongly the bins feed back into the
             tile. Small keeps the segmentation valid; the ratio that recovers a tile does not depend on it.
+        gain: How much louder the bins speak in the update without perturbing the tile more: the fixed
+            projection and thresholds are divided by ``gain`` and the decoder multiplied by it, so the
+            bins' activations shrink, the perturbation stays, and the gradient reaching the (unscaled)
+            learnable encoder grows ``gain``-fold. Louder bins survive more DP noise. Over several
+            local steps a moderate gain (10–100) lets the first step move tiles between bins, which
+            smears them; a large one (1e4) moves the bins' inputs so far that later steps add the
+            same gradient to neighbouring bins (or none), and the slot differences keep the first
+            step's tiles exactly (measured: README).
         generator: Source of the decoder's random signs.
     """
     block = ImprintBlock(tile_shape, len(thresholds))
     features = block.encoder.in_features
-    block.projection.fill_(1.0 / features)  # every bin reads the tile's mean brightness
-    block.thresholds.copy_(torch.as_tensor(list(thresholds), dtype=torch.float32))
+    if not gain > 0:
+        raise ValueError(f"the imprint gain must be > 0, but got {gain}")
+    block.projection.fill_(1.0 / (features * gain))  # every bin reads the tile's mean brightness
+    block.thresholds.copy_(torch.as_tensor(list(thresholds), dtype=torch.float32) / gain)
     signs = torch.randint(0, 2, (features, 1), generator=generator).float() * 2 - 1
-    block.decoder.weight.copy_((scale * signs).expand(features, len(thresholds)))
+    block.decoder.weight.copy_((scale * gain * signs).expand(features, len(thresholds)))
     device = next(body.parameters()).device
     return ImprintedModel(block.to(device), body)
 
