@@ -158,7 +158,7 @@ class Imprint(Attack):
         for position, slot in enumerate(found):
             images[position] = slots.tiles[slot].view(3, size, size).clamp(0, 1)
         if progress:
-            progress(1, 1, 0.0)
+            progress(1, 1, math.nan)  # analytic: no objective
         fraction = view.foreground_prior if view.foreground_prior is not None else 0.0
         return Reconstruction(
             images=images,

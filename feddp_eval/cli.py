@@ -373,7 +373,8 @@ def _attack_progress(quiet: bool) -> Iterator[tuple[Any, Any]]:
             state["task"] = progress.add_task(description, total=None, status="")
 
         def on_iteration(iteration: int, total: int, best: float) -> None:
-            progress.update(state["task"], completed=iteration, total=total, status=f"objective {best:.4f}")
+            status = f"objective {best:.4f}" if best == best else "analytic"  # NaN: no objective
+            progress.update(state["task"], completed=iteration, total=total, status=status)
 
         yield on_stage, on_iteration
 

@@ -107,7 +107,8 @@ def _sections(
     groups = [("Summary", title_page(results, summaries, sentences, title=title, mask_note=note))]
     threats = threat_sections(summaries, results.rows)
     for section, mine, rows in threats:
-        prefix = f"{section} · " if len(threats) > 1 else ""
+        # A malicious server's pages always say so; the honest server is the default reading.
+        prefix = f"{section} · " if len(threats) > 1 or mine[0].threat == "malicious" else ""
         groups += [
             (f"{prefix}Summary table", summary_table_pages(mine, lpips_missing)),
             (f"{prefix}Privacy–utility curves", curve_pages(mine, rows, section=prefix.rstrip(" ·"))),
