@@ -41,7 +41,12 @@ def epsilon(history: History, *, delta: float, accountant: AccountantName = "rdp
         # the bound could be tighter. The ε is still a valid upper bound, and at that σ it is
         # astronomically large (≥ 10³) whichever order is used.
         warnings.filterwarnings("ignore", message="Optimal order is the smallest alpha")
-        return float(engine.get_epsilon(delta=delta))
+        try:
+            spent = float(engine.get_epsilon(delta=delta))
+        except (ZeroDivisionError, OverflowError, FloatingPointError):
+            # σ so small (≲ 1e-150) that the accountant's arithmetic breaks: no guarantee is left.
+            return math.inf
+    return spent if not math.isnan(spent) else math.inf
 
 
 def calibrate_noise(
@@ -58,7 +63,7 @@ def calibrate_noise(
                 accountant=accountant,
             )
         )
-    except ValueError as exc:
+    except (ValueError, ZeroDivisionError, OverflowError) as exc:
         raise ConfigError(
             f"`target_epsilon` {target_epsilon} cannot be reached over {steps} steps at sampling rate "
             f"{sample_rate:.4g} ({exc}); raise it or train for fewer steps"

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from feddp_eval.errors import ConfigError
+from feddp_eval.safety import merge_problems, setting_problems
 
 Device = Literal["auto", "cpu", "cuda"]
 OptimizerName = Literal["sgd", "adam"]
@@ -322,6 +323,7 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
             problems.append(message)
 
     d, m, t, dp = config.data, config.model, config.train, config.defense
+    pooling = 2 ** min(max(m.depth, 0), 64)  # a hostile depth must not make 2**depth hang
     need(d.sites >= 1, f"`data.sites` must be >= 1, but got {d.sites}")
     tiles = d.train_tiles if isinstance(d.train_tiles, tuple) else (d.train_tiles,)
     need(all(n >= 1 for n in tiles), f"`data.train_tiles` must all be >= 1, but got {d.train_tiles}")
@@ -334,8 +336,8 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     need(d.test_tiles >= 1, f"`data.test_tiles` must be >= 1, but got {d.test_tiles}")
     need(d.tile_size >= 8, f"`data.tile_size` must be >= 8, but got {d.tile_size}")
     need(
-        d.tile_size % (2**m.depth) == 0,
-        f"`data.tile_size` ({d.tile_size}) must be divisible by 2**model.depth ({2**m.depth})",
+        d.tile_size % pooling == 0,
+        f"`data.tile_size` ({d.tile_size}) must be divisible by 2**model.depth ({pooling})",
     )
     need(0 < d.test_fraction < 1, f"`data.test_fraction` must be in (0, 1), but got {d.test_fraction}")
     need(m.depth >= 1, f"`model.depth` must be >= 1, but got {m.depth}")
@@ -375,6 +377,7 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         math.isfinite(a.imprint_gain) and a.imprint_gain > 0,
         f"`attack.imprint_gain` must be a finite number > 0, but got {a.imprint_gain}",
     )
+    problems = merge_problems(setting_problems(config), problems)
     if problems:
         raise ConfigError(problems)
     return config

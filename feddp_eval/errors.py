@@ -37,6 +37,14 @@ class RunDirError(FeddpError):
     """A run directory is missing, incomplete, or written by an incompatible version."""
 
 
+class NonFiniteError(FeddpError):
+    """A model or a released update holds NaN or inf: nothing computed from it is a result."""
+
+
+class OutputError(FeddpError):
+    """An output location cannot be written (read-only, a directory in the way, disk full)."""
+
+
 class MissingResourceError(FeddpError):
     """Something that cannot be fetched on this machine (model weights) is absent."""
 

@@ -19,19 +19,46 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 
+def _umask() -> int:
+    """The process umask (reading it means setting it; it is put back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
+    """Write ``data`` to a temporary file beside ``path``, then rename it into place.
+
+    The file gets the permissions any new file gets (0666 less the umask): ``mkstemp`` would
+    leave it 0600, unreadable to the rest of a shared project folder.
+
+    Raises:
+        OutputError: The folder cannot be created or written (read-only, a file in the way, disk
+            full); nothing is left at ``path`` or beside it.
+    """
+    from feddp_eval.errors import OutputError
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        reason = exc.strerror or type(exc).__name__
+        raise OutputError(
+            f"cannot write {path} ({reason}); choose a writable location with free space"
+        ) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -45,7 +72,28 @@ def write_json(path: str | Path, value: Any) -> None:
 
 
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """Parse a JSON file.
+
+    Raises:
+        RunDirError: The file is missing, unreadable, not UTF-8 or not JSON; the message names it.
+    """
+    from feddp_eval.errors import RunDirError
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunDirError(f"{path} does not exist; re-run the command that writes it") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_line(exc)
+        raise RunDirError(
+            f"{path} cannot be read as JSON ({reason}); re-run the command that wrote it"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
 
 
 def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
@@ -77,9 +125,35 @@ def load_tensors(path: str | Path) -> dict[str, Tensor]:
     """
     from safetensors.torch import load as _st_load
 
-    return dict(sorted(_st_load(Path(path).read_bytes()).items()))
+    from feddp_eval.errors import RunDirError
+
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise RunDirError(f"{path} does not exist; re-run the command that writes it") from None
+    except OSError as exc:
+        raise RunDirError(f"{path} cannot be read ({exc.strerror or exc}); check the file") from None
+    try:
+        return dict(sorted(_st_load(data).items()))
+    except Exception as exc:  # the parser's own error type (SafetensorError) or a dtype it refuses
+        raise RunDirError(
+            f"{path} is not a readable safetensors file ({_first_line(exc)}); re-run the command that "
+            "wrote it"
+        ) from None
 
 
 def read_csv(path: str | Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+    """The rows of a CSV file (cells as strings).
+
+    Raises:
+        RunDirError: The file is missing, unreadable, not UTF-8 or not CSV; the message names it.
+    """
+    from feddp_eval.errors import RunDirError
+
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_line(exc)
+        raise RunDirError(f"{path} cannot be read as CSV ({reason}); re-run the command that wrote it") from None

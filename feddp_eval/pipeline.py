@@ -53,6 +53,22 @@ def run_train(
     force: bool = False,
     on_round: Callable[[Any], None] | None = None,
 ) -> TrainResult:
+    """:func:`_train`; a run that fails part-way (an error, Ctrl-C, a full disk) is removed, so
+    nothing half-written is left behind or mistaken for a result."""
+    from feddp_eval.safety import discard_unfinished
+
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
+    with discard_unfinished(run_dir, config_hash=config_hash(config)):
+        return _train(config, run_dir=run_dir, force=force, on_round=on_round)
+
+
+def _train(
+    config: ExperimentConfig,
+    *,
+    run_dir: str | Path | None = None,
+    force: bool = False,
+    on_round: Callable[[Any], None] | None = None,
+) -> TrainResult:
     """Train FedAvg (behind the configured defense), capture every update, and evaluate each round.
 
     A finished run of the same config in ``run_dir`` is reused unless ``force``.

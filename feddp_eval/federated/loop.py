@@ -17,6 +17,7 @@ from feddp_eval.federated.client import local_schedule, steps_per_round, train_c
 from feddp_eval.federated.hooks import ClientPlan, TrainingHooks
 from feddp_eval.federated.malicious import ImprintServer
 from feddp_eval.metrics.utility import ConfusionCounts, binarise, confusion_counts, pooled, utility_scores
+from feddp_eval.safety import require_finite
 from feddp_eval.seeding import generator
 
 POOLED = "pooled"
@@ -58,6 +59,9 @@ def evaluate(model: nn.Module, tiles: TileSet, device: torch.device, batch_size:
         masks = tiles.masks[start : start + batch_size].to(device)
         counts = counts + confusion_counts(binarise(model(images)), masks > 0.5)
     return counts
+
+
+_NON_FINITE_FIX = "training diverged: lower `train.lr`, `defense.noise` or `defense.clip`; no result was kept"
 
 
 def run_fedavg(
@@ -130,6 +134,11 @@ def run_fedavg(
                 generator=generator(seed, "local-noise", round_index, i),
             )
             update = hooks.release(i, local.update, generator(seed, "release", round_index, i))
+            require_finite(
+                update,
+                what=f"the update site {i} ({site.name}) released in round {round_index}",
+                fix=_NON_FINITE_FIX,
+            )
             weights.append(float(len(site.train)))
             if capture:
                 metadata = _metadata(site, train, hooks, batches)
@@ -149,6 +158,11 @@ def run_fedavg(
             )
         aggregate = hooks.aggregate(released, weights, generator(seed, "aggregate", round_index))
         _load(model, {n: global_weights[n] + aggregate[n].to(device) for n in global_weights})
+        require_finite(
+            dict(model.named_parameters()),
+            what=f"the global model after round {round_index}",
+            fix=_NON_FINITE_FIX,
+        )
         evaluation = _evaluate_sites(model, sites, device, round_index)
         record = RoundRecord(round_index, client_rows, evaluation, time.perf_counter() - start)
         result.rounds.append(record)
