@@ -10,6 +10,7 @@ from attacks.base import AttackerKnowledge, ServerView
 from attacks.simulate import LocalRecipe
 from feddp_eval.config import ModelConfig
 from feddp_eval.federated.capture import CapturedUpdate
+from feddp_eval.safety import check_tensor_file, expected_shapes
 
 
 def local_recipe(metadata: dict[str, Any], knowledge: AttackerKnowledge, n_images: int) -> LocalRecipe:
@@ -60,6 +61,10 @@ def server_view(
     n_images = n_used if knowledge.n_samples else int(metadata["batch_size"])
     if knowledge.mask == "known" and masks is None:
         raise ValueError("knowledge.mask is 'known' but no masks were handed to the view")
+    # Names, shapes and sizes are checked against the model from the headers, before any data is read.
+    expected = expected_shapes(model, tile_size=tile_size, imprint=metadata.get("model"))
+    check_tensor_file(capture.file("update_file"), expected, what="the captured update")
+    check_tensor_file(capture.file("global_file"), expected, what="the weights sent")
     return ServerView(
         update=capture.load_update(),
         global_weights=capture.load_global(),

@@ -771,7 +771,8 @@ def check(
         from feddp_eval.gate import junit_xml
         from feddp_eval.io import atomic_write_text
 
-        atomic_write_text(junit, junit_xml(result.verdicts))
+        with _user_errors():  # an unwritable --junit prevents the verdict CI reads: exit 2
+            atomic_write_text(junit, junit_xml(result.verdicts))
     if json_output:
         _emit_json(result.to_json())
     elif not quiet:

@@ -45,6 +45,10 @@ class OutputError(FeddpError):
     """An output location cannot be written (read-only, a directory in the way, disk full)."""
 
 
+class NoVerdictError(FeddpError):
+    """The leakage gate cannot judge a bound (an attack did not run, an arm has no row): exit 2."""
+
+
 class MissingResourceError(FeddpError):
     """Something that cannot be fetched on this machine (model weights) is absent."""
 

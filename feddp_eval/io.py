@@ -156,4 +156,6 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
             return list(csv.DictReader(handle))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_line(exc)
-        raise RunDirError(f"{path} cannot be read as CSV ({reason}); re-run the command that wrote it") from None
+        raise RunDirError(
+            f"{path} cannot be read as CSV ({reason}); re-run the command that wrote it"
+        ) from None

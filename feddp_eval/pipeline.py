@@ -252,6 +252,7 @@ def run_attack(
     """
     from feddp_eval.metrics.perceptual import LPIPSMetric
 
+    preflight_attack(config)
     out = Path(out)
     lpips = LPIPSMetric(config.attack.lpips_net)  # loads backbone weights once for every arm
     arms = ([reference_config(config)] if reference and config.defense.name != "none" else []) + [config]
@@ -281,6 +282,16 @@ def run_attack(
     return AttackResult(results_dir, rows, scenario, grid)
 
 
+def preflight_attack(config: ExperimentConfig) -> None:
+    """Refuse an unknown attack or a target site the run will not have, before any training."""
+    from attacks import ATTACKS
+    from feddp_eval.safety import target_problem
+
+    ATTACKS.get(config.attack.name)  # an unknown name is a ConfigError listing the known ones
+    if (problem := target_problem(config)) is not None:
+        raise ConfigError(problem)
+
+
 def _attack_run(
     config: ExperimentConfig,
     trained: TrainResult,
@@ -296,12 +307,12 @@ def _attack_run(
     from feddp_eval.data.types import TileSet
     from feddp_eval.errors import RunDirError
     from feddp_eval.federated.capture import list_captures, load_ground_truth
-    from feddp_eval.io import read_json
     from feddp_eval.metrics.privacy import mask_painted_prior, prior_baseline, score_reconstruction
+    from feddp_eval.safety import failed_reconstruction, mark_not_run, read_sites, unusable_view
 
     a = config.attack
     run_dir = trained.run_dir
-    sites = read_json(run_dir / "sites.json")
+    sites = read_sites(run_dir)
     site = a.target_site if a.target_site >= 0 else min(sites, key=lambda s: s["train_tiles"])["index"]
     if site >= len(sites):
         raise ConfigError(
@@ -314,7 +325,8 @@ def _attack_run(
             "not have been sampled that round (pick another --target-round or --target-site)"
         )
     capture = captures[0]
-    truth = load_ground_truth(run_dir, capture)  # scoring only; the attack sees the masks if known
+    # Scoring only; the attack sees the masks if known.
+    truth = load_ground_truth(run_dir, capture, tile_size=config.data.tile_size)
     public = sites[site]["public"]
     foreground = float(public["foreground_fraction"])
     size = config.data.tile_size
@@ -346,9 +358,15 @@ def _attack_run(
         time_budget=a.time_budget or None,
         **{k: v for k, v in chosen.items() if v is not None},
     )
-    recon = attack.reconstruct(
-        view, seed=config.seed, device=resolve_device(config.device), progress=on_iteration
+    failure = unusable_view(view)  # a non-finite update or weight: nothing to invert
+    recon = (
+        attack.reconstruct(
+            view, seed=config.seed, device=resolve_device(config.device), progress=on_iteration
+        )
+        if failure is None
+        else _not_run(prior.expand(len(truth), 3, size, size), truth.masks)
     )
+    failure = failure or failed_reconstruction(recon.stopped, recon.objective, recon.restart_objectives)
     scores = score_reconstruction(
         recon.images,
         truth.images,
@@ -401,6 +419,8 @@ def _attack_run(
         "run_dir": str(run_dir),
         "tiles": str(tiles),
     }
+    if failure is not None:
+        row = mark_not_run(row, failure)  # no metric of the prior's is passed off as the attack's
     write_json(
         attack_dir / "scores.json",
         {
@@ -494,6 +514,13 @@ def _imprint_facts(capture: Any, truth: Any, recon: Any) -> dict[str, Any]:
     }
 
 
+def _not_run(images: Any, masks: Any) -> Any:
+    """A placeholder reconstruction for an attack that could not run (its scores are discarded)."""
+    from attacks import Reconstruction
+
+    return Reconstruction(images.clone(), masks.clone(), math.nan, [], 0, 0.0, "not run")
+
+
 def _save_matched_tiles(path: Path, truth: Any, recon: Any, prior: Any) -> None:
     """True tiles, their matched reconstructions and the prior guess, for galleries and reports.
 
@@ -585,16 +612,20 @@ def run_check(
     from feddp_eval.errors import RunDirError
     from feddp_eval.gate import arm_attack, evaluate, load_baseline
     from feddp_eval.io import read_json
+    from feddp_eval.safety import require_verdicts, result_rows
 
     baseline = load_baseline(baseline_path)
+    scenario = scenario_config(baseline)  # an invalid scenario is an error with --results too
+    check_arms(baseline)
     if results is not None:
         path = Path(results)
         path = path / "results.json" if path.is_dir() else path
         if not path.is_file():
             raise RunDirError(f"{path} does not exist; pass an attack results.json or the folder holding it")
-        rows = read_json(path)["rows"]
-        return CheckResult(evaluate(baseline.bounds, rows), rows, str(path))
-    scenario = scenario_config(baseline)
+        rows = result_rows(read_json(path), path)
+        verdicts = evaluate(baseline.bounds, rows)
+        require_verdicts(verdicts, rows, source=str(path))
+        return CheckResult(verdicts, rows, str(path))
     # The scenario's own attack, then every other attack an arm names (each on its own runs).
     attacks = [scenario.attack.name]
     attacks += sorted({a for b in baseline.bounds if (a := arm_attack(b.arm)) and a not in attacks})
@@ -604,7 +635,22 @@ def run_check(
         attacked = run_attack(config, out=out, on_stage=on_stage, on_iteration=on_iteration)
         rows += attacked.rows
         sources.append(str(attacked.out_dir))
-    return CheckResult(evaluate(baseline.bounds, rows, attack=scenario.attack.name), rows, ", ".join(sources))
+    verdicts = evaluate(baseline.bounds, rows, attack=scenario.attack.name)
+    require_verdicts(verdicts, rows, source=", ".join(sources))
+    return CheckResult(verdicts, rows, ", ".join(sources))
+
+
+def check_arms(baseline: Any) -> None:
+    """Refuse a baseline whose arms name an unknown defense or attack (exit 2, before any run)."""
+    from attacks import ATTACKS
+    from defenses import DEFENSES
+    from feddp_eval.safety import arm_problems
+
+    problems = arm_problems(
+        [b.arm for b in baseline.bounds], defenses=DEFENSES.names(), attacks=ATTACKS.names()
+    )
+    if problems:
+        raise ConfigError(problems, source=str(baseline.path))
 
 
 # --------------------------------------------------------------------------- sweep
@@ -638,6 +684,34 @@ class SweepResult:
 
 
 def run_sweep(
+    config: ExperimentConfig,
+    spec: Any,
+    *,
+    out: str | Path = "runs/sweep",
+    jobs: int = 1,
+    command: list[str] | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
+    on_point: Callable[[str], None] | None = None,
+) -> SweepResult:
+    """:func:`_sweep`; a sweep folder this call created is removed when it fails before any point
+    finished, so no empty sweep is left behind looking like a result."""
+    from feddp_eval.safety import discard_new_sweep
+
+    with discard_new_sweep(Path(out)):
+        return _sweep(
+            config,
+            spec,
+            out=out,
+            jobs=jobs,
+            command=command,
+            on_start=on_start,
+            on_stage=on_stage,
+            on_point=on_point,
+        )
+
+
+def _sweep(
     config: ExperimentConfig,
     spec: Any,
     *,

@@ -136,11 +136,12 @@ def require_finite(tensors: Mapping[str, Tensor], *, what: str, fix: str) -> Non
 # --------------------------------------------------------------------------- files inside a run
 
 
-def inside(root: Path, name: Any, *, what: str, source: Path) -> Path:
-    """The regular file ``root / name``, refused unless it stays inside ``root``.
+def inside(folder: Path, name: Any, *, what: str, source: Path, root: Path | None = None) -> Path:
+    """The regular file ``folder / name``, refused unless it stays inside ``root``.
 
     Args:
-        root: The run directory (or round folder) the file must be in.
+        folder: The folder ``name`` is relative to.
+        root: The run directory the file must be in (default: ``folder``).
         name: The file name as a run file gives it.
         what: The field that named it (``"update_file"``).
         source: The file that named it, for the message.
@@ -151,12 +152,15 @@ def inside(root: Path, name: Any, *, what: str, source: Path) -> Path:
     """
     if not isinstance(name, str) or not name or "\x00" in name:
         raise RunDirError(f"{source}: `{what}` must be a file name, but got {name!r}; re-capture the run")
-    path = root / name
+    root = folder if root is None else root
+    path = folder / name
     real_root = root.resolve()
     try:
         real = path.resolve(strict=True)
     except (FileNotFoundError, RuntimeError, OSError):
-        raise RunDirError(f"{source}: `{what}` {name!r} does not exist in {root}; re-capture the run") from None
+        raise RunDirError(
+            f"{source}: `{what}` {name!r} does not exist in {folder}; re-capture the run"
+        ) from None
     if Path(name).is_absolute() or not real.is_relative_to(real_root):
         raise RunDirError(
             f"{source}: `{what}` {name!r} points outside the run directory ({real}); refusing to read it"
@@ -243,7 +247,9 @@ def check_tensor_file(path: Path, expected: Mapping[str, tuple[int, ...]], *, wh
     extra = sorted(set(shapes) - set(expected))
     if missing or extra:
         detail = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
-        raise RunDirError(f"{path}: {what} does not fit the model ({detail}); was it written for another config?")
+        raise RunDirError(
+            f"{path}: {what} does not fit the model ({detail}); was it written for another config?"
+        )
     for name, shape in expected.items():
         if shapes[name] != tuple(shape):
             raise RunDirError(
@@ -280,7 +286,9 @@ def capture_problems(metadata: Any) -> list[str]:
         or not batches
         or not all(isinstance(b, list) and b and all(_is_int(i) and i >= 0 for i in b) for b in batches)
     ):
-        problems.append(f"`batches` must be a non-empty list of lists of tile indices, but got {batches!r:.80}")
+        problems.append(
+            f"`batches` must be a non-empty list of lists of tile indices, but got {batches!r:.80}"
+        )
     if not _is_number(metadata.get("lr")):
         problems.append(f"`lr` must be a finite number, but got {metadata.get('lr')!r}")
     if metadata.get("optimizer") not in ("sgd", "adam"):
@@ -372,11 +380,15 @@ def result_rows(payload: Any, path: Path) -> list[dict[str, Any]]:
 
     for i, row in enumerate(rows):
         if not isinstance(row, dict) or not isinstance(row.get("defense"), str):
-            raise RunDirError(f"{path}: row {i} is not a results row with a `defense` name; re-run the attack")
+            raise RunDirError(
+                f"{path}: row {i} is not a results row with a `defense` name; re-run the attack"
+            )
         for metric in METRICS:
             value = row.get(metric)
             if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
-                raise RunDirError(f"{path}: row {i} has {metric} = {value!r}, not a number; re-run the attack")
+                raise RunDirError(
+                    f"{path}: row {i} has {metric} = {value!r}, not a number; re-run the attack"
+                )
     return rows
 
 
@@ -432,4 +444,153 @@ def writable_dir(path: Path, *, what: str) -> None:
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise OutputError(f"{what} {path} cannot be written ({probe} is not writable); choose another location")
+        raise OutputError(
+            f"{what} {path} cannot be written ({probe} is not writable); choose another location"
+        )
+
+
+# --------------------------------------------------------------------------- attacks that could not run
+
+NOT_RUN = "not run"
+# What an attack measures; absent (None) when it could not run, so no prior's number stands in.
+ATTACK_METRICS = (
+    "psnr",
+    "ssim",
+    "lpips",
+    "mask_dice",
+    "margin_psnr",
+    "margin_ssim",
+    "tiles_beating_prior",
+    "tiles_exact",
+    "tiles_read",
+    "objective",
+)
+
+
+def unusable_view(view: Any) -> str | None:
+    """Why a server view cannot be attacked (a non-finite update or weight), or ``None``."""
+    try:
+        require_finite(view.update, what="the captured update", fix="")
+        require_finite(view.global_weights, what="the weights the server sent", fix="")
+    except NonFiniteError as exc:
+        return str(exc).split(";")[0]
+    return None
+
+
+def failed_reconstruction(stopped: str, objective: float, restart_objectives: Sequence[float]) -> str | None:
+    """Why a reconstruction is no result: its loop stopped on a non-finite objective before any
+    finite one (its images are still the starting guess), else ``None``."""
+    finite = math.isfinite(objective) or any(math.isfinite(o) for o in restart_objectives)
+    if stopped == "non-finite" and not finite:
+        return "the attack objective was not finite from the first iteration"
+    return None
+
+
+def mark_not_run(row: dict[str, Any], reason: str) -> dict[str, Any]:
+    """``row`` with every attack metric absent and ``stopped`` saying why the attack did not run."""
+    return {**row, **{k: None for k in ATTACK_METRICS if k in row}, "stopped": f"{NOT_RUN}: {reason}"}
+
+
+def not_run_reason(row: Mapping[str, Any]) -> str | None:
+    """Why the attack of a results row could not run, or ``None`` when it ran."""
+    stopped = row.get("stopped")
+    if isinstance(stopped, str) and stopped.startswith(NOT_RUN):
+        return stopped[len(NOT_RUN) :].lstrip(": ") or "unknown reason"
+    return None
+
+
+# --------------------------------------------------------------------------- the gate
+
+
+def arm_problems(arms: Sequence[str], *, defenses: Sequence[str], attacks: Sequence[str]) -> list[str]:
+    """Arms of a baseline that name no registered defense (``dp-sgd``) or attack (``imprint/dp-sgd``)."""
+    problems = []
+    for arm in dict.fromkeys(arms):
+        attack, _, defense = arm.rpartition("/")
+        if defense not in defenses:
+            problems.append(f"arm `{arm}` names no defense; known defenses: {', '.join(defenses)}")
+        elif attack and attack not in attacks:
+            problems.append(f"arm `{arm}` names no attack; known attacks: {', '.join(attacks)}")
+    return problems
+
+
+def require_verdicts(verdicts: Sequence[Any], rows: Sequence[Mapping[str, Any]], *, source: str) -> None:
+    """Refuse to pass or fail a gate when a bound has nothing to judge: an attack that could not run,
+    an arm absent from the results, or a metric they do not hold.
+
+    Raises:
+        NoVerdictError: Naming the first such bound and why (exit 2, not 1: this is no regression).
+    """
+    from feddp_eval.errors import NoVerdictError
+
+    for row in rows:
+        reason = not_run_reason(row)
+        if reason is not None:
+            arm = f"{row.get('attack')}/{row.get('defense')}"
+            raise NoVerdictError(f"{source}: the attack of arm {arm} could not run ({reason}); no verdict")
+    for verdict in verdicts:
+        if verdict.value is None:
+            raise NoVerdictError(
+                f"{source}: no verdict on {verdict.message}; fix the baseline or the results"
+            )
+
+
+# --------------------------------------------------------------------------- fail fast
+
+
+def planned_sites(data: Any) -> int | None:
+    """How many sites a run of ``data`` will have, known without loading a tile (``None``: unknown)."""
+    if data.source == "synthetic":
+        return int(data.sites)
+    root = Path(data.source)
+    if not root.is_dir():
+        return None
+    if (root / "images").is_dir() or (root / "masks").is_dir():
+        return int(data.sites)
+    try:
+        return sum(
+            1
+            for p in root.iterdir()
+            if p.is_dir()
+            and not p.name.startswith(".")
+            and ((p / "images").is_dir() or (p / "masks").is_dir())
+        )
+    except OSError:
+        return None
+
+
+def target_problem(config: ExperimentConfig) -> str | None:
+    """Why ``attack.target_site`` cannot name a site of this run (checked before any training)."""
+    n = planned_sites(config.data)
+    site = config.attack.target_site
+    if n is not None and n > 0 and site >= n:
+        return f"`attack.target_site` is {site} but the run has {n} sites (0..{n - 1}; -1 = the smallest)"
+    return None
+
+
+def row_problem(row: Any, key: str) -> str | None:
+    """What is wrong with a sweep point's ``row.json`` (``None``: usable)."""
+    if not isinstance(row, dict):
+        return f"must be a JSON object, but holds {str(row)[:60]!r}"
+    if row.get("key") != key:
+        return f"has `key` {row.get('key')!r}, expected {key!r}"
+    if not isinstance(row.get("defense"), str) or not isinstance(row.get("attack"), str):
+        return "has no `defense` and `attack` names"
+    for name in ("noise", "dice", "psnr", "ssim", "epsilon", "prior_psnr", "margin_psnr"):
+        value = row.get(name)
+        if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
+            return f"has `{name}` {value!r}, expected a number or null"
+    return None
+
+
+@contextmanager
+def discard_new_sweep(out: Path) -> Iterator[None]:
+    """Remove the sweep folder ``out`` when the block fails, if the block created it and no point
+    finished in it (a resumable sweep with finished points is always kept)."""
+    created = not out.exists()
+    try:
+        yield
+    except BaseException:
+        if created and out.is_dir() and not any((out / "points").glob("*/row.json")):
+            shutil.rmtree(out, ignore_errors=True)
+        raise

@@ -296,12 +296,17 @@ def point_dir(out: Path, key: str) -> Path:
 def finished_rows(out: Path, points: Iterable[SweepPoint]) -> dict[str, dict[str, Any]]:
     """Rows of the points already finished in ``out``."""
     from feddp_eval.io import read_json
+    from feddp_eval.safety import row_problem
 
     done = {}
     for point in points:
         path = point_dir(out, point.key) / "row.json"
         if path.is_file():
-            done[point.key] = read_json(path)
+            row = read_json(path)
+            problem = row_problem(row, point.key)
+            if problem:
+                raise RunDirError(f"{path} {problem}; delete it and rerun the sweep to recompute that point")
+            done[point.key] = row
     return done
 
 

@@ -252,8 +252,17 @@ def _check_unmatched(
 # --------------------------------------------------------------------------- tiling
 
 
+MIN_SIDE = 2  # px: a 1-pixel image scaled up to a tile holds one colour and no structure
+
+
 def _load_pair(image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarray]:
     image, mask = read_image(image_path), read_mask(mask_path)
+    if min(image.shape[:2]) < MIN_SIDE:
+        height, width = image.shape[:2]
+        raise DataError(
+            f"image {image_path} is {width}x{height} px: too small to tile (it would become flat colour); "
+            f"remove it or use images at least {MIN_SIDE} px on each side"
+        )
     if image.shape[:2] != mask.shape:
         ih, iw = image.shape[:2]
         mh, mw = mask.shape

@@ -24,6 +24,7 @@ from torch import Tensor
 from feddp_eval.data.types import TileSet
 from feddp_eval.errors import RunDirError
 from feddp_eval.io import load_tensors, read_json, save_tensors, write_json
+from feddp_eval.safety import capture_problems, inside
 
 CAPTURES = "captures"
 GROUND_TRUTH = "ground_truth"
@@ -92,11 +93,20 @@ class CapturedUpdate:
     def site_index(self) -> int:
         return int(self.metadata["site_index"])
 
+    @property
+    def run_dir(self) -> Path:
+        return self.folder.parent.parent
+
+    def file(self, field: str) -> Path:
+        """The file a metadata ``field`` names, refused unless it is a regular file inside the run."""
+        source = self.folder / f"site-{self.site_index}.json"
+        return inside(self.folder, self.metadata[field], what=field, source=source, root=self.run_dir)
+
     def load_update(self) -> dict[str, Tensor]:
-        return load_tensors(self.folder / self.metadata["update_file"])
+        return load_tensors(self.file("update_file"))
 
     def load_global(self) -> dict[str, Tensor]:
-        return load_tensors(self.folder / self.metadata["global_file"])
+        return load_tensors(self.file("global_file"))
 
 
 def list_captures(run_dir: str | Path) -> list[CapturedUpdate]:
@@ -104,12 +114,45 @@ def list_captures(run_dir: str | Path) -> list[CapturedUpdate]:
     root = Path(run_dir) / CAPTURES
     if not root.is_dir():
         raise RunDirError(f"{root} does not exist; train with capture enabled (`capture = true`) first")
-    found = [CapturedUpdate(path.parent, read_json(path)) for path in root.glob("round-*/site-*.json")]
+    found = []
+    for path in root.glob("round-*/site-*.json"):
+        metadata = read_json(path)
+        problems = capture_problems(metadata)
+        if problems:
+            raise RunDirError(f"{path}: {problems[0]}; re-capture the run (train it again)")
+        found.append(CapturedUpdate(path.parent, metadata))
     return sorted(found, key=lambda c: (c.round, c.site_index))
 
 
-def load_ground_truth(run_dir: str | Path, capture: CapturedUpdate) -> TileSet:
-    """The tiles a captured client round trained on, sorted by index (scoring only)."""
-    tensors = load_tensors(Path(run_dir) / GROUND_TRUTH / f"site-{capture.site_index}.safetensors")
+def load_ground_truth(
+    run_dir: str | Path, capture: CapturedUpdate, *, tile_size: int | None = None
+) -> TileSet:
+    """The tiles a captured client round trained on, sorted by index (scoring only).
+
+    Raises:
+        RunDirError: The ground-truth file is missing, malformed, of another tile size, or has
+            fewer tiles than the capture's batches index.
+    """
+    path = Path(run_dir) / GROUND_TRUTH / f"site-{capture.site_index}.safetensors"
+    tensors = load_tensors(path)
+    images, masks = tensors.get("images"), tensors.get("masks")
+    size = tile_size or (images.shape[-1] if images is not None else 0)
+    if (
+        images is None
+        or masks is None
+        or images.dim() != 4
+        or tuple(images.shape[1:]) != (3, size, size)
+        or tuple(masks.shape) != (images.shape[0], 1, size, size)
+    ):
+        shapes = {k: list(v.shape) for k, v in tensors.items()}
+        raise RunDirError(
+            f"{path} must hold `images` (N, 3, {size}, {size}) and `masks` (N, 1, {size}, {size}), but "
+            f"holds {shapes}; retrain the run"
+        )
     used = sorted({i for batch in capture.metadata["batches"] for i in batch})
-    return TileSet(tensors["images"], tensors["masks"]).subset(used)
+    if used and used[-1] >= images.shape[0]:
+        raise RunDirError(
+            f"{capture.folder / f'site-{capture.site_index}.json'}: batch index {used[-1]} is out of range "
+            f"for the {images.shape[0]} tiles in {path}; re-capture the run"
+        )
+    return TileSet(images, masks).subset(used)
