@@ -16,6 +16,7 @@ from feddp_eval import __version__
 from feddp_eval.config import ExperimentConfig, config_hash, to_toml
 from feddp_eval.errors import RunDirError
 from feddp_eval.io import atomic_write_text, read_json, write_json
+from feddp_eval.safety import summary_problem
 
 MANIFEST = "manifest.json"
 CONFIG = "config.toml"
@@ -39,6 +40,10 @@ def finished_summary(run_dir: Path, config: ExperimentConfig) -> dict[str, Any] 
     if not (run_dir / CONFIG).exists():
         raise RunDirError(f"{run_dir} is not empty and holds no feddp-eval run; choose another --out")
     manifest = read_json(run_dir / MANIFEST) if (run_dir / MANIFEST).exists() else {}
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("config_hash", ""), str):
+        raise RunDirError(
+            f"{run_dir / MANIFEST} is not a run manifest; pass --force to retrain, or choose another --out"
+        )
     wanted = config_hash(config)
     if manifest.get("config_hash") not in (None, wanted):
         raise RunDirError(
@@ -46,7 +51,10 @@ def finished_summary(run_dir: Path, config: ExperimentConfig) -> dict[str, Any] 
             f"{wanted[:12]}); choose another --out, or pass --force to replace it"
         )
     if manifest.get("status") == "complete" and (run_dir / SUMMARY).exists():
-        return dict(read_json(run_dir / SUMMARY))
+        summary = read_json(run_dir / SUMMARY)
+        if (problem := summary_problem(summary)) is not None:
+            raise RunDirError(f"{run_dir / SUMMARY} {problem}; pass --force to retrain the run")
+        return dict(summary)
     return None
 
 

@@ -112,7 +112,10 @@ def _load_sweep(root: Path) -> ResultsSet:
             f"{root / 'sweep.json'} has format {found!r}, but this feddp-eval reads format {SWEEP_FORMAT}; "
             "re-run the sweep with this version"
         )
-    points = [_typed(dict(p)) for p in sweep.get("points", [])]
+    raw_points = sweep.get("points", [])
+    if not isinstance(raw_points, list) or not all(isinstance(p, dict) for p in raw_points):
+        raise RunDirError(f"{root / 'sweep.json'} has no list of `points`; re-run the sweep")
+    points = [_typed(dict(p), where=f"{root / 'sweep.json'}: point {i}") for i, p in enumerate(raw_points)]
     rows = _read_results_csv(root / "results.csv")
     rows += _finished_point_rows(root, points, {row.get("key") for row in rows})
     _merge_runtime(rows, root / "runtime.csv")
@@ -123,7 +126,7 @@ def _load_sweep(root: Path) -> ResultsSet:
     missing = [f"{point_label(p)}: not finished" for p in points if p.get("key") not in found]
     if not (root / "results.csv").exists() and not rows:
         missing.insert(0, f"{root / 'results.csv'} does not exist yet")
-    missing += _missing_files(rows)
+    missing += _missing_files(rows) + _not_run(rows)
     meta = {k: v for k, v in sweep.items() if k != "points"}
     return ResultsSet(root, "sweep", rows, points, missing, meta)
 
@@ -140,7 +143,12 @@ def _read_results_csv(path: Path) -> list[dict[str, Any]]:
         )
     by_key: dict[str, dict[str, Any]] = {}
     for i, cells in enumerate(raw):
-        row = _typed({c: (cells.get(c) or None) for c in RESULT_COLUMNS})
+        if not cells.get("defense") or None in cells:  # None: a cell beyond the header
+            raise RunDirError(
+                f"{path}: line {i + 2} is not a results row (no defense, or more cells than columns); "
+                "delete results.csv and rerun the sweep to rebuild it"
+            )
+        row = _typed({c: (cells.get(c) or None) for c in RESULT_COLUMNS}, where=f"{path}: line {i + 2}")
         by_key[str(row.get("key") or f"row-{i}")] = row
     return list(by_key.values())
 
@@ -152,8 +160,9 @@ def _finished_point_rows(root: Path, points: list[dict[str, Any]], known: set[An
         path = root / "points" / str(point.get("key")) / "row.json"
         if point.get("key") not in known and path.is_file():
             raw = read_json_file(path)
-            if isinstance(raw, dict):
-                rows.append(_typed({c: raw.get(c) for c in RESULT_COLUMNS}))
+            if not isinstance(raw, dict) or not isinstance(raw.get("defense"), str):
+                raise RunDirError(f"{path} is not a results row; delete it and rerun the sweep")
+            rows.append(_typed({c: raw.get(c) for c in RESULT_COLUMNS}, where=str(path)))
     return rows
 
 
@@ -163,7 +172,10 @@ def _merge_runtime(rows: list[dict[str, Any]], path: Path) -> None:
     if not path.is_file():
         return
     _, raw = read_csv_file(path)
-    timing = {cells.get("key"): _typed({k: v or None for k, v in cells.items()}) for cells in raw}
+    timing = {
+        cells.get("key"): _typed({k: v or None for k, v in cells.items()}, where=f"{path}: line {i + 2}")
+        for i, cells in enumerate(raw)
+    }
     for row in rows:
         for name, value in timing.get(row.get("key"), {}).items():
             if name != "key" and row.get(name) is None:
@@ -180,7 +192,9 @@ def _load_attack(root: Path) -> ResultsSet:
     scenario = payload.get("scenario") or {}
     rows = []
     for i, raw in enumerate(payload["rows"]):
-        row = _typed({c: raw.get(c) for c in RESULT_COLUMNS})
+        if not isinstance(raw, dict) or not isinstance(raw.get("defense"), str):
+            raise RunDirError(f"{root / 'results.json'}: row {i} is not a results row; re-run the attack")
+        row = _typed({c: raw.get(c) for c in RESULT_COLUMNS}, where=f"{root / 'results.json'}: row {i}")
         row["key"] = row["key"] or f"row-{i}"
         row["target_site"] = _first(row["target_site"], scenario.get("site_index"))
         row["target_round"] = _first(row["target_round"], scenario.get("round"))
@@ -192,7 +206,8 @@ def _load_attack(root: Path) -> ResultsSet:
     points = [
         {k: row.get(k) for k in ("key", "defense", "noise", "seed", "attack", "target_site")} for row in rows
     ]
-    return ResultsSet(root, "attack", rows, points, _missing_files(rows), {"scenario": scenario})
+    missing = _missing_files(rows) + _not_run(rows)
+    return ResultsSet(root, "attack", rows, points, missing, {"scenario": scenario})
 
 
 def _fill_from_manifest(row: dict[str, Any]) -> None:
@@ -225,6 +240,17 @@ def _missing_files(rows: list[dict[str, Any]]) -> list[str]:
     return notes
 
 
+def _not_run(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per row whose attack could not run: its leakage cells are empty, not the prior's."""
+    from feddp_eval.safety import not_run_reason
+
+    return [
+        f"{point_label(row)}: attack not run ({reason}); its leakage cells are empty"
+        for row in rows
+        if (reason := not_run_reason(row)) is not None
+    ]
+
+
 def _resolve(value: Any, *bases: Path) -> Path | None:
     """``value`` as given when absolute, else under the first base where it exists (else the first base)."""
     if value in (None, ""):
@@ -238,19 +264,25 @@ def _resolve(value: Any, *bases: Path) -> Path | None:
     return bases[0] / path
 
 
-def _typed(row: dict[str, Any]) -> dict[str, Any]:
-    """Coerce the known numeric columns; empty strings become ``None``."""
+def _typed(row: dict[str, Any], *, where: str) -> dict[str, Any]:
+    """Coerce the known numeric columns; empty strings become ``None``.
+
+    Raises:
+        RunDirError: A numeric cell holds something else (``where`` names the file and row): a
+            corrupted cell is refused, never rendered as "not measured".
+    """
     out = dict(row)
     for name, value in row.items():
-        if value == "":
+        if value == "" or value is None:
             out[name] = None
-        elif name in FLOAT_COLUMNS:
-            out[name] = _float_or_none(value)
-        elif name in INT_COLUMNS and value is not None:
-            try:
-                out[name] = int(float(value))
-            except (TypeError, ValueError):
-                out[name] = None
+        elif name in FLOAT_COLUMNS or name in INT_COLUMNS:
+            number = _float_or_none(value)
+            if number is None or (name in INT_COLUMNS and not number.is_integer()):
+                raise RunDirError(
+                    f"{where}: `{name}` is {value!r}, not a number; the results file is corrupted: "
+                    "rerun the command that wrote it"
+                )
+            out[name] = int(number) if name in INT_COLUMNS else number
     return out
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from feddp_eval.errors import RunDirError
 from reports._files import read_csv_file, read_json_file
 
 TILE_ARRAYS = ("true_images", "true_masks", "images", "masks", "prior_images")
@@ -43,14 +44,24 @@ def read_run(path: Path | None) -> RunFiles:
     metrics = []
     if (path / "metrics.csv").is_file():
         _, raw = read_csv_file(path / "metrics.csv")
-        for cells in raw:
-            row: dict[str, Any] = {"round": int(float(cells["round"])), "site": cells["site"]}
-            for name in ("n_tiles", "dice", "jaccard", "accuracy"):
-                row[name] = float(cells[name]) if cells.get(name) else None
-            metrics.append(row)
+        metrics = [_metrics_row(cells, path / "metrics.csv", i + 2) for i, cells in enumerate(raw)]
     manifest = _json_dict(path / "manifest.json")
     summary = _json_dict(path / "summary.json")
     return RunFiles(path, metrics, manifest, summary)
+
+
+def _metrics_row(cells: dict[str, Any], path: Path, line: int) -> dict[str, Any]:
+    """One typed metrics.csv row; a malformed one is a :class:`RunDirError` naming the file and line."""
+    try:
+        row: dict[str, Any] = {"round": int(float(cells["round"])), "site": str(cells["site"])}
+        for name in ("n_tiles", "dice", "jaccard", "accuracy"):
+            row[name] = float(cells[name]) if cells.get(name) else None
+    except (KeyError, TypeError, ValueError, OverflowError):
+        raise RunDirError(
+            f"{path}: line {line} is not a metrics row (round, site, n_tiles, dice, jaccard, accuracy); "
+            "retrain the run to rewrite it"
+        ) from None
+    return row
 
 
 def _json_dict(path: Path) -> dict[str, Any]:
