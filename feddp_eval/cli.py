@@ -63,6 +63,9 @@ def _user_errors() -> Iterator[None]:
         yield
     except FeddpError as exc:
         raise _fail(str(exc), exc.exit_code) from None
+    except OSError as exc:  # the machine, not the code: a full disk, a read-only or vanished folder
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise _fail(f"{where}{exc.strerror or exc}; check that location and try again", 2) from None
     except KeyboardInterrupt:
         raise _fail("interrupted", 130) from None
 
@@ -431,7 +434,10 @@ def _print_attack_table(result: Any) -> None:
     )
     table.add_row(
         "tiles > prior",
-        *[f"{r['tiles_beating_prior']}/{tiles}" if "tiles_beating_prior" in r else "–" for r in rows],
+        *[
+            f"{r['tiles_beating_prior']}/{tiles}" if r.get("tiles_beating_prior") is not None else "–"
+            for r in rows
+        ],
         *["" for _ in priors],
     )
     malicious = first.get("threat") == "malicious"
@@ -443,6 +449,7 @@ def _print_attack_table(result: Any) -> None:
         )
     console = Console()
     console.print(table)
+    _print_not_run(console, rows)
     for row in rows:
         console.print(f"{row['defense']} (σ = {row['noise']:g}): {format_epsilon(row)}")
     console.print(
@@ -465,6 +472,15 @@ def _print_attack_table(result: Any) -> None:
     if first.get("lpips_missing"):
         console.print(f"[yellow]LPIPS missing: {first['lpips_missing']}[/yellow]")
     console.print(f"reconstructions: {result.grid}")
+
+
+def _print_not_run(console: Any, rows: list[dict[str, Any]]) -> None:
+    """A red line per row whose attack could not run (its leakage cells are empty, not the prior's)."""
+    from feddp_eval.safety import not_run_reason
+
+    for row in rows:
+        if (reason := not_run_reason(row)) is not None:
+            console.print(f"[red]attack not run on {row['defense']} σ={row['noise']:g}: {reason}[/red]")
 
 
 def _numbers(text: str | None, kind: type, option: str) -> tuple[Any, ...] | None:
@@ -666,6 +682,7 @@ def _print_sweep_table(result: Any) -> None:
         )
     console = Console()
     console.print(table)
+    _print_not_run(console, result.rows)
     if result.missing:
         console.print(f"[yellow]{len(result.missing)} point(s) not finished; rerun to resume[/yellow]")
     console.print(f"results: {result.results}")

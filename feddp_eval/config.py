@@ -282,6 +282,10 @@ def read_toml(path: str | Path, *, what: str = "config file") -> dict[str, Any]:
         raise ConfigError(f"{what} {str(path)!r} does not exist; check the path") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path} is not a UTF-8 text file (binary?); give a TOML file") from None
+    except OSError as exc:  # a directory, a device, no permission
+        raise ConfigError(f"{what} {path} cannot be read ({exc.strerror or exc}); give a TOML file") from None
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
@@ -323,7 +327,7 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
             problems.append(message)
 
     d, m, t, dp = config.data, config.model, config.train, config.defense
-    pooling = 2 ** min(max(m.depth, 0), 64)  # a hostile depth must not make 2**depth hang
+    pooling = 2 ** min(max(m.depth, 0), 64)  # a hostile depth must not make 2**depth hang; reported apart
     need(d.sites >= 1, f"`data.sites` must be >= 1, but got {d.sites}")
     tiles = d.train_tiles if isinstance(d.train_tiles, tuple) else (d.train_tiles,)
     need(all(n >= 1 for n in tiles), f"`data.train_tiles` must all be >= 1, but got {d.train_tiles}")
@@ -336,7 +340,7 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     need(d.test_tiles >= 1, f"`data.test_tiles` must be >= 1, but got {d.test_tiles}")
     need(d.tile_size >= 8, f"`data.tile_size` must be >= 8, but got {d.tile_size}")
     need(
-        d.tile_size % pooling == 0,
+        m.depth > 64 or d.tile_size % pooling == 0,
         f"`data.tile_size` ({d.tile_size}) must be divisible by 2**model.depth ({pooling})",
     )
     need(0 < d.test_fraction < 1, f"`data.test_fraction` must be in (0, 1), but got {d.test_fraction}")

@@ -130,7 +130,7 @@ def _scenario(value: Any, path: Path, problems: list[str]) -> dict[str, Any]:
         file = (path.parent / value).resolve()
         try:
             return tomllib.loads(file.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             problems.append(f"`scenario` file {value!r} cannot be read ({exc})")
             return {}
     if isinstance(value, Mapping):

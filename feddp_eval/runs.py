@@ -14,7 +14,7 @@ from typing import Any
 
 from feddp_eval import __version__
 from feddp_eval.config import ExperimentConfig, config_hash, to_toml
-from feddp_eval.errors import RunDirError
+from feddp_eval.errors import OutputError, RunDirError
 from feddp_eval.io import atomic_write_text, read_json, write_json
 from feddp_eval.safety import summary_problem
 
@@ -64,7 +64,12 @@ def prepare_run_dir(run_dir: Path, config: ExperimentConfig, *, force: bool = Fa
         if not (run_dir / CONFIG).exists() and any(run_dir.iterdir()):
             raise RunDirError(f"{run_dir} is not empty and holds no feddp-eval run; refusing to delete it")
         shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot create run directory {run_dir} ({exc.strerror or exc}); choose a writable --out"
+        ) from None
     atomic_write_text(run_dir / CONFIG, to_toml(config))
 
 
