@@ -81,7 +81,7 @@ ConfigOpt = Annotated[
         "-c",
         help="Experiment TOML file; flags given here override its values.",
         exists=False,
-        dir_okay=False,
+        dir_okay=True,  # a folder is refused by read_toml in one line, not a usage box
     ),
 ]
 SeedOpt = Annotated[int | None, typer.Option(help="Experiment seed; every random draw derives from it.")]
@@ -537,7 +537,7 @@ def sweep(
             "-c",
             help="Experiment TOML; an optional \\[sweep] table sets noises, defenses, attacks, seeds, "
             "targets. Flags override it.",
-            dir_okay=False,
+            dir_okay=True,  # refused by read_toml in one line
         ),
     ] = None,
     out: Annotated[Path, typer.Option(help="Sweep folder (resumable: rerun the same command).")] = Path(

@@ -273,10 +273,17 @@ def _describe(hint: Any) -> str:
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint, str(hint))
 
 
+MAX_TOML_BYTES = 10 * 2**20
+
+
 def read_toml(path: str | Path, *, what: str = "config file") -> dict[str, Any]:
     """A TOML file as a dict; a missing file or a syntax error (with its line) is a ConfigError."""
     path = Path(path)
     try:
+        if path.exists() and not path.is_file():  # a folder, or a device such as /dev/zero
+            raise ConfigError(f"{what} {path} is not a regular file; give a TOML file")
+        if path.exists() and path.stat().st_size > MAX_TOML_BYTES:
+            raise ConfigError(f"{what} {path} is over {MAX_TOML_BYTES} bytes, too large to be a config")
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{what} {str(path)!r} does not exist; check the path") from None

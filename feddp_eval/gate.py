@@ -129,6 +129,8 @@ def _scenario(value: Any, path: Path, problems: list[str]) -> dict[str, Any]:
     if isinstance(value, str):
         file = (path.parent / value).resolve()
         try:
+            if not file.is_file():  # a folder or a device (/dev/zero) would hang or fail obscurely
+                raise OSError(f"{file} is not a regular file")
             return tomllib.loads(file.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             problems.append(f"`scenario` file {value!r} cannot be read ({exc})")

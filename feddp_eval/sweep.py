@@ -37,11 +37,13 @@ from feddp_eval.config import (
     validate,
 )
 from feddp_eval.errors import ConfigError, RunDirError
+from feddp_eval.safety import INT_LIMITS, MAX_NOISE
 
 SWEEP_FILE = "sweep.json"
 RESULTS_FILE = "results.csv"
 RUNTIME_FILE = "runtime.csv"
 FORMAT = 1
+MAX_SEEDS = 10_000
 
 # Two to three decades below the textbook σ = 1.1: that is where leakage collapses (REFERENCES.md).
 DEFAULT_NOISES: tuple[float, ...] = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.1, 2.0)
@@ -144,8 +146,13 @@ def validate_spec(spec: SweepSpec, *, defenses: Sequence[str], attacks: Sequence
             problems.append(f"unknown attack {name!r} in `sweep.attacks`; known: {', '.join(attacks)}")
     if not spec.attacks:
         problems.append("`sweep.attacks` is empty")
-    if spec.seeds < 1:
-        problems.append(f"`sweep.seeds` must be >= 1, but got {spec.seeds}")
+    if not 1 <= spec.seeds <= MAX_SEEDS:
+        problems.append(f"`sweep.seeds` must be in 1..{MAX_SEEDS}, but got {spec.seeds}")
+    too_loud = [n for n in spec.noises if math.isfinite(n) and n > MAX_NOISE]
+    if too_loud:
+        problems.append(f"`sweep.noises` must be at most {MAX_NOISE:g}, but got {too_loud}")
+    if any(t > INT_LIMITS["attack.target_site"] for t in spec.targets):
+        problems.append(f"`sweep.targets` must be site indices or -1 (smallest site), but got {spec.targets}")
     if not spec.targets or any(t < -1 for t in spec.targets):
         problems.append(f"`sweep.targets` must be site indices or -1 (smallest site), but got {spec.targets}")
     if problems:
