@@ -346,7 +346,7 @@ def _site_problem(site: Any, position: int) -> str | None:
         if not isinstance(value, list) or len(value) != 3 or not all(_is_number(v) for v in value):
             return f"has `public.{key}` {value!r:.60}, expected three finite numbers"
     fraction = public.get("foreground_fraction")
-    if not _is_number(fraction) or not 0 <= fraction <= 1:
+    if not _is_number(fraction) or not isinstance(fraction, int | float) or not 0 <= fraction <= 1:
         return f"has `public.foreground_fraction` {fraction!r}, expected a number in [0, 1]"
     return None
 

@@ -31,7 +31,7 @@ class Outcome:
     exception: BaseException | None
 
 
-def invoke(args: list[str]) -> Outcome:
+def invoke(args: list[str | Path]) -> Outcome:
     result = runner.invoke(app, [str(a) for a in args])
     stderr = result.stderr if hasattr(result, "stderr") else result.output
     return Outcome(result.exit_code, result.stdout, stderr, result.exception)
@@ -110,7 +110,7 @@ def _edit_meta(run: Path, **changes: object) -> None:
     path.write_text(json.dumps(meta))
 
 
-def _edit_tensors(path: Path, edit: Callable[[dict[str, torch.Tensor]], None]) -> None:
+def _edit_tensors(path: Path, edit: Callable[[dict[str, torch.Tensor]], object]) -> None:
     tensors = load_tensors(path)
     edit(tensors)
     save_tensors(path, tensors)
@@ -169,7 +169,7 @@ def _ground_truth_shape(run: Path) -> None:
     save_tensors(run / "ground_truth/site-1.safetensors", {"images": torch.zeros(3, 3, 8, 8)})
 
 
-RUN_CORRUPTIONS: dict[str, tuple[Callable[[Path], None], str]] = {
+RUN_CORRUPTIONS: dict[str, tuple[Callable[[Path], object], str]] = {
     "update-truncated": (_truncate, "site-1.safetensors"),
     "update-garbage": (_garbage, "site-1.safetensors"),
     "update-missing-tensor": (_drop_tensor, "site-1.safetensors"),
@@ -459,7 +459,7 @@ def test_check_passes_on_the_real_results(attacked: dict[str, Path], tmp_path: P
     assert outcome.code == 0, outcome.stderr
 
 
-CHECK_CASES: dict[str, tuple[str, Callable[[Path], None] | None, str]] = {
+CHECK_CASES: dict[str, tuple[str, Callable[[Path], object] | None, str]] = {
     "unknown-arm": ("[arms.dp-sgdd]\npsnr_max = 99\n", None, "dp-sgdd"),
     "unknown-attack-arm": ('[arms."nope/dp-sgd"]\npsnr_max = 99\n', None, "nope/dp-sgd"),
     "arm-absent-from-results": ("[arms.local-dp]\npsnr_max = 99\n", None, "no result row"),
@@ -557,7 +557,7 @@ def _corrupt_psnr(results_dir: Path) -> None:
     (results_dir / "results.json").write_text(json.dumps(payload))
 
 
-REPORT_CASES: dict[str, tuple[Callable[[Path], None], str]] = {
+REPORT_CASES: dict[str, tuple[Callable[[Path], object], str]] = {
     "results-json-garbage": (lambda d: (d / "results.json").write_text("nope"), "results.json"),
     "results-json-row-not-object": (lambda d: (d / "results.json").write_text('{"rows": [1, 2]}'), "row 0"),
     "results-json-corrupted-psnr": (_corrupt_psnr, "psnr"),
@@ -608,7 +608,7 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return toml, root / "sweep"
 
 
-SWEEP_CASES: dict[str, tuple[Callable[[Path], None], str]] = {
+SWEEP_CASES: dict[str, tuple[Callable[[Path], object], str]] = {
     "row-json-garbage": (lambda p: p.write_text("{"), "row.json"),
     "row-json-wrong-key": (
         lambda p: p.write_text('{"key": "other", "defense": "none", "attack": "x"}'),
