@@ -41,6 +41,8 @@ def epsilon(history: History, *, delta: float, accountant: AccountantName = "rdp
         # the bound could be tighter. The ε is still a valid upper bound, and at that σ it is
         # astronomically large (≥ 10³) whichever order is used.
         warnings.filterwarnings("ignore", message="Optimal order is the smallest alpha")
+        # At huge σ the best order lies above the largest; the ε is still a valid (tiny) upper bound.
+        warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
         try:
             spent = float(engine.get_epsilon(delta=delta))
         except (ZeroDivisionError, OverflowError, FloatingPointError):
@@ -54,17 +56,18 @@ def calibrate_noise(
 ) -> float:
     """Smallest noise multiplier (to Opacus' tolerance) keeping ``steps`` steps within ``target_epsilon``."""
     try:
-        return float(
-            get_noise_multiplier(
+        with warnings.catch_warnings():  # the search probes σ far beyond the orders' range; see epsilon()
+            warnings.filterwarnings("ignore", message="Optimal order is the (smallest|largest) alpha")
+            sigma = get_noise_multiplier(
                 target_epsilon=target_epsilon,
                 target_delta=delta,
                 sample_rate=sample_rate,
                 steps=steps,
                 accountant=accountant,
             )
-        )
     except (ValueError, ZeroDivisionError, OverflowError) as exc:
         raise ConfigError(
             f"`target_epsilon` {target_epsilon} cannot be reached over {steps} steps at sampling rate "
             f"{sample_rate:.4g} ({exc}); raise it or train for fewer steps"
         ) from None
+    return float(sigma)

@@ -53,7 +53,10 @@ def finished_summary(run_dir: Path, config: ExperimentConfig) -> dict[str, Any] 
     if manifest.get("status") == "complete" and (run_dir / SUMMARY).exists():
         summary = read_json(run_dir / SUMMARY)
         if (problem := summary_problem(summary)) is not None:
-            raise RunDirError(f"{run_dir / SUMMARY} {problem}; pass --force to retrain the run")
+            raise RunDirError(
+                f"{run_dir / SUMMARY} {problem}; retrain it (`feddp-eval train --force --out {run_dir}`) "
+                "or delete the folder"
+            )
         return dict(summary)
     return None
 

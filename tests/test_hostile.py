@@ -169,6 +169,11 @@ def _ground_truth_shape(run: Path) -> None:
     save_tensors(run / "ground_truth/site-1.safetensors", {"images": torch.zeros(3, 3, 8, 8)})
 
 
+def _ground_truth_oversized(run: Path) -> None:
+    with open(run / "ground_truth/site-1.safetensors", "ab") as handle:
+        handle.write(b"\x00" * (2 * 2**20))
+
+
 RUN_CORRUPTIONS: dict[str, tuple[Callable[[Path], object], str]] = {
     "update-truncated": (_truncate, "site-1.safetensors"),
     "update-garbage": (_garbage, "site-1.safetensors"),
@@ -197,6 +202,8 @@ RUN_CORRUPTIONS: dict[str, tuple[Callable[[Path], object], str]] = {
     "meta-update-file-a-folder": (lambda r: _edit_meta(r, update_file="."), "update_file"),
     "ground-truth-missing": (_ground_truth_gone, "ground_truth/site-1.safetensors"),
     "ground-truth-wrong-shape": (_ground_truth_shape, "ground_truth/site-1.safetensors"),
+    "ground-truth-oversized": (_ground_truth_oversized, "ground_truth/site-1.safetensors"),
+    "captures-gone": (lambda r: shutil.rmtree(r / "captures"), "captures"),
     "sites-not-json": (lambda r: (r / "sites.json").write_text("]"), "sites.json"),
     "sites-mistyped": (lambda r: (r / "sites.json").write_text('[{"index": 0}]'), "sites.json"),
     "summary-garbage": (lambda r: (r / "summary.json").write_text('{"dice": "high"}'), "summary.json"),
@@ -264,6 +271,12 @@ SETTINGS: dict[str, tuple[list[str], str]] = {
     "clip-inf": (["--noise", "1.1", "--clip", "inf"], "defense.clip"),
     "target-epsilon-inf": (["--target-epsilon", "inf"], "defense.target_epsilon"),
     "target-epsilon-negative": (["--target-epsilon", "-1"], "defense.target_epsilon"),
+    "target-epsilon-unreachable": (["--target-epsilon", "1e-300"], "target_epsilon"),
+    "noise-times-clip-overflows": (["--noise", "1e6", "--clip", "1e305"], "defense.noise"),
+    "local-dp-noise-overflows-float32": (
+        ["--defense", "local-dp", "--noise", "1", "--clip", "1e300"],
+        "not finite",
+    ),
     "noise-1e300": (["--noise", "1e300"], "defense.noise"),
     "noise-nan": (["--noise", "nan"], "defense.noise"),
     "lr-inf": (["--lr", "inf"], "train.lr"),

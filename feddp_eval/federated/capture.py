@@ -24,7 +24,7 @@ from torch import Tensor
 from feddp_eval.data.types import TileSet
 from feddp_eval.errors import RunDirError
 from feddp_eval.io import load_tensors, read_json, save_tensors, write_json
-from feddp_eval.safety import capture_problems, inside
+from feddp_eval.safety import capture_problems, inside, safetensors_shapes
 
 CAPTURES = "captures"
 GROUND_TRUTH = "ground_truth"
@@ -134,6 +134,9 @@ def load_ground_truth(
             fewer tiles than the capture's batches index.
     """
     path = Path(run_dir) / GROUND_TRUTH / f"site-{capture.site_index}.safetensors"
+    if tile_size and path.is_file():  # sized against the site's tiles before it is read
+        tiles = max(int(capture.metadata["n_samples"]), 1)
+        safetensors_shapes(path, max_bytes=8 * tiles * 4 * tile_size * tile_size + 2**20)
     tensors = load_tensors(path)
     images, masks = tensors.get("images"), tensors.get("masks")
     size = tile_size or (images.shape[-1] if images is not None else 0)
