@@ -742,6 +742,7 @@ def _sweep(
 
     from attacks import ATTACKS
     from defenses import DEFENSES
+    from feddp_eval.safety import planned_sites
     from feddp_eval.sweep import (
         SWEEP_FILE,
         check_sweep_dir,
@@ -754,10 +755,11 @@ def _sweep(
     )
 
     spec = validate_spec(spec, defenses=DEFENSES.names(), attacks=ATTACKS.names())
-    sites = config.data.sites
-    if config.data.source == "synthetic" and any(t >= sites for t in spec.targets):
+    sites = planned_sites(config.data)  # synthetic, or a folder's site count: known before training
+    if sites is not None and any(t >= sites for t in spec.targets):
         raise ConfigError(
-            f"`sweep.targets` {list(spec.targets)} names a site beyond the {sites} synthetic sites "
+            f"`sweep.targets` {list(spec.targets)} names a site beyond the {sites} "
+            f"{'synthetic ' if config.data.source == 'synthetic' else ''}sites "
             f"(0..{sites - 1}; -1 = the smallest)"
         )
     points = plan(config, spec)

@@ -470,12 +470,13 @@ def _build_site(
         "images": stems,
         "test_images": sorted(test),
     }
-    return Site(
-        name=name,
-        train=_tile_set(train_pairs, tile_size=tile_size, mode=mode),
-        test=_tile_set(test_pairs, tile_size=tile_size, mode=mode),
-        info=info,
-    )
+    train, held_out = (_tile_set(p, tile_size=tile_size, mode=mode) for p in (train_pairs, test_pairs))
+    if len(train) == 0 or len(held_out) == 0:
+        raise DataError(
+            f"site {name!r} ({folder}) has {len(train)} training and {len(held_out)} held-out tile(s); "
+            "each split needs at least one: add images to it or use fewer sites"
+        )
+    return Site(name=name, train=train, test=held_out, info=info)
 
 
 def _tile_set(pairs: list[Pair], *, tile_size: int, mode: str) -> TileSet:

@@ -134,6 +134,8 @@ def load_ground_truth(
             fewer tiles than the capture's batches index.
     """
     path = Path(run_dir) / GROUND_TRUTH / f"site-{capture.site_index}.safetensors"
+    if path.is_symlink() or path.exists():  # a symlink out of the run, or a device, is refused
+        inside(path.parent, path.name, what="ground truth", source=path, root=Path(run_dir))
     if tile_size and path.is_file():  # sized against the site's tiles before it is read
         tiles = max(int(capture.metadata["n_samples"]), 1)
         safetensors_shapes(path, max_bytes=8 * tiles * 4 * tile_size * tile_size + 2**20)
