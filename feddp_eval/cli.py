@@ -699,7 +699,7 @@ def report(
     ],
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="PDF to write. Default: SOURCE/report.pdf.", dir_okay=False),
+        typer.Option("--output", "-o", help="PDF to write. Default: SOURCE/report.pdf."),
     ] = None,
     title: Annotated[str | None, typer.Option(help="Title on the first page.")] = None,
     json_output: JsonOpt = False,

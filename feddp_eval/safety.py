@@ -529,6 +529,11 @@ def require_verdicts(verdicts: Sequence[Any], rows: Sequence[Mapping[str, Any]],
             arm = f"{row.get('attack')}/{row.get('defense')}"
             raise NoVerdictError(f"{source}: the attack of arm {arm} could not run ({reason}); no verdict")
     for verdict in verdicts:
+        if verdict.value is not None and math.isnan(verdict.value):
+            raise NoVerdictError(
+                f"{source}: arm {verdict.bound.arm} has {verdict.bound.metric} = NaN, which no bound can "
+                "judge; re-run the attack"
+            )
         if verdict.value is None:
             raise NoVerdictError(
                 f"{source}: no verdict on {verdict.message}; fix the baseline or the results"

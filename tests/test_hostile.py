@@ -487,6 +487,11 @@ CHECK_CASES: dict[str, tuple[str, Callable[[Path], object] | None, str]] = {
         lambda p: p.write_text(json.dumps({"rows": [{"defense": "dp-sgd", "psnr": "12 dB"}]})),
         "psnr",
     ),
+    "results-nan-metric": (
+        "[arms.dp-sgd]\npsnr_max = 99\n",
+        lambda p: p.write_text('{"rows": [{"defense": "dp-sgd", "psnr": NaN}]}'),
+        "NaN",
+    ),
     "results-binary": (
         "[arms.dp-sgd]\npsnr_max = 99\n",
         lambda p: p.write_bytes(b"\xff\x00\xfe"),
@@ -588,6 +593,14 @@ def test_report_refuses_corrupted_results(case: str, attacked: dict[str, Path], 
     pdf = tmp_path / "report.pdf"
     assert_refused(invoke(["report", results.parent, "-o", pdf, "-q"]), needle)
     assert not pdf.exists()
+
+
+def test_report_onto_a_folder_is_refused_in_one_line(attacked: dict[str, Path], tmp_path: Path) -> None:
+    _copy(attacked, tmp_path)
+    folder = tmp_path / "taken.pdf"
+    folder.mkdir()
+    assert_refused(invoke(["report", tmp_path / attacked["results"], "-o", folder, "-q"]), "taken.pdf")
+    assert folder.is_dir() and not list(folder.iterdir())
 
 
 def test_report_to_unwritable_output_is_refused(attacked: dict[str, Path], tmp_path: Path) -> None:
