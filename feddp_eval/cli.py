@@ -643,50 +643,60 @@ def _sweep_progress(quiet: bool) -> Iterator[dict[str, Any]]:
 
 
 def _print_sweep_table(result: Any) -> None:
-    """One line per (defense, noise): means over seeds and targets."""
+    """One table per attack (honest server first, then malicious), one line per (defense, noise):
+    means over seeds and targets."""
+    from rich.console import Console
+
+    console = Console()
+    attacks = sorted(
+        {row.get("attack") or "?" for row in result.rows},
+        key=lambda a: (any(r.get("threat") == "malicious" for r in result.rows if r.get("attack") == a), a),
+    )
+    for attack in attacks:
+        console.print(_sweep_attack_table(result, attack))
+    _print_not_run(console, result.rows)
+    if result.missing:
+        console.print(f"[yellow]{len(result.missing)} point(s) not finished; rerun to resume[/yellow]")
+    console.print(f"results: {result.results}")
+    console.print(f"report:  feddp-eval report {result.out_dir} -o {result.out_dir / 'report.pdf'}")
+
+
+def _sweep_attack_table(result: Any, attack: str) -> Any:
     from statistics import mean
 
-    from rich.console import Console
     from rich.table import Table
 
-    groups: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
-    for row in result.rows:
-        groups.setdefault((row.get("attack") or "?", row["defense"], row["noise"]), []).append(row)
-    painted = any(r.get("mask_prior_psnr") is not None for r in result.rows)
-    table = Table(title=f"Privacy–utility sweep ({len(result.rows)} rows; means over seeds and targets)")
-    columns = ["attack", "defense", "σ", "ε", "Dice", "PSNR dB", "SSIM", "LPIPS", "prior PSNR"]
+    mine = [row for row in result.rows if (row.get("attack") or "?") == attack]
+    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for row in mine:
+        groups.setdefault((row["defense"], row["noise"]), []).append(row)
+    painted = any(r.get("mask_prior_psnr") is not None for r in mine)
+    threat = "malicious server" if any(r.get("threat") == "malicious" for r in mine) else "honest server"
+    table = Table(title=f"{attack} ({threat}): {len(mine)} rows; means over seeds and targets")
+    columns = ["defense", "σ", "ε", "Dice", "PSNR dB", "SSIM", "prior PSNR"]
     columns += ["painted-mask PSNR"] if painted else []
     columns += ["vs prior dB", "tiles > prior"]
     for column in columns:
-        table.add_column(column, justify="left" if column in ("attack", "defense") else "right")
+        table.add_column(column, justify="left" if column == "defense" else "right")
 
     def avg(rows: list[dict[str, Any]], key: str, spec: str) -> str:
         values = [r[key] for r in rows if r.get(key) is not None]
         return format(mean(values), spec) if values else "–"
 
-    for (attack, name, noise), rows in groups.items():
-        malicious = rows[0].get("threat") == "malicious"
+    for (name, noise), rows in groups.items():
         table.add_row(
-            f"{attack} (malicious)" if malicious else attack,
             name,
             f"{noise:g}",
             avg(rows, "epsilon", ".3g") if name != "none" else "∞",
             avg(rows, "dice", ".3f"),
             avg(rows, "psnr", ".1f"),
             avg(rows, "ssim", ".3f"),
-            avg(rows, "lpips", ".3f"),
             avg(rows, "prior_psnr", ".1f"),
             *([avg(rows, "mask_prior_psnr", ".1f")] if painted else []),
             avg(rows, "margin_psnr", "+.1f"),
             avg(rows, "tiles_beating_prior", ".1f"),
         )
-    console = Console()
-    console.print(table)
-    _print_not_run(console, result.rows)
-    if result.missing:
-        console.print(f"[yellow]{len(result.missing)} point(s) not finished; rerun to resume[/yellow]")
-    console.print(f"results: {result.results}")
-    console.print(f"report:  feddp-eval report {result.out_dir} -o {result.out_dir / 'report.pdf'}")
+    return table
 
 
 @app.command()

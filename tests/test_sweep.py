@@ -235,3 +235,39 @@ def test_sweep_help_names_the_toml_table_and_the_report() -> None:
     result = runner.invoke(app, ["sweep", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert "[sweep] table" in result.output and "feddp-eval report" in result.output
+
+
+def test_imprint_points_train_their_own_runs_and_get_their_own_table(
+    tmp_path: Path, tiny_config: ExperimentConfig
+) -> None:
+    spec = validate_spec(
+        SweepSpec(noises=(0.0, 1.1), attacks=("inverting-gradients", "imprint")),
+        defenses=DEFENSES,
+        attacks=(*ATTACKS, "imprint"),
+    )
+    points = plan(tiny_config, spec)
+    honest = {p.run_dir for p in points if p.config.attack.name == "inverting-gradients"}
+    malicious = {p.run_dir for p in points if p.config.attack.name == "imprint"}
+    assert len(honest) == len(malicious) == 2 and not honest & malicious
+    assert len(group_by_run(points)) == 4
+
+    config = tmp_path / "sweep.toml"
+    config.write_text(
+        to_toml(
+            dataclasses.replace(tiny_config, attack=dataclasses.replace(tiny_config.attack, iterations=3))
+        )
+    )
+    args = ["sweep", "-c", str(config), "--attack", "inverting-gradients,imprint", "--noise", "1.1"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "sw")], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "inverting-gradients (honest server)" in result.output
+    assert "imprint (malicious server)" in result.output
+    assert result.output.index("(honest server)") < result.output.index("(malicious server)")
+    with open(tmp_path / "sw" / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    threats = {(r["attack"], r["defense"]): r["threat"] for r in rows}
+    assert (
+        threats[("imprint", "none")] == "malicious" and threats[("inverting-gradients", "none")] == "honest"
+    )
+    imprint_none = next(r for r in rows if r["attack"] == "imprint" and r["defense"] == "none")
+    assert int(imprint_none["tiles_exact"]) == int(imprint_none["tiles_read"]) >= 2
