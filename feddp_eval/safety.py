@@ -170,7 +170,9 @@ def inside(folder: Path, name: Any, *, what: str, source: Path, root: Path | Non
     return real
 
 
-def safetensors_shapes(path: Path, *, max_bytes: int) -> dict[str, tuple[int, ...]]:
+def safetensors_shapes(
+    path: Path, *, max_bytes: int, dtypes: Sequence[str] = ("F32", "F64", "F16", "BF16")
+) -> dict[str, tuple[int, ...]]:
     """Tensor names and shapes from a safetensors header, read before any tensor data.
 
     Args:
@@ -202,7 +204,7 @@ def safetensors_shapes(path: Path, *, max_bytes: int) -> dict[str, tuple[int, ..
             if name == "__metadata__":
                 continue
             shape, offsets = entry["shape"], entry["data_offsets"]
-            if entry["dtype"] not in ("F32", "F64", "F16", "BF16") or offsets[1] > size - 8 - length:
+            if entry["dtype"] not in dtypes or offsets[1] > size - 8 - length:
                 raise ValueError(f"tensor {name!r} has dtype {entry['dtype']} or lies past the end")
             shapes[name] = tuple(int(s) for s in shape)
     except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError, struct.error) as exc:
@@ -242,7 +244,7 @@ def check_tensor_file(path: Path, expected: Mapping[str, tuple[int, ...]], *, wh
         RunDirError: Naming the file and the first mismatch.
     """
     numel = sum(math.prod(shape) for shape in expected.values())
-    shapes = safetensors_shapes(path, max_bytes=8 * numel + 2**20)
+    shapes = safetensors_shapes(path, max_bytes=8 * numel + 2**20, dtypes=("F32",))  # as captured
     missing = sorted(set(expected) - set(shapes))
     extra = sorted(set(shapes) - set(expected))
     if missing or extra:
@@ -275,8 +277,9 @@ def capture_problems(metadata: Any) -> list[str]:
         return [f"must be a JSON object, but holds {type(metadata).__name__}"]
     problems = []
     for key in ("round", "site_index", "batch_size", "local_steps", "n_samples"):
-        if not _is_int(metadata.get(key)) or metadata[key] < 0:
-            problems.append(f"`{key}` must be an integer >= 0, but got {metadata.get(key)!r}")
+        least = 0 if key == "site_index" else 1
+        if not _is_int(metadata.get(key)) or metadata[key] < least:
+            problems.append(f"`{key}` must be an integer >= {least}, but got {metadata.get(key)!r}")
     for key in ("update_file", "global_file"):
         if not isinstance(metadata.get(key), str):
             problems.append(f"`{key}` must be a file name, but got {metadata.get(key)!r}")

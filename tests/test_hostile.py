@@ -174,6 +174,21 @@ def _ground_truth_oversized(run: Path) -> None:
         handle.write(b"\x00" * (2 * 2**20))
 
 
+def _ground_truth_nan(run: Path) -> None:
+    def edit(t: dict[str, torch.Tensor]) -> None:
+        t["images"].view(-1)[0] = math.nan
+
+    _edit_tensors(run / "ground_truth/site-1.safetensors", edit)
+
+
+def _half_update(run: Path) -> None:
+    def edit(t: dict[str, torch.Tensor]) -> None:
+        for name in t:
+            t[name] = t[name].half()
+
+    _edit_tensors(run / CAPTURE / "site-1.safetensors", edit)
+
+
 RUN_CORRUPTIONS: dict[str, tuple[Callable[[Path], object], str]] = {
     "update-truncated": (_truncate, "site-1.safetensors"),
     "update-garbage": (_garbage, "site-1.safetensors"),
@@ -203,6 +218,9 @@ RUN_CORRUPTIONS: dict[str, tuple[Callable[[Path], object], str]] = {
     "ground-truth-missing": (_ground_truth_gone, "ground_truth/site-1.safetensors"),
     "ground-truth-wrong-shape": (_ground_truth_shape, "ground_truth/site-1.safetensors"),
     "ground-truth-oversized": (_ground_truth_oversized, "ground_truth/site-1.safetensors"),
+    "ground-truth-nan": (_ground_truth_nan, "NaN or inf pixels"),
+    "update-float16": (_half_update, "site-1.safetensors"),
+    "meta-batch-size-zero": (lambda r: _edit_meta(r, batch_size=0), "batch_size"),
     "captures-gone": (lambda r: shutil.rmtree(r / "captures"), "captures"),
     "sites-not-json": (lambda r: (r / "sites.json").write_text("]"), "sites.json"),
     "sites-mistyped": (lambda r: (r / "sites.json").write_text('[{"index": 0}]'), "sites.json"),

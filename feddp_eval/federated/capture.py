@@ -154,6 +154,8 @@ def load_ground_truth(
             f"{path} must hold `images` (N, 3, {size}, {size}) and `masks` (N, 1, {size}, {size}), but "
             f"holds {shapes}; retrain the run"
         )
+    if not (bool(images.isfinite().all()) and bool(masks.isfinite().all())):
+        raise RunDirError(f"{path} holds NaN or inf pixels; retrain the run")
     used = sorted({i for batch in capture.metadata["batches"] for i in batch})
     if used and used[-1] >= images.shape[0]:
         raise RunDirError(
