@@ -285,10 +285,10 @@ def run_attack(
 def preflight_attack(config: ExperimentConfig) -> None:
     """Refuse an unknown attack or a target site the run will not have, before any training."""
     from attacks import ATTACKS
-    from feddp_eval.safety import target_problem
+    from feddp_eval.safety import sampling_problem, target_problem
 
     ATTACKS.get(config.attack.name)  # an unknown name is a ConfigError listing the known ones
-    if (problem := target_problem(config)) is not None:
+    if (problem := target_problem(config) or sampling_problem(config)) is not None:
         raise ConfigError(problem)
 
 
@@ -763,6 +763,8 @@ def _sweep(
             f"(0..{sites - 1}; -1 = the smallest)"
         )
     points = plan(config, spec)
+    for point in points:  # an unknown attack or a site left out of the target round: before training
+        preflight_attack(point.config)
     out = Path(out)
     check_sweep_dir(out)
     write_json(out / SWEEP_FILE, sweep_manifest(config, spec, points, command or sys.argv))

@@ -602,3 +602,28 @@ def discard_new_sweep(out: Path) -> Iterator[None]:
         if created and out.is_dir() and not any((out / "points").glob("*/row.json")):
             shutil.rmtree(out, ignore_errors=True)
         raise
+
+
+def sampling_problem(config: ExperimentConfig) -> str | None:
+    """Why the target site takes no part in the target round (client sampling is seeded, so this
+    is known before training), or ``None`` (also when the target cannot be resolved yet)."""
+    t, a, d = config.train, config.attack, config.data
+    if t.client_fraction >= 1:
+        return None
+    n, site = planned_sites(d), a.target_site
+    if site < 0 and d.source == "synthetic":
+        counts = list(d.train_tiles) if isinstance(d.train_tiles, tuple) else [d.train_tiles] * d.sites
+        site = min(range(len(counts)), key=lambda i: (counts[i], i))
+    if n is None or not 0 <= site < n:
+        return None
+    from feddp_eval.federated.loop import sample_clients
+    from feddp_eval.seeding import generator
+
+    chosen = sample_clients(n, t.client_fraction, generator(config.seed, "clients", a.target_round))
+    if site in chosen:
+        return None
+    return (
+        f"site {site} takes no part in round {a.target_round} (`train.client_fraction` = "
+        f"{t.client_fraction:g} samples sites {chosen}); pick another `attack.target_round` or "
+        "`attack.target_site`"
+    )

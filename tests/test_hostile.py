@@ -375,6 +375,22 @@ def test_target_site_out_of_range_is_refused_before_training(tiny_toml: Path, tm
     assert not out.exists()
 
 
+def test_target_site_not_sampled_in_the_target_round_is_refused_before_training(
+    tiny_toml: Path, tmp_path: Path
+) -> None:
+    from feddp_eval.federated.loop import sample_clients
+    from feddp_eval.seeding import generator
+
+    chosen = sample_clients(2, 0.5, generator(3, "clients", 1))  # tiny: seed 3, two sites
+    absent = 1 - chosen[0]
+    out = tmp_path / "runs"
+    flags = ["--target-site", str(absent), "--target-round", "1", "--out", out, "-q"]
+    toml = tmp_path / "half.toml"
+    toml.write_text(tiny_toml.read_text().replace("client_fraction = 1.0", "client_fraction = 0.5"))
+    assert_refused(invoke(["attack", "--config", toml, *flags]), f"site {absent} takes no part in round 1")
+    assert not out.exists()
+
+
 # --------------------------------------------------------------------------- data folders
 
 
