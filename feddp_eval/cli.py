@@ -827,6 +827,9 @@ def _write_baseline(
         raise ConfigError(f"scenario {scenario} has no defense; set [defense] so there is a defended arm")
     with _attack_progress(quiet) as (on_stage, on_iteration):
         result = run_attack(experiment, out=out, on_stage=on_stage, on_iteration=on_iteration)
+    from feddp_eval.safety import require_verdicts
+
+    require_verdicts([], result.rows, source=str(result.out_dir))  # no bound from an attack that did not run
     relative = Path(os.path.relpath(Path(scenario).resolve(), path.resolve().parent))
     atomic_write_text(path, write_baseline(result.rows, scenario=relative.as_posix(), margins=margins))
     if not quiet:
