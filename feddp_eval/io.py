@@ -79,7 +79,7 @@ def read_json(path: str | Path) -> Any:
     """
     from feddp_eval.errors import RunDirError
 
-    path = Path(path)
+    path = regular_file(Path(path))
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -89,6 +89,32 @@ def read_json(path: str | Path) -> Any:
         raise RunDirError(
             f"{path} cannot be read as JSON ({reason}); re-run the command that wrote it"
         ) from None
+
+
+MAX_READ_BYTES = 1 << 30  # no run file is near 1 GiB; a larger one is not ours
+
+
+def regular_file(path: Path) -> Path:
+    """``path`` when it is a regular file of a sane size (a device such as /dev/zero never ends).
+
+    Raises:
+        RunDirError: ``path`` is missing, a folder, a device, or over :data:`MAX_READ_BYTES`.
+    """
+    import stat
+
+    from feddp_eval.errors import RunDirError
+
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise RunDirError(f"{path} does not exist; re-run the command that writes it") from None
+    except OSError as exc:
+        raise RunDirError(f"{path} cannot be read ({exc.strerror or exc}); check the file") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise RunDirError(f"{path} is not a regular file (a folder or a device); refusing to read it")
+    if info.st_size > MAX_READ_BYTES:
+        raise RunDirError(f"{path} is {info.st_size} bytes, too large to be a run file; refusing to read it")
+    return path
 
 
 def _first_line(exc: BaseException) -> str:
@@ -127,7 +153,7 @@ def load_tensors(path: str | Path) -> dict[str, Tensor]:
 
     from feddp_eval.errors import RunDirError
 
-    path = Path(path)
+    path = regular_file(Path(path))
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -151,6 +177,7 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
     """
     from feddp_eval.errors import RunDirError
 
+    regular_file(Path(path))
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             return list(csv.DictReader(handle))

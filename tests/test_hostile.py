@@ -189,6 +189,16 @@ def _half_update(run: Path) -> None:
     _edit_tensors(run / CAPTURE / "site-1.safetensors", edit)
 
 
+def _swap_for_link(path: Path, target: str | None = None) -> None:
+    """Replace ``path`` by a symlink to ``target`` (default: a copy of it outside the run)."""
+    if target is None:
+        outside = path.parents[3] / f"outside-{path.name}"
+        shutil.copy(path, outside)
+        target = str(outside)
+    path.unlink()
+    path.symlink_to(target)
+
+
 RUN_CORRUPTIONS: dict[str, tuple[Callable[[Path], object], str]] = {
     "update-truncated": (_truncate, "site-1.safetensors"),
     "update-garbage": (_garbage, "site-1.safetensors"),
@@ -219,6 +229,10 @@ RUN_CORRUPTIONS: dict[str, tuple[Callable[[Path], object], str]] = {
     "ground-truth-wrong-shape": (_ground_truth_shape, "ground_truth/site-1.safetensors"),
     "ground-truth-oversized": (_ground_truth_oversized, "ground_truth/site-1.safetensors"),
     "ground-truth-nan": (_ground_truth_nan, "NaN or inf pixels"),
+    "ground-truth-symlink-out": (lambda r: _swap_for_link(r / "ground_truth/site-1.safetensors"), "outside"),
+    "sites-a-device": (lambda r: _swap_for_link(r / "sites.json", "/dev/zero"), "sites.json"),
+    "summary-a-device": (lambda r: _swap_for_link(r / "summary.json", "/dev/zero"), "summary.json"),
+    "meta-a-device": (lambda r: _swap_for_link(_meta(r), "/dev/zero"), "site-1.json"),
     "update-float16": (_half_update, "site-1.safetensors"),
     "meta-batch-size-zero": (lambda r: _edit_meta(r, batch_size=0), "batch_size"),
     "captures-gone": (lambda r: shutil.rmtree(r / "captures"), "captures"),
