@@ -822,6 +822,9 @@ def _write_baseline(
 
     if scenario is None:
         raise ConfigError("--write-baseline needs --scenario EXP.toml (the experiment the baseline pins)")
+    bad = {k: v for k, v in margins.items() if not (v == v and abs(v) != float("inf") and v >= 0)}
+    if bad:
+        raise ConfigError(f"--margin and --margin-psnr must be finite numbers >= 0, but got {bad}")
     experiment = load_config(scenario)
     if experiment.defense.name == "none":
         raise ConfigError(f"scenario {scenario} has no defense; set [defense] so there is a defended arm")

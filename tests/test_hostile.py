@@ -597,6 +597,14 @@ def test_check_unwritable_junit_exits_2(attacked: dict[str, Path], tmp_path: Pat
     assert_refused(outcome, "j.xml")
 
 
+@pytest.mark.parametrize("margin", ["nan", "inf", "-1"])
+def test_write_baseline_refuses_a_hostile_margin(margin: str, tiny_toml: Path, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    args = ["check", "--write-baseline", tmp_path / "b.toml", "--scenario", tiny_toml, "--out", out]
+    assert_refused(invoke([*args, "--margin-psnr", margin, "-q"]), "--margin")
+    assert not out.exists() and not (tmp_path / "b.toml").exists()
+
+
 def test_check_regression_still_exits_1(attacked: dict[str, Path], tmp_path: Path) -> None:
     baseline = _baseline(tmp_path, attacked, "[arms.dp-sgd]\npsnr_max = 0.5\n")
     outcome = invoke(["check", "--baseline", baseline, "--results", _results(attacked, tmp_path), "-q"])
