@@ -10,7 +10,7 @@ from attacks.base import AttackerKnowledge, ServerView
 from attacks.simulate import LocalRecipe
 from feddp_eval.config import ModelConfig
 from feddp_eval.federated.capture import CapturedUpdate
-from feddp_eval.safety import check_tensor_file, expected_shapes
+from feddp_eval.runcheck import check_tensor_file, expected_shapes
 
 
 def local_recipe(metadata: dict[str, Any], knowledge: AttackerKnowledge, n_images: int) -> LocalRecipe:

@@ -55,7 +55,7 @@ def run_train(
 ) -> TrainResult:
     """:func:`_train`; a run that fails part-way (an error, Ctrl-C, a full disk) is removed, so
     nothing half-written is left behind or mistaken for a result."""
-    from feddp_eval.safety import discard_unfinished
+    from feddp_eval.runcheck import discard_unfinished
 
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
     with discard_unfinished(run_dir, config_hash=config_hash(config)):
@@ -308,7 +308,8 @@ def _attack_run(
     from feddp_eval.errors import RunDirError
     from feddp_eval.federated.capture import list_captures, load_ground_truth
     from feddp_eval.metrics.privacy import mask_painted_prior, prior_baseline, score_reconstruction
-    from feddp_eval.safety import failed_reconstruction, mark_not_run, read_sites, unusable_view
+    from feddp_eval.runcheck import read_sites
+    from feddp_eval.safety import failed_reconstruction, mark_not_run, unusable_view
 
     a = config.attack
     run_dir = trained.run_dir
@@ -612,7 +613,8 @@ def run_check(
     from feddp_eval.errors import RunDirError
     from feddp_eval.gate import arm_attack, evaluate, load_baseline
     from feddp_eval.io import read_json
-    from feddp_eval.safety import require_verdicts, result_rows
+    from feddp_eval.runcheck import result_rows
+    from feddp_eval.safety import require_verdicts
 
     baseline = load_baseline(baseline_path)
     scenario = scenario_config(baseline)  # an invalid scenario is an error with --results too
@@ -696,7 +698,7 @@ def run_sweep(
 ) -> SweepResult:
     """:func:`_sweep`; a sweep folder this call created is removed when it fails before any point
     finished, so no empty sweep is left behind looking like a result."""
-    from feddp_eval.safety import discard_new_sweep
+    from feddp_eval.runcheck import discard_new_sweep
 
     with discard_new_sweep(Path(out)):
         return _sweep(

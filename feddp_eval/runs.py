@@ -16,7 +16,7 @@ from feddp_eval import __version__
 from feddp_eval.config import ExperimentConfig, config_hash, to_toml
 from feddp_eval.errors import OutputError, RunDirError
 from feddp_eval.io import atomic_write_text, read_json, write_json
-from feddp_eval.safety import summary_problem
+from feddp_eval.runcheck import summary_problem
 
 MANIFEST = "manifest.json"
 CONFIG = "config.toml"
