@@ -347,12 +347,24 @@ def row_problem(row: Any, key: str) -> str | None:
 
 @contextmanager
 def discard_new_sweep(out: Path) -> Iterator[None]:
-    """Remove the sweep folder ``out`` when the block fails, if the block created it and no point
-    finished in it (a resumable sweep with finished points is always kept)."""
+    """Remove the sweep folder ``out`` when the block fails, if the block created it and nothing in
+    it finished: no point and no training run (a sweep with either resumes from it, so it is kept)."""
     created = not out.exists()
     try:
         yield
     except BaseException:
-        if created and out.is_dir() and not any((out / "points").glob("*/row.json")):
+        if created and out.is_dir() and not _anything_finished(out):
             shutil.rmtree(out, ignore_errors=True)
         raise
+
+
+def _anything_finished(out: Path) -> bool:
+    if any((out / "points").glob("*/row.json")):
+        return True
+    for manifest in (out / "runs").glob("*/manifest.json"):
+        try:
+            if json.loads(manifest.read_text(encoding="utf-8")).get("status") == "complete":
+                return True
+        except (OSError, ValueError, AttributeError):
+            continue
+    return False
