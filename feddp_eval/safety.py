@@ -255,7 +255,7 @@ def sampling_problem(config: ExperimentConfig) -> str | None:
     """Why the target site takes no part in the target round (client sampling is seeded, so this
     is known before training), or ``None`` (also when the target cannot be resolved yet)."""
     t, a, d = config.train, config.attack, config.data
-    if t.client_fraction >= 1:
+    if t.client_fraction >= 1 or not isinstance(a.target_round, int):  # a non-int: several rounds
         return None
     n, site = planned_sites(d), a.target_site
     if site < 0 and d.source == "synthetic":
