@@ -449,16 +449,22 @@ def test_output_under_a_file_is_refused_and_leaves_nothing(tiny_toml: Path, tmp_
     assert blocker.read_text() == "x"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
-def test_read_only_output_is_refused_and_leaves_nothing(tiny_toml: Path, tmp_path: Path) -> None:
+def test_read_only_output_is_refused_and_leaves_nothing(
+    tiny_toml: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder the user may not write to (simulated: tests and CI run as root, who writes anywhere)."""
     locked = tmp_path / "locked"
     locked.mkdir()
-    locked.chmod(stat.S_IRUSR | stat.S_IXUSR)
-    try:
-        assert_refused(invoke(["train", "--config", tiny_toml, "--out", locked / "run", "-q"]), "locked")
-        assert not (locked / "run").exists()
-    finally:
-        locked.chmod(stat.S_IRWXU)
+    real_mkdir = Path.mkdir
+
+    def mkdir(self: Path, *args: object, **kwargs: object) -> None:
+        if locked in self.parents:
+            raise PermissionError(13, "Permission denied", str(self))
+        real_mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    assert_refused(invoke(["train", "--config", tiny_toml, "--out", locked / "run", "-q"]), "locked")
+    assert not (locked / "run").exists()
 
 
 def test_full_disk_mid_run_leaves_no_run(
