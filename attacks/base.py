@@ -1,11 +1,13 @@
 """Attack plugins: the threat model as objects, and the one optimisation loop they share.
 
 What the server may see (:class:`ServerView`) is built from a captured update and
-:class:`AttackerKnowledge`; the client's true tiles never enter this package. An
-:class:`Attack` differs from another only by its objective, its regularisers, its
-optimiser and what it optimises (image, or image + mask). Restarts, projection to
-the pixel box, the non-finite stop, keeping the best iterate, the time budget and
-progress live once, in :meth:`Attack.reconstruct`.
+:class:`AttackerKnowledge`; the client's true tiles never enter this package. Every
+:class:`Attack` turns a view into a :class:`Reconstruction` and names its threat
+model. A :class:`GradientInversion` differs from another only by its objective, its
+regularisers, its optimiser and what it optimises (image, or image + mask). Restarts,
+projection to the pixel box, the non-finite stop, keeping the best iterate, the time
+budget and progress live once, in :meth:`GradientInversion.reconstruct`. An analytic
+attack (the malicious server's imprint) implements :meth:`Attack.reconstruct` itself.
 """
 
 from __future__ import annotations
@@ -53,15 +55,37 @@ class AttackerKnowledge:
 
 
 @dataclass(frozen=True)
+class ObservedRound:
+    """One client round the server observed: the released update, where it started, how it was made.
+
+    Attributes:
+        round: The federated round (1-based).
+        update: The captured update, ``{parameter: tensor}``, exactly as released.
+        global_weights: The global weights the round started from.
+        recipe: The client's local training that round; its batch slots index the view's candidates.
+    """
+
+    round: int
+    update: Params
+    global_weights: Params
+    recipe: LocalRecipe
+
+
+@dataclass(frozen=True)
 class ServerView:
-    """Everything an attack may read: the released update and what the server knows.
+    """Everything an attack may read: the released update(s) and what the server knows.
+
+    A single-round view holds one update in ``update``/``global_weights``/``recipe``. A
+    multi-round view also lists every observed round in ``rounds`` (the first of them repeated in
+    ``update``/``global_weights``/``recipe``); the attack then inverts them jointly, with one set of
+    candidate tiles that every round's recipe indexes into.
 
     Attributes:
         update: The captured update, ``{parameter: tensor}``, exactly as released.
         global_weights: The global weights the round started from.
         model: Architecture of the model.
         recipe: The client's local training as the attacker reconstructs it.
-        n_images: How many distinct tiles to reconstruct.
+        n_images: How many distinct tiles to reconstruct (over all observed rounds).
         tile_size: Tile edge in pixels.
         masks: (n_images, 1, H, W) true masks when ``knowledge.mask == "known"``, else ``None``.
         knowledge: The knowledge this view was built under.
@@ -69,6 +93,7 @@ class ServerView:
             site's mean colour (3,), or, when the masks are known, one mask-painted tile per image
             (N, 3, H, W): public nuclei colour inside the mask, public background colour outside.
         foreground_prior: Public mean foreground fraction of the site's masks, or ``None``.
+        rounds: Every observed round when the view spans several; empty for a single-round view.
     """
 
     update: Params
@@ -81,6 +106,21 @@ class ServerView:
     knowledge: AttackerKnowledge
     prior: Tensor | None = None
     foreground_prior: float | None = None
+    rounds: tuple[ObservedRound, ...] = ()
+
+    def __post_init__(self) -> None:
+        for observed in self.rounds:
+            used = {slot for batch in observed.recipe.batches for slot in batch}
+            if used and (min(used) < 0 or max(used) >= self.n_images):
+                raise ValueError(
+                    f"round {observed.round}'s recipe uses candidate slots {sorted(used)} but the view "
+                    f"has {self.n_images} candidates; build multi-round views with attacks.view.server_view"
+                )
+
+    @property
+    def observed(self) -> tuple[ObservedRound, ...]:
+        """The rounds inverted jointly: ``rounds``, or the single round of a single-round view."""
+        return self.rounds or (ObservedRound(0, self.update, self.global_weights, self.recipe),)
 
 
 @dataclass(frozen=True)
@@ -110,6 +150,8 @@ class Reconstruction:
 
 
 Progress = Callable[[int, int, float], None]  # (iteration, total, best objective)
+# (iteration, best images so far (N, 3, H, W) in [0, 1], their objective); see Attack.reconstruct.
+Observer = Callable[[int, Tensor, float], None]
 
 
 @dataclass(frozen=True)
@@ -160,11 +202,10 @@ class AttackConfig:
 
 
 class Attack(ABC):
-    """Base of every registered reconstruction attack.
+    """Base of every registered reconstruction attack: settings, threat model, ``reconstruct``.
 
-    Subclasses set ``Config`` (a frozen dataclass extending :class:`AttackConfig`),
-    implement :meth:`distance` (how far a simulated update is from the captured one)
-    and :meth:`make_optimizer`; they may override :meth:`regulariser` and :meth:`step`.
+    Subclasses set ``Config`` (a frozen dataclass extending :class:`AttackConfig`) and
+    implement :meth:`reconstruct`; optimisation attacks extend :class:`GradientInversion`.
     """
 
     name: ClassVar[str]
@@ -185,6 +226,37 @@ class Attack(ABC):
     def __repr__(self) -> str:
         settings = ", ".join(f"{f.name}={getattr(self.config, f.name)!r}" for f in fields(self.config))
         return f"{type(self).__name__}({settings})"
+
+    @abstractmethod
+    def reconstruct(
+        self,
+        view: ServerView,
+        *,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        progress: Progress | None = None,
+        observer: Observer | None = None,
+        observe_every: int = 25,
+    ) -> Reconstruction:
+        """The tiles (and masks) the attacker recovers from ``view``.
+
+        Args:
+            view: What the server sees.
+            seed: Seed of any random start.
+            device: Where to compute.
+            progress: Called with (iteration, total, best objective) as work proceeds.
+            observer: Called every ``observe_every`` iterations with (iteration, best images so
+                far, their objective); a caller may score them (the attack never reads the truth).
+            observe_every: Iterations between ``observer`` calls (>= 1).
+        """
+
+
+class GradientInversion(Attack):
+    """An attack that optimises candidate tiles until the simulated update matches the captured one.
+
+    Subclasses implement :meth:`distance` (how far a simulated update is from the captured one)
+    and :meth:`make_optimizer`; they may override :meth:`regulariser` and :meth:`step`.
+    """
 
     # -- what attacks differ by ---------------------------------------------------------------
 
@@ -224,20 +296,38 @@ class Attack(ABC):
         seed: int = 0,
         device: str | torch.device = "cpu",
         progress: Progress | None = None,
+        observer: Observer | None = None,
+        observe_every: int = 25,
     ) -> Reconstruction:
-        """Invert ``view.update``: optimise candidate tiles (and masks) until the simulated update matches.
+        """Invert the view's update(s): optimise candidate tiles (and masks) until simulated updates match.
 
         Restarts run as one batched optimisation (``vmap`` over the restart axis); the
-        restart and iterate with the lowest objective are returned.
+        restart and iterate with the lowest objective are returned. With several observed rounds
+        the objective is the mean over rounds of each round's distance (each round simulated from
+        its own global weights and batches on the same candidates), plus the regularisers.
+
+        Args:
+            view: What the server sees.
+            seed: Seed of the random start.
+            device: Where to optimise.
+            progress: Called every iteration with (iteration, total, best objective).
+            observer: Called every ``observe_every`` iterations and after the last one with
+                (iteration, best images so far (N, 3, H, W) clamped to [0, 1], their objective). It
+                sees only what the attack has; a caller may score the images against ground truth
+                (the attack never reads it). It does not change the attack's numbers.
+            observe_every: Iterations between ``observer`` calls (>= 1).
         """
+        if observe_every < 1:
+            raise ValueError(f"`observe_every` must be >= 1 iteration, but got {observe_every}")
         cfg = self.config
         device = torch.device(device)
         start = time.perf_counter()
         model = _architecture(view.model).to(device)
-        params = {k: v.to(device) for k, v in view.global_weights.items()}
-        names = list(params)
-        target = flatten({k: v.to(device) for k, v in view.update.items()}, names)
-        self.prepare([params[name].numel() for name in names])
+        observed = view.observed
+        weights = [{k: v.to(device) for k, v in r.global_weights.items()} for r in observed]
+        names = list(weights[0])
+        targets = [flatten({k: v.to(device) for k, v in r.update.items()}, names) for r in observed]
+        self.prepare([weights[0][name].numel() for name in names])
         generator = torch.Generator().manual_seed(seed)
         shape = (cfg.restarts, view.n_images, view.tile_size, view.tile_size)
         init = cfg.init if view.prior is not None else "uniform"
@@ -254,9 +344,15 @@ class Attack(ABC):
             else mean_colours(view.prior, view.n_images).to(device)
         )
 
+        def match(x: Tensor, m: Tensor) -> Tensor:
+            distances = [
+                self.distance(flatten(simulate_update(model, p, x, m, r.recipe), names), t)
+                for p, r, t in zip(weights, observed, targets, strict=True)
+            ]
+            return distances[0] if len(distances) == 1 else torch.stack(distances).mean()
+
         def one_restart(x: Tensor, m: Tensor) -> Tensor:
-            simulated = flatten(simulate_update(model, params, x, m, view.recipe), names)
-            value = self.distance(simulated, target) + self.regulariser(x)
+            value = match(x, m) + self.regulariser(x)
             if colour is not None:
                 value = value + cfg.colour_weight * (x.mean(dim=(-2, -1)) - colour).pow(2).sum(-1).mean()
             if fraction is not None:
@@ -293,6 +389,9 @@ class Attack(ABC):
                 history.append((iteration, current))
             if progress:
                 progress(iteration, cfg.iterations, current)
+            if observer and iteration % observe_every == 0:
+                observed_best = int(torch.argmin(best_value))
+                observer(iteration, best_images[observed_best].clamp(0, 1).cpu(), current)
             if cfg.time_budget is not None and time.perf_counter() - start > cfg.time_budget:
                 stopped = "time"
                 break
@@ -305,6 +404,8 @@ class Attack(ABC):
                 stopped = "converged"
                 break
         winner = int(torch.argmin(best_value))
+        if observer and iteration % observe_every != 0:
+            observer(iteration, best_images[winner].clamp(0, 1).cpu(), float(best_value[winner]))
         return Reconstruction(
             images=best_images[winner].clamp(0, 1).cpu(),
             masks=best_masks[winner].cpu(),

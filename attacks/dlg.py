@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from attacks.base import ATTACKS, Attack, AttackConfig
+from attacks.base import ATTACKS, AttackConfig, GradientInversion
 from feddp_eval.errors import ConfigError
 
 
@@ -31,7 +31,7 @@ class DLGConfig(AttackConfig):
 
 
 @ATTACKS.register("dlg")
-class DLG(Attack):
+class DLG(GradientInversion):
     """Squared L2 distance between simulated and captured update; image (and mask logits) by L-BFGS."""
 
     summary = "Zhu et al. 2019: squared L2 between simulated and captured update, L-BFGS"

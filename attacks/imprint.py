@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from attacks.base import ATTACKS, Attack, AttackConfig, Progress, Reconstruction, ServerView
+from attacks.base import ATTACKS, Attack, AttackConfig, Observer, Progress, Reconstruction, ServerView
 from feddp_eval.errors import ConfigError, RunDirError
 from feddp_eval.models.imprint import ENCODER_BIAS, ENCODER_WEIGHT
 
@@ -116,12 +116,6 @@ class Imprint(Attack):
     Config = ImprintConfig
     config: ImprintConfig
 
-    def distance(self, simulated: Tensor, target: Tensor) -> Tensor:
-        raise TypeError("imprint reads tiles off the update analytically; it has no distance to minimise")
-
-    def make_optimizer(self, image: list[Tensor], mask: list[Tensor]) -> torch.optim.Optimizer:
-        raise TypeError("imprint reads tiles off the update analytically; it has no optimiser")
-
     def reconstruct(
         self,
         view: ServerView,
@@ -129,10 +123,13 @@ class Imprint(Attack):
         seed: int = 0,
         device: str | torch.device = "cpu",
         progress: Progress | None = None,
+        observer: Observer | None = None,
+        observe_every: int = 25,
     ) -> Reconstruction:
         """Read the ``view.n_images`` strongest slots; fill tiles not found with the public guess.
 
-        ``seed`` and ``device`` are accepted for the common interface; nothing here is random.
+        Analytic: nothing is random or iterated, so ``seed``, ``device``, ``observer`` and
+        ``observe_every`` have nothing to act on (no convergence record is written).
         """
         import time
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from attacks.base import ATTACKS, Attack, AttackConfig
+from attacks.base import ATTACKS, AttackConfig, GradientInversion
 from attacks.images import ImageKind, InitKind
 from feddp_eval.errors import ConfigError
 
@@ -53,7 +53,7 @@ def total_variation(images: Tensor) -> Tensor:
 
 
 @ATTACKS.register("inverting-gradients")
-class InvertingGradients(Attack):
+class InvertingGradients(GradientInversion):
     """1 − cosine similarity over all parameters, TV prior, Adam on the gradient's sign,
     learning-rate decay ×0.1 at 3/8, 5/8 and 7/8 of the budget."""
 

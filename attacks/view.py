@@ -1,25 +1,38 @@
-"""Build what the server sees of one client round from a run's captures."""
+"""Build what the server sees of one client round, or of several, from a run's captures."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from torch import Tensor
 
-from attacks.base import AttackerKnowledge, ServerView
+from attacks.base import AttackerKnowledge, ObservedRound, ServerView
 from attacks.simulate import LocalRecipe
 from feddp_eval.config import ModelConfig
 from feddp_eval.federated.capture import CapturedUpdate
 from feddp_eval.runcheck import check_tensor_file, expected_shapes
 
 
-def local_recipe(metadata: dict[str, Any], knowledge: AttackerKnowledge, n_images: int) -> LocalRecipe:
+def local_recipe(
+    metadata: dict[str, Any],
+    knowledge: AttackerKnowledge,
+    n_images: int,
+    slots: dict[int, int] | None = None,
+) -> LocalRecipe:
     """The client's local training as the attacker reconstructs it from capture metadata and knowledge.
 
     Unknown items fall back to the guesses documented on :class:`AttackerKnowledge`.
+
+    Args:
+        metadata: The capture's metadata.
+        knowledge: What the attacker knows.
+        n_images: Number of candidate tiles.
+        slots: Candidate slot of each sample index (default: this round's indices in sorted order);
+            a multi-round view passes the slots of the union of every observed round's indices.
     """
     used = sorted({i for batch in metadata["batches"] for i in batch})
-    slot = {index: position for position, index in enumerate(used)}
+    slot = slots if slots is not None else {index: position for position, index in enumerate(used)}
     steps = len(metadata["batches"]) if knowledge.local_steps else 1
     if knowledge.batch_split:
         batches = tuple(tuple(slot[i] for i in batch) for batch in metadata["batches"][:steps])
@@ -76,4 +89,75 @@ def server_view(
         knowledge=knowledge,
         prior=prior,
         foreground_prior=foreground_prior,
+    )
+
+
+def sample_indices(captures: Sequence[CapturedUpdate]) -> list[int]:
+    """Sorted union of the sample indices every local step of ``captures`` used.
+
+    The indices are the site's own tile numbers, the same in every round, so they identify a tile
+    across rounds (knowledge :attr:`AttackerKnowledge.batch_split` stands for).
+    """
+    return sorted({i for c in captures for batch in c.metadata["batches"] for i in batch})
+
+
+def multi_round_view(
+    captures: Sequence[CapturedUpdate],
+    model: ModelConfig,
+    knowledge: AttackerKnowledge,
+    *,
+    tile_size: int,
+    masks: Tensor | None = None,
+    prior: Tensor | None = None,
+    foreground_prior: float | None = None,
+) -> ServerView:
+    """The server's view of several rounds of one client, inverted jointly on one set of candidates.
+
+    The candidates are the union of the tiles the rounds used (:func:`sample_indices`, in that order):
+    each round's recipe indexes into them, and is simulated from that round's global weights.
+    ``masks`` and ``prior`` follow the same order. With ``knowledge.batch_split`` withheld, tiles
+    cannot be told apart across rounds, and every step is assumed to use every candidate.
+
+    Args:
+        captures: The observed rounds of one site (at least one), in round order.
+        model: Architecture (the server built it).
+        knowledge: What the attacker knows.
+        tile_size: Tile edge in pixels.
+        masks: The true masks of the union, handed over only when ``knowledge.mask == "known"``.
+        prior: Public guess: mean colour (3,), mean tile (3, H, W) or one tile per candidate.
+        foreground_prior: Public mean foreground fraction of the site.
+    """
+    if not captures:
+        raise ValueError("multi_round_view needs at least one captured round")
+    sites = sorted({c.site_index for c in captures})
+    if len(sites) != 1:
+        raise ValueError(f"multi_round_view inverts one client's rounds, but got sites {sites}")
+    used = sample_indices(captures)
+    batch = max(int(c.metadata["batch_size"]) for c in captures)
+    n_images = len(used) if knowledge.n_samples else batch
+    if knowledge.mask == "known" and masks is None:
+        raise ValueError("knowledge.mask is 'known' but no masks were handed to the view")
+    slots = {index: position for position, index in enumerate(used)}
+    rounds = tuple(
+        ObservedRound(
+            round=c.round,
+            update=c.load_update(),
+            global_weights=c.load_global(),
+            recipe=local_recipe(c.metadata, knowledge, n_images, slots),
+        )
+        for c in sorted(captures, key=lambda c: c.round)
+    )
+    first = rounds[0]
+    return ServerView(
+        update=first.update,
+        global_weights=first.global_weights,
+        model=model,
+        recipe=first.recipe,
+        n_images=n_images,
+        tile_size=tile_size,
+        masks=masks if knowledge.mask == "known" else None,
+        knowledge=knowledge,
+        prior=prior,
+        foreground_prior=foreground_prior,
+        rounds=rounds,
     )

@@ -280,6 +280,44 @@ class MaskChoice(str, Enum):
     unknown = "unknown"
 
 
+class BudgetChoice(str, Enum):
+    quick = "quick"
+    standard = "standard"
+    thorough = "thorough"
+
+
+TargetRoundOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Round whose update is attacked, or 'all': every round the site took part in, inverted "
+        "jointly (multi-round honest server)."
+    ),
+]
+RoundsUsedOpt = Annotated[
+    int | None,
+    typer.Option(help="With --target-round all: invert only the first N rounds the site took part in."),
+]
+BudgetOpt = Annotated[
+    BudgetChoice | None,
+    typer.Option(
+        help="Attack budget: quick (500 iterations, default), standard (2,000), thorough (4,000 x 2 "
+        "restarts); --iterations/--restarts win over it."
+    ),
+]
+
+
+def _target_round(text: str | None) -> int | str | None:
+    """``--target-round``: a round number or ``all``; anything else is a config error."""
+    from feddp_eval.errors import ConfigError
+
+    if text is None or text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"--target-round takes a round number or 'all', but got {text!r}") from None
+
+
 @app.command()
 def attack(
     noise: Annotated[
@@ -301,7 +339,9 @@ def attack(
     target_site: Annotated[
         int | None, typer.Option(help="Site whose update is attacked (default: the smallest site).")
     ] = None,
-    target_round: Annotated[int | None, typer.Option(help="Round whose update is attacked.")] = None,
+    target_round: TargetRoundOpt = None,
+    rounds_used: RoundsUsedOpt = None,
+    budget: BudgetOpt = None,
     iterations: Annotated[int | None, typer.Option(help="Attack iterations per restart.")] = None,
     restarts: Annotated[int | None, typer.Option(help="Attack restarts (one batched optimisation).")] = None,
     mask: Annotated[
@@ -333,7 +373,9 @@ def attack(
                 "train.rounds": rounds,
                 "attack.name": attack_name,
                 "attack.target_site": target_site,
-                "attack.target_round": target_round,
+                "attack.target_round": _target_round(target_round),
+                "attack.rounds_used": rounds_used,
+                "attack.budget": budget.value if budget else None,
                 "attack.iterations": iterations,
                 "attack.restarts": restarts,
                 "attack.mask": mask.value if mask else None,
@@ -546,7 +588,9 @@ def sweep(
     jobs: Annotated[int, typer.Option(min=1, help="Points run in parallel processes.")] = 1,
     rounds: Annotated[int | None, typer.Option(help="Federated rounds of every training run.")] = None,
     iterations: Annotated[int | None, typer.Option(help="Attack iterations per restart.")] = None,
-    target_round: Annotated[int | None, typer.Option(help="Round whose update is attacked.")] = None,
+    budget: BudgetOpt = None,
+    target_round: TargetRoundOpt = None,
+    rounds_used: RoundsUsedOpt = None,
     mask: Annotated[
         MaskChoice | None,
         typer.Option(
@@ -579,7 +623,9 @@ def sweep(
                 "device": device.value if device else None,
                 "train.rounds": rounds,
                 "attack.iterations": iterations,
-                "attack.target_round": target_round,
+                "attack.budget": budget.value if budget else None,
+                "attack.target_round": _target_round(target_round),
+                "attack.rounds_used": rounds_used,
                 "attack.mask": mask.value if mask else None,
                 "defense.clip": clip,
                 "defense.delta": delta,

@@ -18,7 +18,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin
 
 from feddp_eval.errors import ConfigError
 from feddp_eval.safety import merge_problems, setting_problems
@@ -119,18 +119,28 @@ class DefenseConfig:
     grad_sample_mode: Literal["ew", "hooks", "functorch"] = "ew"
 
 
+AttackBudget = Literal["quick", "standard", "thorough"]
+
+
 @dataclass(frozen=True)
 class AttackSettings:
-    """Which captured update is attacked, by what, and with what knowledge.
+    """Which captured update(s) are attacked, by what, and with what knowledge.
 
     Attributes:
         name: Registered attack (see ``feddp-eval list attacks``).
-        iterations: Optimisation steps per restart.
-        restarts: Independent starts (run as one batch; the best objective wins).
+        iterations: Optimisation steps per restart; empty: the budget's.
+        restarts: Independent starts (run as one batch; the best objective wins); empty: the budget's.
+        budget: Named preset of iterations and restarts (see :attr:`BUDGETS`): ``quick`` (500
+            iterations, 1 restart: the default), ``standard`` (2,000 × 1) or ``thorough``
+            (4,000 × 2, the order of the papers' budgets). An explicit ``iterations`` or
+            ``restarts`` wins over the preset.
         mask: ``known`` (the attacker has the true masks: worst case, upper bound on
             leakage) or ``unknown`` (recovered jointly with the image).
         target_site: Site index whose update is attacked; -1 = the site with the fewest tiles.
-        target_round: Round whose update is attacked.
+        target_round: Round whose update is attacked, or ``"all"``: every round the site took part
+            in, inverted jointly (multi-round honest server).
+        rounds_used: With ``target_round = "all"``: invert only the first N rounds the site took
+            part in (0 = all of them).
         time_budget: Seconds per attack (0 = no limit).
         image: ``stain`` (H&E optical-density prior) or ``pixels`` (free RGB, as in the papers);
             empty: the attack's own default.
@@ -141,20 +151,45 @@ class AttackSettings:
         imprint_gain: How loud the imprint bins are in the update at the same perturbation of the
             tile (``imprint`` only): louder survives more DP noise (see README for the measured
             curves); 1 is the plain block.
+        convergence_every: Write the objective and PSNR every this many iterations to
+            ``convergence.csv`` in the attack folder (0 = do not record).
     """
 
+    BUDGETS: ClassVar[dict[str, tuple[int, int]]] = {
+        "quick": (500, 1),
+        "standard": (2000, 1),
+        "thorough": (4000, 2),
+    }
+
     name: str = "inverting-gradients"
-    iterations: int = 500
-    restarts: int = 1
+    iterations: int | None = None
+    restarts: int | None = None
+    budget: AttackBudget = "quick"
     mask: Literal["known", "unknown"] = "known"
     target_site: int = -1
-    target_round: int = 1
+    target_round: int | str = 1  # a round, or "all"; checked by validate()
+    rounds_used: int = 0
     time_budget: float = 0.0
     image: Literal["stain", "pixels"] | None = None
     init: Literal["prior", "uniform"] | None = None
     lpips_net: Literal["alex", "vgg"] = "alex"
     imprint_bins: int = 128
     imprint_gain: float = 1e4
+    convergence_every: int = 25
+
+    @property
+    def schedule(self) -> tuple[int, int]:
+        """(iterations, restarts): the explicit settings where given, else the budget's."""
+        iterations, restarts = self.BUDGETS[self.budget]
+        return (
+            self.iterations if self.iterations is not None else iterations,
+            self.restarts if self.restarts is not None else restarts,
+        )
+
+    @property
+    def multi_round(self) -> bool:
+        """Whether several rounds are inverted jointly (``target_round = "all"``)."""
+        return self.target_round == "all"
 
 
 @dataclass(frozen=True)
@@ -371,12 +406,48 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     if dp.target_epsilon is not None:
         need(dp.target_epsilon > 0, f"`defense.target_epsilon` must be > 0, but got {dp.target_epsilon}")
     a = config.attack
-    need(a.iterations >= 1, f"`attack.iterations` must be >= 1, but got {a.iterations}")
-    need(a.restarts >= 1, f"`attack.restarts` must be >= 1, but got {a.restarts}")
-    need(a.target_round >= 1, f"`attack.target_round` must be >= 1, but got {a.target_round}")
     need(
-        t.rounds < 1 or a.target_round <= t.rounds,
-        f"`attack.target_round` ({a.target_round}) is after the last round ({t.rounds})",
+        a.iterations is None or a.iterations >= 1,
+        f"`attack.iterations` must be >= 1 (or empty: the budget's), but got {a.iterations}",
+    )
+    need(
+        a.restarts is None or a.restarts >= 1,
+        f"`attack.restarts` must be >= 1 (or empty: the budget's), but got {a.restarts}",
+    )
+    need(
+        isinstance(a.target_round, int) or a.target_round == "all",
+        f"`attack.target_round` must be a round number or 'all', but got {a.target_round!r}",
+    )
+    if isinstance(a.target_round, int):
+        need(
+            a.target_round >= 1,
+            f"`attack.target_round` must be a round >= 1 or 'all', but got {a.target_round}",
+        )
+        need(
+            t.rounds < 1 or a.target_round <= t.rounds,
+            f"`attack.target_round` ({a.target_round}) is after the last round ({t.rounds})",
+        )
+        need(
+            a.rounds_used in (0, 1),
+            f"`attack.rounds_used` ({a.rounds_used}) needs `attack.target_round = 'all'` (one round "
+            f"is attacked now: {a.target_round}); set target_round to 'all' or drop rounds_used",
+        )
+    need(
+        a.rounds_used >= 0,
+        f"`attack.rounds_used` must be >= 0 (0 = every round), but got {a.rounds_used}",
+    )
+    need(
+        t.rounds < 1 or a.rounds_used <= t.rounds,
+        f"`attack.rounds_used` ({a.rounds_used}) is more than the run's {t.rounds} rounds",
+    )
+    need(
+        not (a.name in MODEL_MODIFICATIONS and a.multi_round),
+        f"`attack.name` {a.name!r} modifies the model the server sends in one round: give that round "
+        "as `attack.target_round` (a number), not 'all'",
+    )
+    need(
+        a.convergence_every >= 0,
+        f"`attack.convergence_every` must be >= 0 iterations (0 = off), but got {a.convergence_every}",
     )
     need(
         a.target_site >= -1,

@@ -20,6 +20,7 @@ from feddp_eval.runs import SUMMARY, default_run_dir, finished_summary, prepare_
 
 EVAL_COLUMNS = ("round", "site", "n_tiles", "dice", "jaccard", "accuracy")
 CLIENT_COLUMNS = ("round", "site", "n_samples", "local_steps", "train_loss", "seconds")
+CONVERGENCE_COLUMNS = ("iteration", "objective", "psnr", "ssim")
 
 
 @dataclass(frozen=True)
@@ -303,10 +304,9 @@ def _attack_run(
     import torch
 
     from attacks import ATTACKS, Attack, AttackerKnowledge
-    from attacks.view import server_view
+    from attacks.view import multi_round_view, server_view
     from feddp_eval.data.types import TileSet
-    from feddp_eval.errors import RunDirError
-    from feddp_eval.federated.capture import list_captures, load_ground_truth
+    from feddp_eval.federated.capture import load_ground_truth
     from feddp_eval.metrics.privacy import mask_painted_prior, prior_baseline, score_reconstruction
     from feddp_eval.runcheck import read_sites
     from feddp_eval.safety import failed_reconstruction, mark_not_run, unusable_view
@@ -319,15 +319,14 @@ def _attack_run(
         raise ConfigError(
             f"`attack.target_site` is {site} but the run has {len(sites)} sites (0..{len(sites) - 1})"
         )
-    captures = [c for c in list_captures(run_dir) if c.site_index == site and c.round == a.target_round]
-    if not captures:
-        raise RunDirError(
-            f"no capture of site {site} in round {a.target_round} in {run_dir}; the site may "
-            "not have been sampled that round (pick another --target-round or --target-site)"
-        )
+    captures = _target_captures(run_dir, site, a)
     capture = captures[0]
-    # Scoring only; the attack sees the masks if known.
-    truth = load_ground_truth(run_dir, capture, tile_size=config.data.tile_size)
+    # Scoring only; the attack sees the masks if known. Several rounds: the union of their tiles.
+    truth = (
+        load_ground_truth(run_dir, capture, tile_size=config.data.tile_size)
+        if not a.multi_round
+        else _union_truth(run_dir, captures)
+    )
     public = sites[site]["public"]
     foreground = float(public["foreground_fraction"])
     size = config.data.tile_size
@@ -342,8 +341,9 @@ def _attack_run(
     mask = "unknown" if malicious else a.mask
     prior = painted if mask == "known" else mean_tile
     knowledge = AttackerKnowledge(mask=mask)
-    view = server_view(
-        capture,
+    build_view = multi_round_view if a.multi_round else server_view
+    view = build_view(
+        captures if a.multi_round else capture,  # type: ignore[arg-type]
         config.model,
         knowledge,
         tile_size=size,
@@ -352,17 +352,32 @@ def _attack_run(
         foreground_prior=foreground,
     )
     chosen = {"image": a.image, "init": a.init}
+    iterations, restarts = a.schedule
     attack = ATTACKS.create(
         a.name,
-        iterations=a.iterations,
-        restarts=a.restarts,
+        iterations=iterations,
+        restarts=restarts,
         time_budget=a.time_budget or None,
         **{k: v for k, v in chosen.items() if v is not None},
     )
+    convergence: list[dict[str, Any]] = []
+
+    def record(iteration: int, images: Any, objective: float) -> None:
+        # The scorer, not the attack, reads the truth: PSNR/SSIM of the best iterate so far.
+        now = score_reconstruction(images, truth.images)
+        convergence.append(
+            {"iteration": iteration, "objective": objective, "psnr": now.psnr, "ssim": now.ssim}
+        )
+
     failure = unusable_view(view)  # a non-finite update or weight: nothing to invert
     recon = (
         attack.reconstruct(
-            view, seed=config.seed, device=resolve_device(config.device), progress=on_iteration
+            view,
+            seed=config.seed,
+            device=resolve_device(config.device),
+            progress=on_iteration,
+            observer=record if a.convergence_every else None,
+            observe_every=a.convergence_every or 1,
         )
         if failure is None
         else _not_run(prior.expand(len(truth), 3, size, size), truth.masks)
@@ -380,7 +395,11 @@ def _attack_run(
         mean_tile, truth.images, truth.masks, foreground_fraction=foreground, lpips=metric
     )
     mask_baseline = score_reconstruction(painted, truth.images, lpips=metric) if mask == "known" else None
-    attack_dir = run_dir / "attacks" / f"{a.name}-site{site}-round{a.target_round}-mask-{mask}"
+    rounds = [c.round for c in captures]
+    where = f"rounds{rounds[0]}-{rounds[-1]}" if a.multi_round else f"round{a.target_round}"
+    attack_dir = run_dir / "attacks" / f"{a.name}-site{site}-{where}-mask-{mask}"
+    if convergence:
+        write_csv(attack_dir / "convergence.csv", convergence, CONVERGENCE_COLUMNS)
     save_tensors(attack_dir / "reconstruction.safetensors", {"images": recon.images, "masks": recon.masks})
     tiles = attack_dir / "tiles.safetensors"
     _save_matched_tiles(tiles, truth, recon, prior.expand(len(truth), 3, size, size))
@@ -413,6 +432,8 @@ def _attack_run(
         "threat": "malicious" if malicious else "honest",
         "attack": a.name,
         "iterations": recon.iterations,
+        "restarts": restarts,
+        "rounds_used": len(captures),
         "seconds": round(recon.seconds, 2),
         "stopped": recon.stopped,
         "objective": recon.objective if math.isfinite(recon.objective) else None,
@@ -435,11 +456,12 @@ def _attack_run(
         "site": sites[site]["name"],
         "site_index": site,
         "round": a.target_round,
+        "rounds": rounds,
         "tiles": len(truth),
         "local_steps": capture.metadata["local_steps"],
         "batch_size": capture.metadata["batch_size"],
         "mask": mask,
-        "threat": _threat_text(attack, mask),
+        "threat": _threat_text(attack, mask, rounds if a.multi_round else None),
     }
     guess = TileSet(
         prior.expand(len(truth), 3, size, size),
@@ -448,8 +470,8 @@ def _attack_run(
     return row, recon, truth, scenario, guess
 
 
-def _threat_text(attack: Any, mask: str) -> str:
-    """The threat model in force, in words, for tables and reports."""
+def _threat_text(attack: Any, mask: str, rounds: list[int] | None = None) -> str:
+    """The threat model in force, in words, for tables and reports (``rounds``: inverted jointly)."""
     from attacks import Attack
 
     if attack.threat != Attack.threat:
@@ -464,6 +486,12 @@ def _threat_text(attack: Any, mask: str) -> str:
             "; knows the true masks (worst case: an upper bound on leakage)"
             if mask == "known"
             else "; recovers the masks jointly with the images"
+        )
+        + (
+            f"; keeps the site's updates of rounds {rounds} and inverts them jointly, telling tiles "
+            "apart across rounds by the recorded sample indices"
+            if rounds
+            else ""
         )
     )
 
@@ -520,6 +548,41 @@ def _not_run(images: Any, masks: Any) -> Any:
     from attacks import Reconstruction
 
     return Reconstruction(images.clone(), masks.clone(), math.nan, [], 0, 0.0, "not run")
+
+
+def _target_captures(run_dir: Path, site: int, a: Any) -> list[Any]:
+    """The attacked site's captures: the target round's, or (``target_round = "all"``) every round's
+    it took part in, in round order, cut to the first ``rounds_used`` when that is set."""
+    from feddp_eval.errors import RunDirError
+    from feddp_eval.federated.capture import list_captures
+
+    taken = [c for c in list_captures(run_dir) if c.site_index == site]
+    if not a.multi_round:
+        captures = [c for c in taken if c.round == a.target_round]
+        if not captures:
+            raise RunDirError(
+                f"no capture of site {site} in round {a.target_round} in {run_dir}; the site may "
+                "not have been sampled that round (pick another --target-round or --target-site)"
+            )
+        return captures
+    if not taken or len(taken) < a.rounds_used:
+        raise RunDirError(
+            f"--rounds-used {a.rounds_used} but site {site} took part in {len(taken)} captured rounds "
+            f"in {run_dir}; use at most {len(taken)} (or 0 for all of them)"
+        )
+    return taken[: a.rounds_used or None]
+
+
+def _union_truth(run_dir: Path, captures: list[Any]) -> Any:
+    """The true tiles of every captured round, in the order of :func:`attacks.view.sample_indices`
+    (scoring only)."""
+    from attacks.view import sample_indices
+    from feddp_eval.data.types import TileSet
+    from feddp_eval.federated.capture import GROUND_TRUTH
+    from feddp_eval.io import load_tensors
+
+    tensors = load_tensors(run_dir / GROUND_TRUTH / f"site-{captures[0].site_index}.safetensors")
+    return TileSet(tensors["images"], tensors["masks"]).subset(sample_indices(captures))
 
 
 def _save_matched_tiles(path: Path, truth: Any, recon: Any, prior: Any) -> None:

@@ -203,3 +203,10 @@ def test_an_imprint_attack_trains_its_own_run_and_honest_hashes_do_not_move() ->
     assert config_hash(dlg) == config_hash(base) != config_hash(imprint)
     moved = dataclasses.replace(imprint, attack=dataclasses.replace(imprint.attack, target_round=2))
     assert config_hash(moved) != config_hash(imprint)  # a different round is a different run
+
+
+def test_imprint_needs_one_round_not_all() -> None:
+    from feddp_eval.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="modifies the model the server sends in one round"):
+        validate(from_dict(ExperimentConfig, {"attack": {"name": "imprint", "target_round": "all"}}))
