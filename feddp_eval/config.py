@@ -145,6 +145,9 @@ class AttackSettings:
             empty: the attack's own default.
         init: ``prior`` (start at the site's public mean colour) or ``uniform`` noise; empty: the
             attack's own default.
+        recipe: ``default`` (the attack's own defaults) or, for ``inverting-gradients``, ``paper``:
+            Geiping et al.'s recipe (free RGB pixels from uniform noise, signed Adam at lr 0.1, no
+            colour penalty). An explicit ``image`` or ``init`` still wins.
         lpips_net: LPIPS backbone: ``alex`` or ``vgg``.
         convergence_every: Write the objective and PSNR every this many iterations to
             ``convergence.csv`` in the attack folder (0 = do not record).
@@ -167,6 +170,7 @@ class AttackSettings:
     time_budget: float = 0.0
     image: Literal["stain", "pixels"] | None = None
     init: Literal["prior", "uniform"] | None = None
+    recipe: Literal["default", "paper"] = "default"
     lpips_net: Literal["alex", "vgg"] = "alex"
     convergence_every: int = 25
 
@@ -401,6 +405,11 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     need(
         t.rounds < 1 or a.rounds_used <= t.rounds,
         f"`attack.rounds_used` ({a.rounds_used}) is more than the run's {t.rounds} rounds",
+    )
+    need(
+        a.recipe == "default" or a.name == "inverting-gradients",
+        f"`attack.recipe = {a.recipe!r}` exists for inverting-gradients only, but the attack is "
+        f"{a.name!r}; drop the recipe or pick --attack inverting-gradients",
     )
     need(
         a.convergence_every >= 0,
