@@ -113,8 +113,8 @@ class ServerView:
             used = {slot for batch in observed.recipe.batches for slot in batch}
             if used and (min(used) < 0 or max(used) >= self.n_images):
                 raise ValueError(
-                    f"round {observed.round}'s recipe uses candidate slots {sorted(used)} but the view "
-                    f"has {self.n_images} candidates; build multi-round views with attacks.view.server_view"
+                    f"round {observed.round}'s recipe uses candidate slots {sorted(used)} but the view has "
+                    f"{self.n_images} candidates; build multi-round views with attacks.view.multi_round_view"
                 )
 
     @property

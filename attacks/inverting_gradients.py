@@ -12,6 +12,10 @@ from attacks.base import ATTACKS, AttackConfig, GradientInversion
 from attacks.images import ImageKind, InitKind
 from feddp_eval.errors import ConfigError
 
+# The paper's recipe in this toolkit's terms (attack setting ``recipe = "paper"``): free RGB pixels
+# from uniform noise, signed Adam at lr 0.1, no colour penalty (the TV weight stays this toolkit's).
+PAPER_RECIPE: dict[str, object] = {"image": "pixels", "init": "uniform", "lr": 0.1, "colour_weight": 0.0}
+
 
 @dataclass(frozen=True)
 class InvertingGradientsConfig(AttackConfig):

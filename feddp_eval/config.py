@@ -146,6 +146,9 @@ class AttackSettings:
             empty: the attack's own default.
         init: ``prior`` (start at the site's public mean colour) or ``uniform`` noise; empty: the
             attack's own default.
+        recipe: ``default`` (the attack's own defaults) or, for ``inverting-gradients``, ``paper``:
+            Geiping et al.'s recipe (free RGB pixels from uniform noise, signed Adam at lr 0.1, no
+            colour penalty). An explicit ``image`` or ``init`` still wins.
         lpips_net: LPIPS backbone: ``alex`` or ``vgg``.
         imprint_bins: Bins of the imprint block a malicious server sends (``imprint`` attack only).
         imprint_gain: How loud the imprint bins are in the update at the same perturbation of the
@@ -172,6 +175,7 @@ class AttackSettings:
     time_budget: float = 0.0
     image: Literal["stain", "pixels"] | None = None
     init: Literal["prior", "uniform"] | None = None
+    recipe: Literal["default", "paper"] = "default"
     lpips_net: Literal["alex", "vgg"] = "alex"
     imprint_bins: int = 128
     imprint_gain: float = 1e4
@@ -444,6 +448,11 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         not (a.name in MODEL_MODIFICATIONS and a.multi_round),
         f"`attack.name` {a.name!r} modifies the model the server sends in one round: give that round "
         "as `attack.target_round` (a number), not 'all'",
+    )
+    need(
+        a.recipe == "default" or a.name == "inverting-gradients",
+        f"`attack.recipe = {a.recipe!r}` exists for inverting-gradients only, but the attack is "
+        f"{a.name!r}; drop the recipe or pick --attack inverting-gradients",
     )
     need(
         a.convergence_every >= 0,

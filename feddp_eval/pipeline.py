@@ -351,15 +351,9 @@ def _attack_run(
         prior=prior,
         foreground_prior=foreground,
     )
-    chosen = {"image": a.image, "init": a.init}
-    iterations, restarts = a.schedule
-    attack = ATTACKS.create(
-        a.name,
-        iterations=iterations,
-        restarts=restarts,
-        time_budget=a.time_budget or None,
-        **{k: v for k, v in chosen.items() if v is not None},
-    )
+    settings = attack_settings(a)
+    restarts = settings["restarts"]
+    attack = ATTACKS.create(a.name, **settings)
     convergence: list[dict[str, Any]] = []
 
     def record(iteration: int, images: Any, objective: float) -> None:
@@ -548,6 +542,24 @@ def _not_run(images: Any, masks: Any) -> Any:
     from attacks import Reconstruction
 
     return Reconstruction(images.clone(), masks.clone(), math.nan, [], 0, 0.0, "not run")
+
+
+def attack_settings(a: Any) -> dict[str, Any]:
+    """The attack's constructor settings from :class:`~feddp_eval.config.AttackSettings` ``a``:
+    the schedule (budget or explicit), the time limit, the recipe, and an explicit image/init."""
+    iterations, restarts = a.schedule
+    settings: dict[str, Any] = {
+        "iterations": iterations,
+        "restarts": restarts,
+        "time_budget": a.time_budget or None,
+    }
+    if a.recipe == "paper":
+        from attacks.inverting_gradients import PAPER_RECIPE
+
+        settings.update(PAPER_RECIPE)
+    chosen = {"image": a.image, "init": a.init}
+    settings.update({k: v for k, v in chosen.items() if v is not None})
+    return settings
 
 
 def _target_captures(run_dir: Path, site: int, a: Any) -> list[Any]:

@@ -81,3 +81,28 @@ def test_cli_refuses_a_round_that_is_not_a_number(tmp_path: Path, tiny_toml: Pat
     result = runner.invoke(app, args)
     assert result.exit_code != 0
     assert "--target-round takes a round number or 'all', but got 'last'" in result.output
+
+
+def test_attack_settings_from_budget_recipe_and_explicit_choices() -> None:
+    from attacks import ATTACKS
+    from feddp_eval.pipeline import attack_settings
+
+    def settings(**overrides: object) -> dict:
+        config = with_overrides(ExperimentConfig(), {f"attack.{k}": v for k, v in overrides.items()})
+        return attack_settings(config.attack)
+
+    assert settings() == {"iterations": 500, "restarts": 1, "time_budget": None}  # today's default
+    paper = settings(recipe="paper", budget="standard")
+    assert paper == {
+        "iterations": 2000,
+        "restarts": 1,
+        "time_budget": None,
+        "image": "pixels",
+        "init": "uniform",
+        "lr": 0.1,
+        "colour_weight": 0.0,
+    }
+    attack = ATTACKS.create("inverting-gradients", **settings(recipe="paper", init="prior"))
+    assert (attack.config.image, attack.config.init, attack.config.lr) == ("pixels", "prior", 0.1)
+    with pytest.raises(ConfigError, match="exists for inverting-gradients only, but the attack is 'dlg'"):
+        settings(recipe="paper", name="dlg")
