@@ -424,6 +424,14 @@ def _attack_progress(quiet: bool) -> Iterator[tuple[Any, Any]]:
         yield on_stage, on_iteration
 
 
+def _rounds_text(scenario: dict[str, Any]) -> str:
+    """``round 1``, or ``rounds 1–10 (10 inverted jointly)`` for a multi-round attack."""
+    rounds = scenario.get("rounds") or [scenario["round"]]
+    if len(rounds) == 1:
+        return f"round {rounds[0]}"
+    return f"rounds {rounds[0]}–{rounds[-1]} ({len(rounds)} inverted jointly)"
+
+
 def _print_attack_table(result: Any) -> None:
     """One column per arm and per prior guess, one row per quantity: fits an 80-column terminal."""
     from rich.console import Console
@@ -437,7 +445,7 @@ def _print_attack_table(result: Any) -> None:
     s = result.scenario
     rows, first = result.rows, result.rows[0]
     table = Table(
-        title=f"{s['site']}, round {s['round']}: {s['tiles']} tiles, {s['local_steps']} local step(s)"
+        title=f"{s['site']}, {_rounds_text(s)}: {s['tiles']} tiles, {s['local_steps']} local step(s)"
     )
     table.add_column("")
     for row in rows:

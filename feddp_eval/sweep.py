@@ -89,6 +89,8 @@ RESULT_COLUMNS = (
     "attack",
     "target_site",
     "target_round",
+    "rounds_used",
+    "restarts",
     "mask",
     "iterations",
     "stopped",

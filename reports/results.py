@@ -25,7 +25,9 @@ RESULT_COLUMNS = (*SWEEP_RESULT_COLUMNS, *(c for c in RUNTIME_COLUMNS if c not i
 FLOAT_COLUMNS = frozenset(
     {"noise", "epsilon", "delta", *SCORE_COLUMNS, "objective", "seconds", "train_seconds"}
 )
-INT_COLUMNS = frozenset({"seed", "target_site", "target_round", "iterations", *COUNT_COLUMNS})
+INT_COLUMNS = frozenset({"seed", "target_site", "iterations", "rounds_used", "restarts", *COUNT_COLUMNS})
+# A round number, or "all" when every round the site took part in was inverted jointly.
+ROUND_COLUMNS = frozenset({"target_round"})
 REQUIRED_COLUMNS = ("defense", "noise", "dice", "psnr", "prior_psnr")
 
 
@@ -275,14 +277,17 @@ def _typed(row: dict[str, Any], *, where: str) -> dict[str, Any]:
     for name, value in row.items():
         if value == "" or value is None:
             out[name] = None
-        elif name in FLOAT_COLUMNS or name in INT_COLUMNS:
+        elif name in ROUND_COLUMNS and value == "all":
+            out[name] = "all"
+        elif name in FLOAT_COLUMNS or name in INT_COLUMNS or name in ROUND_COLUMNS:
             number = _float_or_none(value)
-            if number is None or (name in INT_COLUMNS and not number.is_integer()):
+            integer = name in INT_COLUMNS or name in ROUND_COLUMNS
+            if number is None or (integer and not number.is_integer()):
                 raise RunDirError(
                     f"{where}: `{name}` is {value!r}, not a number; the results file is corrupted: "
                     "rerun the command that wrote it"
                 )
-            out[name] = int(number) if name in INT_COLUMNS else number
+            out[name] = int(number) if integer else number
     return out
 
 

@@ -271,3 +271,21 @@ def test_imprint_points_train_their_own_runs_and_get_their_own_table(
     )
     imprint_none = next(r for r in rows if r["attack"] == "imprint" and r["defense"] == "none")
     assert int(imprint_none["tiles_exact"]) == int(imprint_none["tiles_read"]) >= 2
+
+
+def test_a_multi_round_sweep_records_the_rounds_and_reports(
+    tmp_path: Path, tiny_config: ExperimentConfig
+) -> None:
+    config = tmp_path / "sweep.toml"
+    attack = dataclasses.replace(tiny_config.attack, iterations=3)
+    config.write_text(to_toml(dataclasses.replace(tiny_config, attack=attack)))
+    args = ["sweep", "-c", str(config), "--noise", "1.1", "--target-round", "all", "--quiet"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "sw")])
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "sw" / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["target_round"] for r in rows} == {"all"}
+    assert {r["rounds_used"] for r in rows} == {str(tiny_config.train.rounds)}
+    report = runner.invoke(app, ["report", str(tmp_path / "sw"), "-o", str(tmp_path / "r.pdf")])
+    assert report.exit_code == 0, report.output
+    assert (tmp_path / "r.pdf").stat().st_size > 10_000
