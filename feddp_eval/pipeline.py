@@ -228,10 +228,14 @@ def defended_config(
 
 
 def reference_config(config: ExperimentConfig) -> ExperimentConfig:
-    """The undefended arm of the same experiment."""
-    return with_overrides(
-        config, {"defense.name": "none", "defense.noise": 0.0, "defense.target_epsilon": None}
-    )
+    """The undefended arm of the same experiment (a calibration target is cleared too: ``with_overrides``
+    reads ``None`` as "leave unchanged", so the defense is replaced directly)."""
+    import dataclasses
+
+    from feddp_eval.config import validate
+
+    undefended = dataclasses.replace(config.defense, name="none", noise=0.0, target_epsilon=None)
+    return validate(dataclasses.replace(config, defense=undefended))
 
 
 def run_attack(

@@ -148,3 +148,21 @@ def test_central_dp_does_not_stop_the_malicious_server(tmp_path: Path, tiny_toml
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.stdout)["rows"]
     assert row["defense"] == "central-dp" and row["tiles_exact"] == row["tiles_read"] >= 2
+
+
+def test_the_reference_arm_works_when_the_experiment_calibrates_epsilon(tiny_config) -> None:  # type: ignore[no-untyped-def]
+    """A TOML with `[defense] target_epsilon` used to make the undefended arm keep the target and fail."""
+    import dataclasses
+
+    from feddp_eval.pipeline import reference_config
+
+    calibrated = dataclasses.replace(
+        tiny_config, defense=dataclasses.replace(tiny_config.defense, name="dp-sgd", target_epsilon=8.0)
+    )
+    reference = reference_config(calibrated)
+    assert (reference.defense.name, reference.defense.noise, reference.defense.target_epsilon) == (
+        "none",
+        0.0,
+        None,
+    )
+    assert reference.train == calibrated.train and reference.attack == calibrated.attack
