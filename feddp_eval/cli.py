@@ -90,6 +90,13 @@ DeviceOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or tables.")]
+DataOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Real data folder (images/ + masks/, or one such sub-folder per site). "
+        "Default: the embedded synthetic H&E sites."
+    ),
+]
 DefenseOpt = Annotated[
     str | None,
     typer.Option(
@@ -152,13 +159,7 @@ def train(
     optimizer: Annotated[OptimizerChoice | None, typer.Option(help="Local optimizer.")] = None,
     client_fraction: Annotated[float | None, typer.Option(help="Share of sites sampled per round.")] = None,
     tile_size: Annotated[int | None, typer.Option(help="Tile edge in pixels.")] = None,
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            help="Real data folder (images/ + masks/, or one such sub-folder per site). "
-            "Default: the embedded synthetic H&E sites."
-        ),
-    ] = None,
+    data: DataOpt = None,
     defense: DefenseOpt = None,
     noise: NoiseOpt = None,
     clip: ClipOpt = None,
@@ -352,6 +353,7 @@ def attack(
     ] = None,
     reference: Annotated[bool, typer.Option(help="Also train and attack the undefended arm.")] = True,
     rounds: Annotated[int | None, typer.Option(help="Federated rounds of both training runs.")] = None,
+    data: DataOpt = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
     out: Annotated[Path, typer.Option(help="Folder for training runs and attack results.")] = Path("runs"),
@@ -371,6 +373,7 @@ def attack(
                 "seed": seed,
                 "device": device.value if device else None,
                 "train.rounds": rounds,
+                "data.source": str(data) if data else None,
                 "attack.name": attack_name,
                 "attack.target_site": target_site,
                 "attack.target_round": _target_round(target_round),

@@ -166,3 +166,26 @@ def test_the_reference_arm_works_when_the_experiment_calibrates_epsilon(tiny_con
         None,
     )
     assert reference.train == calibrated.train and reference.attack == calibrated.attack
+
+
+def test_attack_takes_a_real_data_folder(tmp_path: Path, tiny_toml: Path) -> None:
+    """`--data DIR` on attack as on train: the tiles come from the folder, per-site sub-folders here."""
+    from PIL import Image, ImageDraw
+
+    for site, shade in (("lab-a", 60), ("lab-b", 160)):
+        for k in range(4):
+            folder = tmp_path / "data" / site
+            (folder / "images").mkdir(parents=True, exist_ok=True)
+            (folder / "masks").mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (16, 16), (shade + 10 * k, 90, 200)).save(folder / "images" / f"t{k}.png")
+            mask = Image.new("L", (16, 16), 0)
+            ImageDraw.Draw(mask).rectangle((2, 2, 8 + k, 8), fill=255)
+            mask.save(folder / "masks" / f"t{k}.png")
+    args = ["attack", "--config", str(tiny_toml), "--data", str(tmp_path / "data"), "--rounds", "1"]
+    args += ["--attack", "imprint", "--defense", "none", "--no-reference", "--out", str(tmp_path / "runs")]
+    result = runner.invoke(app, [*args, "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["scenario"]["site"] in ("lab-a", "lab-b")
+    (row,) = report["rows"]
+    assert row["tiles_exact"] == row["tiles_read"] == report["scenario"]["tiles"]
