@@ -13,7 +13,8 @@ What the attacker does with the ratios:
   slots hold no tile, so the median absolute evidence is the noise); under no
   defense that is 0;
 - a slot whose evidence stands ``threshold`` noise levels above it holds a tile;
-  the ``n_images`` strongest such slots become the reconstruction;
+  the ``n_images`` strongest such slots become the reconstruction, each pulled
+  towards the public guess by as much as its noise calls for (:func:`shrink`);
 - a tile it cannot find (all slots drowned in DP noise, or two tiles sharing a
   slot) is filled with its best guess without the update: the site's public mean
   colour. So under strong noise the attack returns the prior, not noise.
@@ -107,6 +108,29 @@ def read_slots(weight_update: Tensor, bias_update: Tensor, *, threshold: float) 
     return SlotEvidence(tiles, evidence, noise, found)
 
 
+def shrink(ratio: Tensor, guess: Tensor, evidence: Tensor, noise: float) -> Tensor:
+    """A slot's tile pulled towards the public guess by as much as its noise calls for.
+
+    Each pixel of ``ΔW_slot / Δb_slot`` carries noise of about ``noise / |Δb_slot|`` (weights and
+    biases get noise of one size); the tile's own spread around the guess is what the ratio's
+    spread exceeds that by. The empirical-Bayes (James–Stein) weight
+    ``1 − noise_px² / var(ratio − guess)`` keeps a clean read exactly (no noise: weight 1) and
+    turns a read that is mostly noise back into the guess.
+
+    Args:
+        ratio: (F,) the slot's ratio.
+        guess: (F,) the public guess of the tile.
+        evidence: The slot's ``Δb_slot``.
+        noise: The robust noise level of the evidence.
+    """
+    if noise == 0:
+        return ratio
+    pixel_noise = noise / float(evidence.abs())
+    spread = float((ratio - guess).var())
+    weight = max(0.0, 1.0 - pixel_noise**2 / spread) if spread > 0 else 0.0
+    return guess + weight * (ratio - guess)
+
+
 @ATTACKS.register("imprint")
 class Imprint(Attack):
     """Analytic recovery of tiles from the update of a server-planted imprint block."""
@@ -153,7 +177,8 @@ class Imprint(Attack):
         images = _fallback(view, n)
         found = slots.found[:n]
         for position, slot in enumerate(found):
-            images[position] = slots.tiles[slot].view(3, size, size).clamp(0, 1)
+            read = shrink(slots.tiles[slot], images[position].reshape(-1), slots.evidence[slot], slots.noise)
+            images[position] = read.view(3, size, size).clamp(0, 1)
         if progress:
             progress(1, 1, math.nan)  # analytic: no objective
         fraction = view.foreground_prior if view.foreground_prior is not None else 0.0

@@ -210,3 +210,17 @@ def test_imprint_needs_one_round_not_all() -> None:
 
     with pytest.raises(ConfigError, match="modifies the model the server sends in one round"):
         validate(from_dict(ExperimentConfig, {"attack": {"name": "imprint", "target_round": "all"}}))
+
+
+def test_shrinkage_keeps_a_clean_read_and_pulls_a_noisy_one_to_the_guess() -> None:
+    from attacks.imprint import shrink
+
+    generator = torch.Generator().manual_seed(0)
+    tile, guess = torch.rand(300, generator=generator), torch.full((300,), 0.5)
+    assert torch.equal(shrink(tile, guess, torch.tensor(1.0), 0.0), tile)  # no noise: exact
+    noisy = tile + 10.0 * torch.randn(300, generator=generator)  # pixel noise 10 ≫ the tile's spread
+    pulled = shrink(noisy, guess, torch.tensor(1.0), 10.0)
+    assert float((pulled - guess).abs().max()) < float((noisy - guess).abs().max()) / 5
+    moderate = tile + 0.05 * torch.randn(300, generator=generator)
+    kept = shrink(moderate, guess, torch.tensor(1.0), 0.05)
+    assert float((kept - tile).pow(2).mean()) < float((moderate - tile).pow(2).mean())
