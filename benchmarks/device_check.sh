@@ -24,10 +24,14 @@ step versions 60 $PY -c "import torch, opacus; print(torch.__version__, torch.ve
 step train-cuda 300 $PY -m feddp_eval.cli train --device cuda --rounds 10 --out "$WORK/train-cuda" --json
 step train-cpu 300 $PY -m feddp_eval.cli train --device cpu --rounds 10 --out "$WORK/train-cpu" --json
 step attack-cuda 300 $PY -m feddp_eval.cli attack --noise 1.1 --device cuda --out "$WORK" --json --quiet
+# The malicious server: Opacus on the imprinted model on CUDA, and exact tiles from the capture.
+step imprint-cuda 300 $PY -m feddp_eval.cli attack --attack imprint --noise 1.1 --device cuda \
+    --out "$WORK/imprint" --json --quiet
 step sweep-cuda 300 $PY -m feddp_eval.cli sweep --device cuda --noise 0.01,1.1 --defense dp-sgd,local-dp --rounds 2 \
     --iterations 200 --jobs 2 --out "$WORK/sweep" --json --quiet
 step attack-cost 300 $PY benchmarks/attack_cost.py --device cuda --repeats 1
 step dp-cost 300 $PY benchmarks/dp_cost.py --device cuda --repeats 2
 cp "$WORK/sweep/results.csv" "$OUT/sweep-results.csv" 2>/dev/null
 cp "$WORK"/attack-*/results.json "$OUT/attack-results.json" 2>/dev/null
+cp "$WORK"/imprint/attack-*/results.json "$OUT/imprint-results.json" 2>/dev/null
 true
