@@ -190,11 +190,7 @@ class Imprint(Attack):
             iterations=0,
             seconds=time.perf_counter() - start,
             stopped="analytic",
-            details={
-                "slots_found": len(slots.found),
-                "tiles_read": len(found),
-                "evidence_noise": slots.noise,
-            },
+            details={"tiles_read": len(found)},
         )
 
 

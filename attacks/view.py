@@ -10,7 +10,7 @@ from torch import Tensor
 from attacks.base import AttackerKnowledge, ObservedRound, ServerView
 from attacks.simulate import LocalRecipe
 from feddp_eval.config import ModelConfig
-from feddp_eval.federated.capture import CapturedUpdate
+from feddp_eval.federated.capture import CapturedUpdate, sample_indices
 from feddp_eval.runcheck import check_tensor_file, expected_shapes
 
 
@@ -90,15 +90,6 @@ def server_view(
         prior=prior,
         foreground_prior=foreground_prior,
     )
-
-
-def sample_indices(captures: Sequence[CapturedUpdate]) -> list[int]:
-    """Sorted union of the sample indices every local step of ``captures`` used.
-
-    The indices are the site's own tile numbers, the same in every round, so they identify a tile
-    across rounds (knowledge :attr:`AttackerKnowledge.batch_split` stands for).
-    """
-    return sorted({i for c in captures for batch in c.metadata["batches"] for i in batch})
 
 
 def multi_round_view(

@@ -54,25 +54,11 @@ def run_train(
     force: bool = False,
     on_round: Callable[[Any], None] | None = None,
 ) -> TrainResult:
-    """:func:`_train`; a run that fails part-way (an error, Ctrl-C, a full disk) is removed, so
-    nothing half-written is left behind or mistaken for a result."""
-    from feddp_eval.runcheck import discard_unfinished
-
-    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
-    with discard_unfinished(run_dir, config_hash=config_hash(config)):
-        return _train(config, run_dir=run_dir, force=force, on_round=on_round)
-
-
-def _train(
-    config: ExperimentConfig,
-    *,
-    run_dir: str | Path | None = None,
-    force: bool = False,
-    on_round: Callable[[Any], None] | None = None,
-) -> TrainResult:
     """Train FedAvg (behind the configured defense), capture every update, and evaluate each round.
 
-    A finished run of the same config in ``run_dir`` is reused unless ``force``.
+    A finished run of the same config in ``run_dir`` is reused unless ``force``. A run that fails
+    part-way (an error, Ctrl-C, a full disk) is removed, so nothing half-written is left behind or
+    mistaken for a result.
 
     Args:
         config: A validated experiment config.
@@ -80,6 +66,19 @@ def _train(
         force: Retrain even when a finished run of this config is there.
         on_round: Called with each :class:`~feddp_eval.federated.loop.RoundRecord`.
     """
+    from feddp_eval.runcheck import discard_unfinished
+
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
+    if not force and (summary := finished_summary(run_dir, config)) is not None:
+        return TrainResult(run_dir, summary, reused=True)
+    with discard_unfinished(run_dir, config_hash=config_hash(config)):
+        return _train(config, run_dir, force=force, on_round=on_round)
+
+
+def _train(
+    config: ExperimentConfig, run_dir: Path, *, force: bool, on_round: Callable[[Any], None] | None
+) -> TrainResult:
+    """The training run itself, written into ``run_dir`` (see :func:`run_train`)."""
     import torch
 
     from defenses import build_defense
@@ -90,9 +89,6 @@ def _train(
     from feddp_eval.models.unet import UNet, count_parameters
     from feddp_eval.seeding import derive_seed
 
-    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
-    if not force and (summary := finished_summary(run_dir, config)) is not None:
-        return TrainResult(run_dir, summary, reused=True)
     device = resolve_device(config.device)
     hooks = build_defense(config.defense)
     sites = build_sites(config.data, seed=derive_seed(config.seed, "data"))
@@ -326,11 +322,7 @@ def _attack_run(
     captures = _target_captures(run_dir, site, a)
     capture = captures[0]
     # Scoring only; the attack sees the masks if known. Several rounds: the union of their tiles.
-    truth = (
-        load_ground_truth(run_dir, capture, tile_size=config.data.tile_size)
-        if not a.multi_round
-        else _union_truth(run_dir, captures)
-    )
+    truth = load_ground_truth(run_dir, captures, tile_size=config.data.tile_size)
     public = sites[site]["public"]
     foreground = float(public["foreground_fraction"])
     size = config.data.tile_size
@@ -425,7 +417,7 @@ def _attack_run(
         "mask_prior_psnr": mask_baseline.psnr if mask_baseline else None,
         "mask_prior_ssim": mask_baseline.ssim if mask_baseline else None,
         "mask_prior_lpips": mask_baseline.lpips if mask_baseline else None,
-        **leakage_reading(scores, truth.images, prior, reference=reference),
+        **leakage_reading(scores, mask_baseline or baseline, reference=reference),
         **(_imprint_facts(capture, truth, recon) if malicious else {}),
         "threat": "malicious" if malicious else "honest",
         "attack": a.name,
@@ -497,13 +489,12 @@ def _threat_text(attack: Any, mask: str, rounds: list[int] | None = None) -> str
 EXACT_PSNR = 40.0  # dB: a tile recovered at or above this is, to the eye, the tile itself
 
 
-def leakage_reading(scores: Any, true_images: Any, prior: Any, *, reference: str) -> dict[str, Any]:
+def leakage_reading(scores: Any, reference_scores: Any, *, reference: str) -> dict[str, Any]:
     """Leakage read against the strongest guess the attacker holds without the update.
 
     Args:
         scores: :class:`~feddp_eval.metrics.privacy.ReconstructionScores` of the reconstruction.
-        true_images: (N, 3, H, W) the true tiles.
-        prior: The reference guess: (3, H, W) for every tile, or (N, 3, H, W) one per tile.
+        reference_scores: The same scores of that guess (the prior columns of the row).
         reference: Its name, ``painted-mask`` or ``mean-colour``.
 
     Returns:
@@ -511,18 +502,13 @@ def leakage_reading(scores: Any, true_images: Any, prior: Any, *, reference: str
         ``tiles_beating_prior``: matched tiles whose PSNR beats the reference guess of that tile;
         ``tiles_exact``: matched tiles at PSNR >= 40 dB.
     """
-    from feddp_eval.metrics.privacy import psnr, ssim
-
-    n = true_images.shape[0]
-    guesses = prior.expand(n, *true_images.shape[1:])
-    prior_psnr = [psnr(guesses[t], true_images[t]) for t in range(n)]
-    prior_ssim = [ssim(guesses[t], true_images[t]) for t in range(n)]
+    guess = dict(zip(reference_scores.truth_index, reference_scores.psnr_per_pair, strict=True))
     pairs = list(zip(scores.truth_index, scores.psnr_per_pair, strict=True))
     return {
         "prior_kind": reference,
-        "margin_psnr": scores.psnr - sum(prior_psnr) / n,
-        "margin_ssim": scores.ssim - sum(prior_ssim) / n,
-        "tiles_beating_prior": sum(1 for t, value in pairs if value > prior_psnr[t]),
+        "margin_psnr": scores.psnr - reference_scores.psnr,
+        "margin_ssim": scores.ssim - reference_scores.ssim,
+        "tiles_beating_prior": sum(1 for t, value in pairs if value > guess[t]),
         "tiles_exact": sum(1 for _, value in pairs if value >= EXACT_PSNR),
     }
 
@@ -587,18 +573,6 @@ def _target_captures(run_dir: Path, site: int, a: Any) -> list[Any]:
             f"in {run_dir}; use at most {len(taken)} (or 0 for all of them)"
         )
     return taken[: a.rounds_used or None]
-
-
-def _union_truth(run_dir: Path, captures: list[Any]) -> Any:
-    """The true tiles of every captured round, in the order of :func:`attacks.view.sample_indices`
-    (scoring only)."""
-    from attacks.view import sample_indices
-    from feddp_eval.data.types import TileSet
-    from feddp_eval.federated.capture import GROUND_TRUTH
-    from feddp_eval.io import load_tensors
-
-    tensors = load_tensors(run_dir / GROUND_TRUTH / f"site-{captures[0].site_index}.safetensors")
-    return TileSet(tensors["images"], tensors["masks"]).subset(sample_indices(captures))
 
 
 def _save_matched_tiles(path: Path, truth: Any, recon: Any, prior: Any) -> None:
@@ -775,34 +749,6 @@ def run_sweep(
     on_stage: Callable[[str], None] | None = None,
     on_point: Callable[[str], None] | None = None,
 ) -> SweepResult:
-    """:func:`_sweep`; a sweep folder this call created is removed when it fails before any point
-    finished, so no empty sweep is left behind looking like a result."""
-    from feddp_eval.runcheck import discard_new_sweep
-
-    with discard_new_sweep(Path(out)):
-        return _sweep(
-            config,
-            spec,
-            out=out,
-            jobs=jobs,
-            command=command,
-            on_start=on_start,
-            on_stage=on_stage,
-            on_point=on_point,
-        )
-
-
-def _sweep(
-    config: ExperimentConfig,
-    spec: Any,
-    *,
-    out: str | Path = "runs/sweep",
-    jobs: int = 1,
-    command: list[str] | None = None,
-    on_start: Callable[[int, int], None] | None = None,
-    on_stage: Callable[[str], None] | None = None,
-    on_point: Callable[[str], None] | None = None,
-) -> SweepResult:
     """Train → capture → attack → score every point of a privacy–utility grid; resumable.
 
     Points are keyed by config hash: a finished point (``points/<key>/row.json``) is never
@@ -823,17 +769,9 @@ def _sweep(
 
     from attacks import ATTACKS
     from defenses import DEFENSES
+    from feddp_eval.runcheck import discard_new_sweep
     from feddp_eval.safety import planned_sites
-    from feddp_eval.sweep import (
-        SWEEP_FILE,
-        check_sweep_dir,
-        finished_rows,
-        group_by_run,
-        plan,
-        sweep_manifest,
-        validate_spec,
-        write_tables,
-    )
+    from feddp_eval.sweep import SWEEP_FILE, check_sweep_dir, plan, sweep_manifest, validate_spec
 
     spec = validate_spec(spec, defenses=DEFENSES.names(), attacks=ATTACKS.names())
     sites = planned_sites(config.data)  # synthetic, or a folder's site count: known before training
@@ -848,7 +786,26 @@ def _sweep(
         preflight_attack(point.config)
     out = Path(out)
     check_sweep_dir(out)
-    write_json(out / SWEEP_FILE, sweep_manifest(config, spec, points, command or sys.argv))
+    # A sweep folder this call creates is removed when it fails before any point finished, so no
+    # empty sweep is left behind looking like a result.
+    with discard_new_sweep(out):
+        write_json(out / SWEEP_FILE, sweep_manifest(config, spec, points, command or sys.argv))
+        return _run_points(out, config, points, jobs, on_start, on_stage, on_point)
+
+
+def _run_points(
+    out: Path,
+    config: ExperimentConfig,
+    points: list[Any],
+    jobs: int,
+    on_start: Callable[[int, int], None] | None,
+    on_stage: Callable[[str], None] | None,
+    on_point: Callable[[str], None] | None,
+) -> SweepResult:
+    """Compute the sweep's unfinished points (grouped by training run), serially or in ``jobs``
+    processes, rebuilding the tables after each; the finished rows in grid order."""
+    from feddp_eval.sweep import finished_rows, group_by_run, write_tables
+
     done = finished_rows(out, points)
     todo = [[p for p in group if p.key not in done] for group in group_by_run(points)]
     todo = [group for group in todo if group]

@@ -15,6 +15,7 @@ truth of a client round is ``ground_truth/site-k.safetensors`` at those indices.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,15 +125,30 @@ def list_captures(run_dir: str | Path) -> list[CapturedUpdate]:
     return sorted(found, key=lambda c: (c.round, c.site_index))
 
 
+def sample_indices(captures: Sequence[CapturedUpdate]) -> list[int]:
+    """Sorted union of the sample indices every local step of ``captures`` used.
+
+    The indices are the site's own tile numbers, the same in every round, so they identify a tile
+    across rounds.
+    """
+    return sorted({i for c in captures for batch in c.metadata["batches"] for i in batch})
+
+
 def load_ground_truth(
-    run_dir: str | Path, capture: CapturedUpdate, *, tile_size: int | None = None
+    run_dir: str | Path,
+    captures: CapturedUpdate | Sequence[CapturedUpdate],
+    *,
+    tile_size: int | None = None,
 ) -> TileSet:
-    """The tiles a captured client round trained on, sorted by index (scoring only).
+    """The tiles one captured client round (or several rounds of one site) trained on, in
+    :func:`sample_indices` order (scoring only).
 
     Raises:
         RunDirError: The ground-truth file is missing, malformed, of another tile size, or has
             fewer tiles than the capture's batches index.
     """
+    rounds = [captures] if isinstance(captures, CapturedUpdate) else list(captures)
+    capture = rounds[0]
     path = Path(run_dir) / GROUND_TRUTH / f"site-{capture.site_index}.safetensors"
     if path.is_symlink() or path.exists():  # a symlink out of the run, or a device, is refused
         inside(path.parent, path.name, what="ground truth", source=path, root=Path(run_dir))
@@ -156,7 +172,7 @@ def load_ground_truth(
         )
     if not (bool(images.isfinite().all()) and bool(masks.isfinite().all())):
         raise RunDirError(f"{path} holds NaN or inf pixels; retrain the run")
-    used = sorted({i for batch in capture.metadata["batches"] for i in batch})
+    used = sample_indices(rounds)
     if used and used[-1] >= images.shape[0]:
         raise RunDirError(
             f"{capture.folder / f'site-{capture.site_index}.json'}: batch index {used[-1]} is out of range "

@@ -142,10 +142,10 @@ def run_fedavg(
             weights.append(float(len(site.train)))
             if capture:
                 metadata = _metadata(site, train, hooks, batches)
-                if sent_weights is not None:
-                    metadata["model"] = malicious.describe(sent)  # type: ignore[union-attr]
+                if malicious is not None and sent_weights is not None:
+                    metadata["model"] = malicious.describe(site)
                 capture.write_update(round_index, i, update, metadata, global_weights=sent_weights)
-            released.append(update if sent is model else ImprintServer.server_part(update))
+            released.append(update if sent_weights is None else ImprintServer.server_part(update))
             client_rows.append(
                 {
                     "round": round_index,

@@ -49,23 +49,27 @@ class ImprintServer:
     def applies(self, round_index: int, site_index: int, sites: list[Site]) -> bool:
         return round_index == self.round and site_index == self.target(sites)
 
-    def model_for(self, body: nn.Module, site: Site, generator: torch.Generator) -> nn.Module:
-        """The imprinted model sent to the target, its thresholds from the site's public statistics."""
+    def thresholds(self, site: Site) -> list[float]:
+        """The bins' brightness thresholds, from the site's public statistics."""
         mean, std = public_brightness(site)
-        shape = tuple(site.train.images.shape[1:])
-        thresholds = brightness_thresholds(mean, std, self.bins, spread=self.spread)
-        return build_imprinted(body, shape, thresholds, scale=self.scale, gain=self.gain, generator=generator)
+        return brightness_thresholds(mean, std, self.bins, spread=self.spread)
 
-    def describe(self, sent: nn.Module) -> dict[str, Any]:
-        """What the server sent, for the capture metadata (the server knows what it built)."""
+    def model_for(self, body: nn.Module, site: Site, generator: torch.Generator) -> nn.Module:
+        """The imprinted model sent to the target site."""
+        shape = tuple(site.train.images.shape[1:])
+        return build_imprinted(
+            body, shape, self.thresholds(site), scale=self.scale, gain=self.gain, generator=generator
+        )
+
+    def describe(self, site: Site) -> dict[str, Any]:
+        """What the server sent the site, for the capture metadata (the server knows what it built)."""
         return {
             "modification": "imprint",
             "statistic": "mean brightness",
             "bins": self.bins,
             "scale": self.scale,
             "gain": self.gain,
-            # in brightness units, as the slots are read
-            "thresholds": (sent.imprint.thresholds * self.gain).tolist(),  # type: ignore[union-attr, operator]
+            "thresholds": self.thresholds(site),  # in brightness units, as the slots are read
         }
 
     @staticmethod

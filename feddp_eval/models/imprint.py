@@ -35,7 +35,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-PREFIX = "imprint."  # parameter names of the block in the imprinted model
 BODY = "body."  # parameter names of the U-Net behind it
 ENCODER_WEIGHT = "imprint.encoder.weight"
 ENCODER_BIAS = "imprint.encoder.bias"
