@@ -77,6 +77,8 @@ class TrainConfig:
         lr: Local learning rate.
         momentum: SGD momentum (ignored by Adam).
         dice_weight: Weight of the soft Dice term in the loss (BCE + w * soft Dice).
+        audit: Inject canaries and audit the run (one-run ε lower bound; see ``feddp_eval.audit``).
+        audit_canaries: m, canaries the audit injects (each a member with probability ½).
     """
 
     rounds: int = 10
@@ -88,6 +90,8 @@ class TrainConfig:
     lr: float = 0.05
     momentum: float = 0.9
     dice_weight: float = 1.0
+    audit: bool = False  # audit (issue 15)
+    audit_canaries: int = 1000  # audit (issue 15)
 
 
 @dataclass(frozen=True)
@@ -403,6 +407,7 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     need(math.isfinite(t.lr) and t.lr > 0, f"`train.lr` must be > 0, but got {t.lr}")
     need(0 <= t.momentum < 1, f"`train.momentum` must be in [0, 1), but got {t.momentum}")
     need(t.dice_weight >= 0, f"`train.dice_weight` must be >= 0, but got {t.dice_weight}")
+    need(t.audit_canaries >= 2, f"`train.audit_canaries` must be >= 2, but got {t.audit_canaries}")  # audit
     need(math.isfinite(dp.noise) and dp.noise >= 0, f"`defense.noise` must be >= 0, but got {dp.noise}")
     need(dp.clip > 0, f"`defense.clip` must be > 0, but got {dp.clip}")
     need(0 < dp.delta < 1, f"`defense.delta` must be in (0, 1), but got {dp.delta}")
@@ -494,6 +499,8 @@ def config_hash(config: ExperimentConfig, *, include_attack: bool = False) -> st
     """SHA-256 (hex) of the fields that determine a training run's numbers (and the attack's, if asked)."""
     skip = _NOT_HASHED - ({"attack"} if include_attack else set())
     raw = {k: v for k, v in to_dict(config).items() if k not in skip}
+    if not config.train.audit:  # audit (issue 15): runs without it keep the hashes they had
+        raw["train"] = {k: v for k, v in raw["train"].items() if k not in ("audit", "audit_canaries")}
     if (server := server_modification(config)) is not None:
         raw["server"] = server  # a malicious server trains a different run; honest hashes are unchanged
     blob = json.dumps(raw, sort_keys=True, separators=(",", ":"))

@@ -82,6 +82,7 @@ def _train(
     import torch
 
     from defenses import build_defense
+    from feddp_eval.audit import enable_audit, finish_audit  # audit (issue 15)
     from feddp_eval.data.sites import build_sites
     from feddp_eval.federated.capture import CaptureWriter
     from feddp_eval.federated.hooks import privacy_summary
@@ -91,6 +92,7 @@ def _train(
 
     device = resolve_device(config.device)
     hooks = build_defense(config.defense)
+    audited = enable_audit(hooks, config.train, seed=config.seed)  # audit (issue 15)
     sites = build_sites(config.data, seed=derive_seed(config.seed, "data"))
     prepare_run_dir(run_dir, config, force=force)
     started = time.time()
@@ -107,7 +109,7 @@ def _train(
         config.train,
         seed=config.seed,
         device=torch.device(device),
-        hooks=hooks,
+        hooks=audited,  # audit (issue 15)
         capture=capture,
         on_round=on_round,
         malicious=malicious,
@@ -119,6 +121,8 @@ def _train(
     write_csv(run_dir / "clients.csv", clients, CLIENT_COLUMNS)
     save_tensors(run_dir / "model.safetensors", dict(model.named_parameters()))
     privacy = privacy_summary(hooks.privacy_records())
+    if (audit := finish_audit(run_dir, audited)) is not None:  # audit (issue 15)
+        privacy["audit"] = audit.to_dict()
     write_json(run_dir / "privacy.json", privacy)
     write_json(
         run_dir / "sites.json",

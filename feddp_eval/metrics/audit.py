@@ -124,3 +124,35 @@ def audit(
     correct = sum(1 for i in order[-half:] if members[i]) + sum(1 for i in order[:half] if not members[i])
     bound = epsilon_lower_bound(m, guesses, correct, delta=delta, confidence=confidence)
     return AuditResult(bound, m, guesses, correct, delta, confidence)
+
+
+def guess_counts(m: int, *, fractions: Sequence[float] = (0.125, 0.25, 0.5, 1.0)) -> list[int]:
+    """The fixed grid of guess counts r an audit of ``m`` canaries tries: even, ≥ 2, ≤ m, distinct.
+
+    Fixed before any score is seen; :func:`audit_grid` pays for trying several (Bonferroni).
+    """
+    counts = sorted({min(m - m % 2, max(2, 2 * round(f * m / 2))) for f in fractions})
+    return [r for r in counts if 2 <= r <= m]
+
+
+def audit_grid(
+    scores: Sequence[float],
+    members: Sequence[bool],
+    *,
+    counts: Sequence[int],
+    delta: float,
+    confidence: float = 0.95,
+) -> AuditResult:
+    """The best :func:`audit` over a fixed grid of guess counts, still valid at ``confidence``.
+
+    Each count is audited at confidence ``1 − (1 − confidence) / len(counts)`` (a union bound over
+    the grid), so the largest of the bounds is a lower bound on ε at ``confidence``: trying a few
+    counts costs a little confidence per count instead of invalidating the bound. The returned
+    result names the count that gave the largest bound and the overall ``confidence``.
+    """
+    if not counts:
+        raise ValueError("`counts` must name at least one guess count")
+    each = 1.0 - (1.0 - confidence) / len(counts)
+    results = [audit(scores, members, guesses=r, delta=delta, confidence=each) for r in counts]
+    best = max(results, key=lambda a: (a.epsilon, a.correct / a.guesses))
+    return AuditResult(best.epsilon, best.canaries, best.guesses, best.correct, delta, confidence)
