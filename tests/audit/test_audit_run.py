@@ -1,0 +1,176 @@
+"""The one-run audit end to end: canaries enter where the guarantee says, ε̂ separates a leaky run,
+a private run and a run whose noise was silently lost."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from defenses.base import DEFENSES, build_defense
+from defenses.dp_sgd import DPSGD
+from feddp_eval.audit import AuditedHooks, audit_run, canary_level, enable_audit, finish_audit
+from feddp_eval.audit.canaries import DESIGN_FILE, MEMBERSHIP_FILE, NOT_APPLICABLE, read_design
+from feddp_eval.config import DefenseConfig, ExperimentConfig, config_hash, from_dict, validate, with_overrides
+from feddp_eval.data.sites import build_sites
+from feddp_eval.errors import RunDirError
+from feddp_eval.federated.capture import CaptureWriter, list_captures
+from feddp_eval.federated.hooks import TrainingHooks
+from feddp_eval.federated.loop import run_fedavg
+from feddp_eval.io import read_json
+from feddp_eval.models.unet import UNet
+from feddp_eval.pipeline import run_train
+
+# Two sites of 16 tiles of 16 px, a 4-channel U-Net, 3 rounds: under a second per run.
+AUDITED = {
+    "seed": 0,
+    "device": "cpu",
+    "data": {"sites": 2, "train_tiles": [16, 16], "test_tiles": 2, "tile_size": 16},
+    "model": {"depth": 1, "width": 4, "groups": 2},
+    "train": {"rounds": 3, "batch_size": 4, "audit": True, "audit_canaries": 200},
+}
+
+
+def _config(**defense: Any) -> ExperimentConfig:
+    return validate(from_dict(ExperimentConfig, {**AUDITED, "defense": defense}))
+
+
+class SilentDPSGD(DPSGD):
+    """A DP bug: records the configured σ, but the optimizer adds no noise at all."""
+
+    @contextmanager
+    def local_training(
+        self, client_id: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator
+    ) -> Iterator[tuple[torch.nn.Module, torch.optim.Optimizer]]:
+        with super().local_training(client_id, model, optimizer, generator) as (local_model, local_opt):
+            local_opt.noise_multiplier = 0.0  # type: ignore[attr-defined]  # DPOptimizer
+            yield local_model, local_opt
+
+
+@pytest.fixture
+def silent_dp_sgd(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Registers the buggy defense for this test only."""
+    monkeypatch.setitem(DEFENSES._entries, "dp-sgd-silent", SilentDPSGD)
+    return "dp-sgd-silent"
+
+
+def test_an_undefended_run_is_audited_well_above_zero(tmp_path: Path) -> None:
+    run = run_train(_config(name="none"), run_dir=tmp_path / "run")
+    audit = read_json(run.run_dir / "privacy.json")["audit"]
+    assert audit["level"] == "gradient" and audit["canaries"] == 200
+    assert audit["epsilon_lower_bound"] > 1.5  # reference value on this seed: 2.26 (97 of 100 correct)
+    assert audit["correct"] >= 0.9 * audit["guesses"]
+    assert audit["epsilon"] is None and not audit["violated"]
+
+
+def test_strong_dp_sgd_is_audited_near_zero_and_never_above_its_epsilon(tmp_path: Path) -> None:
+    audit = audit_run(run_train(_config(name="dp-sgd", noise=5.0), run_dir=tmp_path / "run").run_dir)
+    assert audit.epsilon is not None and audit.epsilon < 1.0  # σ = 5: ε ≈ 0.75 at δ = 1e-5
+    assert audit.epsilon_lower_bound is not None and audit.epsilon_lower_bound <= min(0.3, audit.epsilon)
+    assert not audit.violated and "≤ ε" in audit.describe()
+
+
+def test_a_silently_lost_noise_call_is_caught(tmp_path: Path, silent_dp_sgd: str) -> None:
+    run = run_train(_config(name=silent_dp_sgd, noise=5.0), run_dir=tmp_path / "run")
+    privacy = read_json(run.run_dir / "privacy.json")
+    assert privacy["epsilon"] < 1.0  # what the buggy code claims
+    assert privacy["audit"]["epsilon_lower_bound"] > 1.5 > privacy["epsilon"]
+    assert privacy["audit"]["violated"] is True
+    assert "DP bug" in audit_run(run.run_dir).describe()
+
+
+def test_the_audit_does_not_claim_to_audit_server_side_noise(tmp_path: Path) -> None:
+    audit = audit_run(run_train(_config(name="central-dp", noise=1.0), run_dir=tmp_path / "run").run_dir)
+    assert audit.level == NOT_APPLICABLE and audit.result is None and audit.epsilon_lower_bound is None
+    assert not audit.violated and "not applicable" in audit.describe()
+
+
+def test_membership_is_kept_with_the_ground_truth_not_in_what_the_server_sees(tmp_path: Path) -> None:
+    run_dir = run_train(_config(name="none"), run_dir=tmp_path / "run").run_dir
+    design, canaries = read_design(run_dir)
+    assert "members" not in str(design) and len(canaries) == 200
+    assert len(read_json(run_dir / MEMBERSHIP_FILE)["members"]) == 200
+    assert MEMBERSHIP_FILE.parts[0] == "ground_truth" and DESIGN_FILE.parts[0] == "audit"
+    assert all("audit" not in str(c.metadata) for c in list_captures(run_dir))
+
+
+def test_a_run_without_the_audit_says_how_to_get_one(tmp_path: Path) -> None:
+    run_dir = run_train(validate(from_dict(ExperimentConfig, {**AUDITED, "train": {"rounds": 1}})),
+                        run_dir=tmp_path / "run").run_dir
+    assert "audit" not in read_json(run_dir / "privacy.json")
+    with pytest.raises(RunDirError, match="train.audit = true"):
+        audit_run(run_dir)
+
+
+def test_turning_the_audit_off_keeps_old_config_hashes() -> None:
+    base = validate(from_dict(ExperimentConfig, {**AUDITED, "train": {"rounds": 3}}))
+    assert config_hash(base) == config_hash(with_overrides(base, {"train.audit_canaries": 7}))
+    assert config_hash(base) != config_hash(with_overrides(base, {"train.audit": True}))
+
+
+# --------------------------------------------------------------------------- where canaries enter
+
+
+def _one_step(hooks: TrainingHooks, capture_dir: Path, *, lr: float = 0.1) -> dict[str, torch.Tensor]:
+    """One round of one local SGD step (no momentum) on one site of 4 tiles, batch 4: the released update."""
+    config = _config(name="none")
+    train = with_overrides(
+        config, {"train.rounds": 1, "train.local_steps": 1, "train.momentum": 0.0, "train.lr": lr}
+    ).train
+    sites = build_sites(with_overrides(config, {"data.sites": 1, "data.train_tiles": [4]}).data, seed=1)
+    torch.manual_seed(0)
+    model = UNet(depth=1, width=4, groups=2)
+    run_fedavg(sites, model, train, seed=0, device=torch.device("cpu"), hooks=hooks,
+               capture=CaptureWriter(capture_dir))
+    return list_captures(capture_dir)[0].load_update()
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.7])
+def test_a_gradient_canary_joins_dp_sgd_before_the_noise_at_norm_c(tmp_path: Path, noise: float) -> None:
+    """The site has 4 tiles and batch 4, so q = 1 and every member canary is in the step. The DP noise
+    draws are the same with and without canaries, so the updates differ by −lr · sign · C / B at each
+    member canary's coordinate and nowhere else."""
+    clip, lr = 0.5, 0.1
+    defense = DefenseConfig(name="dp-sgd", noise=noise, clip=clip)
+    plain = _one_step(build_defense(defense), tmp_path / "plain", lr=lr)
+    hooks = AuditedHooks(build_defense(defense), canaries=10, seed=3)
+    audited = _one_step(hooks, tmp_path / "audited", lr=lr)
+    expected = {name: torch.zeros_like(t) for name, t in plain.items()}
+    for canary, member in zip(hooks.canaries, hooks.members, strict=True):
+        if member:
+            expected[canary.parameter].view(-1)[canary.index] = -lr * canary.sign * clip / 4
+    assert 0 < sum(hooks.members) < 10
+    for name in plain:
+        torch.testing.assert_close(audited[name] - plain[name], expected[name], atol=1e-6, rtol=0)
+
+
+def test_an_update_canary_joins_local_dp_before_clip_and_noise(tmp_path: Path) -> None:
+    """With a clip no update reaches, the released updates differ by exactly sign · C at members."""
+    defense = DefenseConfig(name="local-dp", noise=0.3, clip=1e3)
+    plain = _one_step(build_defense(defense), tmp_path / "plain")
+    hooks = AuditedHooks(build_defense(defense), canaries=10, seed=3, norm=2.0)
+    audited = _one_step(hooks, tmp_path / "audited")
+    assert hooks.level == "update"
+    for canary, member in zip(hooks.canaries, hooks.members, strict=True):
+        difference = audited[canary.parameter].view(-1)[canary.index] - plain[canary.parameter].view(-1)[canary.index]
+        assert float(difference) == pytest.approx(canary.sign * 2.0 if member else 0.0, abs=1e-4)
+
+
+def test_canary_levels_follow_the_guarantee() -> None:
+    level = {name: canary_level(build_defense(DefenseConfig(name=name)))[0]
+             for name in ("none", "dp-sgd", "local-dp", "central-dp", "prune")}
+    assert level == {"none": "gradient", "dp-sgd": "gradient", "local-dp": "update",
+                     "central-dp": NOT_APPLICABLE, "prune": "gradient"}
+    assert canary_level(TrainingHooks())[0] == "gradient"
+
+
+def test_the_wrapper_is_transparent_when_the_audit_is_off(tmp_path: Path) -> None:
+    defense = build_defense(DefenseConfig(name="dp-sgd", noise=1.0))
+    assert enable_audit(defense, _config().train.__class__(), seed=0) is defense
+    assert finish_audit(tmp_path, defense) is None
+    wrapped = AuditedHooks(defense, canaries=4, seed=0)
+    assert wrapped.name == "dp-sgd" and wrapped.poisson_sampling and wrapped.describe() == defense.describe()
