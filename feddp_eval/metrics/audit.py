@@ -17,6 +17,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from scipy import stats
 
 
@@ -37,10 +38,10 @@ def p_value(m: int, r: int, v: int, *, epsilon: float, delta: float) -> float:
     q = 1.0 / (1.0 + math.exp(-epsilon))  # accuracy of ε-DP randomized response
     tail = float(stats.binom.sf(v - 1, r, q))  # P[Binomial(r, q) >= v]
     # δ's share: the largest average mass of the i values just below v (Theorem 5.2's α).
-    alpha, below = 0.0, 0.0
-    for i in range(1, v + 1):
-        below += float(stats.binom.pmf(v - i, r, q))
-        alpha = max(alpha, below / i)
+    alpha = 0.0
+    if v > 0 and delta > 0:
+        i = np.arange(1, v + 1)
+        alpha = float(np.max(np.cumsum(stats.binom.pmf(v - i, r, q)) / i))
     return min(1.0, tail + alpha * delta * 2 * m)
 
 

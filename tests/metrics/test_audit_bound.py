@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from feddp_eval.metrics.audit import audit, epsilon_lower_bound, p_value
+from feddp_eval.metrics.audit import audit, audit_grid, epsilon_lower_bound, guess_counts, p_value
 
 
 @pytest.mark.parametrize("r", [10, 20, 50])
@@ -54,3 +54,36 @@ def test_audit_guesses_top_in_and_bottom_out() -> None:
     assert result.epsilon == pytest.approx(epsilon_lower_bound(6, 4, 4, delta=0.0))
     with pytest.raises(ValueError, match="even"):
         audit(scores, members, guesses=3, delta=0.0)
+
+
+def test_the_guess_grid_is_fixed_even_and_within_m() -> None:
+    assert guess_counts(1000) == [124, 250, 500, 1000]
+    assert guess_counts(7) == [2, 4, 6]
+    assert all(r % 2 == 0 and 2 <= r <= m for m in range(2, 60) for r in guess_counts(m))
+
+
+def test_the_grid_pays_for_its_tries_with_confidence() -> None:
+    scores = list(range(100))
+    members = [i >= 50 for i in range(100)]  # perfectly separated
+    one = audit(scores, members, guesses=100, delta=1e-5)
+    grid = audit_grid(scores, members, counts=[26, 50, 100], delta=1e-5)
+    alone = audit(scores, members, guesses=100, delta=1e-5, confidence=1 - 0.05 / 3)
+    assert grid.guesses == 100 and grid.confidence == 0.95
+    assert grid.epsilon == pytest.approx(alone.epsilon) and grid.epsilon < one.epsilon
+    assert audit_grid(scores, members, counts=[100], delta=1e-5) == one
+
+
+def test_the_grid_bound_covers_the_true_epsilon_of_randomized_response() -> None:
+    """Every canary guessed from an ε-DP randomized-response score: the grid's maximum still stays
+    at or below ε in at least 95% of seeded trials."""
+    rng = np.random.default_rng(1)
+    true_eps, m, trials = 1.0, 200, 200
+    q = 1 / (1 + math.exp(-true_eps))
+    held = []
+    for _ in range(trials):
+        members = rng.random(m) < 0.5
+        right = rng.random(m) < q  # each score points the right way with probability q
+        scores = np.where(members == right, 1.0, -1.0) + 1e-3 * rng.random(m)
+        result = audit_grid(scores.tolist(), members.tolist(), counts=guess_counts(m), delta=0.0)
+        held.append(result.epsilon <= true_eps)
+    assert np.mean(held) >= 0.95
