@@ -66,7 +66,10 @@ def canary_level(hooks: Any) -> tuple[str, str]:
             "updates, so the server's view (the captures) cannot audit it"
         )
     if granularity == "client-level":
-        return UPDATE, "client-level mechanism: one canary is part of a client's update, before clip and noise"
+        return (
+            UPDATE,
+            "client-level mechanism: one canary is part of a client's update, before clip and noise",
+        )
     return GRADIENT, "sample-level: one canary is a sample whose clipped gradient is a Dirac vector of norm C"
 
 
@@ -76,7 +79,9 @@ def draw_canaries(model: nn.Module, *, count: int, clients: int, seed: int) -> l
     named = [(name, p.numel()) for name, p in model.named_parameters() if p.requires_grad]
     total = sum(n for _, n in named)
     if not 2 <= count <= total:
-        raise ValueError(f"`audit_canaries` must be in [2, {total}] (the model's coordinates), but got {count}")
+        raise ValueError(
+            f"`audit_canaries` must be in [2, {total}] (the model's coordinates), but got {count}"
+        )
     gen = generator(seed, "audit", "canaries")
     flat = torch.randperm(total, generator=gen)[:count].tolist()
     signs = torch.where(torch.rand(count, generator=gen) < 0.5, -1, 1).tolist()

@@ -85,8 +85,11 @@ class RunAudit:
         )
         if self.epsilon is None:
             return line + "; no claimed ε to compare"
-        return line + (" > " if self.violated else " ≤ ") + f"ε = {self.epsilon:.3g}" + (
-            ": the run leaks more than its accountant allows (a DP bug)" if self.violated else ""
+        return (
+            line
+            + (" > " if self.violated else " ≤ ")
+            + f"ε = {self.epsilon:.3g}"
+            + (": the run leaks more than its accountant allows (a DP bug)" if self.violated else "")
         )
 
 

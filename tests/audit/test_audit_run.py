@@ -15,7 +15,14 @@ from defenses.base import DEFENSES, build_defense
 from defenses.dp_sgd import DPSGD
 from feddp_eval.audit import AuditedHooks, audit_run, canary_level, enable_audit, finish_audit
 from feddp_eval.audit.canaries import DESIGN_FILE, MEMBERSHIP_FILE, NOT_APPLICABLE, read_design
-from feddp_eval.config import DefenseConfig, ExperimentConfig, config_hash, from_dict, validate, with_overrides
+from feddp_eval.config import (
+    DefenseConfig,
+    ExperimentConfig,
+    config_hash,
+    from_dict,
+    validate,
+    with_overrides,
+)
 from feddp_eval.data.sites import build_sites
 from feddp_eval.errors import RunDirError
 from feddp_eval.federated.capture import CaptureWriter, list_captures
@@ -44,7 +51,11 @@ class SilentDPSGD(DPSGD):
 
     @contextmanager
     def local_training(
-        self, client_id: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator
+        self,
+        client_id: int,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        generator: torch.Generator,
     ) -> Iterator[tuple[torch.nn.Module, torch.optim.Optimizer]]:
         with super().local_training(client_id, model, optimizer, generator) as (local_model, local_opt):
             local_opt.noise_multiplier = 0.0  # type: ignore[attr-defined]  # DPOptimizer
@@ -99,10 +110,11 @@ def test_membership_is_kept_with_the_ground_truth_not_in_what_the_server_sees(tm
 
 
 def test_a_run_without_the_audit_says_how_to_get_one(tmp_path: Path) -> None:
-    run_dir = run_train(validate(from_dict(ExperimentConfig, {**AUDITED, "train": {"rounds": 1}})),
-                        run_dir=tmp_path / "run").run_dir
+    run_dir = run_train(
+        validate(from_dict(ExperimentConfig, {**AUDITED, "train": {"rounds": 1}})), run_dir=tmp_path / "run"
+    ).run_dir
     assert "audit" not in read_json(run_dir / "privacy.json")
-    with pytest.raises(RunDirError, match="train.audit = true"):
+    with pytest.raises(RunDirError, match=r"train\.audit = true"):
         audit_run(run_dir)
 
 
@@ -124,8 +136,15 @@ def _one_step(hooks: TrainingHooks, capture_dir: Path, *, lr: float = 0.1) -> di
     sites = build_sites(with_overrides(config, {"data.sites": 1, "data.train_tiles": [4]}).data, seed=1)
     torch.manual_seed(0)
     model = UNet(depth=1, width=4, groups=2)
-    run_fedavg(sites, model, train, seed=0, device=torch.device("cpu"), hooks=hooks,
-               capture=CaptureWriter(capture_dir))
+    run_fedavg(
+        sites,
+        model,
+        train,
+        seed=0,
+        device=torch.device("cpu"),
+        hooks=hooks,
+        capture=CaptureWriter(capture_dir),
+    )
     return list_captures(capture_dir)[0].load_update()
 
 
@@ -156,15 +175,23 @@ def test_an_update_canary_joins_local_dp_before_clip_and_noise(tmp_path: Path) -
     audited = _one_step(hooks, tmp_path / "audited")
     assert hooks.level == "update"
     for canary, member in zip(hooks.canaries, hooks.members, strict=True):
-        difference = audited[canary.parameter].view(-1)[canary.index] - plain[canary.parameter].view(-1)[canary.index]
+        after, before = audited[canary.parameter].view(-1), plain[canary.parameter].view(-1)
+        difference = after[canary.index] - before[canary.index]
         assert float(difference) == pytest.approx(canary.sign * 2.0 if member else 0.0, abs=1e-4)
 
 
 def test_canary_levels_follow_the_guarantee() -> None:
-    level = {name: canary_level(build_defense(DefenseConfig(name=name)))[0]
-             for name in ("none", "dp-sgd", "local-dp", "central-dp", "prune")}
-    assert level == {"none": "gradient", "dp-sgd": "gradient", "local-dp": "update",
-                     "central-dp": NOT_APPLICABLE, "prune": "gradient"}
+    level = {
+        name: canary_level(build_defense(DefenseConfig(name=name)))[0]
+        for name in ("none", "dp-sgd", "local-dp", "central-dp", "prune")
+    }
+    assert level == {
+        "none": "gradient",
+        "dp-sgd": "gradient",
+        "local-dp": "update",
+        "central-dp": NOT_APPLICABLE,
+        "prune": "gradient",
+    }
     assert canary_level(TrainingHooks())[0] == "gradient"
 
 
