@@ -184,7 +184,8 @@ def capture_problems(metadata: Any) -> list[str]:
     if (
         not isinstance(batches, list)
         or not batches
-        or not all(isinstance(b, list) and b and all(_is_int(i) and i >= 0 for i in b) for b in batches)
+        # a Poisson-sampled step may draw no tile at all (DP-SGD still takes it): [] is a valid batch
+        or not all(isinstance(b, list) and all(_is_int(i) and i >= 0 for i in b) for b in batches)
     ):
         problems.append(
             f"`batches` must be a non-empty list of lists of tile indices, but got {batches!r:.80}"

@@ -78,13 +78,21 @@ class AuditedHooks(TrainingHooks):
             raise AttributeError(name)
         return getattr(self.inner, name)
 
-    @property  # type: ignore[override]
-    def poisson_sampling(self) -> bool:
+    @property
+    def poisson_sampling(self) -> bool:  # the defense's, which may be set per instance
         return bool(self.inner.poisson_sampling)
 
-    @property  # type: ignore[override]
-    def notes(self) -> Sequence[str]:
+    @poisson_sampling.setter
+    def poisson_sampling(self, value: bool) -> None:
+        self.inner.poisson_sampling = value
+
+    @property
+    def notes(self) -> Sequence[str]:  # the defense's, filled in by its setup
         return self.inner.notes
+
+    @notes.setter
+    def notes(self, value: Sequence[str]) -> None:
+        self.inner.notes = value
 
     def empty_step(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         self.inner.empty_step(model, optimizer)
@@ -165,7 +173,8 @@ class AuditedHooks(TrainingHooks):
 
     def design(self) -> dict[str, Any]:
         """The audit's public record: level, canaries, norm, δ and the accountant's current ε."""
-        summary = privacy_summary(self.privacy_records())
+        records = self.privacy_records()
+        summary = privacy_summary(records)
         return {
             "version": 1,
             "level": self.level,
@@ -177,6 +186,7 @@ class AuditedHooks(TrainingHooks):
             "epsilon_delta": summary["delta"],
             "granularity": summary["granularity"],
             "mechanism": summary["mechanism"],
+            "client_epsilons": {str(r.client_id): r.epsilon for r in records if r.client_id is not None},
             "canary_list": [c.to_dict() for c in self.canaries],
         }
 

@@ -127,7 +127,7 @@ def audit(
     return AuditResult(bound, m, guesses, correct, delta, confidence)
 
 
-def guess_counts(m: int, *, fractions: Sequence[float] = (0.125, 0.25, 0.5, 1.0)) -> list[int]:
+def guess_counts(m: int, *, fractions: Sequence[float] = (0.125, 0.25, 0.5, 0.9)) -> list[int]:
     """The fixed grid of guess counts r an audit of ``m`` canaries tries: even, ≥ 2, ≤ m, distinct.
 
     Fixed before any score is seen; :func:`audit_grid` pays for trying several (Bonferroni).
