@@ -9,7 +9,8 @@ larger updates do not crowd the ranking. Only captures and the public design are
 membership is read afterwards, to count the correct guesses.
 
 The auditor guesses "in" for the top r/2 scores and "out" for the bottom r/2, for each r on a
-grid fixed in advance (m/8, m/4, m/2, m), and keeps the largest ε̂, each tried at confidence
+grid fixed in advance (m/8, m/4, m/2, 0.9·m; r = m would be perfect only when exactly m/2
+are members), and keeps the largest ε̂, each tried at confidence
 1 − β/4 so that the kept one holds at 1 − β (see :func:`feddp_eval.metrics.audit.audit_grid`).
 Clients whose accountants claim different ε are audited apart, each against its own ε, with β
 shared among them (:func:`audit_run`).
