@@ -18,6 +18,7 @@ from feddp_eval.audit.canaries import DESIGN_FILE, MEMBERSHIP_FILE, NOT_APPLICAB
 from feddp_eval.config import (
     DefenseConfig,
     ExperimentConfig,
+    TrainConfig,
     config_hash,
     from_dict,
     validate,
@@ -197,7 +198,7 @@ def test_canary_levels_follow_the_guarantee() -> None:
 
 def test_the_wrapper_is_transparent_when_the_audit_is_off(tmp_path: Path) -> None:
     defense = build_defense(DefenseConfig(name="dp-sgd", noise=1.0))
-    assert enable_audit(defense, _config().train.__class__(), seed=0) is defense
+    assert enable_audit(defense, TrainConfig(), seed=0) is defense
     assert finish_audit(tmp_path, defense) is None
     wrapped = AuditedHooks(defense, canaries=4, seed=0)
     assert wrapped.name == "dp-sgd" and wrapped.poisson_sampling and wrapped.describe() == defense.describe()
@@ -225,3 +226,11 @@ def test_a_run_whose_poisson_steps_drew_no_tile_is_still_read(tmp_path: Path) ->
     run_dir = run_train(config, run_dir=tmp_path / "run").run_dir
     assert any([] in c.metadata["batches"] for c in list_captures(run_dir))
     assert audit_run(run_dir).epsilon_lower_bound is not None
+
+
+def test_where_the_audit_does_not_apply_it_changes_nothing(tmp_path: Path) -> None:
+    defense = DefenseConfig(name="central-dp", noise=0.5)
+    plain = _one_step(build_defense(defense), tmp_path / "plain")
+    hooks = AuditedHooks(build_defense(defense), canaries=10, seed=3)
+    audited = _one_step(hooks, tmp_path / "audited")
+    assert hooks.canaries == [] and all(torch.equal(plain[n], audited[n]) for n in plain)
