@@ -50,7 +50,16 @@ class GroupAudit:
         return self.epsilon is not None and self.result.epsilon > self.epsilon
 
     def to_dict(self) -> dict[str, Any]:
-        return {"clients": list(self.clients), "epsilon": self.epsilon, **self.result.to_dict()}
+        r = self.result
+        return {
+            "clients": list(self.clients),
+            "epsilon": self.epsilon,
+            "epsilon_lower_bound": r.epsilon,
+            "guesses": r.guesses,
+            "correct": r.correct,
+            "canaries": r.canaries,
+            "violated": self.violated,
+        }
 
 
 @dataclass(frozen=True)

@@ -215,7 +215,12 @@ def test_sites_with_different_epsilons_are_each_held_to_their_own(tmp_path: Path
     assert audit.epsilon == audit.groups[1].epsilon
     assert sum(g.result.canaries for g in audit.groups) == 200
     assert all(g.result.confidence == 0.95 for g in audit.groups) and audit.violated
-    assert audit.to_dict()["groups"][0]["clients"] == [0]
+    first = audit.to_dict()["groups"][0]
+    assert first["clients"] == [0] and first["violated"] is True
+    assert (first["epsilon"], first["epsilon_lower_bound"]) == (
+        audit.groups[0].epsilon,
+        audit.groups[0].result.epsilon,
+    )
 
 
 def test_a_run_whose_poisson_steps_drew_no_tile_is_still_read(tmp_path: Path) -> None:
