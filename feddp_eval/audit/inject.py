@@ -11,6 +11,11 @@ the point where the defense's guarantee says one protected unit enters:
 - ``update`` canaries (client-level): each member canary's vector (norm C) joins the client's raw
   update every round it takes part, before the defense clips, noises and releases it.
 
+What the audit tests: the noise and the accounting of the code that runs. Not the per-sample
+clipping of real tiles (a canary enters already of norm C), nor the data sampler: canaries are
+always Poisson-sampled at rate q, as the DP-SGD accountant assumes of every tile, so a run with
+``poisson_sampling = false`` is audited as if its tiles were.
+
 The defense's own noise draws are untouched (the canaries' sampling has its own seeded stream),
 and what the server captures is the defense's release, so the audit tests the code path that runs.
 """
