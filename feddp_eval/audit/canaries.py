@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from feddp_eval.errors import RunDirError
+from feddp_eval.errors import ConfigError, RunDirError
 from feddp_eval.io import read_json, write_json
 from feddp_eval.seeding import generator
 
@@ -79,8 +79,9 @@ def draw_canaries(model: nn.Module, *, count: int, clients: int, seed: int) -> l
     named = [(name, p.numel()) for name, p in model.named_parameters() if p.requires_grad]
     total = sum(n for _, n in named)
     if not 2 <= count <= total:
-        raise ValueError(
-            f"`audit_canaries` must be in [2, {total}] (the model's coordinates), but got {count}"
+        raise ConfigError(
+            f"`train.audit_canaries` must be in [2, {total}] (the model's weights; one canary each), "
+            f"but got {count}"
         )
     gen = generator(seed, "audit", "canaries")
     flat = torch.randperm(total, generator=gen)[:count].tolist()

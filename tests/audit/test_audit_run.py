@@ -25,7 +25,7 @@ from feddp_eval.config import (
     with_overrides,
 )
 from feddp_eval.data.sites import build_sites
-from feddp_eval.errors import RunDirError
+from feddp_eval.errors import ConfigError, RunDirError
 from feddp_eval.federated.capture import CaptureWriter, list_captures
 from feddp_eval.federated.hooks import TrainingHooks
 from feddp_eval.federated.loop import run_fedavg
@@ -239,3 +239,8 @@ def test_where_the_audit_does_not_apply_it_changes_nothing(tmp_path: Path) -> No
     hooks = AuditedHooks(build_defense(defense), canaries=10, seed=3)
     audited = _one_step(hooks, tmp_path / "audited")
     assert hooks.canaries == [] and all(torch.equal(plain[n], audited[n]) for n in plain)
+
+
+def test_more_canaries_than_weights_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"train\.audit_canaries` must be in \[2, "):
+        AuditedHooks(TrainingHooks(), canaries=10**7, seed=0).setup(UNet(depth=1, width=4, groups=2), [])
