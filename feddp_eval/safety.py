@@ -130,19 +130,6 @@ def require_finite(tensors: Mapping[str, Tensor], *, what: str, fix: str) -> Non
 # --------------------------------------------------------------------------- attacks that could not run
 
 NOT_RUN = "not run"
-# What an attack measures; absent (None) when it could not run, so no prior's number stands in.
-ATTACK_METRICS = (
-    "psnr",
-    "ssim",
-    "lpips",
-    "mask_dice",
-    "margin_psnr",
-    "margin_ssim",
-    "tiles_beating_prior",
-    "tiles_exact",
-    "tiles_read",
-    "objective",
-)
 
 
 def unusable_view(view: Any) -> str | None:
@@ -166,7 +153,9 @@ def failed_reconstruction(stopped: str, objective: float, restart_objectives: Se
 
 def mark_not_run(row: dict[str, Any], reason: str) -> dict[str, Any]:
     """``row`` with every attack metric absent and ``stopped`` saying why the attack did not run."""
-    return {**row, **{k: None for k in ATTACK_METRICS if k in row}, "stopped": f"{NOT_RUN}: {reason}"}
+    from feddp_eval.schema import attack_metrics  # what an attack measures: no prior's number stands in
+
+    return {**row, **{k: None for k in attack_metrics() if k in row}, "stopped": f"{NOT_RUN}: {reason}"}
 
 
 def not_run_reason(row: Mapping[str, Any]) -> str | None:

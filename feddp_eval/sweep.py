@@ -10,7 +10,8 @@ On disk (``DIR`` is the sweep folder)::
     sweep.json                 the grid, the base config, the planned points, the command line
     runs/<hash12>/             one training run per (defense, noise, seed), reused by config hash
     points/<key>/row.json      a finished point's results row; its presence means "done"
-    results.csv                the tidy table: one row per finished point, in grid order
+    results.csv                the tidy table: one row per finished point, in grid order, with the
+                               columns of :func:`feddp_eval.schema.result_columns`
     runtime.csv                per finished point: wall-clock seconds. Kept apart so that
                                results.csv is byte-identical whether or not the sweep was
                                interrupted (at a fixed thread count: --jobs N gives each worker
@@ -23,11 +24,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from feddp_eval import schema
 from feddp_eval.config import (
     ExperimentConfig,
     config_hash,
@@ -50,56 +52,6 @@ DEFAULT_NOISES: tuple[float, ...] = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.
 # Defenses with a noise multiplier to sweep; prune has none.
 NOISE_DEFENSES = ("dp-sgd", "local-dp", "central-dp")
 
-# Utility and leakage scores of a results row (all floats; empty when not measured).
-SCORE_COLUMNS = (
-    "dice",
-    "jaccard",
-    "accuracy",
-    "psnr",
-    "ssim",
-    "lpips",
-    "mask_dice",
-    "prior_psnr",
-    "prior_ssim",
-    "prior_lpips",
-    "prior_mask_dice",
-    "mask_prior_psnr",
-    "mask_prior_ssim",
-    "mask_prior_lpips",
-    "margin_psnr",
-    "margin_ssim",
-)
-# Leakage read against the attacker's strongest guess without the update (see pipeline.leakage_reading),
-# and, for a malicious server's imprint, how many tiles sat alone in a bin and how many it read.
-COUNT_COLUMNS = ("tiles_beating_prior", "tiles_exact", "tiles_alone", "tiles_read")
-RESULT_COLUMNS = (
-    "key",
-    "config_hash",
-    "seed",
-    "defense",
-    "noise",
-    "epsilon",
-    "delta",
-    "granularity",
-    "accountant",
-    *SCORE_COLUMNS,
-    "prior_kind",
-    *COUNT_COLUMNS,
-    "threat",
-    "attack",
-    "target_site",
-    "target_round",
-    "rounds_used",
-    "restarts",
-    "mask",
-    "iterations",
-    "stopped",
-    "objective",
-    "lpips_missing",
-    "run_dir",
-    "tiles",
-)
-RUNTIME_COLUMNS = ("key", "train_seconds", "seconds")
 
 
 @dataclass(frozen=True)
@@ -210,8 +162,7 @@ class SweepPoint:
     @property
     def setting(self) -> str:
         """``none`` or ``dp-sgd σ=0.01``."""
-        d = self.config.defense
-        return "none" if d.name == "none" else f"{d.name} σ={d.noise:g}"
+        return schema.setting_label(self.config.defense.name, self.config.defense.noise)
 
     @property
     def label(self) -> str:
@@ -325,10 +276,6 @@ def write_tables(out: Path, points: Sequence[SweepPoint]) -> int:
 
     done = finished_rows(out, points)
     rows = [done[p.key] for p in points if p.key in done]
-    write_csv(out / RESULTS_FILE, [_pick(r, RESULT_COLUMNS) for r in rows], RESULT_COLUMNS)
-    write_csv(out / RUNTIME_FILE, [_pick(r, RUNTIME_COLUMNS) for r in rows], RUNTIME_COLUMNS)
+    for name, header in ((RESULTS_FILE, schema.result_columns()), (RUNTIME_FILE, schema.runtime_columns())):
+        write_csv(out / name, [schema.pick(r, header) for r in rows], header)
     return len(rows)
-
-
-def _pick(row: Mapping[str, Any], columns: Sequence[str]) -> dict[str, Any]:
-    return {c: row.get(c) for c in columns}

@@ -14,8 +14,9 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from feddp_eval.schema import three_digits
 from reports.style import LANDSCAPE, defense_color, defense_marker
-from reports.summary import SettingSummary, defense_rank, level, stat, three_digits
+from reports.summary import SettingSummary, defense_rank, level, stat
 
 LEAKAGE = {"psnr": "PSNR (dB) ↑ leaks more", "ssim": "SSIM ↑ leaks more", "lpips": "LPIPS ↓ leaks more"}
 MASK_LEAKAGE = {"mask_dice": "mask Dice ↑ leaks more"}

@@ -12,21 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from reports.results import setting_label
+from feddp_eval import schema
+from feddp_eval.schema import setting_label
 
-METRICS = (
-    "dice",
-    "jaccard",
-    "accuracy",
-    "psnr",
-    "ssim",
-    "lpips",
-    "mask_dice",
-    "prior_psnr",
-    "prior_ssim",
-    "prior_lpips",
-    "mask_prior_psnr",
-)
 LEAK_MARGIN_DB = 1.0
 """A setting leaks when its mean PSNR exceeds the mean PSNR of the prior guess by more than this."""
 DEFENSE_ORDER = ("none", "dp-sgd", "local-dp", "central-dp")
@@ -154,7 +142,7 @@ def _setting(
     key: tuple[str, str, float], rows: list[dict[str, Any]], dice_none: float | None
 ) -> SettingSummary:
     attack, defense, noise = key
-    stats = {m: stat(r.get(m) for r in rows) for m in METRICS}
+    stats = {m: stat(r.get(m) for r in rows) for m in schema.summary_metrics()}
     epsilons = [r["epsilon"] for r in rows if r.get("epsilon") is not None]
     epsilon = None
     if epsilons:
@@ -190,15 +178,8 @@ def _common(values: Iterable[Any]) -> Any:
 
 
 def fmt_epsilon(s: SettingSummary) -> str:
-    """ε with 3 significant digits; ``∞`` for no defense or zero noise; ``—`` when not accounted."""
-    if s.defense == "none" or (s.epsilon is None and s.noise == 0) or (s.epsilon and math.isinf(s.epsilon)):
-        return "∞"
-    return "—" if s.epsilon is None else three_digits(s.epsilon)
-
-
-def three_digits(value: float) -> str:
-    """3 significant digits: ``1.82``, ``66.7``, ``667``; scientific outside [0.01, 1000): ``2.00e+03``."""
-    return f"{value:.3g}" if 0.01 <= abs(value) < 1000 else f"{value:.2e}"
+    """The setting's ε as a table cell (:func:`feddp_eval.schema.format_epsilon`)."""
+    return schema.format_epsilon(None if s.defense == "none" else s.epsilon)
 
 
 def level(granularity: str | None) -> str | None:
@@ -209,10 +190,14 @@ def level(granularity: str | None) -> str | None:
 
 
 def fmt_privacy(s: SettingSummary) -> str:
-    """``"ε = 12.3, δ = 1e-05, sample-level"``: never ε without δ."""
-    parts = [f"ε = {fmt_epsilon(s)}"] + ([f"δ = {s.delta:g}"] if isinstance(s.delta, float) else [])
+    """``"ε = 12.3, δ = 1e-05, sample-level, rdp"`` (:func:`feddp_eval.schema.privacy_text`)."""
     granularity = level(s.granularity)
-    return ", ".join(parts + ([f"{granularity}-level"] if granularity else []))
+    return schema.privacy_text(
+        None if s.defense == "none" else s.epsilon,
+        s.delta if isinstance(s.delta, float) else None,
+        f"{granularity}-level" if granularity else None,
+        s.accountant if isinstance(s.accountant, str) else None,
+    )
 
 
 def fmt_stat(value: Stat, decimals: int) -> str:
@@ -238,36 +223,34 @@ def fmt_noise(noise: float) -> str:
 Column = tuple[str, Callable[[SettingSummary], str]]
 
 
-def _metric(name: str, decimals: int) -> Callable[[SettingSummary], str]:
-    return lambda s: fmt_stat(s.stats[name], decimals)
+def _metric(c: schema.Column) -> Column:
+    return (c.label, lambda s: fmt_stat(s.stats[c.name], c.decimals or 0))
 
 
-UTILITY_COLUMNS: list[Column] = [
-    ("defense", lambda s: s.defense),
-    ("σ", lambda s: fmt_noise(s.noise)),
-    ("ε", fmt_epsilon),
-    ("δ", lambda s: "—" if s.delta is None else f"{s.delta:g}"),
-    ("granularity", lambda s: level(s.granularity) or "—"),
-    ("accountant", lambda s: s.accountant or "—"),
-    ("n", lambda s: str(s.n)),
-    ("Dice", _metric("dice", 3)),
-    ("Jaccard", _metric("jaccard", 3)),
-    ("accuracy", _metric("accuracy", 3)),
-    ("ΔDice", lambda s: fmt_change(s.dice_change_pct)),
-]
-LEAKAGE_COLUMNS: list[Column] = [
-    ("defense", lambda s: s.defense),
-    ("σ", lambda s: fmt_noise(s.noise)),
-    ("ε", fmt_epsilon),
-    ("PSNR dB", _metric("psnr", 1)),
-    ("SSIM", _metric("ssim", 3)),
-    ("LPIPS", _metric("lpips", 3)),
-    ("mask Dice", _metric("mask_dice", 3)),
-    ("prior PSNR", _metric("prior_psnr", 1)),
-    ("prior SSIM", _metric("prior_ssim", 3)),
-    ("mask-prior PSNR", _metric("mask_prior_psnr", 1)),
-    ("leaks", lambda s: {True: "yes", False: "no", None: "—"}[s.leaks]),
-]
+def _setting_columns() -> list[Column]:
+    return [("defense", lambda s: s.defense), ("σ", lambda s: fmt_noise(s.noise)), ("ε", fmt_epsilon)]
+
+
+def utility_columns() -> list[Column]:
+    """The utility table: the setting, its privacy budget, the schema's utility metrics, ΔDice."""
+    return [
+        *_setting_columns(),
+        ("δ", lambda s: "—" if s.delta is None else f"{s.delta:g}"),
+        ("granularity", lambda s: level(s.granularity) or "—"),
+        ("accountant", lambda s: s.accountant or "—"),
+        ("n", lambda s: str(s.n)),
+        *(_metric(c) for c in schema.table_columns("utility")),
+        ("ΔDice", lambda s: fmt_change(s.dice_change_pct)),
+    ]
+
+
+def leakage_columns() -> list[Column]:
+    """The leakage table: the setting, the schema's leakage and prior metrics, the verdict."""
+    return [
+        *_setting_columns(),
+        *(_metric(c) for c in schema.table_columns("leakage")),
+        ("leaks", lambda s: {True: "yes", False: "no", None: "—"}[s.leaks]),
+    ]
 
 
 def table(
@@ -286,23 +269,25 @@ def markdown_table(headers: Sequence[str], cells: Sequence[Sequence[str]]) -> st
     return "\n".join(lines)
 
 
-CSV_COLUMNS = (
-    "attack",
-    "defense",
-    "noise",
-    "n",
-    "epsilon",
-    "delta",
-    "granularity",
-    "accountant",
-    *(f"{m}_{part}" for m in METRICS for part in ("mean", "sd")),
-    "dice_change_pct",
-    "leaks",
-)
+def csv_columns() -> tuple[str, ...]:
+    """summary.csv's header: the setting, then mean and sd of every summary metric of the schema."""
+    return (
+        "attack",
+        "defense",
+        "noise",
+        "n",
+        "epsilon",
+        "delta",
+        "granularity",
+        "accountant",
+        *(f"{m}_{part}" for m in schema.summary_metrics() for part in ("mean", "sd")),
+        "dice_change_pct",
+        "leaks",
+    )
 
 
 def csv_rows(summaries: Sequence[SettingSummary]) -> list[dict[str, Any]]:
-    """Numeric summary rows (``None`` → empty cell) in :data:`CSV_COLUMNS` order."""
+    """Numeric summary rows (``None`` → empty cell) in :func:`csv_columns` order."""
     out = []
     for s in summaries:
         row: dict[str, Any] = {
@@ -315,7 +300,7 @@ def csv_rows(summaries: Sequence[SettingSummary]) -> list[dict[str, Any]]:
             "granularity": s.granularity,
             "accountant": s.accountant,
         }
-        for m in METRICS:
+        for m in schema.summary_metrics():
             row[f"{m}_mean"], row[f"{m}_sd"] = s.stats[m].mean, s.stats[m].sd
         row["dice_change_pct"] = s.dice_change_pct
         row["leaks"] = None if s.leaks is None else str(s.leaks).lower()

@@ -8,7 +8,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from reports.style import LANDSCAPE, new_page, page_heading
-from reports.summary import LEAKAGE_COLUMNS, UTILITY_COLUMNS, SettingSummary, table
+from reports.summary import SettingSummary, leakage_columns, table, utility_columns
 
 ROWS_SHARED_PAGE = 12  # up to this many settings, both tables share one page
 ROWS_PER_PAGE = 26
@@ -32,8 +32,8 @@ def footnote(lpips_missing: Sequence[str]) -> str:
 def summary_table_pages(summaries: Sequence[SettingSummary], lpips_missing: Sequence[str]) -> list[Figure]:
     """One page with both tables when few settings, else each table over as many pages as needed."""
     note = footnote(lpips_missing)
-    utility = ("Utility and privacy budget", *table(summaries, UTILITY_COLUMNS))
-    leakage = ("Leakage: reconstruction vs the prior guess", *table(summaries, LEAKAGE_COLUMNS))
+    utility = ("Utility and privacy budget", *table(summaries, utility_columns()))
+    leakage = ("Leakage: reconstruction vs the prior guess", *table(summaries, leakage_columns()))
     if len(summaries) <= ROWS_SHARED_PAGE:
         fig = new_page(LANDSCAPE)
         page_heading(fig, "Summary table", "One row per defense setting, aggregated over seeds and targets.")

@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 from feddp_eval.cli import app
 from feddp_eval.config import ExperimentConfig, to_toml
 from feddp_eval.errors import ConfigError
+from feddp_eval.schema import result_columns
 from feddp_eval.sweep import (
-    RESULT_COLUMNS,
     SweepSpec,
     group_by_run,
     load_sweep_config,
@@ -162,7 +162,7 @@ def test_killed_sweep_resumes_to_the_same_results_and_jobs_do_not_change_them(
 
     with open(whole / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert tuple(rows[0]) == RESULT_COLUMNS
+    assert tuple(rows[0]) == result_columns()
     assert [(r["defense"], float(r["noise"])) for r in rows] == [
         ("none", 0.0),
         ("dp-sgd", 0.01),

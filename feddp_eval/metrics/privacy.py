@@ -26,19 +26,15 @@ from scipy.optimize import linear_sum_assignment
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch import Tensor
 
-from feddp_eval.metrics.utility import MetricInfo, confusion_counts, dice
+from feddp_eval import schema
+from feddp_eval.metrics.utility import confusion_counts, dice
 
 if TYPE_CHECKING:
     from feddp_eval.metrics.perceptual import LPIPSMetric
 
-PRIVACY_METRICS = {
-    "psnr": MetricInfo("psnr", higher_is_better=True, lower=0.0, upper=math.inf),
-    "ssim": MetricInfo("ssim", higher_is_better=True, lower=-1.0, upper=1.0),
-    "lpips": MetricInfo("lpips", higher_is_better=False, lower=0.0, upper=math.inf),
-    "mask_dice": MetricInfo("mask_dice", higher_is_better=True, lower=0.0, upper=1.0),
-}
-"""Reconstruction metrics. ``higher_is_better`` is from the attacker's view: a
-"better" value means the reconstruction is closer to the private tile, i.e. more
+PRIVACY_METRICS = {name: schema.column(name) for name in ("psnr", "ssim", "lpips", "mask_dice")}
+"""Reconstruction metrics, as the results schema defines them. ``higher_is_better`` is from the
+attacker's view: a "better" value means the reconstruction is closer to the private tile, i.e. more
 leakage (worse for the defense). LPIPS is a distance: lower = more similar.
 PSNR is +inf for an exact reconstruction (and never below 0 for images in [0, 1])."""
 

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from reports.results import RESULT_COLUMNS
+from reports.results import row_columns
 
 # ------------------------------------------------------------------ reports fixtures (tests/reports only)
 
 # The columns the brief first described: everything in one file (the loader accepts both layouts).
-COLUMNS = RESULT_COLUMNS
+COLUMNS = row_columns()
 SITES = ("site-0", "site-1")
 ROUNDS = 3
 

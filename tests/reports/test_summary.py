@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from feddp_eval.schema import three_digits
 from reports import load_results
 from reports.curves import pareto_front
 from reports.summary import (
-    UTILITY_COLUMNS,
     Stat,
     fmt_change,
     fmt_epsilon,
@@ -19,7 +19,7 @@ from reports.summary import (
     mask_prior_note,
     summarize,
     table,
-    three_digits,
+    utility_columns,
     verdicts,
 )
 
@@ -129,7 +129,8 @@ def test_verdict_names_the_noise_where_leakage_stops() -> None:
     )
     change = 100 * ((0.8 - 0.2 * 0.03) - 0.8) / 0.8
     assert dp == (
-        "dp-sgd: leakage stops at σ = 0.03 (ε = 333, δ = 1e-05, sample-level): mean PSNR 14.5 dB is at most "
+        "dp-sgd: leakage stops at σ = 0.03 (ε = 333, δ = 1e-05, sample-level, rdp): mean PSNR 14.5 dB is "
+        "at most "
         f"1 dB above the mean-colour prior's 14.0 dB, and Dice changes by {change:+.1f}% vs undefended."
     )
     assert f"{change:+.1f}%" == "-0.8%"
@@ -144,7 +145,8 @@ def test_verdict_leaks_everywhere_never_and_inconsistently() -> None:
     never = verdicts(summarize(_constructed("dp-sgd", {0.5: 0.9, 2.0: -0.5})))[1]
     assert never.startswith("dp-sgd never leaked at the tested noises (σ = 0.5 to 2)")
     assert (
-        "at the smallest, σ = 0.5 (ε = 20, δ = 1e-05, sample-level), Dice changes by -12.5% vs undefended"
+        "at the smallest, σ = 0.5 (ε = 20, δ = 1e-05, sample-level, rdp), Dice changes by -12.5% "
+        "vs undefended"
         in never
     )
     mixed = verdicts(summarize(_constructed("dp-sgd", {0.1: 0.5, 1.0: 2.0})))[1]
@@ -186,7 +188,7 @@ def test_several_attacks_are_kept_apart() -> None:
         ("inverting-gradients", "none"),
         ("inverting-gradients", "dp-sgd"),
     ]
-    headers, cells = table(summaries, UTILITY_COLUMNS)
+    headers, cells = table(summaries, utility_columns())
     assert headers[0] == "attack" and cells[1][:3] == ["dlg", "dp-sgd", "0.1"]
     sentences = verdicts(summaries)
     assert sentences[1].startswith("[honest server · dlg] dp-sgd leaked at every tested noise")
@@ -224,7 +226,7 @@ def test_with_masks_known_the_note_also_reads_leakage_against_the_mean_colour() 
     assert note is not None
     assert "Read against the site's mean colour instead, the undefended attack is +8.0 dB above it." in note
     assert (
-        "dp-sgd brings it within 1 dB of the mean colour from σ = 1 (ε = 10, δ = 1e-05, sample-level; "
+        "dp-sgd brings it within 1 dB of the mean colour from σ = 1 (ε = 10, δ = 1e-05, sample-level, rdp; "
         "Dice -10.0%)." in note
     )
     assert (
