@@ -17,12 +17,11 @@ from reports.summary import (
     csv_rows,
     leakage_columns,
     markdown_table,
-    mask_prior_note,
     summarize,
     table,
     utility_columns,
-    verdicts,
 )
+from reports.verdicts import mask_prior_note, verdicts
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -134,3 +134,46 @@ MaskOpt = Annotated[
         help="known: the attacker has the true masks (worst case, default); unknown: recovered jointly."
     ),
 ]
+
+# ---------------------------------------------------------------------------- sweep
+
+SweepNoiseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--noise",
+        help="Comma-separated noise multipliers σ. Default: 0,0.001,0.003,0.01,0.03,0.1,0.3,1.1,2 "
+        "(leakage collapses decades below 1.1). σ = 0 (no defense) is always included.",
+    ),
+]
+SweepDefenseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--defense",
+        help="Comma-separated defenses with a noise multiplier: dp-sgd (default), local-dp, central-dp.",
+    ),
+]
+SweepAttackOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--attack",
+        help="Comma-separated attacks: inverting-gradients (default), dlg, imprint (malicious "
+        "server: trains its own runs; reported apart from the honest-server attacks).",
+    ),
+]
+SeedsOpt = Annotated[int | None, typer.Option(help="Seeds per point: the experiment seed, seed+1, ...")]
+TargetsOpt = Annotated[
+    str | None,
+    typer.Option(help="Comma-separated site indices whose update is attacked (-1: the smallest site)."),
+]
+SweepConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Experiment TOML; an optional \\[sweep] table sets noises, defenses, attacks, seeds, "
+        "targets. Flags override it.",
+        dir_okay=True,  # refused by read_toml in one line
+    ),
+]
+SweepOutOpt = Annotated[Path, typer.Option(help="Sweep folder (resumable: rerun the same command).")]
+JobsOpt = Annotated[int, typer.Option(min=1, help="Points run in parallel processes.")]

@@ -14,6 +14,7 @@ from feddp_eval.cli.app import (
     attack_options,
     emit_json,
     fail,
+    flags,
     names,
     numbers,
     parse_round,
@@ -27,61 +28,47 @@ from feddp_eval.cli.options import (
     DeltaOpt,
     DeviceOpt,
     IterationsOpt,
+    JobsOpt,
     JsonOpt,
     MaskOpt,
     QuietOpt,
     RoundsOpt,
     RoundsUsedOpt,
     SeedOpt,
+    SeedsOpt,
+    SweepAttackOpt,
+    SweepConfigOpt,
+    SweepDefenseOpt,
+    SweepNoiseOpt,
+    SweepOutOpt,
     TargetRoundOpt,
-    value,
+    TargetsOpt,
 )
+
+SWEEP_FLAGS = {
+    "seed": "seed",
+    "device": "device",
+    "rounds": "train.rounds",
+    "iterations": "attack.iterations",
+    "budget": "attack.budget",
+    "rounds_used": "attack.rounds_used",
+    "mask": "attack.mask",
+    "clip": "defense.clip",
+    "delta": "defense.delta",
+    "accountant": "defense.accountant",
+}
 
 
 def sweep(
-    noise: Annotated[
-        str | None,
-        typer.Option(
-            help="Comma-separated noise multipliers σ. Default: 0,0.001,0.003,0.01,0.03,0.1,0.3,1.1,2 "
-            "(leakage collapses decades below 1.1). σ = 0 (no defense) is always included."
-        ),
-    ] = None,
-    defense: Annotated[
-        str | None,
-        typer.Option(
-            help="Comma-separated defenses with a noise multiplier: dp-sgd (default), local-dp, central-dp."
-        ),
-    ] = None,
-    attack_name: Annotated[
-        str | None,
-        typer.Option(
-            "--attack",
-            help="Comma-separated attacks: inverting-gradients (default), dlg, imprint (malicious "
-            "server: trains its own runs; reported apart from the honest-server attacks).",
-        ),
-    ] = None,
+    noise: SweepNoiseOpt = None,
+    defense: SweepDefenseOpt = None,
+    attack_name: SweepAttackOpt = None,
     attack_option: AttackOptionOpt = None,
-    seeds: Annotated[
-        int | None, typer.Option(help="Seeds per point: the experiment seed, seed+1, ...")
-    ] = None,
-    targets: Annotated[
-        str | None,
-        typer.Option(help="Comma-separated site indices whose update is attacked (-1: the smallest site)."),
-    ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            "-c",
-            help="Experiment TOML; an optional \\[sweep] table sets noises, defenses, attacks, seeds, "
-            "targets. Flags override it.",
-            dir_okay=True,  # refused by read_toml in one line
-        ),
-    ] = None,
-    out: Annotated[Path, typer.Option(help="Sweep folder (resumable: rerun the same command).")] = Path(
-        "runs/sweep"
-    ),
-    jobs: Annotated[int, typer.Option(min=1, help="Points run in parallel processes.")] = 1,
+    seeds: SeedsOpt = None,
+    targets: TargetsOpt = None,
+    config: SweepConfigOpt = None,
+    out: SweepOutOpt = Path("runs/sweep"),
+    jobs: JobsOpt = 1,
     rounds: RoundsOpt = None,
     iterations: IterationsOpt = None,
     budget: BudgetOpt = None,
@@ -102,22 +89,11 @@ def sweep(
     sweep resumes where it stopped and ends with the same results.csv. Then render the comparison
     report with `feddp-eval report OUT -o report.pdf`.
     """
-    flags = {
-        "seed": seed,
-        "device": value(device),
-        "train.rounds": rounds,
-        "attack.iterations": iterations,
-        "attack.budget": value(budget),
-        "attack.rounds_used": rounds_used,
-        "attack.mask": value(mask),
-        "defense.clip": clip,
-        "defense.delta": delta,
-        "defense.accountant": value(accountant),
-    }
+    options = locals()  # every option, by parameter name: mapped onto config keys below
     grid = {"noises": noise, "defenses": defense, "attacks": attack_name, "seeds": seeds, "targets": targets}
     with user_errors():
-        flags["attack.target_round"] = parse_round(target_round)
-        base, spec = _sweep_plan(config, flags, grid, attack_options(attack_option))
+        overrides = {**flags(options, SWEEP_FLAGS), "attack.target_round": parse_round(target_round)}
+        base, spec = _sweep_plan(config, overrides, grid, attack_options(attack_option))
         from feddp_eval.cli.render import sweep_progress
         from feddp_eval.pipeline import run_sweep
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from feddp_eval.cli.app import attack_options, emit_json, experiment, parse_round, user_errors
+from feddp_eval.cli.app import attack_options, emit_json, experiment, flags, parse_round, user_errors
 from feddp_eval.cli.options import (
     AccountantOpt,
     AttackOpt,
@@ -32,8 +32,41 @@ from feddp_eval.cli.options import (
     TargetEpsOpt,
     TargetRoundOpt,
     TargetSiteOpt,
-    value,
 )
+
+TRAIN_FLAGS = {
+    "seed": "seed",
+    "device": "device",
+    "data": "data.source",
+    "sites": "data.sites",
+    "tile_size": "data.tile_size",
+    "rounds": "train.rounds",
+    "local_epochs": "train.local_epochs",
+    "local_steps": "train.local_steps",
+    "batch_size": "train.batch_size",
+    "lr": "train.lr",
+    "optimizer": "train.optimizer",
+    "client_fraction": "train.client_fraction",
+}
+DEFENSE_SETTINGS = {
+    "clip": "clip",
+    "delta": "delta",
+    "accountant": "accountant",
+    "prune_ratio": "prune_ratio",
+}
+ATTACK_FLAGS = {
+    "seed": "seed",
+    "device": "device",
+    "rounds": "train.rounds",
+    "data": "data.source",
+    "attack_name": "attack.name",
+    "target_site": "attack.target_site",
+    "rounds_used": "attack.rounds_used",
+    "budget": "attack.budget",
+    "iterations": "attack.iterations",
+    "restarts": "attack.restarts",
+    "mask": "attack.mask",
+}
 
 
 def train(
@@ -77,28 +110,14 @@ def train(
     """
     from feddp_eval.cli.render import print_train_summary, round_progress
 
-    flags = {
-        "seed": seed,
-        "device": value(device),
-        "data.source": str(data) if data else None,
-        "data.sites": sites,
-        "data.tile_size": tile_size,
-        "train.rounds": rounds,
-        "train.local_epochs": local_epochs,
-        "train.local_steps": local_steps,
-        "train.batch_size": batch_size,
-        "train.lr": lr,
-        "train.optimizer": value(optimizer),
-        "train.client_fraction": client_fraction,
-    }
+    options = locals()  # every option, by parameter name: mapped onto config keys below
     with user_errors():
         from feddp_eval.config import apply_defense
         from feddp_eval.pipeline import run_train
 
-        settings = {"clip": clip, "delta": delta, "accountant": value(accountant), "prune_ratio": prune_ratio}
-        chosen = apply_defense(
-            experiment(config, flags), defense=defense, noise=noise, target_epsilon=target_epsilon, **settings
-        )
+        base = experiment(config, flags(options, TRAIN_FLAGS))
+        settings = flags(options, DEFENSE_SETTINGS)
+        chosen = apply_defense(base, defense=defense, noise=noise, target_epsilon=target_epsilon, **settings)
         with round_progress(chosen.train.rounds, quiet) as on_round:
             result = run_train(chosen, run_dir=out, force=force, on_round=on_round)
     if json_output:
@@ -141,25 +160,13 @@ def attack(
     from feddp_eval.cli.attack_table import print_attack_table
     from feddp_eval.cli.render import attack_progress
 
-    flags = {
-        "seed": seed,
-        "device": value(device),
-        "train.rounds": rounds,
-        "data.source": str(data) if data else None,
-        "attack.name": attack_name,
-        "attack.target_site": target_site,
-        "attack.rounds_used": rounds_used,
-        "attack.budget": value(budget),
-        "attack.iterations": iterations,
-        "attack.restarts": restarts,
-        "attack.mask": value(mask),
-    }
+    options = locals()  # every option, by parameter name: mapped onto config keys below
     with user_errors():
         from feddp_eval.config import defended_config, with_attack_options
         from feddp_eval.pipeline import run_attack
 
-        flags["attack.target_round"] = parse_round(target_round)
-        chosen = with_attack_options(experiment(config, flags), attack_options(attack_option))
+        overrides = {**flags(options, ATTACK_FLAGS), "attack.target_round": parse_round(target_round)}
+        chosen = with_attack_options(experiment(config, overrides), attack_options(attack_option))
         chosen = defended_config(chosen, noise=noise, defense=defense)
         with attack_progress(quiet) as (on_stage, on_iteration):
             result = run_attack(

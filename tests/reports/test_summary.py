@@ -16,12 +16,11 @@ from reports.summary import (
     fmt_change,
     fmt_epsilon,
     fmt_stat,
-    mask_prior_note,
     summarize,
     table,
     utility_columns,
-    verdicts,
 )
+from reports.verdicts import mask_prior_note, verdicts
 
 METRICS = (
     "dice",
