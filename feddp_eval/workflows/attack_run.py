@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from feddp_eval.config import ExperimentConfig
 from feddp_eval.errors import ConfigError, RunDirError
@@ -39,7 +39,7 @@ class Target:
     name: str
     captures: list[Any]
     truth: Any
-    mask: str
+    mask: Literal["known", "unknown"]
     malicious: bool
     mean_tile: Any
     painted: Any
