@@ -77,6 +77,7 @@ class TrainConfig:
         lr: Local learning rate.
         momentum: SGD momentum (ignored by Adam).
         dice_weight: Weight of the soft Dice term in the loss (BCE + w * soft Dice).
+        engine: What runs the rounds (``feddp_eval.federated.engine``): ``local``, in this process.
     """
 
     rounds: int = 10
@@ -88,6 +89,7 @@ class TrainConfig:
     lr: float = 0.05
     momentum: float = 0.9
     dice_weight: float = 1.0
+    engine: Literal["local"] = "local"
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,8 @@ class DefenseConfig:
             accountant assumes; turning it off voids the guarantee (for tests).
         grad_sample_mode: How Opacus computes per-sample gradients: ``ew``
             (expanded weights), ``hooks`` or ``functorch``.
+        server: A server-side defense composed with this client-side one (``[defense.server]``,
+            e.g. ``name = "central-dp"``), with its own noise, clip and δ; empty: none.
     """
 
     name: str = "none"
@@ -117,6 +121,7 @@ class DefenseConfig:
     prune_ratio: float = 0.9
     poisson_sampling: bool = True
     grad_sample_mode: Literal["ew", "hooks", "functorch"] = "ew"
+    server: DefenseConfig | None = None
 
 
 AttackBudget = Literal["quick", "standard", "thorough"]
@@ -309,6 +314,8 @@ def _describe(hint: Any) -> str:
         return " or ".join(_describe(a) for a in get_args(hint) if a is not type(None))
     if get_origin(hint) is tuple:
         return f"a list of {_describe(get_args(hint)[0])}"
+    if dataclasses.is_dataclass(hint):
+        return "a table"
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint, str(hint))
 
 
@@ -372,7 +379,7 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         if not ok:
             problems.append(message)
 
-    d, m, t, dp = config.data, config.model, config.train, config.defense
+    d, m, t = config.data, config.model, config.train
     pooling = 2 ** min(max(m.depth, 0), 64)  # a hostile depth must not make 2**depth hang; reported apart
     need(d.sites >= 1, f"`data.sites` must be >= 1, but got {d.sites}")
     tiles = d.train_tiles if isinstance(d.train_tiles, tuple) else (d.train_tiles,)
@@ -403,12 +410,15 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     need(math.isfinite(t.lr) and t.lr > 0, f"`train.lr` must be > 0, but got {t.lr}")
     need(0 <= t.momentum < 1, f"`train.momentum` must be in [0, 1), but got {t.momentum}")
     need(t.dice_weight >= 0, f"`train.dice_weight` must be >= 0, but got {t.dice_weight}")
-    need(math.isfinite(dp.noise) and dp.noise >= 0, f"`defense.noise` must be >= 0, but got {dp.noise}")
-    need(dp.clip > 0, f"`defense.clip` must be > 0, but got {dp.clip}")
-    need(0 < dp.delta < 1, f"`defense.delta` must be in (0, 1), but got {dp.delta}")
-    need(0 <= dp.prune_ratio < 1, f"`defense.prune_ratio` must be in [0, 1), but got {dp.prune_ratio}")
-    if dp.target_epsilon is not None:
-        need(dp.target_epsilon > 0, f"`defense.target_epsilon` must be > 0, but got {dp.target_epsilon}")
+    for at, dp in (("defense", config.defense), ("defense.server", config.defense.server)):
+        if dp is None:
+            continue
+        need(math.isfinite(dp.noise) and dp.noise >= 0, f"`{at}.noise` must be >= 0, but got {dp.noise}")
+        need(dp.clip > 0, f"`{at}.clip` must be > 0, but got {dp.clip}")
+        need(0 < dp.delta < 1, f"`{at}.delta` must be in (0, 1), but got {dp.delta}")
+        need(0 <= dp.prune_ratio < 1, f"`{at}.prune_ratio` must be in [0, 1), but got {dp.prune_ratio}")
+        if dp.target_epsilon is not None:
+            need(dp.target_epsilon > 0, f"`{at}.target_epsilon` must be > 0, but got {dp.target_epsilon}")
     a = config.attack
     need(
         a.iterations is None or a.iterations >= 1,
@@ -494,6 +504,11 @@ def config_hash(config: ExperimentConfig, *, include_attack: bool = False) -> st
     """SHA-256 (hex) of the fields that determine a training run's numbers (and the attack's, if asked)."""
     skip = _NOT_HASHED - ({"attack"} if include_attack else set())
     raw = {k: v for k, v in to_dict(config).items() if k not in skip}
+    # Settings added later are left out at their defaults, so every earlier run keeps its hash.
+    if raw["train"].get("engine") == "local":
+        del raw["train"]["engine"]
+    if raw["defense"].get("server", ...) is None:
+        del raw["defense"]["server"]
     if (server := server_modification(config)) is not None:
         raw["server"] = server  # a malicious server trains a different run; honest hashes are unchanged
     blob = json.dumps(raw, sort_keys=True, separators=(",", ":"))
@@ -506,9 +521,19 @@ def to_toml(config: Any) -> str:
     lines = [f"{k} = {_toml_value(v)}" for k, v in raw.items() if not isinstance(v, dict) and v is not None]
     for section, table in raw.items():
         if isinstance(table, dict):
-            lines += ["", f"[{section}]"]
-            lines += [f"{k} = {_toml_value(v)}" for k, v in table.items() if v is not None]
+            lines += _toml_table(section, table)
     return "\n".join(lines) + "\n"
+
+
+def _toml_table(name: str, table: dict[str, Any]) -> list[str]:
+    lines = ["", f"[{name}]"]
+    lines += [
+        f"{k} = {_toml_value(v)}" for k, v in table.items() if v is not None and not isinstance(v, dict)
+    ]
+    for key, sub in table.items():
+        if isinstance(sub, dict):
+            lines += _toml_table(f"{name}.{key}", sub)
+    return lines
 
 
 def _toml_value(value: Any) -> str:

@@ -84,8 +84,7 @@ def _train(
     from defenses import build_defense
     from feddp_eval.data.sites import build_sites
     from feddp_eval.federated.capture import CaptureWriter
-    from feddp_eval.federated.hooks import privacy_summary
-    from feddp_eval.federated.loop import run_fedavg
+    from feddp_eval.federated.engine import build_engine
     from feddp_eval.models.unet import UNet, count_parameters
     from feddp_eval.seeding import derive_seed
 
@@ -101,7 +100,7 @@ def _train(
     model = UNet(depth=m.depth, width=m.width, groups=m.groups, activation=m.activation)
     capture = CaptureWriter(run_dir) if config.capture else None
     malicious = malicious_server(config)
-    result = run_fedavg(
+    result = build_engine(config.train.engine).run(
         sites,
         model,
         config.train,
@@ -118,7 +117,7 @@ def _train(
     write_csv(run_dir / "metrics.csv", evaluation, EVAL_COLUMNS)
     write_csv(run_dir / "clients.csv", clients, CLIENT_COLUMNS)
     save_tensors(run_dir / "model.safetensors", dict(model.named_parameters()))
-    privacy = privacy_summary(hooks.privacy_records())
+    privacy = result.privacy_summary()
     write_json(run_dir / "privacy.json", privacy)
     write_json(
         run_dir / "sites.json",
