@@ -85,6 +85,7 @@ def _train(
     from feddp_eval.data.sites import build_sites
     from feddp_eval.federated.capture import CaptureWriter
     from feddp_eval.federated.engine import build_engine
+    from feddp_eval.federated.loop import FedAvgJob
     from feddp_eval.models.unet import UNet, count_parameters
     from feddp_eval.seeding import derive_seed
 
@@ -100,10 +101,10 @@ def _train(
     model = UNet(depth=m.depth, width=m.width, groups=m.groups, activation=m.activation)
     capture = CaptureWriter(run_dir) if config.capture else None
     malicious = malicious_server(config)
-    result = build_engine(config.train.engine).run(
-        sites,
-        model,
-        config.train,
+    job = FedAvgJob(
+        sites=sites,
+        model=model,
+        train=config.train,
         seed=config.seed,
         device=torch.device(device),
         hooks=hooks,
@@ -111,6 +112,7 @@ def _train(
         on_round=on_round,
         malicious=malicious,
     )
+    result = build_engine(config.train.engine).run(job)
 
     evaluation = [row for r in result.rounds for row in r.evaluation]
     clients = [row for r in result.rounds for row in r.clients]

@@ -1,27 +1,19 @@
 """Engines: what runs the federated rounds, chosen by ``[train] engine``.
 
-An engine takes the sites, the initial model and the defense's
-:class:`~feddp_eval.federated.hooks.TrainingHooks`, runs every round (capturing each
-released update when asked), and returns a :class:`~feddp_eval.federated.loop.FedAvgResult`.
-``local`` runs every client in this process (:func:`~feddp_eval.federated.loop.run_fedavg`).
-The same seed gives the same numbers on every engine that can reproduce the local draws.
+An engine takes a :class:`~feddp_eval.federated.loop.FedAvgJob` (the sites, the initial model,
+the settings and the defense's :class:`~feddp_eval.federated.hooks.TrainingHooks`), runs every
+round (capturing each released update when asked), and returns a
+:class:`~feddp_eval.federated.loop.FedAvgResult`. ``local`` runs every client in this process
+(:func:`~feddp_eval.federated.loop.train_job`). Clients are built from the hooks one per site
+(:meth:`TrainingHooks.client`), so another engine can run each one where its data lives.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
 from typing import ClassVar
 
-import torch
-from torch import nn
-
-from feddp_eval.config import TrainConfig
-from feddp_eval.data.types import Site
-from feddp_eval.federated.capture import CaptureWriter
-from feddp_eval.federated.hooks import TrainingHooks
-from feddp_eval.federated.loop import FedAvgResult, RoundRecord, run_fedavg
-from feddp_eval.federated.malicious import ImprintServer
+from feddp_eval.federated.loop import FedAvgJob, FedAvgResult, train_job
 from feddp_eval.registry import Registry
 
 
@@ -31,20 +23,8 @@ class Engine(ABC):
     name: ClassVar[str]
 
     @abstractmethod
-    def run(
-        self,
-        sites: Sequence[Site],
-        model: nn.Module,
-        train: TrainConfig,
-        *,
-        seed: int,
-        device: torch.device,
-        hooks: TrainingHooks | None = None,
-        capture: CaptureWriter | None = None,
-        on_round: Callable[[RoundRecord], None] | None = None,
-        malicious: ImprintServer | None = None,
-    ) -> FedAvgResult:
-        """Train ``model`` in place across ``sites`` for ``train.rounds`` rounds behind ``hooks``."""
+    def run(self, job: FedAvgJob) -> FedAvgResult:
+        """Train ``job.model`` in place across ``job.sites`` for ``job.train.rounds`` rounds."""
 
 
 ENGINES: Registry[Engine] = Registry("engine")
@@ -54,30 +34,8 @@ ENGINES: Registry[Engine] = Registry("engine")
 class LocalEngine(Engine):
     """Every client in this process, one after the other: the reference loop."""
 
-    def run(
-        self,
-        sites: Sequence[Site],
-        model: nn.Module,
-        train: TrainConfig,
-        *,
-        seed: int,
-        device: torch.device,
-        hooks: TrainingHooks | None = None,
-        capture: CaptureWriter | None = None,
-        on_round: Callable[[RoundRecord], None] | None = None,
-        malicious: ImprintServer | None = None,
-    ) -> FedAvgResult:
-        return run_fedavg(
-            sites,
-            model,
-            train,
-            seed=seed,
-            device=device,
-            hooks=hooks,
-            capture=capture,
-            on_round=on_round,
-            malicious=malicious,
-        )
+    def run(self, job: FedAvgJob) -> FedAvgResult:
+        return train_job(job)
 
 
 def build_engine(name: str) -> Engine:

@@ -99,20 +99,40 @@ def client_plans(sites: Sequence[Site], train: TrainConfig) -> list[ClientPlan]:
     ]
 
 
-@dataclass
-class _Run:
-    """One training run's fixed parts, shared by its rounds."""
+@dataclass(frozen=True)
+class FedAvgJob:
+    """A training run as handed to an engine (:mod:`feddp_eval.federated.engine`).
+
+    Attributes:
+        sites: The clients' data, by site index.
+        model: The initial global model; trained in place.
+        train: Rounds, sampling and local training settings.
+        seed: The experiment seed every random draw derives from.
+        device: Where to train.
+        hooks: The defense (its client sides and its aggregator wrapper).
+        capture: Where the server records what it receives, if anywhere.
+        on_round: Called with each round's record.
+        malicious: A server that modifies the model it sends one client in one round.
+    """
 
     sites: Sequence[Site]
     model: nn.Module
     train: TrainConfig
     seed: int
     device: torch.device
-    hooks: TrainingHooks
+    hooks: TrainingHooks = field(default_factory=TrainingHooks)
+    capture: CaptureWriter | None = None
+    on_round: Callable[[RoundRecord], None] | None = None
+    malicious: ImprintServer | None = None
+
+
+@dataclass(frozen=True)
+class _Run:
+    """A job and the defense's pieces built for it: one client side per site, the aggregator."""
+
+    job: FedAvgJob
     clients: list[ClientDefense]
     aggregator: Aggregator
-    capture: CaptureWriter | None
-    malicious: ImprintServer | None
 
 
 def run_fedavg(
@@ -127,65 +147,60 @@ def run_fedavg(
     on_round: Callable[[RoundRecord], None] | None = None,
     malicious: ImprintServer | None = None,
 ) -> FedAvgResult:
-    """Train ``model`` with FedAvg across ``sites``; the model is updated in place and returned.
+    """Train ``model`` with FedAvg across ``sites`` in this process (see :func:`train_job`)."""
+    job = FedAvgJob(sites, model, train, seed, device, hooks or TrainingHooks(), capture, on_round, malicious)
+    return train_job(job)
+
+
+def train_job(job: FedAvgJob) -> FedAvgResult:
+    """Train ``job.model`` with FedAvg across ``job.sites``; the model is updated in place and returned.
 
     Each round: sample clients, send the global weights, train locally behind each client's
     defense, capture each released update, aggregate (by sample count, unless a server-side
     defense wraps the aggregator), and evaluate the new global model on every site's held-out
-    tiles. A ``malicious`` server sends its target client a modified model in its target round,
+    tiles. A malicious server sends its target client a modified model in its target round,
     captures that update whole and aggregates only the U-Net's part of it.
     """
-    hooks = hooks or TrainingHooks()
-    model.to(device)
-    plans = client_plans(sites, train)
-    hooks.setup(model, plans)
-    run = _Run(
-        sites=sites,
-        model=model,
-        train=train,
-        seed=seed,
-        device=device,
-        hooks=hooks,
-        clients=[hooks.client(p) for p in plans],
-        aggregator=hooks.wrap(FedAvg()),
-        capture=capture,
-        malicious=malicious,
-    )
-    if capture:
-        for i, site in enumerate(sites):
-            capture.write_ground_truth(i, site.train)
-    result = FedAvgResult(model=model, clients=run.clients, aggregator=run.aggregator)
-    for round_index in range(1, train.rounds + 1):
+    job.model.to(job.device)
+    plans = client_plans(job.sites, job.train)
+    job.hooks.setup(job.model, plans)
+    run = _Run(job, [job.hooks.client(p) for p in plans], job.hooks.wrap(FedAvg()))
+    if job.capture:
+        for i, site in enumerate(job.sites):
+            job.capture.write_ground_truth(i, site.train)
+    result = FedAvgResult(model=job.model, clients=run.clients, aggregator=run.aggregator)
+    for round_index in range(1, job.train.rounds + 1):
         record = _round(run, round_index)
         result.rounds.append(record)
-        if on_round:
-            on_round(record)
+        if job.on_round:
+            job.on_round(record)
     return result
 
 
 def _round(run: _Run, round_index: int) -> RoundRecord:
     """Sample clients, collect their released updates, aggregate, and evaluate the new model."""
     start = time.perf_counter()
-    model, sites = run.model, run.sites
+    job = run.job
+    model, sites = job.model, job.sites
     global_weights = {name: p.detach().clone() for name, p in model.named_parameters()}
-    if run.capture:
-        run.capture.write_global(round_index, global_weights)
+    if job.capture:
+        job.capture.write_global(round_index, global_weights)
     released, weights, client_rows = [], [], []
     for i in sample_clients(
-        len(sites), run.train.client_fraction, generator(run.seed, "clients", round_index)
+        len(sites), job.train.client_fraction, generator(job.seed, "clients", round_index)
     ):
         update, row = _client(run, round_index, i, global_weights)
         released.append(update)
         weights.append(float(len(sites[i].train)))
         client_rows.append(row)
-    aggregate = run.aggregator.aggregate(released, weights, generator(run.seed, "aggregate", round_index))
-    _load(model, {n: global_weights[n] + aggregate[n].to(run.device) for n in global_weights})
+    aggregate = run.aggregator.aggregate(released, weights, generator(job.seed, "aggregate", round_index))
+    _load(model, {n: global_weights[n] + aggregate[n].to(job.device) for n in global_weights})
     require_finite(
         dict(model.named_parameters()),
         what=f"the global model after round {round_index}",
         fix=_NON_FINITE_FIX,
     )
-    evaluation = _evaluate_sites(model, sites, run.device, round_index)
+    evaluation = _evaluate_sites(model, sites, job.device, round_index)
     return RoundRecord(round_index, client_rows, evaluation, time.perf_counter() - start)
 
 
@@ -193,20 +208,21 @@ def _client(
     run: _Run, round_index: int, i: int, global_weights: dict[str, torch.Tensor]
 ) -> tuple[Update, dict[str, Any]]:
     """Client ``i``'s round: what the server aggregates from it, and its training row."""
-    _load(run.model, global_weights)
-    site = run.sites[i]
-    sent: nn.Module = run.model
+    job = run.job
+    _load(job.model, global_weights)
+    site = job.sites[i]
+    sent: nn.Module = job.model
     sent_weights = None
-    if run.malicious and run.malicious.applies(round_index, i, list(run.sites)):
-        sent = run.malicious.model_for(run.model, site, generator(run.seed, "malicious", round_index, i))
+    if job.malicious and job.malicious.applies(round_index, i, list(job.sites)):
+        sent = job.malicious.model_for(job.model, site, generator(job.seed, "malicious", round_index, i))
         sent_weights = {name: p.detach().clone() for name, p in sent.named_parameters()}
     answer = client_round(
         sent,
         site.train,
-        run.train,
+        job.train,
         defense=run.clients[i],
-        device=run.device,
-        seed=run.seed,
+        device=job.device,
+        seed=job.seed,
         round_index=round_index,
     )
     require_finite(
@@ -214,11 +230,11 @@ def _client(
         what=f"the update site {i} ({site.name}) released in round {round_index}",
         fix=_NON_FINITE_FIX,
     )
-    if run.capture:
-        metadata = _metadata(site, run.train, run.hooks, answer.local.batches)
-        if run.malicious is not None and sent_weights is not None:
-            metadata["model"] = run.malicious.describe(site)
-        run.capture.write_update(round_index, i, answer.update, metadata, global_weights=sent_weights)
+    if job.capture:
+        metadata = _metadata(site, job.train, job.hooks, answer.local.batches)
+        if job.malicious is not None and sent_weights is not None:
+            metadata["model"] = job.malicious.describe(site)
+        job.capture.write_update(round_index, i, answer.update, metadata, global_weights=sent_weights)
     row = {
         "round": round_index,
         "site": site.name,
