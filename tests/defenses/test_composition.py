@@ -176,9 +176,11 @@ def test_the_server_table_is_validated_like_the_defense(
 ) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(
-        to_toml(tiny_config) + '\n[defense.server]\nname = "central-dp"\nclip = -1.0\ndelta = 2.0\n'
+        to_toml(tiny_config)
+        + '\n[defense.server]\nname = "central-dp"\nclip = -1.0\ndelta = 2.0\nnoise = 1e7\n'
     )
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert any("`defense.server.clip` must be > 0" in p for p in info.value.problems)
     assert any("`defense.server.delta` must be in (0, 1)" in p for p in info.value.problems)
+    assert any("`defense.server.noise` must be at most" in p for p in info.value.problems)
