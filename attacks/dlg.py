@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from attacks.base import ATTACKS, AttackConfig, GradientInversion
+from attacks.base import ATTACKS, AttackConfig
+from attacks.inversion import GradientInversion
 from feddp_eval.errors import ConfigError
 
 

@@ -53,7 +53,6 @@ DEFAULT_NOISES: tuple[float, ...] = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.
 NOISE_DEFENSES = ("dp-sgd", "local-dp", "central-dp")
 
 
-
 @dataclass(frozen=True)
 class SweepSpec:
     """The grid of a sweep (the ``[sweep]`` table of an experiment TOML).
@@ -197,7 +196,12 @@ def plan(base: ExperimentConfig, spec: SweepSpec) -> list[SweepPoint]:
                             base,
                             seed=seed,
                             defense=dataclasses.replace(
-                                base.defense, name=defense, noise=noise, target_epsilon=None
+                                base.defense,
+                                name=defense,
+                                noise=noise,
+                                target_epsilon=None,
+                                # The undefended reference has no server-side defense either.
+                                server=None if defense == "none" else base.defense.server,
                             ),
                             attack=dataclasses.replace(base.attack, name=attack, target_site=target),
                         )

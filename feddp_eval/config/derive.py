@@ -96,7 +96,8 @@ def apply_defense(
 
 
 def reference_config(config: ExperimentConfig) -> ExperimentConfig:
-    """The undefended arm of the same experiment: no defense, no noise, no calibration target."""
+    """The undefended arm of the same experiment: no defense (client or server side), no noise, no
+    calibration target."""
     return with_overrides(
         config, {"defense.name": "none", "defense.noise": 0.0, "defense.target_epsilon": None}
     )

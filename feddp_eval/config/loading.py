@@ -112,6 +112,8 @@ def _describe(hint: Any) -> str:
         return " or ".join(_describe(a) for a in get_args(hint) if a is not type(None))
     if get_origin(hint) is tuple:
         return f"a list of {_describe(get_args(hint)[0])}"
+    if dataclasses.is_dataclass(hint):
+        return "a table"
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint, str(hint))
 
 
@@ -198,20 +200,21 @@ def to_toml(config: Any) -> str:
     lines = [f"{k} = {_toml_value(v)}" for k, v in raw.items() if not isinstance(v, dict) and v is not None]
     for section, table in raw.items():
         if isinstance(table, dict):
-            lines += ["", f"[{section}]"]
-            lines += [
-                f"{k} = {_toml_value(v)}"
-                for k, v in table.items()
-                if v is not None and not isinstance(v, dict)
-            ]
-            for name, sub in _sub_tables(table):
-                lines += ["", f"[{section}.{name}]", *(f"{k} = {_toml_value(v)}" for k, v in sub.items())]
+            lines += _toml_table(section, table)
     return "\n".join(lines) + "\n"
 
 
-def _sub_tables(table: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """The tables nested in a section (an attack's own settings), as ``(name, table)``."""
-    return [(name, sub) for value in table.values() if isinstance(value, dict) for name, sub in value.items()]
+def _toml_table(name: str, table: dict[str, Any]) -> list[str]:
+    """``[name]`` with its values, then its non-empty sub-tables (``[defense.server]``,
+    ``[attack.options.dlg]``)."""
+    lines = ["", f"[{name}]"]
+    lines += [
+        f"{k} = {_toml_value(v)}" for k, v in table.items() if v is not None and not isinstance(v, dict)
+    ]
+    for key, sub in table.items():
+        if isinstance(sub, dict) and sub:
+            lines += _toml_table(f"{name}.{key}", sub)
+    return lines
 
 
 def _toml_value(value: Any) -> str:

@@ -68,6 +68,7 @@ class TrainConfig:
         lr: Local learning rate.
         momentum: SGD momentum (ignored by Adam).
         dice_weight: Weight of the soft Dice term in the loss (BCE + w * soft Dice).
+        engine: What runs the rounds (``feddp_eval.federated.engine``): ``local``, in this process.
     """
 
     rounds: int = 10
@@ -79,6 +80,7 @@ class TrainConfig:
     lr: float = 0.05
     momentum: float = 0.9
     dice_weight: float = 1.0
+    engine: Literal["local"] = field(default="local", metadata=ADDED)
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ class DefenseConfig:
             accountant assumes; turning it off voids the guarantee (for tests).
         grad_sample_mode: How Opacus computes per-sample gradients: ``ew``
             (expanded weights), ``hooks`` or ``functorch``.
+        server: A server-side defense composed with this client-side one (``[defense.server]``,
+            e.g. ``name = "central-dp"``), with its own noise, clip and δ; empty: none.
     """
 
     name: str = "none"
@@ -108,6 +112,7 @@ class DefenseConfig:
     prune_ratio: float = 0.9
     poisson_sampling: bool = True
     grad_sample_mode: Literal["ew", "hooks", "functorch"] = "ew"
+    server: DefenseConfig | None = field(default=None, metadata=ADDED)
 
 
 AttackBudget = Literal["quick", "standard", "thorough"]

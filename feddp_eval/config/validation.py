@@ -84,13 +84,16 @@ def _train(t: TrainConfig, need: Need) -> None:
     need(t.dice_weight >= 0, f"`train.dice_weight` must be >= 0, but got {t.dice_weight}")
 
 
-def _defense(dp: DefenseConfig, need: Need) -> None:
-    need(math.isfinite(dp.noise) and dp.noise >= 0, f"`defense.noise` must be >= 0, but got {dp.noise}")
-    need(dp.clip > 0, f"`defense.clip` must be > 0, but got {dp.clip}")
-    need(0 < dp.delta < 1, f"`defense.delta` must be in (0, 1), but got {dp.delta}")
-    need(0 <= dp.prune_ratio < 1, f"`defense.prune_ratio` must be in [0, 1), but got {dp.prune_ratio}")
-    if dp.target_epsilon is not None:
-        need(dp.target_epsilon > 0, f"`defense.target_epsilon` must be > 0, but got {dp.target_epsilon}")
+def _defense(defense: DefenseConfig, need: Need) -> None:
+    for at, dp in (("defense", defense), ("defense.server", defense.server)):
+        if dp is None:
+            continue
+        need(math.isfinite(dp.noise) and dp.noise >= 0, f"`{at}.noise` must be >= 0, but got {dp.noise}")
+        need(dp.clip > 0, f"`{at}.clip` must be > 0, but got {dp.clip}")
+        need(0 < dp.delta < 1, f"`{at}.delta` must be in (0, 1), but got {dp.delta}")
+        need(0 <= dp.prune_ratio < 1, f"`{at}.prune_ratio` must be in [0, 1), but got {dp.prune_ratio}")
+        if dp.target_epsilon is not None:
+            need(dp.target_epsilon > 0, f"`{at}.target_epsilon` must be > 0, but got {dp.target_epsilon}")
 
 
 def _attack(a: AttackSettings, t: TrainConfig, need: Need) -> None:

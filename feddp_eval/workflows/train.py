@@ -78,7 +78,8 @@ def _train(
     from defenses import build_defense
     from feddp_eval.data.sites import build_sites
     from feddp_eval.federated.capture import CaptureWriter
-    from feddp_eval.federated.loop import run_fedavg
+    from feddp_eval.federated.engine import build_engine
+    from feddp_eval.federated.loop import FedAvgJob
     from feddp_eval.models.unet import UNet
     from feddp_eval.seeding import derive_seed
 
@@ -90,12 +91,11 @@ def _train(
     write_manifest(run_dir, config, device=device, started=started, status="running")
 
     torch.manual_seed(derive_seed(config.seed, "model-init"))
-    m = config.model
-    model = UNet(depth=m.depth, width=m.width, groups=m.groups, activation=m.activation)
-    result = run_fedavg(
-        sites,
-        model,
-        config.train,
+    model = UNet.from_config(config.model)
+    job = FedAvgJob(
+        sites=sites,
+        model=model,
+        train=config.train,
         seed=config.seed,
         device=torch.device(device),
         hooks=hooks,
@@ -103,6 +103,7 @@ def _train(
         on_round=on_round,
         malicious=malicious_server(config),
     )
+    result = build_engine(config.train.engine).run(job)
     summary = _write_outputs(run_dir, config, sites, model, result, hooks, started)
     write_manifest(
         run_dir,
@@ -119,12 +120,10 @@ def _write_outputs(
     run_dir: Path, config: ExperimentConfig, sites: Any, model: Any, result: Any, hooks: Any, started: float
 ) -> dict[str, Any]:
     """metrics.csv, clients.csv, the final model, privacy.json, sites.json and the run summary."""
-    from feddp_eval.federated.hooks import privacy_summary
-
     write_csv(run_dir / "metrics.csv", [row for r in result.rounds for row in r.evaluation], EVAL_COLUMNS)
     write_csv(run_dir / "clients.csv", [row for r in result.rounds for row in r.clients], CLIENT_COLUMNS)
     save_tensors(run_dir / "model.safetensors", dict(model.named_parameters()))
-    privacy = privacy_summary(hooks.privacy_records())
+    privacy = result.privacy_summary()
     write_json(run_dir / "privacy.json", privacy)
     write_json(
         run_dir / "sites.json",
