@@ -26,6 +26,7 @@ from attacks.threat_model import (
     Reconstruction,
     ServerView,
 )
+from feddp_eval.config import AttackSettings
 from feddp_eval.errors import ConfigError
 from feddp_eval.registry import Registry
 
@@ -48,7 +49,7 @@ class AttackConfig:
     """Settings every attack shares; subclasses add their own fields.
 
     Attributes:
-        iterations: Optimisation steps per restart.
+        iterations: Optimisation steps per restart (default: the `quick` budget of `[attack]`).
         restarts: Independent starts, optimised as one batch; the best objective wins.
         time_budget: Stop after this many seconds (``None``: no limit).
         tolerance: Stop when the best objective moved less than this over the last 100 iterations.
@@ -63,8 +64,9 @@ class AttackConfig:
             without it the colour drifts; 0 turns it off (and it is off without a prior).
     """
 
-    iterations: int = 1000
-    restarts: int = 1
+    # One default for the schedule: the "quick" budget of [attack] (AttackSettings.BUDGETS).
+    iterations: int = AttackSettings.BUDGETS["quick"][0]
+    restarts: int = AttackSettings.BUDGETS["quick"][1]
     time_budget: float | None = None
     tolerance: float = 0.0
     image: ImageKind = "pixels"

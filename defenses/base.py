@@ -169,6 +169,13 @@ def gaussian_record(
 DEFENSES: Registry[Defense] = Registry("defense")
 
 
+def noise_defenses() -> list[str]:
+    """The registered defenses with a noise multiplier σ to sweep (Gaussian mechanisms)."""
+    import defenses  # noqa: F401  (registers the built-in defenses)
+
+    return [name for name in DEFENSES.names() if issubclass(DEFENSES.get(name), GaussianDefense)]
+
+
 def build_defense(config: DefenseConfig) -> Defense:
     """The defense ``config`` names, validated and ready to hook into training.
 

@@ -49,8 +49,6 @@ MAX_SEEDS = 10_000
 
 # Two to three decades below the textbook σ = 1.1: that is where leakage collapses (REFERENCES.md).
 DEFAULT_NOISES: tuple[float, ...] = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.1, 2.0)
-# Defenses with a noise multiplier to sweep; prune has none.
-NOISE_DEFENSES = ("dp-sgd", "local-dp", "central-dp")
 
 
 @dataclass(frozen=True)
@@ -75,9 +73,12 @@ class SweepSpec:
         return [base_seed + i for i in range(self.seeds)]
 
 
-def validate_spec(spec: SweepSpec, *, defenses: Sequence[str], attacks: Sequence[str]) -> SweepSpec:
-    """Check the grid against the registered ``defenses`` and ``attacks``; one error lists every
-    problem. Noises come back sorted and de-duplicated, with the undefended 0 added."""
+def validate_spec(
+    spec: SweepSpec, *, defenses: Sequence[str], attacks: Sequence[str], noise_defenses: Sequence[str]
+) -> SweepSpec:
+    """Check the grid against the registered ``defenses`` and ``attacks`` (``noise_defenses``: those with
+    a noise multiplier σ to sweep); one error lists every problem. Noises come back sorted and
+    de-duplicated, with the undefended 0 added."""
     problems: list[str] = []
     if not spec.noises:
         problems.append("`sweep.noises` is empty; give at least one noise level")
@@ -89,10 +90,10 @@ def validate_spec(spec: SweepSpec, *, defenses: Sequence[str], attacks: Sequence
     for name in spec.defenses:
         if name not in defenses:
             problems.append(f"unknown defense {name!r} in `sweep.defenses`; known: {', '.join(defenses)}")
-        elif name not in NOISE_DEFENSES:
+        elif name not in noise_defenses:
             problems.append(
                 f"`sweep.defenses` lists {name!r}, which has no noise multiplier to sweep; "
-                f"use {', '.join(NOISE_DEFENSES)} (the undefended reference is always included)"
+                f"use {', '.join(noise_defenses)} (the undefended reference is always included)"
             )
     for name in spec.attacks:
         if name not in attacks:

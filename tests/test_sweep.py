@@ -30,10 +30,11 @@ from feddp_eval.sweep import (
 runner = CliRunner()
 DEFENSES = ("none", "dp-sgd", "local-dp", "central-dp", "prune")
 ATTACKS = ("inverting-gradients", "dlg")
+NOISY = ("dp-sgd", "local-dp", "central-dp")
 
 
 def _valid(spec: SweepSpec) -> SweepSpec:
-    return validate_spec(spec, defenses=DEFENSES, attacks=ATTACKS)
+    return validate_spec(spec, defenses=DEFENSES, attacks=ATTACKS, noise_defenses=NOISY)
 
 
 def test_plan_covers_the_grid_with_the_reference_first(tiny_config: ExperimentConfig) -> None:
@@ -244,6 +245,7 @@ def test_imprint_points_train_their_own_runs_and_get_their_own_table(
         SweepSpec(noises=(0.0, 1.1), attacks=("inverting-gradients", "imprint")),
         defenses=DEFENSES,
         attacks=(*ATTACKS, "imprint"),
+        noise_defenses=NOISY,
     )
     points = plan(tiny_config, spec)
     honest = {p.run_dir for p in points if p.config.attack.name == "inverting-gradients"}

@@ -73,12 +73,14 @@ def run_sweep(
     import sys
 
     from attacks import ATTACKS
-    from defenses import DEFENSES
+    from defenses import DEFENSES, noise_defenses
     from feddp_eval.runcheck import discard_new_sweep
     from feddp_eval.safety import planned_sites
     from feddp_eval.sweep import SWEEP_FILE, check_sweep_dir, plan, sweep_manifest, validate_spec
 
-    spec = validate_spec(spec, defenses=DEFENSES.names(), attacks=ATTACKS.names())
+    spec = validate_spec(
+        spec, defenses=DEFENSES.names(), attacks=ATTACKS.names(), noise_defenses=noise_defenses()
+    )
     sites = planned_sites(config.data)  # synthetic, or a folder's site count: known before training
     if sites is not None and any(t >= sites for t in spec.targets):
         raise ConfigError(

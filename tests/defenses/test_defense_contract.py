@@ -100,3 +100,9 @@ def test_each_side_is_built_apart_and_its_state_is_json(name: str, tiny_config: 
         state = json.loads(json.dumps(side.state_dict()))
         side.load_state_dict(state)
         assert json.loads(json.dumps(side.state_dict())) == state
+
+
+def test_the_sweepable_defenses_are_the_gaussian_mechanisms_of_the_registry() -> None:
+    from defenses import noise_defenses
+
+    assert noise_defenses() == ["central-dp", "dp-sgd", "local-dp"]
