@@ -1,0 +1,12 @@
+"""Argument checks shared by the data generators."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from feddp_eval.errors import ConfigError
+
+
+def check_at_least(name: str, value: int, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ConfigError(f"`{name}` must be an integer >= {minimum}, but got {value!r}")
