@@ -26,6 +26,7 @@ from feddp_eval.safety import merge_problems, setting_problems
 Device = Literal["auto", "cpu", "cuda"]
 OptimizerName = Literal["sgd", "adam"]
 TileMode = Literal["crop", "resize"]
+Difficulty = Literal["easy", "hard"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class DataConfig:
         tile_size: Tile edge in pixels.
         test_fraction: Held-out share of a real folder's images, per site.
         tile_mode: How real images become tiles: ``crop`` (non-overlapping) or ``resize``.
+        difficulty: Synthetic tiles: ``easy``, or ``hard`` (crowded, pale and hyperchromatic
+            nuclei, dark look-alikes, blur, stain drift within a site; see ``feddp_eval.data.hard``).
     """
 
     source: str = "synthetic"
@@ -50,6 +53,7 @@ class DataConfig:
     tile_size: int = 64
     test_fraction: float = 0.25
     tile_mode: TileMode = "crop"
+    difficulty: Difficulty = "easy"
 
 
 @dataclass(frozen=True)
@@ -383,6 +387,11 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
             f"`data.train_tiles` lists {len(d.train_tiles)} sites but `data.sites` is {d.sites}; "
             "give one number per site or a single number",
         )
+    need(
+        d.difficulty == "easy" or d.source == "synthetic",
+        f"`data.difficulty = {d.difficulty!r}` applies to synthetic tiles only, but `data.source` is "
+        f"{d.source!r}; drop the difficulty or use source = 'synthetic'",
+    )
     need(d.test_tiles >= 1, f"`data.test_tiles` must be >= 1, but got {d.test_tiles}")
     need(d.tile_size >= 8, f"`data.tile_size` must be >= 8, but got {d.tile_size}")
     need(

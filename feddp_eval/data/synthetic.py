@@ -19,7 +19,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from feddp_eval.data.checks import check_at_least
+from feddp_eval.config import Difficulty
+from feddp_eval.data.checks import check_at_least, check_difficulty
+from feddp_eval.data.hard import synthesize_hard
 from feddp_eval.data.preview import save_tile_grid
 from feddp_eval.data.stain import REFERENCE_STAIN, StainProfile, hematoxylin_channel, site_stain
 from feddp_eval.data.tissue import draw_lumen, draw_nuclei, draw_stroma, render
@@ -38,7 +40,12 @@ __all__ = [
 
 
 def synthesize_tiles(
-    n: int, *, stain: StainProfile = REFERENCE_STAIN, tile_size: int = 64, seed: int = 0
+    n: int,
+    *,
+    stain: StainProfile = REFERENCE_STAIN,
+    tile_size: int = 64,
+    seed: int = 0,
+    difficulty: Difficulty = "easy",
 ) -> TileSet:
     """Draw ``n`` synthetic H&E tiles and their exact nuclei masks.
 
@@ -47,6 +54,8 @@ def synthesize_tiles(
         stain: stain vectors and intensities of the site.
         tile_size: side of the square tiles in pixels, >= 8.
         seed: seed of ``numpy.random.default_rng``; equal seeds give equal tiles.
+        difficulty: ``"easy"``, or ``"hard"`` for the model of :mod:`feddp_eval.data.hard`
+            (crowded, pale and hyperchromatic nuclei, look-alikes, blur, stain drift).
 
     Returns:
         Images (n, 3, S, S) float32 in [0, 1] and masks (n, 1, S, S) float32 in {0, 1}.
@@ -54,13 +63,16 @@ def synthesize_tiles(
     check_at_least("n", n, 0)
     check_at_least("tile_size", tile_size, 8)
     check_at_least("seed", seed, 0)
+    check_difficulty(difficulty)
     rng = np.random.default_rng(seed)
     shape = (n, tile_size, tile_size)
-    lumen = draw_lumen(rng, shape)
-    nucleus_conc, mask = draw_nuclei(rng, shape, lumen)
-    h_conc, e_conc = draw_stroma(rng, shape, lumen, mask)
-    h_conc = h_conc + nucleus_conc
-    images = render(rng, h_conc, e_conc, stain)
+    if difficulty == "hard":
+        images, mask = synthesize_hard(rng, shape, stain)
+    else:
+        lumen = draw_lumen(rng, shape)
+        nucleus_conc, mask = draw_nuclei(rng, shape, lumen)
+        h_conc, e_conc = draw_stroma(rng, shape, lumen, mask)
+        images = render(rng, h_conc + nucleus_conc, e_conc, stain)
     return TileSet(
         images=torch.from_numpy(images.astype(np.float32)),
         masks=torch.from_numpy(mask[:, None].astype(np.float32)),
@@ -74,6 +86,7 @@ def synthetic_sites(
     *,
     tile_size: int = 64,
     seed: int = 0,
+    difficulty: Difficulty = "easy",
 ) -> list[Site]:
     """Sites ``site-0``, ``site-1``, ... each with its own stain and tiles.
 
@@ -83,25 +96,30 @@ def synthetic_sites(
         test_tiles: held-out tiles per site.
         tile_size: side of the square tiles in pixels, >= 8.
         seed: experiment seed; stains and tiles of every site and split derive from it.
+        difficulty: ``"easy"`` or ``"hard"`` (see :func:`synthesize_tiles`).
 
     Returns:
-        One :class:`Site` per index, whose ``info`` records the source, stain and seed.
+        One :class:`Site` per index, whose ``info`` records the source, stain and seed
+        (and the difficulty when it is not the default).
     """
     check_at_least("n_sites", n_sites, 1)
     train_counts = _per_site_counts(train_tiles, n_sites)
     check_at_least("test_tiles", test_tiles, 0)
+    check_difficulty(difficulty)
     sites = []
     for index in range(n_sites):
         stain = site_stain(index, seed)
         train_seed, test_seed = (_split_seed(seed, index, split) for split in (0, 1))
+        options = {"stain": stain, "tile_size": tile_size, "difficulty": difficulty}
+        info: dict[str, object] = {"source": "synthetic", "stain": stain.to_dict(), "seed": seed}
+        if difficulty != "easy":
+            info["difficulty"] = difficulty
         sites.append(
             Site(
                 name=f"site-{index}",
-                train=synthesize_tiles(
-                    train_counts[index], stain=stain, tile_size=tile_size, seed=train_seed
-                ),
-                test=synthesize_tiles(test_tiles, stain=stain, tile_size=tile_size, seed=test_seed),
-                info={"source": "synthetic", "stain": stain.to_dict(), "seed": seed},
+                train=synthesize_tiles(train_counts[index], seed=train_seed, **options),
+                test=synthesize_tiles(test_tiles, seed=test_seed, **options),
+                info=info,
             )
         )
     return sites

@@ -7,6 +7,7 @@ into RGB with a stain (Beer-Lambert), an optical blur and sensor noise.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.random import Generator
@@ -20,7 +21,7 @@ FloatArray = np.ndarray
 # Nucleus geometry in pixels at 64 px tiles (about 0.5 µm/px, 20x).
 _SEMI_AXIS_RANGE = (2.4, 5.6)
 _WOBBLE_MAX = (0.16, 0.1, 0.05)  # 2nd (bean), 3rd (triangular), 4th (square) harmonics
-_MAX_WOBBLE_TOTAL = 1.0 + sum(_WOBBLE_MAX)
+MAX_WOBBLE_TOTAL = 1.0 + sum(_WOBBLE_MAX)
 # Nuclei foreground fraction per tile: Beta(a, b), clipped (mean about 0.18).
 _FRACTION_BETA = (3.2, 11.0)
 _FRACTION_RANGE = (0.05, 0.42)
@@ -52,7 +53,35 @@ def draw_lumen(rng: Generator, shape: tuple[int, int, int]) -> FloatArray:
     return ndimage.gaussian_filter(inside, (0, 1.2, 1.2))
 
 
-def _nucleus_params(rng: Generator, shape: tuple[int, int, int], lumen: FloatArray) -> dict[str, FloatArray]:
+@dataclass(frozen=True)
+class NucleusLayout:
+    """How many nuclei a tile holds and how they gather; sizes at 64 px tiles.
+
+    Attributes:
+        fraction_beta: Beta(a, b) of the nuclei foreground fraction per tile.
+        fraction_range: clip of that fraction.
+        clustered: share of tiles whose nuclei gather around three centres.
+        spread: range of the cluster spread, as a share of the tile side.
+        semi_axis_range: long semi-axis range in pixels.
+    """
+
+    fraction_beta: tuple[float, float] = _FRACTION_BETA
+    fraction_range: tuple[float, float] = _FRACTION_RANGE
+    clustered: float = 0.5
+    spread: tuple[float, float] = (0.15, 0.35)
+    semi_axis_range: tuple[float, float] = _SEMI_AXIS_RANGE
+
+    def window(self, tile_size: int) -> int:
+        """Half side in pixels of a window that holds any nucleus of this layout."""
+        return math.ceil(self.semi_axis_range[1] * size_scale(tile_size) * MAX_WOBBLE_TOTAL)
+
+
+EASY_NUCLEI = NucleusLayout()
+
+
+def nucleus_params(
+    rng: Generator, shape: tuple[int, int, int], lumen: FloatArray, layout: NucleusLayout = EASY_NUCLEI
+) -> dict[str, FloatArray]:
     """Centres, shapes and intensities of the nuclei of all tiles, one row per nucleus.
 
     ``tile`` says which tile each nucleus belongs to. Parameters are drawn for K
@@ -61,15 +90,15 @@ def _nucleus_params(rng: Generator, shape: tuple[int, int, int], lumen: FloatArr
     """
     n, size, _ = shape
     scale = size_scale(size)
-    low, high = _SEMI_AXIS_RANGE
+    low, high = layout.semi_axis_range
     mean_area = np.pi * (scale * (low + high) / 2) ** 2 * 0.78  # elongation shrinks the area
-    fraction = np.clip(rng.beta(*_FRACTION_BETA, n), *_FRACTION_RANGE)
+    fraction = np.clip(rng.beta(*layout.fraction_beta, n), *layout.fraction_range)
     counts = rng.poisson(-np.log1p(-fraction) * size * size / mean_area)  # Poisson coverage
     k = max(1, int(counts.max(initial=0)))
-    # Half of the tiles cluster their nuclei around a few centres (glands, infiltrates).
-    clustered = rng.random(n) < 0.5
+    # Some tiles cluster their nuclei around a few centres (glands, infiltrates).
+    clustered = rng.random(n) < layout.clustered
     cluster_centres = rng.uniform(0, size, (n, 3, 2))
-    spread = rng.uniform(0.15, 0.35, (n, 1, 1)) * size
+    spread = rng.uniform(*layout.spread, (n, 1, 1)) * size
     near = cluster_centres[np.arange(n)[:, None], rng.integers(0, 3, (n, k))]
     near = near + rng.normal(0, 1, (n, k, 2)) * spread
     centre = np.where(clustered[:, None, None], near, rng.uniform(-2, size + 2, (n, k, 2)))
@@ -91,18 +120,17 @@ def _nucleus_params(rng: Generator, shape: tuple[int, int, int], lumen: FloatArr
     return {name: value[active] for name, value in params.items()}
 
 
-def draw_nuclei(
-    rng: Generator, shape: tuple[int, int, int], lumen: FloatArray
-) -> tuple[FloatArray, np.ndarray]:
-    """Hematoxylin concentration of nuclei (before stain scale) and the exact mask.
+def stamp(shape: tuple[int, int, int], params: dict[str, FloatArray], *, half: int, add: bool) -> FloatArray:
+    """Concentration of wobbly ellipses, one row of ``params`` each, on (N, S, S) tiles.
 
-    Each nucleus is drawn in a small window around its centre and scattered into
-    the tiles with a maximum, so the cost grows with the number of nuclei, not
-    with nuclei times tile area.
+    Each shape is drawn in a (2 * half + 1)^2 window around its centre and
+    scattered into the tiles, so the cost grows with the number of shapes, not
+    with shapes times tile area. ``params`` holds ``tile``, ``centre``, ``axes``,
+    ``angle``, ``wobble``, ``intensity`` and ``rim`` (the darker envelope over a
+    paler interior). Overlaps keep the maximum, or add up when ``add`` (two
+    nuclei stacked in the section's thickness absorb twice).
     """
     n, size, _ = shape
-    params = _nucleus_params(rng, shape, lumen)
-    half = math.ceil(_SEMI_AXIS_RANGE[1] * size_scale(size) * _MAX_WOBBLE_TOTAL)
     offsets = np.arange(-half, half + 1)
     oy, ox = (a.ravel() for a in np.meshgrid(offsets, offsets, indexing="ij"))
     centre = params["centre"]  # (M, 2)
@@ -115,19 +143,30 @@ def draw_nuclei(
         params["angle"],
         params["wobble"],
     )
-    # A darker rim (chromatin against the envelope) over a paler interior.
     profile = 1.0 - params["rim"][:, None] * (1.0 - distance**3)
     value = params["intensity"][:, None] * profile
     keep = (distance < 1) & (py >= 0) & (py < size) & (px >= 0) & (px < size)
     tile = np.broadcast_to(params["tile"][:, None], keep.shape)
     flat = (tile[keep] * size + py[keep]) * size + px[keep]
     conc = np.zeros(n * size * size)
-    np.maximum.at(conc, flat, value[keep])
-    conc = conc.reshape(shape)
+    (np.add if add else np.maximum).at(conc, flat, value[keep])
+    return conc.reshape(shape)
+
+
+def chromatin(rng: Generator, conc: FloatArray) -> tuple[FloatArray, np.ndarray]:
+    """Granular chromatin over the nuclei concentration, and the exact mask (its support)."""
     mask = conc > 0
-    grain = smooth_noise(rng, shape, 0.7)  # granular chromatin
-    conc = np.where(mask, conc * np.clip(1.0 + 0.25 * grain, 0.4, None), 0.0)
-    return conc, mask
+    grain = smooth_noise(rng, conc.shape, 0.7)
+    return np.where(mask, conc * np.clip(1.0 + 0.25 * grain, 0.4, None), 0.0), mask
+
+
+def draw_nuclei(
+    rng: Generator, shape: tuple[int, int, int], lumen: FloatArray
+) -> tuple[FloatArray, np.ndarray]:
+    """Hematoxylin concentration of nuclei (before stain scale) and the exact mask."""
+    params = nucleus_params(rng, shape, lumen)
+    conc = stamp(shape, params, half=EASY_NUCLEI.window(shape[1]), add=False)
+    return chromatin(rng, conc)
 
 
 def _fibres(rng: Generator, shape: tuple[int, int, int]) -> FloatArray:
