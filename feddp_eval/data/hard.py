@@ -14,14 +14,15 @@ On top of the easy model it draws
 - stain variation within a site: every tile jitters the site's stain vectors and
   intensities, and the section's thickness varies across the tile.
 
-The mask stays the exact support of the drawn nuclei. Every draw comes from the
-tile seed's generator after the easy model's own draws are replaced, so the easy
-model is untouched by this module.
+The mask stays the exact support of the drawn nuclei. The easy model is
+untouched: hard tiles take their own path from the tile seed's generator and
+reuse the easy model's building blocks (lumen, nucleus stamping, stroma).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.random import Generator
@@ -46,10 +47,33 @@ HARD_NUCLEI = NucleusLayout(
 )
 _PALE_SHARE, _HYPER_SHARE = 0.25, 0.15
 _HYPER_GROWTH = 1.25  # hyperchromatic nuclei are larger
-_PIGMENT = (0.60, 0.62, 0.50)  # OD direction of brown-black pigment (anthracosis, formalin pigment)
+# OD direction (unit) of brown-black pigment (anthracosis, formalin pigment): not hematoxylin's
+# hue, yet the standard H&E deconvolution puts most of it into the hematoxylin channel.
+PIGMENT = tuple(np.asarray((0.60, 0.62, 0.50)) / np.linalg.norm((0.60, 0.62, 0.50)))
 _STAIN_JITTER = 0.05  # per-tile s.d. of each stain vector component, before renormalising
 _FOCUS_BLUR = (0.5, 2.2)  # in-focus and out-of-focus blur, in pixels
 _RGB_NOISE = 0.02
+
+
+@dataclass(frozen=True)
+class HardTissue:
+    """The layers of hard tiles before rendering, each (N, S, S) in stain units.
+
+    Attributes:
+        nuclei: hematoxylin of the nuclei; ``mask`` is exactly its support.
+        mask: the ground truth, bool.
+        lookalikes: hematoxylin that is not nuclei: debris and mucin (mask 0).
+        hematoxylin: all hematoxylin: haze and fibres, nuclei, look-alikes.
+        eosin: eosin of stroma, fibres and cytoplasm, displaced by the nuclei.
+        pigment: OD of brown-black pigment along :data:`PIGMENT` (mask 0).
+    """
+
+    nuclei: FloatArray
+    mask: np.ndarray
+    lookalikes: FloatArray
+    hematoxylin: FloatArray
+    eosin: FloatArray
+    pigment: FloatArray
 
 
 def synthesize_hard(rng: Generator, shape: Shape, stain: StainProfile) -> tuple[FloatArray, np.ndarray]:
@@ -63,17 +87,28 @@ def synthesize_hard(rng: Generator, shape: Shape, stain: StainProfile) -> tuple[
     Returns:
         Images (N, 3, S, S) in [0, 1] and masks (N, S, S) bool.
     """
+    tissue = draw_hard_tissue(rng, shape)
+    return render_hard(rng, tissue, stain), tissue.mask
+
+
+def draw_hard_tissue(rng: Generator, shape: Shape) -> HardTissue:
+    """Nuclei, look-alikes, stroma and pigment of hard tiles (see the module docstring)."""
     lumen = draw_lumen(rng, shape)
     params = nucleus_params(rng, shape, lumen, HARD_NUCLEI)
     _vary_nuclei(rng, params)
     half = math.ceil(HARD_NUCLEI.window(shape[1]) * _HYPER_GROWTH)
-    nucleus_conc, mask = chromatin(rng, stamp(shape, params, half=half, add=True))
-    h_conc, e_conc = draw_stroma(rng, shape, lumen, mask)
-    e_conc = e_conc * (1.0 - 0.7 * mask)
+    nuclei, mask = chromatin(rng, stamp(shape, params, half=half, add=True))
+    haze, eosin = draw_stroma(rng, shape, lumen, mask)
     tissue = 1.0 - lumen
-    h_conc = h_conc + nucleus_conc + (_debris(rng, shape) + _mucin(rng, shape)) * tissue
-    pigment = _pigment(rng, shape) * tissue
-    return _render(rng, h_conc, e_conc, pigment, stain), mask
+    lookalikes = (_debris(rng, shape) + _mucin(rng, shape)) * tissue
+    return HardTissue(
+        nuclei=nuclei,
+        mask=mask,
+        lookalikes=lookalikes,
+        hematoxylin=haze + nuclei + lookalikes,
+        eosin=eosin * (1.0 - 0.7 * mask),  # a nucleus displaces the stroma: a pale one is a hole
+        pigment=_pigment(rng, shape) * tissue,
+    )
 
 
 def _vary_nuclei(rng: Generator, params: dict[str, FloatArray]) -> None:
@@ -138,7 +173,7 @@ def _mucin(rng: Generator, shape: Shape) -> FloatArray:
 
 
 def _pigment(rng: Generator, shape: Shape) -> FloatArray:
-    """Brown-black pigment: in some tiles, clumps of granules (OD along :data:`_PIGMENT`)."""
+    """Brown-black pigment: in some tiles, clumps of granules (OD along :data:`PIGMENT`)."""
     n, size, _ = shape
     k = 10
     count = (rng.random(n) < 0.3) * rng.integers(2, k + 1, n)
@@ -160,11 +195,13 @@ def _tile_stains(rng: Generator, n: int, stain: StainProfile) -> tuple[FloatArra
     return vectors[0], vectors[1]
 
 
-def _render(
-    rng: Generator, h_conc: FloatArray, e_conc: FloatArray, pigment: FloatArray, stain: StainProfile
-) -> FloatArray:
-    """Beer-Lambert with per-tile stains and uneven thickness, a varying focus, sensor noise."""
-    n, size, _ = h_conc.shape
+def render_hard(rng: Generator, tissue: HardTissue, stain: StainProfile) -> FloatArray:
+    """Beer-Lambert with per-tile stains and uneven thickness, a varying focus, sensor noise.
+
+    Returns:
+        (N, 3, S, S) RGB in [0, 1].
+    """
+    n, size, _ = tissue.mask.shape
     h, e = (v[:, :, None, None] for v in _tile_stains(rng, n, stain))
     scales = (
         rng.uniform(0.75, 1.3, (n, 2, 1, 1)) * np.array([stain.h_scale, stain.e_scale])[None, :, None, None]
@@ -172,9 +209,9 @@ def _render(
     thickness = np.clip(1.0 + 0.15 * smooth_noise(rng, (n, size, size), size / 4), 0.5, None)[:, None]
     background = stain.background + rng.uniform(-0.01, 0.03, (n, 1, 1, 1))
     od = (
-        scales[:, 0:1] * thickness * h_conc[:, None] * h
-        + scales[:, 1:2] * thickness * e_conc[:, None] * e
-        + pigment[:, None] * np.asarray(_PIGMENT)[None, :, None, None] / np.linalg.norm(_PIGMENT)
+        scales[:, 0:1] * thickness * tissue.hematoxylin[:, None] * h
+        + scales[:, 1:2] * thickness * tissue.eosin[:, None] * e
+        + tissue.pigment[:, None] * np.asarray(PIGMENT)[None, :, None, None]
         + np.maximum(background, 0.0)
     )
     rgb = np.exp(-od.astype(np.float32))

@@ -15,6 +15,7 @@ Everything is deterministic in the seed and vectorised over the batch.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 import torch
@@ -110,15 +111,15 @@ def synthetic_sites(
     for index in range(n_sites):
         stain = site_stain(index, seed)
         train_seed, test_seed = (_split_seed(seed, index, split) for split in (0, 1))
-        options = {"stain": stain, "tile_size": tile_size, "difficulty": difficulty}
+        draw = partial(synthesize_tiles, stain=stain, tile_size=tile_size, difficulty=difficulty)
         info: dict[str, object] = {"source": "synthetic", "stain": stain.to_dict(), "seed": seed}
         if difficulty != "easy":
             info["difficulty"] = difficulty
         sites.append(
             Site(
                 name=f"site-{index}",
-                train=synthesize_tiles(train_counts[index], seed=train_seed, **options),
-                test=synthesize_tiles(test_tiles, seed=test_seed, **options),
+                train=draw(train_counts[index], seed=train_seed),
+                test=draw(test_tiles, seed=test_seed),
                 info=info,
             )
         )
