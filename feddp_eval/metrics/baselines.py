@@ -31,7 +31,8 @@ def otsu_threshold(values: ArrayLike, *, bins: int = OTSU_BINS) -> float:
     """Otsu's threshold of a set of values: the bin centre maximising the between-class variance.
 
     The same histogram (``bins`` equal bins over [min, max]) and tie-breaking as
-    ``skimage.filters.threshold_otsu``; values above the threshold are foreground.
+    ``skimage.filters.threshold_otsu`` on float input (which gives integer images one
+    bin per integer value instead); values above the threshold are foreground.
 
     Args:
         values: any array of finite numbers, at least one.
