@@ -96,7 +96,7 @@ def draw_hard_tissue(rng: Generator, shape: Shape) -> HardTissue:
     lumen = draw_lumen(rng, shape)
     params = nucleus_params(rng, shape, lumen, HARD_NUCLEI)
     _vary_nuclei(rng, params)
-    half = math.ceil(HARD_NUCLEI.window(shape[1]) * _HYPER_GROWTH)
+    half = math.ceil(HARD_NUCLEI.window(shape[1]) * _HYPER_GROWTH) + 1  # + 1: centres are rounded
     nuclei, mask = chromatin(rng, stamp(shape, params, half=half, add=True))
     haze, eosin = draw_stroma(rng, shape, lumen, mask)
     tissue = 1.0 - lumen
@@ -124,6 +124,14 @@ def _vary_nuclei(rng: Generator, params: dict[str, FloatArray]) -> None:
     params["axes"] = params["axes"] * np.where(hyper, _HYPER_GROWTH, 1.0)[:, None]
 
 
+_BLOB_WOBBLE = (1.0, 0.7, 0.5)  # harmonic amplitudes of look-alike outlines, times their `wobble`
+
+
+def _window(largest_radius: float, wobble: float) -> int:
+    """Half side of a stamping window that holds a blob of this radius and wobble, whatever its centre."""
+    return math.ceil(largest_radius * (1 + wobble * sum(_BLOB_WOBBLE))) + 1
+
+
 def _blobs(
     rng: Generator, shape: Shape, count: np.ndarray, centre: FloatArray, radius: FloatArray, wobble: float
 ) -> dict[str, FloatArray]:
@@ -135,7 +143,9 @@ def _blobs(
         "centre": centre,
         "axes": np.stack([radius, radius * rng.uniform(0.5, 1.0, (n, k))], -1),
         "angle": rng.uniform(0, np.pi, (n, k)),
-        "wobble": draw_wobble(rng, (n, k), (wobble, wobble * 0.7, wobble * 0.5)),
+        "wobble": draw_wobble(
+            rng, (n, k), (wobble * _BLOB_WOBBLE[0], wobble * _BLOB_WOBBLE[1], wobble * _BLOB_WOBBLE[2])
+        ),
         "intensity": np.ones((n, k)),
         "rim": np.zeros((n, k)),
     }
@@ -151,12 +161,12 @@ def _debris(rng: Generator, shape: Shape) -> FloatArray:
     centre = clusters[np.arange(n)[:, None], which] + rng.normal(0, 1, (n, k, 2)) * rng.uniform(
         2, 7, (n, 1, 1)
     )
-    radius = rng.uniform(0.6, 1.5, (n, k)) * size_scale(size)
+    largest = 1.5 * size_scale(size)
+    radius = rng.uniform(0.4, 1.0, (n, k)) * largest
     count = (rng.random(n) < 0.45) * rng.integers(6, k + 1, n)
     params = _blobs(rng, shape, count, centre, radius, 0.3)
     params["intensity"] = rng.uniform(0.8, 2.0, len(params["rim"]))
-    half = math.ceil(1.5 * size_scale(size) * 1.6) + 1
-    return stamp(shape, params, half=half, add=False)
+    return stamp(shape, params, half=_window(largest, 0.3), add=False)
 
 
 def _mucin(rng: Generator, shape: Shape) -> FloatArray:
@@ -164,10 +174,10 @@ def _mucin(rng: Generator, shape: Shape) -> FloatArray:
     n, size, _ = shape
     count = (rng.random(n) < 0.4) * rng.integers(1, 3, n)
     centre = rng.uniform(0, size, (n, 2, 2))
-    radius = rng.uniform(0.1, 0.22, (n, 2)) * size
+    largest = 0.22 * size
+    radius = rng.uniform(0.1 / 0.22, 1.0, (n, 2)) * largest
     params = _blobs(rng, shape, count, centre, radius, 0.2)
-    half = math.ceil(0.22 * size * 1.5) + 1
-    field = stamp(shape, params, half=half, add=False)
+    field = stamp(shape, params, half=_window(largest, 0.2), add=False)
     strength = rng.uniform(0.35, 0.9, (n, 1, 1)) * np.clip(1 + 0.3 * smooth_noise(rng, shape, 2.0), 0.3, None)
     return ndimage.gaussian_filter(field, (0, 1.5, 1.5)) * strength
 
@@ -179,11 +189,12 @@ def _pigment(rng: Generator, shape: Shape) -> FloatArray:
     count = (rng.random(n) < 0.3) * rng.integers(2, k + 1, n)
     clumps = rng.uniform(0, size, (n, 1, 2))
     centre = clumps + rng.normal(0, 1, (n, k, 2)) * rng.uniform(2, 8, (n, 1, 1))
-    radius = rng.uniform(1.0, 3.5, (n, k)) * size_scale(size)
+    largest = 3.5 * size_scale(size)
+    radius = rng.uniform(1.0 / 3.5, 1.0, (n, k)) * largest
     params = _blobs(rng, shape, count, centre, radius, 0.3)
     params["intensity"] = rng.uniform(0.6, 1.6, len(params["rim"]))
-    half = math.ceil(3.5 * size_scale(size) * 1.6) + 1
-    return ndimage.gaussian_filter(stamp(shape, params, half=half, add=False), (0, 0.5, 0.5))
+    field = stamp(shape, params, half=_window(largest, 0.3), add=False)
+    return ndimage.gaussian_filter(field, (0, 0.5, 0.5))
 
 
 def _tile_stains(rng: Generator, n: int, stain: StainProfile) -> tuple[FloatArray, FloatArray]:
