@@ -144,3 +144,15 @@ def test_hard_difficulty_needs_synthetic_tiles() -> None:
     with pytest.raises(ConfigError, match=r"applies to synthetic tiles only"):
         validate(config)
     assert validate(from_dict(ExperimentConfig, {"data": {"difficulty": "hard"}})).data.difficulty == "hard"
+
+
+def test_stain_varies_between_tiles_of_one_site_around_the_site_stain() -> None:
+    from feddp_eval.data.hard import _tile_stains  # the within-site drift, not observable per pixel
+
+    stain = site_stain(2, seed=1)
+    hematoxylin, eosin = _tile_stains(np.random.default_rng(0), 64, stain)
+    for vectors, site_vector in ((hematoxylin, stain.hematoxylin), (eosin, stain.eosin)):
+        np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0)
+        cosine = vectors @ np.asarray(site_vector)
+        assert cosine.min() > 0.95  # still this site's stain
+        assert cosine.max() - cosine.min() > 0.005 and np.unique(vectors, axis=0).shape[0] == 64
