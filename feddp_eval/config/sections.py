@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Final, Literal
 Device = Literal["auto", "cpu", "cuda"]
 OptimizerName = Literal["sgd", "adam"]
 TileMode = Literal["crop", "resize"]
+Difficulty = Literal["easy", "hard"]
 
 
 ADDED: Final = {"hash": "omit-default"}
@@ -32,6 +33,8 @@ class DataConfig:
         tile_size: Tile edge in pixels.
         test_fraction: Held-out share of a real folder's images, per site.
         tile_mode: How real images become tiles: ``crop`` (non-overlapping) or ``resize``.
+        difficulty: Synthetic tiles: ``easy``, or ``hard`` (crowded, pale and hyperchromatic
+            nuclei, dark look-alikes, blur, stain drift within a site; see ``feddp_eval.data.hard``).
     """
 
     source: str = "synthetic"
@@ -41,6 +44,7 @@ class DataConfig:
     tile_size: int = 64
     test_fraction: float = 0.25
     tile_mode: TileMode = "crop"
+    difficulty: Difficulty = field(default="easy", metadata=ADDED)
 
 
 @dataclass(frozen=True)

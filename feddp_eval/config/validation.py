@@ -56,6 +56,11 @@ def _data(d: DataConfig, m: ModelConfig, need: Need) -> None:
             f"`data.train_tiles` lists {len(d.train_tiles)} sites but `data.sites` is {d.sites}; "
             "give one number per site or a single number",
         )
+    need(
+        d.difficulty == "easy" or d.source == "synthetic",
+        f"`data.difficulty = {d.difficulty!r}` applies to synthetic tiles only, but `data.source` is "
+        f"{d.source!r}; drop the difficulty or use source = 'synthetic'",
+    )
     need(d.test_tiles >= 1, f"`data.test_tiles` must be >= 1, but got {d.test_tiles}")
     need(d.tile_size >= 8, f"`data.tile_size` must be >= 8, but got {d.tile_size}")
     need(
