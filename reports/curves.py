@@ -26,6 +26,8 @@ def _axis_label(name: str) -> str:
     """``PSNR dB ↑ leaks more``: the schema's label and direction."""
     c = schema.column(name)
     return f"{c.label}{c.arrow} leaks more"
+
+
 DODGE = 1.08  # multiplicative σ offset between the series of a leakage-vs-σ panel
 LOG_SPAN = 20.0  # log axes only when the positive values span more than this factor
 

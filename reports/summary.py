@@ -5,6 +5,7 @@ Pure functions over the typed rows of :class:`reports.results.ResultsSet`: no fi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from feddp_eval import schema
+from feddp_eval.metrics.significance import PairedDelta
 from feddp_eval.schema import setting_label
 
 LEAK_MARGIN_DB = 1.0
@@ -53,6 +55,7 @@ class SettingSummary:
     stats: dict[str, Stat]
     dice_change_pct: float | None
     threat: str = "honest"  # "malicious" for a server that changed the model it sent (imprint)
+    dice_change: PairedDelta | None = None  # ΔDice paired by seed with its interval and verdict
 
     @property
     def threat_label(self) -> str:
@@ -131,7 +134,31 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[SettingSummary]:
         groups.setdefault(_row_key(row), []).append(row)
     ordered = sorted(groups, key=lambda k: (k[0], defense_rank(k[1]), k[2]))
     reference = {k[0]: stat(r["dice"] for r in groups[k]).mean for k in ordered if k[1] == "none"}
-    return [_setting(key, groups[key], reference.get(key[0])) for key in ordered]
+    undefended = {k[0]: groups[k] for k in ordered if k[1] == "none"}
+    return [
+        dataclasses.replace(
+            _setting(key, groups[key], reference.get(key[0])),
+            dice_change=paired_dice_change(groups[key], undefended.get(key[0], [])),
+        )
+        for key in ordered
+    ]
+
+
+def paired_dice_change(
+    rows: Sequence[dict[str, Any]], reference: Sequence[dict[str, Any]]
+) -> PairedDelta | None:
+    """Relative Dice change from the undefended rows of the same seed and target, with a paired t
+    interval over seeds (``None`` for the reference itself or when no seed pairs up)."""
+    from feddp_eval.metrics.significance import paired_relative_delta
+
+    def by_seed(group: Sequence[dict[str, Any]]) -> dict[tuple[Any, Any], float]:
+        return {(r.get("seed"), r.get("target_site")): r["dice"] for r in group if r.get("dice") is not None}
+
+    mine, theirs = by_seed(rows), by_seed(reference)
+    pairs = sorted(k for k in mine if theirs.get(k))
+    if not pairs or rows is reference or all(r.get("defense") == "none" for r in rows):
+        return None
+    return paired_relative_delta([mine[k] for k in pairs], [theirs[k] for k in pairs])
 
 
 def _row_key(row: dict[str, Any]) -> tuple[str, str, float]:
@@ -215,6 +242,19 @@ def fmt_change(value: float | None) -> str:
     return f"{value if round(value, 1) != 0 else 0.0:+.1f}%"
 
 
+def fmt_dice_change(s: SettingSummary) -> str:
+    """ΔDice with its seed-noise verdict: ``"-5.6% (lower, 3 seeds)"``, ``"-0.4% (within seed
+    noise, 3 seeds)"``, ``"-0.4% (1 seed: cannot tell)"``; the plain change for the reference."""
+    change = fmt_change(s.dice_change_pct)
+    d = s.dice_change
+    if d is None or s.dice_change_pct is None:
+        return change
+    if d.verdict == "cannot tell":
+        return f"{change} (1 seed: cannot tell)"
+    verdict = "within seed noise" if d.verdict == "within noise" else d.verdict
+    return f"{change} ({verdict}, {d.seeds} seeds)"
+
+
 def fmt_noise(noise: float) -> str:
     """The noise multiplier σ as the user typed it (``0.01``, ``1.1``)."""
     return f"{noise:g}"
@@ -240,7 +280,7 @@ def utility_columns() -> list[Column]:
         ("accountant", lambda s: s.accountant or "—"),
         ("n", lambda s: str(s.n)),
         *(_metric(c) for c in schema.table_columns("utility")),
-        ("ΔDice", lambda s: fmt_change(s.dice_change_pct)),
+        ("ΔDice", fmt_dice_change),
     ]
 
 
@@ -282,6 +322,9 @@ def csv_columns() -> tuple[str, ...]:
         "accountant",
         *(f"{m}_{part}" for m in schema.summary_metrics() for part in ("mean", "sd")),
         "dice_change_pct",
+        "dice_change_low_pct",
+        "dice_change_high_pct",
+        "dice_change_verdict",
         "leaks",
     )
 
@@ -303,6 +346,10 @@ def csv_rows(summaries: Sequence[SettingSummary]) -> list[dict[str, Any]]:
         for m in schema.summary_metrics():
             row[f"{m}_mean"], row[f"{m}_sd"] = s.stats[m].mean, s.stats[m].sd
         row["dice_change_pct"] = s.dice_change_pct
+        d = s.dice_change
+        row["dice_change_low_pct"] = None if d is None or d.low is None else 100.0 * d.low
+        row["dice_change_high_pct"] = None if d is None or d.high is None else 100.0 * d.high
+        row["dice_change_verdict"] = None if d is None else d.verdict
         row["leaks"] = None if s.leaks is None else str(s.leaks).lower()
         out.append(row)
     return out

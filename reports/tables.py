@@ -19,7 +19,9 @@ def footnote(lpips_missing: Sequence[str]) -> str:
     """What the cells mean; shared by the PDF and summary.md."""
     text = (
         "Cells: mean ± sd over the n seeds and targets (sample sd, ddof = 1; the plain mean when n = 1). "
-        "ΔDice = 100·(Dice − Dice_none)/Dice_none. ε is the accountant's ε at δ, at the stated granularity "
+        "ΔDice = 100·(Dice − Dice_none)/Dice_none; in brackets, whether it is outside seed noise (paired "
+        "t interval over seeds at 95%: lower/higher, or within seed noise; one seed cannot tell). "
+        "ε is the accountant's ε at δ, at the stated granularity "
         "(∞: no defense). leaks: mean PSNR > the reference prior's + 1 dB (the mask-painted prior when the "
         "masks were known, else the mean-colour prior). —: not measured (mask Dice is not "
         "scored when the attacker knows the mask; the mask-painted prior exists only then)."

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from reports.summary import (
     LEAK_MARGIN_DB,
     SettingSummary,
-    fmt_change,
+    fmt_dice_change,
     fmt_noise,
     fmt_privacy,
     stat,
@@ -53,7 +53,7 @@ def defense_verdict(defense: str, settings: Sequence[SettingSummary]) -> str:
             f"{defense} never leaked at the tested noises ({noises}): mean PSNR never exceeded "
             f"{first.reference[0]} by more than {LEAK_MARGIN_DB:g} dB; at the smallest, "
             f"σ = {fmt_noise(first.noise)} ({fmt_privacy(first)}), Dice changes by "
-            f"{fmt_change(first.dice_change_pct)} vs undefended."
+            f"{fmt_dice_change(first)} vs undefended."
         )
     elif judged[-1].leaks:
         text = (
@@ -66,7 +66,7 @@ def defense_verdict(defense: str, settings: Sequence[SettingSummary]) -> str:
         text = (
             f"{defense}: leakage stops at σ = {fmt_noise(stop.noise)} ({fmt_privacy(stop)}): mean PSNR "
             f"{stop.mean('psnr'):.1f} dB is at most {LEAK_MARGIN_DB:g} dB above {stop.reference[0]}'s "
-            f"{stop.reference[1]:.1f} dB, and Dice changes by {fmt_change(stop.dice_change_pct)} "
+            f"{stop.reference[1]:.1f} dB, and Dice changes by {fmt_dice_change(stop)} "
             "vs undefended."
         )
     if defense == "central-dp":
@@ -138,6 +138,6 @@ def _mean_colour_readings(summaries: Sequence[SettingSummary]) -> list[str]:
                 s = settings[start]
                 sentences.append(
                     f"{prefix}{defense} brings it within {LEAK_MARGIN_DB:g} dB of the mean colour from "
-                    f"σ = {fmt_noise(s.noise)} ({fmt_privacy(s)}; Dice {fmt_change(s.dice_change_pct)})."
+                    f"σ = {fmt_noise(s.noise)} ({fmt_privacy(s)}; Dice {fmt_dice_change(s)})."
                 )
     return sentences

@@ -191,13 +191,22 @@ def _sweep_attack_table(mine: list[dict[str, Any]], attack: str) -> Any:
     columns = [schema.column(n) for n in SWEEP_COLUMNS if painted or n != "mask_prior_psnr"]
     threat = "malicious server" if any(r.get("threat") == "malicious" for r in mine) else "honest server"
     table = Table(title=f"{attack} ({threat}): {len(mine)} rows; means over seeds and targets")
-    for header in ("defense", "σ", "ε", *(c.label for c in columns)):
+    for header in ("defense", "σ", "ε", *(c.label for c in columns), "ΔDice"):
         table.add_column(header, justify="left" if header == "defense" else "right")
+    changes = _dice_changes(mine)
     for (name, noise), rows in groups.items():
         epsilons = [r["epsilon"] for r in rows if r.get("epsilon") is not None]
         cells = [_mean_cell(c, _mean(rows, c.name)) for c in columns]
-        table.add_row(name, f"{noise:g}", schema.format_epsilon(mean(epsilons) if epsilons else None), *cells)
+        epsilon = schema.format_epsilon(mean(epsilons) if epsilons else None)
+        table.add_row(name, f"{noise:g}", epsilon, *cells, changes.get((name, float(noise)), MISSING))
     return table
+
+
+def _dice_changes(rows: list[dict[str, Any]]) -> dict[tuple[str, float], str]:
+    """ΔDice of each setting against the undefended one, flagged when within seed noise."""
+    from reports.summary import fmt_dice_change, summarize
+
+    return {(s.defense, s.noise): fmt_dice_change(s) for s in summarize(rows)}
 
 
 def _mean_cell(column: schema.Column, value: float | None) -> str:
