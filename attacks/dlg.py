@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from attacks.base import ATTACKS, AttackConfig, GradientInversion
+from attacks.base import ATTACKS, AttackConfig
+from attacks.inversion import GradientInversion
 from feddp_eval.errors import ConfigError
 
 
@@ -19,7 +20,6 @@ class DLGConfig(AttackConfig):
     ``lr`` times its gradient, and L-BFGS stalls on distances of order lr² ≈ 1e-6.
     """
 
-    iterations: int = 300
     lr: float = 1.0
     history_size: int = 100
     scale: float = 1.0

@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from attacks.base import ATTACKS, AttackConfig, GradientInversion
+from attacks.base import ATTACKS, AttackConfig
 from attacks.images import ImageKind, InitKind
+from attacks.inversion import GradientInversion
 from feddp_eval.errors import ConfigError
 
 # The paper's recipe in this toolkit's terms (attack setting ``recipe = "paper"``): free RGB pixels

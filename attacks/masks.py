@@ -32,7 +32,8 @@ import torch
 from torch import Tensor
 from torch.func import functional_call
 
-from attacks.base import ServerView, _architecture
+from attacks.threat_model import ServerView
+from feddp_eval.models.unet import UNet
 
 HEAD_BIAS = "head.bias"
 
@@ -54,7 +55,7 @@ def fraction_from_bias(bias_update: float, *, lr: float, mean_probability: float
 @torch.no_grad()
 def mean_probability(view: ServerView, images: Tensor) -> float:
     """Mean σ(logit) of the global model over ``images`` (N, 3, H, W)."""
-    model = _architecture(view.model)
+    model = UNet.from_config(view.model)
     logits = functional_call(model, view.global_weights, (images.float(),))
     return float(torch.sigmoid(logits).mean())
 

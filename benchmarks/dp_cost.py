@@ -12,7 +12,7 @@ On the default model (``UNet()``), 64×64 tiles and the default batch size, it
    increase over the step loop on CPU (tracemalloc cannot see torch's CPU
    allocations), ``torch.cuda.max_memory_allocated`` on CUDA.
 
-The hooks, functorch and ew modes run through ``DPSGD.local_training``, i.e.
+The hooks, functorch and ew modes run through ``DPSGDClient.local_training``, i.e.
 exactly the wrapping that federated training uses; ghost is built from
 Opacus' fast-gradient-clipping classes (the project has no ghost option).
 
@@ -98,15 +98,16 @@ def defense_stepper(
     model: nn.Module | None = None,
     lr: float | None = None,
 ) -> Step:
-    """A DP-SGD step through the project's own ``DPSGD.local_training`` wrapping."""
+    """A DP-SGD step through the project's own ``DPSGDClient.local_training`` wrapping."""
     model = model if model is not None else fresh_model(setup)
     optimizer = (
         torch.optim.SGD(model.parameters(), lr=lr) if lr is not None else make_optimizer(model, setup.train)
     )
     defense = DPSGD(DefenseConfig(name="dp-sgd", noise=noise, clip=clip, grad_sample_mode=cast(Any, mode)))
-    defense.setup(model, [ClientPlan(0, 6 * setup.batch_size, setup.batch_size, 6, 1, 1.0)])
+    plan = ClientPlan(0, 6 * setup.batch_size, setup.batch_size, 6, 1, 1.0)
+    defense.setup(model, [plan])
     private, private_optimizer = stack.enter_context(
-        defense.local_training(0, model, optimizer, torch.Generator().manual_seed(1))
+        defense.client(plan).local_training(model, optimizer, torch.Generator().manual_seed(1))
     )
 
     def step() -> None:

@@ -1,22 +1,44 @@
-"""Defense plugins: the :class:`Defense` base class and the ``DEFENSES`` registry.
+"""Defense plugins: the :class:`Defense` base class, the ``DEFENSES`` registry and composition.
 
-A defense is a :class:`~feddp_eval.federated.hooks.TrainingHooks` with a name,
-built from the ``[defense]`` section of the experiment config. It overrides the
-hooks it needs (client-side training, the released update, aggregation) and
-reports its privacy spend with :meth:`privacy_records`.
+A defense is a :class:`~feddp_eval.federated.hooks.TrainingHooks` with a name, built from the
+``[defense]`` section of the experiment config. It acts on one side:
+
+- client side (``side = "client"``): :meth:`Defense.client` builds each client's
+  :class:`~feddp_eval.federated.hooks.ClientDefense` (local training, the released update, a
+  per-client accountant);
+- server side (``side = "server"``): :meth:`Defense.wrap` wraps the server's aggregator.
+
+Defenses compose: a client-side defense in ``[defense]`` and a server-side one in
+``[defense.server]``, each with its own settings::
+
+    [defense]
+    name = "dp-sgd"
+    noise = 1.1
+    clip = 1.0
+
+    [defense.server]
+    name = "central-dp"
+    noise = 1.0
+    clip = 0.05
+
+Every earlier form (one ``[defense]`` naming any registered defense) means what it did. A composed
+run reports the clients' guarantee (the one that holds against the server) as its headline and the
+server's beside it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from torch import nn
 
 from feddp_eval.config import DefenseConfig
 from feddp_eval.errors import ConfigError
-from feddp_eval.federated.hooks import ClientPlan, PrivacyRecord, TrainingHooks
+from feddp_eval.federated.hooks import ClientDefense, ClientPlan, PrivacyRecord, TrainingHooks
 from feddp_eval.registry import Registry
+
+History = list[tuple[float, float, int]]
 
 
 class Defense(TrainingHooks):
@@ -24,6 +46,7 @@ class Defense(TrainingHooks):
 
     Attributes:
         summary: One line for ``feddp-eval list defenses``.
+        side: ``client`` (trains or releases on the clients) or ``server`` (wraps aggregation).
         protects_against_server: Whether the server that captures updates is kept out.
         granularity: What one unit of protection is: ``sample-level``, ``client-level`` or ``none``.
         notes: Warnings about the guarantee found while setting up (shown to the user).
@@ -31,6 +54,7 @@ class Defense(TrainingHooks):
 
     name: ClassVar[str]
     summary: ClassVar[str] = ""
+    side: ClassVar[Literal["client", "server"]] = "client"
     protects_against_server: ClassVar[bool] = True
     granularity: ClassVar[str] = "none"
 
@@ -59,19 +83,9 @@ class Defense(TrainingHooks):
             ]
         return []
 
-    def privacy_records(self) -> list[PrivacyRecord]:
-        """No formal guarantee: one record per client saying so."""
-        return [
-            PrivacyRecord(
-                client_id=p.client_id,
-                mechanism=self.name,
-                granularity="none",
-                epsilon=None,
-                delta=None,
-                accountant=None,
-            )
-            for p in self.plans
-        ]
+    def client(self, plan: ClientPlan) -> ClientDefense:
+        """A client releasing its raw update, reporting that it has no formal guarantee."""
+        return UnaccountedClient(plan, mechanism=self.name)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name}
@@ -79,6 +93,24 @@ class Defense(TrainingHooks):
     def __repr__(self) -> str:
         settings = ", ".join(f"{k}={v!r}" for k, v in self.describe().items() if k != "name")
         return f"{type(self).__name__}({settings})"
+
+
+class UnaccountedClient(ClientDefense):
+    """A client side with no accountant: its record says there is no formal guarantee."""
+
+    def __init__(self, plan: ClientPlan, *, mechanism: str) -> None:
+        super().__init__(plan)
+        self.mechanism = mechanism
+
+    def privacy_record(self) -> PrivacyRecord:
+        return PrivacyRecord(
+            client_id=self.plan.client_id,
+            mechanism=self.mechanism,
+            granularity="none",
+            epsilon=None,
+            delta=None,
+            accountant=None,
+        )
 
 
 class GaussianDefense(Defense):
@@ -93,32 +125,6 @@ class GaussianDefense(Defense):
             )
         self.noise_multiplier = config.noise
 
-    def record(
-        self,
-        client_id: int | None,
-        mechanism: str,
-        *,
-        sample_rate: float,
-        steps: int,
-        history: Sequence[tuple[float, float, int]] | None = None,
-    ) -> PrivacyRecord:
-        """This defense's guarantee after ``steps`` compositions at ``sample_rate`` (or a history)."""
-        from defenses.accounting import epsilon
-
-        history = history if history is not None else [(self.noise_multiplier, sample_rate, steps)]
-        return PrivacyRecord(
-            client_id=client_id,
-            mechanism=mechanism,
-            granularity=self.granularity,
-            epsilon=epsilon(history, delta=self.config.delta, accountant=self.config.accountant),
-            delta=self.config.delta,
-            accountant=self.config.accountant,
-            noise_multiplier=self.noise_multiplier,
-            clip=self.config.clip,
-            sample_rate=sample_rate,
-            steps=steps,
-        )
-
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -130,11 +136,61 @@ class GaussianDefense(Defense):
         }
 
 
+def gaussian_record(
+    config: DefenseConfig,
+    *,
+    client_id: int | None,
+    mechanism: str,
+    granularity: str,
+    noise_multiplier: float,
+    history: History,
+    sample_rate: float,
+) -> PrivacyRecord:
+    """The guarantee of a composition of (subsampled) Gaussian mechanisms ``history`` at ``config.delta``.
+
+    ``noise_multiplier`` and ``sample_rate`` label the record; ε comes from ``history`` alone.
+    """
+    from defenses.accounting import epsilon
+
+    return PrivacyRecord(
+        client_id=client_id,
+        mechanism=mechanism,
+        granularity=granularity,
+        epsilon=epsilon(history, delta=config.delta, accountant=config.accountant),
+        delta=config.delta,
+        accountant=config.accountant,
+        noise_multiplier=noise_multiplier,
+        clip=config.clip,
+        sample_rate=sample_rate,
+        steps=sum(k for _, _, k in history),
+    )
+
+
 DEFENSES: Registry[Defense] = Registry("defense")
 
 
-def build_defense(config: DefenseConfig) -> Defense:
-    """The registered defense named ``config.name``, validated and ready to hook into training."""
+def noise_defenses() -> list[str]:
+    """The registered defenses with a noise multiplier σ to sweep (Gaussian mechanisms)."""
     import defenses  # noqa: F401  (registers the built-in defenses)
 
-    return DEFENSES.create(config.name, config)
+    return [name for name in DEFENSES.names() if issubclass(DEFENSES.get(name), GaussianDefense)]
+
+
+def build_defense(config: DefenseConfig) -> Defense:
+    """The defense ``config`` names, validated and ready to hook into training.
+
+    With a ``[defense.server]`` table, the client-side defense ``config.name`` composed with the
+    server-side one it names.
+    """
+    import defenses  # noqa: F401  (registers the built-in defenses)
+    from defenses.compose import compose
+
+    first = DEFENSES.create(config.name, config)
+    if config.server is None:
+        return first
+    return compose(first, DEFENSES.create(config.server.name, config.server))
+
+
+def names_on(side: str) -> list[str]:
+    """Registered defenses acting on ``side`` (``client`` or ``server``)."""
+    return [n for n in DEFENSES.names() if DEFENSES.get(n).side == side]

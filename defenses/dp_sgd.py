@@ -2,12 +2,13 @@
 
 Each client keeps one accountant for the whole run: ε accumulates over every
 local step it takes in every round (a fresh engine per round, as in Flower's
-Opacus example, would report one round's ε only).
+Opacus example, would report one round's ε only). The accountant is the
+client's :class:`DPSGDClient`, whose history is saved and restored as JSON.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,9 +18,9 @@ from opacus.optimizers import DPOptimizer
 from torch import nn
 
 from defenses.accounting import calibrate_noise
-from defenses.base import DEFENSES, GaussianDefense
+from defenses.base import DEFENSES, GaussianDefense, History, gaussian_record
 from feddp_eval.config import DefenseConfig
-from feddp_eval.federated.hooks import ClientPlan, PrivacyRecord
+from feddp_eval.federated.hooks import ClientDefense, ClientPlan, PrivacyRecord
 
 
 @DEFENSES.register("dp-sgd")
@@ -32,34 +33,58 @@ class DPSGD(GaussianDefense):
     def __init__(self, config: DefenseConfig) -> None:
         super().__init__(config)
         self.poisson_sampling = config.poisson_sampling
-        self._plans: dict[int, ClientPlan] = {}
-        self._history: dict[int, list[tuple[float, float, int]]] = {}
 
     def setup(self, model: nn.Module, plans: Sequence[ClientPlan]) -> None:
         super().setup(model, plans)
-        self._plans = {p.client_id: p for p in plans}
-        self._history = {p.client_id: [] for p in plans}
         if self.config.target_epsilon is not None:
             # One σ for everyone: the largest any client needs if it takes part in every round.
             self.noise_multiplier = max(
                 calibrate_noise(
                     self.config.target_epsilon,
                     delta=self.config.delta,
-                    sample_rate=self._rate(p),
+                    sample_rate=sample_rate(p),
                     steps=p.rounds * p.steps_per_round,
                     accountant=self.config.accountant,
                 )
                 for p in plans
             )
 
-    def _rate(self, plan: ClientPlan) -> float:
-        return min(1.0, plan.batch_size / plan.n_samples)
+    def client(self, plan: ClientPlan) -> DPSGDClient:
+        return DPSGDClient(plan, self.config, noise_multiplier=self.noise_multiplier)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "poisson_sampling": self.poisson_sampling,
+            "grad_sample_mode": self.config.grad_sample_mode,
+        }
+
+
+def sample_rate(plan: ClientPlan) -> float:
+    """The chance q that a tile is in one local step's batch."""
+    return min(1.0, plan.batch_size / plan.n_samples)
+
+
+class DPSGDClient(ClientDefense):
+    """One client's DP-SGD: Opacus around its local training, and its accountant's history.
+
+    Args:
+        plan: The client's part in the run.
+        config: The ``dp-sgd`` settings (clip, δ, accountant, grad_sample_mode).
+        noise_multiplier: σ, as :class:`DPSGD` calibrated it for the whole run.
+    """
+
+    def __init__(self, plan: ClientPlan, config: DefenseConfig, *, noise_multiplier: float) -> None:
+        super().__init__(plan)
+        self.config = config
+        self.noise_multiplier = noise_multiplier
+        self.poisson_sampling = config.poisson_sampling
+        self.history: History = []
 
     @contextmanager
     def local_training(
-        self, client_id: int, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator
     ) -> Iterator[tuple[nn.Module, torch.optim.Optimizer]]:
-        plan = self._plans[client_id]
         private_model = wrap_model(
             model, self.config.grad_sample_mode, batch_first=True, loss_reduction="mean"
         )
@@ -70,20 +95,11 @@ class DPSGD(GaussianDefense):
             noise_multiplier=self.noise_multiplier,
             max_grad_norm=self.config.clip,
             # q·n: a site smaller than one batch sends all its tiles every step, not `batch_size` of them.
-            expected_batch_size=min(plan.batch_size, plan.n_samples),
+            expected_batch_size=min(self.plan.batch_size, self.plan.n_samples),
             loss_reduction="mean",
             generator=noise_generator,
         )
-        rate = self._rate(plan)
-        history = self._history[client_id]
-
-        def account(_: DPOptimizer) -> None:
-            if history and history[-1][:2] == (self.noise_multiplier, rate):
-                history[-1] = (self.noise_multiplier, rate, history[-1][2] + 1)
-            else:
-                history.append((self.noise_multiplier, rate, 1))
-
-        private_optimizer.attach_step_hook(account)
+        private_optimizer.attach_step_hook(lambda _: self._account())
         try:
             yield private_model, private_optimizer
         finally:
@@ -92,6 +108,14 @@ class DPSGD(GaussianDefense):
             for p in model.parameters():
                 p.grad_sample = None  # type: ignore[attr-defined]  # set by Opacus
 
+    def _account(self) -> None:
+        """One more subsampled Gaussian mechanism (an optimizer step) in the history."""
+        phase = (self.noise_multiplier, sample_rate(self.plan))
+        if self.history and self.history[-1][:2] == phase:
+            self.history[-1] = (*phase, self.history[-1][2] + 1)
+        else:
+            self.history.append((*phase, 1))
+
     def empty_step(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         # Opacus clips an empty set of per-sample gradients to zero and still adds the noise.
         for p in model.parameters():
@@ -99,24 +123,22 @@ class DPSGD(GaussianDefense):
                 p.grad_sample = p.new_zeros((0, *p.shape))  # type: ignore[attr-defined]
         optimizer.step()
 
-    def privacy_records(self) -> list[PrivacyRecord]:
-        return [
-            self.record(
-                client_id,
-                "dp-sgd (subsampled Gaussian)",
-                history=history,
-                sample_rate=self._rate(self._plans[client_id]),
-                steps=sum(k for _, _, k in history),
-            )
-            for client_id, history in sorted(self._history.items())
-        ]
+    def privacy_record(self) -> PrivacyRecord:
+        return gaussian_record(
+            self.config,
+            client_id=self.plan.client_id,
+            mechanism="dp-sgd (subsampled Gaussian)",
+            granularity=DPSGD.granularity,
+            noise_multiplier=self.noise_multiplier,
+            history=self.history,
+            sample_rate=sample_rate(self.plan),
+        )
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            **super().describe(),
-            "poisson_sampling": self.poisson_sampling,
-            "grad_sample_mode": self.config.grad_sample_mode,
-        }
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": [list(phase) for phase in self.history]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.history = [(float(s), float(q), int(k)) for s, q, k in state["history"]]
 
 
 def _on_device(generator: torch.Generator, device: torch.device) -> torch.Generator:

@@ -2,21 +2,23 @@
 
 Client-level guarantee: one Gaussian mechanism (sensitivity C, noise σC) per
 round the client took part in, composed with Opacus' RDP analysis (sampling
-rate 1: the client's own participation is not secret from itself).
+rate 1: the client's own participation is not secret from itself). Each
+client's count of releases is its :class:`LocalUpdateNoiseClient`'s state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from defenses.accounting import calibrate_noise
-from defenses.base import DEFENSES, GaussianDefense
+from defenses.base import DEFENSES, GaussianDefense, gaussian_record
 from defenses.update_ops import Update, add_gaussian, clip_update
 from feddp_eval.config import DefenseConfig
-from feddp_eval.federated.hooks import ClientPlan, PrivacyRecord
+from feddp_eval.federated.hooks import ClientDefense, ClientPlan, PrivacyRecord
 
 
 @DEFENSES.register("local-dp")
@@ -26,13 +28,8 @@ class LocalUpdateNoise(GaussianDefense):
     granularity = "client-level"
     summary = "FedDP update noise: each client clips its update to C and adds N(0, (σC)²) before release"
 
-    def __init__(self, config: DefenseConfig) -> None:
-        super().__init__(config)
-        self._rounds: dict[int, int] = {}
-
     def setup(self, model: nn.Module, plans: Sequence[ClientPlan]) -> None:
         super().setup(model, plans)
-        self._rounds = {p.client_id: 0 for p in plans}
         if self.config.target_epsilon is not None:
             rounds = max(p.rounds for p in plans)
             self.noise_multiplier = calibrate_noise(
@@ -43,13 +40,37 @@ class LocalUpdateNoise(GaussianDefense):
                 accountant=self.config.accountant,
             )
 
-    def release(self, client_id: int, update: Update, generator: torch.Generator) -> Update:
-        self._rounds[client_id] = self._rounds.get(client_id, 0) + 1
+    def client(self, plan: ClientPlan) -> LocalUpdateNoiseClient:
+        return LocalUpdateNoiseClient(plan, self.config, noise_multiplier=self.noise_multiplier)
+
+
+class LocalUpdateNoiseClient(ClientDefense):
+    """One client's update noise, counting the Gaussian mechanisms it has released."""
+
+    def __init__(self, plan: ClientPlan, config: DefenseConfig, *, noise_multiplier: float) -> None:
+        super().__init__(plan)
+        self.config = config
+        self.noise_multiplier = noise_multiplier
+        self.rounds = 0
+
+    def release(self, update: Update, generator: torch.Generator) -> Update:
+        self.rounds += 1
         clipped = clip_update(update, self.config.clip)
         return add_gaussian(clipped, self.noise_multiplier * self.config.clip, generator)
 
-    def privacy_records(self) -> list[PrivacyRecord]:
-        return [
-            self.record(client_id, "gaussian update noise", sample_rate=1.0, steps=rounds)
-            for client_id, rounds in sorted(self._rounds.items())
-        ]
+    def privacy_record(self) -> PrivacyRecord:
+        return gaussian_record(
+            self.config,
+            client_id=self.plan.client_id,
+            mechanism="gaussian update noise",
+            granularity=LocalUpdateNoise.granularity,
+            noise_multiplier=self.noise_multiplier,
+            history=[(self.noise_multiplier, 1.0, self.rounds)],
+            sample_rate=1.0,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rounds": self.rounds}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.rounds = int(state["rounds"])

@@ -25,7 +25,9 @@ own training runs (a malicious server's ``imprint`` changes the model it sends):
     margin_psnr_max = 1.0             # DP-SGD keeps it within 1 dB of the mean-colour guess
 
 A bound ``<metric>_min`` holds when value >= bound − tolerance, ``<metric>_max`` when
-value <= bound + tolerance. Unknown keys, metrics or arms are errors (exit 2).
+value <= bound + tolerance. The metrics, and their default tolerances (what a re-run on another
+CPU may plausibly move), are the gate metrics of :mod:`feddp_eval.schema`. Unknown keys,
+metrics or arms are errors (exit 2).
 """
 
 from __future__ import annotations
@@ -38,38 +40,9 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
+from feddp_eval import schema
 from feddp_eval.config import read_toml
 from feddp_eval.errors import ConfigError
-
-METRICS = (
-    "psnr",
-    "ssim",
-    "lpips",
-    "mask_dice",
-    "margin_psnr",
-    "margin_ssim",
-    "tiles_exact",
-    "tiles_beating_prior",
-    "epsilon",
-    "dice",
-    "jaccard",
-    "accuracy",
-)
-# Default tolerance per metric: what a re-run on another CPU may plausibly move (see README).
-DEFAULT_TOLERANCE = {
-    "psnr": 0.3,
-    "ssim": 0.02,
-    "lpips": 0.02,
-    "mask_dice": 0.02,
-    "margin_psnr": 0.3,
-    "margin_ssim": 0.02,
-    "tiles_exact": 0.0,
-    "tiles_beating_prior": 0.0,
-    "epsilon": 1e-6,
-    "dice": 0.01,
-    "jaccard": 0.01,
-    "accuracy": 0.005,
-}
 
 
 @dataclass(frozen=True)
@@ -148,13 +121,13 @@ def _bounds(arm: str, table: Any, problems: list[str]) -> list[Bound]:
     found = []
     for key, spec in table.items():
         metric, _, kind = key.rpartition("_")
-        if kind not in ("min", "max") or metric not in METRICS:
+        if kind not in ("min", "max") or metric not in schema.gate_metrics():
             problems.append(
                 f"unknown bound `arms.{arm}.{key}`; use <metric>_min or <metric>_max with a metric "
-                f"in {', '.join(METRICS)}"
+                f"in {', '.join(schema.gate_metrics())}"
             )
             continue
-        value, tolerance = spec, DEFAULT_TOLERANCE[metric]
+        value, tolerance = spec, schema.default_tolerance(metric)
         if isinstance(spec, Mapping):
             extra = sorted(set(spec) - {"value", "tolerance"})
             if extra:

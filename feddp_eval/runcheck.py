@@ -277,14 +277,14 @@ def result_rows(payload: Any, path: Path) -> list[dict[str, Any]]:
     rows = payload.get("rows") if isinstance(payload, dict) else None
     if not isinstance(rows, list) or not rows:
         raise RunDirError(f"{path} holds no `rows` list of results; re-run `feddp-eval attack`")
-    from feddp_eval.gate import METRICS
+    from feddp_eval.schema import gate_metrics
 
     for i, row in enumerate(rows):
         if not isinstance(row, dict) or not isinstance(row.get("defense"), str):
             raise RunDirError(
                 f"{path}: row {i} is not a results row with a `defense` name; re-run the attack"
             )
-        for metric in METRICS:
+        for metric in gate_metrics():
             value = row.get(metric)
             if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
                 raise RunDirError(

@@ -25,7 +25,7 @@ from feddp_eval.errors import NonFiniteError
 if TYPE_CHECKING:
     from torch import Tensor
 
-    from feddp_eval.config import ExperimentConfig
+    from feddp_eval.config import DefenseConfig, ExperimentConfig
 
 # Largest values that still describe a run this toolkit can finish (and its accountant can
 # account): far beyond any real experiment, far below where arithmetic overflows.
@@ -69,18 +69,26 @@ def setting_problems(config: ExperimentConfig) -> list[str]:
             limit = INT_LIMITS.get(name)
             if limit is not None and abs(value) > limit:
                 problems.append(f"`{name}` must be at most {limit}, but got {value}")
-    d = config.defense
+    for at, d in (("defense", config.defense), ("defense.server", config.defense.server)):
+        if d is not None:
+            problems += _noise_problems(at, d)
+    return problems
+
+
+def _noise_problems(at: str, d: DefenseConfig) -> list[str]:
+    """The defense section ``at``'s noise, clip and target ε, beyond what a run can use."""
+    problems = []
     if math.isfinite(d.noise) and d.noise > MAX_NOISE:
         problems.append(
-            f"`defense.noise` must be at most {MAX_NOISE:g} (beyond it every update is pure noise), "
+            f"`{at}.noise` must be at most {MAX_NOISE:g} (beyond it every update is pure noise), "
             f"but got {d.noise:g}"
         )
     if math.isfinite(d.noise) and math.isfinite(d.clip) and not math.isfinite(d.noise * d.clip):
-        problems.append(f"`defense.noise` × `defense.clip` overflows ({d.noise:g} × {d.clip:g}); lower them")
+        problems.append(f"`{at}.noise` × `{at}.clip` overflows ({d.noise:g} × {d.clip:g}); lower them")
     eps = d.target_epsilon
     if eps is not None and math.isfinite(eps) and eps > MAX_TARGET_EPSILON:
         problems.append(
-            f"`defense.target_epsilon` must be at most {MAX_TARGET_EPSILON:g} (no privacy is left "
+            f"`{at}.target_epsilon` must be at most {MAX_TARGET_EPSILON:g} (no privacy is left "
             f"above it; use defense `none`), but got {eps:g}"
         )
     return problems
@@ -130,19 +138,6 @@ def require_finite(tensors: Mapping[str, Tensor], *, what: str, fix: str) -> Non
 # --------------------------------------------------------------------------- attacks that could not run
 
 NOT_RUN = "not run"
-# What an attack measures; absent (None) when it could not run, so no prior's number stands in.
-ATTACK_METRICS = (
-    "psnr",
-    "ssim",
-    "lpips",
-    "mask_dice",
-    "margin_psnr",
-    "margin_ssim",
-    "tiles_beating_prior",
-    "tiles_exact",
-    "tiles_read",
-    "objective",
-)
 
 
 def unusable_view(view: Any) -> str | None:
@@ -166,7 +161,9 @@ def failed_reconstruction(stopped: str, objective: float, restart_objectives: Se
 
 def mark_not_run(row: dict[str, Any], reason: str) -> dict[str, Any]:
     """``row`` with every attack metric absent and ``stopped`` saying why the attack did not run."""
-    return {**row, **{k: None for k in ATTACK_METRICS if k in row}, "stopped": f"{NOT_RUN}: {reason}"}
+    from feddp_eval.schema import attack_metrics  # what an attack measures: no prior's number stands in
+
+    return {**row, **{k: None for k in attack_metrics() if k in row}, "stopped": f"{NOT_RUN}: {reason}"}
 
 
 def not_run_reason(row: Mapping[str, Any]) -> str | None:

@@ -10,7 +10,8 @@ On disk (``DIR`` is the sweep folder)::
     sweep.json                 the grid, the base config, the planned points, the command line
     runs/<hash12>/             one training run per (defense, noise, seed), reused by config hash
     points/<key>/row.json      a finished point's results row; its presence means "done"
-    results.csv                the tidy table: one row per finished point, in grid order
+    results.csv                the tidy table: one row per finished point, in grid order, with the
+                               columns of :func:`feddp_eval.schema.result_columns`
     runtime.csv                per finished point: wall-clock seconds. Kept apart so that
                                results.csv is byte-identical whether or not the sweep was
                                interrupted (at a fixed thread count: --jobs N gives each worker
@@ -23,11 +24,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from feddp_eval import schema
 from feddp_eval.config import (
     ExperimentConfig,
     config_hash,
@@ -47,59 +49,6 @@ MAX_SEEDS = 10_000
 
 # Two to three decades below the textbook σ = 1.1: that is where leakage collapses (REFERENCES.md).
 DEFAULT_NOISES: tuple[float, ...] = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.1, 2.0)
-# Defenses with a noise multiplier to sweep; prune has none.
-NOISE_DEFENSES = ("dp-sgd", "local-dp", "central-dp")
-
-# Utility and leakage scores of a results row (all floats; empty when not measured).
-SCORE_COLUMNS = (
-    "dice",
-    "jaccard",
-    "accuracy",
-    "psnr",
-    "ssim",
-    "lpips",
-    "mask_dice",
-    "prior_psnr",
-    "prior_ssim",
-    "prior_lpips",
-    "prior_mask_dice",
-    "mask_prior_psnr",
-    "mask_prior_ssim",
-    "mask_prior_lpips",
-    "margin_psnr",
-    "margin_ssim",
-)
-# Leakage read against the attacker's strongest guess without the update (see pipeline.leakage_reading),
-# and, for a malicious server's imprint, how many tiles sat alone in a bin and how many it read.
-COUNT_COLUMNS = ("tiles_beating_prior", "tiles_exact", "tiles_alone", "tiles_read")
-RESULT_COLUMNS = (
-    "key",
-    "config_hash",
-    "seed",
-    "defense",
-    "noise",
-    "epsilon",
-    "delta",
-    "granularity",
-    "accountant",
-    *SCORE_COLUMNS,
-    "prior_kind",
-    *COUNT_COLUMNS,
-    "threat",
-    "attack",
-    "target_site",
-    "target_round",
-    "rounds_used",
-    "restarts",
-    "mask",
-    "iterations",
-    "stopped",
-    "objective",
-    "lpips_missing",
-    "run_dir",
-    "tiles",
-)
-RUNTIME_COLUMNS = ("key", "train_seconds", "seconds")
 
 
 @dataclass(frozen=True)
@@ -124,9 +73,12 @@ class SweepSpec:
         return [base_seed + i for i in range(self.seeds)]
 
 
-def validate_spec(spec: SweepSpec, *, defenses: Sequence[str], attacks: Sequence[str]) -> SweepSpec:
-    """Check the grid against the registered ``defenses`` and ``attacks``; one error lists every
-    problem. Noises come back sorted and de-duplicated, with the undefended 0 added."""
+def validate_spec(
+    spec: SweepSpec, *, defenses: Sequence[str], attacks: Sequence[str], noise_defenses: Sequence[str]
+) -> SweepSpec:
+    """Check the grid against the registered ``defenses`` and ``attacks`` (``noise_defenses``: those with
+    a noise multiplier σ to sweep); one error lists every problem. Noises come back sorted and
+    de-duplicated, with the undefended 0 added."""
     problems: list[str] = []
     if not spec.noises:
         problems.append("`sweep.noises` is empty; give at least one noise level")
@@ -138,10 +90,10 @@ def validate_spec(spec: SweepSpec, *, defenses: Sequence[str], attacks: Sequence
     for name in spec.defenses:
         if name not in defenses:
             problems.append(f"unknown defense {name!r} in `sweep.defenses`; known: {', '.join(defenses)}")
-        elif name not in NOISE_DEFENSES:
+        elif name not in noise_defenses:
             problems.append(
                 f"`sweep.defenses` lists {name!r}, which has no noise multiplier to sweep; "
-                f"use {', '.join(NOISE_DEFENSES)} (the undefended reference is always included)"
+                f"use {', '.join(noise_defenses)} (the undefended reference is always included)"
             )
     for name in spec.attacks:
         if name not in attacks:
@@ -210,8 +162,7 @@ class SweepPoint:
     @property
     def setting(self) -> str:
         """``none`` or ``dp-sgd σ=0.01``."""
-        d = self.config.defense
-        return "none" if d.name == "none" else f"{d.name} σ={d.noise:g}"
+        return schema.setting_label(self.config.defense.name, self.config.defense.noise)
 
     @property
     def label(self) -> str:
@@ -246,7 +197,12 @@ def plan(base: ExperimentConfig, spec: SweepSpec) -> list[SweepPoint]:
                             base,
                             seed=seed,
                             defense=dataclasses.replace(
-                                base.defense, name=defense, noise=noise, target_epsilon=None
+                                base.defense,
+                                name=defense,
+                                noise=noise,
+                                target_epsilon=None,
+                                # The undefended reference has no server-side defense either.
+                                server=None if defense == "none" else base.defense.server,
                             ),
                             attack=dataclasses.replace(base.attack, name=attack, target_site=target),
                         )
@@ -325,10 +281,6 @@ def write_tables(out: Path, points: Sequence[SweepPoint]) -> int:
 
     done = finished_rows(out, points)
     rows = [done[p.key] for p in points if p.key in done]
-    write_csv(out / RESULTS_FILE, [_pick(r, RESULT_COLUMNS) for r in rows], RESULT_COLUMNS)
-    write_csv(out / RUNTIME_FILE, [_pick(r, RUNTIME_COLUMNS) for r in rows], RUNTIME_COLUMNS)
+    for name, header in ((RESULTS_FILE, schema.result_columns()), (RUNTIME_FILE, schema.runtime_columns())):
+        write_csv(out / name, [schema.pick(r, header) for r in rows], header)
     return len(rows)
-
-
-def _pick(row: Mapping[str, Any], columns: Sequence[str]) -> dict[str, Any]:
-    return {c: row.get(c) for c in columns}

@@ -12,17 +12,16 @@ from feddp_eval.errors import RunDirError
 from feddp_eval.io import atomic_write_bytes, atomic_write_text, write_csv
 from reports.results import ResultsSet, load_results
 from reports.summary import (
-    CSV_COLUMNS,
-    LEAKAGE_COLUMNS,
-    UTILITY_COLUMNS,
     SettingSummary,
+    csv_columns,
     csv_rows,
+    leakage_columns,
     markdown_table,
-    mask_prior_note,
     summarize,
     table,
-    verdicts,
+    utility_columns,
 )
+from reports.verdicts import mask_prior_note, verdicts
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -83,7 +82,7 @@ def build_report(source: str | Path, output: str | Path, *, title: str | None = 
         _write_pdf(pdf, sections, title)
     markdown, csv = pdf.with_suffix(".md"), pdf.with_suffix(".csv")
     atomic_write_text(markdown, summary_markdown(results, summaries, sentences, title=title, mask_note=note))
-    write_csv(csv, csv_rows(summaries), CSV_COLUMNS)
+    write_csv(csv, csv_rows(summaries), csv_columns())
     return ReportResult(
         pdf, markdown, csv, [name for name, _ in sections], list(results.missing), len(results.rows)
     )
@@ -195,12 +194,12 @@ def summary_markdown(
         lines += [f"- {m}" for m in results.missing]
     lines += ["", "## Summary table", "", "### Utility and privacy budget", ""]
     lines += [
-        markdown_table(*table(summaries, UTILITY_COLUMNS)),
+        markdown_table(*table(summaries, utility_columns())),
         "",
         "### Leakage: reconstruction vs the prior guess",
         "",
     ]
-    lines += [markdown_table(*table(summaries, LEAKAGE_COLUMNS)), ""]
+    lines += [markdown_table(*table(summaries, leakage_columns())), ""]
     lpips_missing = [str(r["lpips_missing"]) for r in results.rows if r.get("lpips_missing")]
     lines += [footnote(lpips_missing), "", "## Reproducibility", ""]
     for heading, items in reproducibility_lines(results).items():

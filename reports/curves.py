@@ -14,11 +14,20 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from feddp_eval import schema
+from feddp_eval.schema import three_digits
 from reports.style import LANDSCAPE, defense_color, defense_marker
-from reports.summary import SettingSummary, defense_rank, level, stat, three_digits
+from reports.summary import SettingSummary, defense_rank, level, stat
 
-LEAKAGE = {"psnr": "PSNR (dB) ↑ leaks more", "ssim": "SSIM ↑ leaks more", "lpips": "LPIPS ↓ leaks more"}
-MASK_LEAKAGE = {"mask_dice": "mask Dice ↑ leaks more"}
+CURVE_METRICS = ("psnr", "ssim", "lpips", "mask_dice")  # leakage vs σ and vs ε, when measured
+
+
+def _axis_label(name: str) -> str:
+    """``PSNR dB ↑ leaks more``: the schema's label and direction."""
+    c = schema.column(name)
+    return f"{c.label}{c.arrow} leaks more"
+
+
 DODGE = 1.08  # multiplicative σ offset between the series of a leakage-vs-σ panel
 LOG_SPAN = 20.0  # log axes only when the positive values span more than this factor
 
@@ -30,7 +39,7 @@ def curve_pages(
 
     ``section`` (e.g. the threat model) prefixes the page titles.
     """
-    metrics = {**LEAKAGE, **MASK_LEAKAGE}
+    metrics = {name: _axis_label(name) for name in CURVE_METRICS}
     present = [m for m in metrics if any(s.mean(m) is not None for s in summaries)]
     prefix = f"{section}: " if section else ""
     first = _grid_page(

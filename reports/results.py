@@ -14,20 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from feddp_eval import schema
 from feddp_eval.errors import RunDirError
-from feddp_eval.sweep import COUNT_COLUMNS, RUNTIME_COLUMNS, SCORE_COLUMNS
+from feddp_eval.schema import setting_label
 from feddp_eval.sweep import FORMAT as SWEEP_FORMAT
-from feddp_eval.sweep import RESULT_COLUMNS as SWEEP_RESULT_COLUMNS
 from reports._files import read_csv_file, read_json_file
 
-# What a row may hold: the sweep's results.csv columns plus its runtime.csv ones (merged by key).
-RESULT_COLUMNS = (*SWEEP_RESULT_COLUMNS, *(c for c in RUNTIME_COLUMNS if c not in SWEEP_RESULT_COLUMNS))
-FLOAT_COLUMNS = frozenset(
-    {"noise", "epsilon", "delta", *SCORE_COLUMNS, "objective", "seconds", "train_seconds"}
-)
-INT_COLUMNS = frozenset({"seed", "target_site", "iterations", "rounds_used", "restarts", *COUNT_COLUMNS})
-# A round number, or "all" when every round the site took part in was inverted jointly.
-ROUND_COLUMNS = frozenset({"target_round"})
 REQUIRED_COLUMNS = ("defense", "noise", "dice", "psnr", "prior_psnr")
 
 
@@ -54,11 +46,10 @@ class ResultsSet:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def setting_label(defense: str, noise: float | None) -> str:
-    """``"none"`` or ``"dp-sgd σ=0.01"``: how a defense setting is named everywhere in a report."""
-    if defense == "none" or noise is None:
-        return defense
-    return f"{defense} σ={noise:g}"
+def row_columns() -> tuple[str, ...]:
+    """What a row may hold: the sweep's results.csv columns plus its runtime.csv ones (merged by key)."""
+    results = schema.result_columns()
+    return (*results, *(c for c in schema.runtime_columns() if c not in results))
 
 
 def point_label(point: dict[str, Any]) -> str:
@@ -150,7 +141,7 @@ def _read_results_csv(path: Path) -> list[dict[str, Any]]:
                 f"{path}: line {i + 2} is not a results row (no defense, or more cells than columns); "
                 "delete results.csv and rerun the sweep to rebuild it"
             )
-        row = _typed({c: (cells.get(c) or None) for c in RESULT_COLUMNS}, where=f"{path}: line {i + 2}")
+        row = _typed({c: (cells.get(c) or None) for c in row_columns()}, where=f"{path}: line {i + 2}")
         by_key[str(row.get("key") or f"row-{i}")] = row
     return list(by_key.values())
 
@@ -164,7 +155,7 @@ def _finished_point_rows(root: Path, points: list[dict[str, Any]], known: set[An
             raw = read_json_file(path)
             if not isinstance(raw, dict) or not isinstance(raw.get("defense"), str):
                 raise RunDirError(f"{path} is not a results row; delete it and rerun the sweep")
-            rows.append(_typed({c: raw.get(c) for c in RESULT_COLUMNS}, where=str(path)))
+            rows.append(_typed({c: raw.get(c) for c in row_columns()}, where=str(path)))
     return rows
 
 
@@ -196,7 +187,7 @@ def _load_attack(root: Path) -> ResultsSet:
     for i, raw in enumerate(payload["rows"]):
         if not isinstance(raw, dict) or not isinstance(raw.get("defense"), str):
             raise RunDirError(f"{root / 'results.json'}: row {i} is not a results row; re-run the attack")
-        row = _typed({c: raw.get(c) for c in RESULT_COLUMNS}, where=f"{root / 'results.json'}: row {i}")
+        row = _typed({c: raw.get(c) for c in row_columns()}, where=f"{root / 'results.json'}: row {i}")
         row["key"] = row["key"] or f"row-{i}"
         row["target_site"] = _first(row["target_site"], scenario.get("site_index"))
         row["target_round"] = _first(row["target_round"], scenario.get("round"))
@@ -274,14 +265,16 @@ def _typed(row: dict[str, Any], *, where: str) -> dict[str, Any]:
             corrupted cell is refused, never rendered as "not measured".
     """
     out = dict(row)
+    floats, integers = schema.typed_columns("float"), schema.typed_columns("int")
+    rounds = schema.typed_columns("round")  # a round number, or "all": every round inverted jointly
     for name, value in row.items():
         if value == "" or value is None:
             out[name] = None
-        elif name in ROUND_COLUMNS and value == "all":
+        elif name in rounds and value == "all":
             out[name] = "all"
-        elif name in FLOAT_COLUMNS or name in INT_COLUMNS or name in ROUND_COLUMNS:
+        elif name in floats or name in integers or name in rounds:
             number = _float_or_none(value)
-            integer = name in INT_COLUMNS or name in ROUND_COLUMNS
+            integer = name in integers or name in rounds
             if number is None or (integer and not number.is_integer()):
                 raise RunDirError(
                     f"{where}: `{name}` is {value!r}, not a number; the results file is corrupted: "

@@ -1,10 +1,11 @@
-"""One summary row per defense setting, the leakage verdicts, and their text/CSV/Markdown forms.
+"""One summary row per defense setting, and its text/CSV/Markdown forms (verdicts: :mod:`reports.verdicts`).
 
 Pure functions over the typed rows of :class:`reports.results.ResultsSet`: no files, no figures.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -12,21 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from reports.results import setting_label
+from feddp_eval import schema
+from feddp_eval.metrics.significance import PairedDelta
+from feddp_eval.schema import setting_label
 
-METRICS = (
-    "dice",
-    "jaccard",
-    "accuracy",
-    "psnr",
-    "ssim",
-    "lpips",
-    "mask_dice",
-    "prior_psnr",
-    "prior_ssim",
-    "prior_lpips",
-    "mask_prior_psnr",
-)
 LEAK_MARGIN_DB = 1.0
 """A setting leaks when its mean PSNR exceeds the mean PSNR of the prior guess by more than this."""
 DEFENSE_ORDER = ("none", "dp-sgd", "local-dp", "central-dp")
@@ -65,6 +55,7 @@ class SettingSummary:
     stats: dict[str, Stat]
     dice_change_pct: float | None
     threat: str = "honest"  # "malicious" for a server that changed the model it sent (imprint)
+    dice_change: PairedDelta | None = None  # ΔDice paired by seed with its interval and verdict
 
     @property
     def threat_label(self) -> str:
@@ -143,7 +134,31 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[SettingSummary]:
         groups.setdefault(_row_key(row), []).append(row)
     ordered = sorted(groups, key=lambda k: (k[0], defense_rank(k[1]), k[2]))
     reference = {k[0]: stat(r["dice"] for r in groups[k]).mean for k in ordered if k[1] == "none"}
-    return [_setting(key, groups[key], reference.get(key[0])) for key in ordered]
+    undefended = {k[0]: groups[k] for k in ordered if k[1] == "none"}
+    return [
+        dataclasses.replace(
+            _setting(key, groups[key], reference.get(key[0])),
+            dice_change=paired_dice_change(groups[key], undefended.get(key[0], [])),
+        )
+        for key in ordered
+    ]
+
+
+def paired_dice_change(
+    rows: Sequence[dict[str, Any]], reference: Sequence[dict[str, Any]]
+) -> PairedDelta | None:
+    """Relative Dice change from the undefended rows of the same seed and target, with a paired t
+    interval over seeds (``None`` for the reference itself or when no seed pairs up)."""
+    from feddp_eval.metrics.significance import paired_relative_delta
+
+    def by_seed(group: Sequence[dict[str, Any]]) -> dict[tuple[Any, Any], float]:
+        return {(r.get("seed"), r.get("target_site")): r["dice"] for r in group if r.get("dice") is not None}
+
+    mine, theirs = by_seed(rows), by_seed(reference)
+    pairs = sorted(k for k in mine if theirs.get(k))
+    if not pairs or rows is reference or all(r.get("defense") == "none" for r in rows):
+        return None
+    return paired_relative_delta([mine[k] for k in pairs], [theirs[k] for k in pairs])
 
 
 def _row_key(row: dict[str, Any]) -> tuple[str, str, float]:
@@ -154,7 +169,7 @@ def _setting(
     key: tuple[str, str, float], rows: list[dict[str, Any]], dice_none: float | None
 ) -> SettingSummary:
     attack, defense, noise = key
-    stats = {m: stat(r.get(m) for r in rows) for m in METRICS}
+    stats = {m: stat(r.get(m) for r in rows) for m in schema.summary_metrics()}
     epsilons = [r["epsilon"] for r in rows if r.get("epsilon") is not None]
     epsilon = None
     if epsilons:
@@ -190,15 +205,8 @@ def _common(values: Iterable[Any]) -> Any:
 
 
 def fmt_epsilon(s: SettingSummary) -> str:
-    """ε with 3 significant digits; ``∞`` for no defense or zero noise; ``—`` when not accounted."""
-    if s.defense == "none" or (s.epsilon is None and s.noise == 0) or (s.epsilon and math.isinf(s.epsilon)):
-        return "∞"
-    return "—" if s.epsilon is None else three_digits(s.epsilon)
-
-
-def three_digits(value: float) -> str:
-    """3 significant digits: ``1.82``, ``66.7``, ``667``; scientific outside [0.01, 1000): ``2.00e+03``."""
-    return f"{value:.3g}" if 0.01 <= abs(value) < 1000 else f"{value:.2e}"
+    """The setting's ε as a table cell (:func:`feddp_eval.schema.format_epsilon`)."""
+    return schema.format_epsilon(None if s.defense == "none" else s.epsilon)
 
 
 def level(granularity: str | None) -> str | None:
@@ -209,10 +217,14 @@ def level(granularity: str | None) -> str | None:
 
 
 def fmt_privacy(s: SettingSummary) -> str:
-    """``"ε = 12.3, δ = 1e-05, sample-level"``: never ε without δ."""
-    parts = [f"ε = {fmt_epsilon(s)}"] + ([f"δ = {s.delta:g}"] if isinstance(s.delta, float) else [])
+    """``"ε = 12.3, δ = 1e-05, sample-level, rdp"`` (:func:`feddp_eval.schema.privacy_text`)."""
     granularity = level(s.granularity)
-    return ", ".join(parts + ([f"{granularity}-level"] if granularity else []))
+    return schema.privacy_text(
+        None if s.defense == "none" else s.epsilon,
+        s.delta if isinstance(s.delta, float) else None,
+        f"{granularity}-level" if granularity else None,
+        s.accountant if isinstance(s.accountant, str) else None,
+    )
 
 
 def fmt_stat(value: Stat, decimals: int) -> str:
@@ -230,6 +242,19 @@ def fmt_change(value: float | None) -> str:
     return f"{value if round(value, 1) != 0 else 0.0:+.1f}%"
 
 
+def fmt_dice_change(s: SettingSummary) -> str:
+    """ΔDice with its seed-noise verdict: ``"-5.6% (lower, 3 seeds)"``, ``"-0.4% (within seed
+    noise, 3 seeds)"``, ``"-0.4% (1 seed: cannot tell)"``; the plain change for the reference."""
+    change = fmt_change(s.dice_change_pct)
+    d = s.dice_change
+    if d is None or s.dice_change_pct is None:
+        return change
+    if d.verdict == "cannot tell":
+        return f"{change} (1 seed: cannot tell)"
+    verdict = "within seed noise" if d.verdict == "within noise" else d.verdict
+    return f"{change} ({verdict}, {d.seeds} seeds)"
+
+
 def fmt_noise(noise: float) -> str:
     """The noise multiplier σ as the user typed it (``0.01``, ``1.1``)."""
     return f"{noise:g}"
@@ -238,36 +263,34 @@ def fmt_noise(noise: float) -> str:
 Column = tuple[str, Callable[[SettingSummary], str]]
 
 
-def _metric(name: str, decimals: int) -> Callable[[SettingSummary], str]:
-    return lambda s: fmt_stat(s.stats[name], decimals)
+def _metric(c: schema.Column) -> Column:
+    return (c.label, lambda s: fmt_stat(s.stats[c.name], c.decimals or 0))
 
 
-UTILITY_COLUMNS: list[Column] = [
-    ("defense", lambda s: s.defense),
-    ("σ", lambda s: fmt_noise(s.noise)),
-    ("ε", fmt_epsilon),
-    ("δ", lambda s: "—" if s.delta is None else f"{s.delta:g}"),
-    ("granularity", lambda s: level(s.granularity) or "—"),
-    ("accountant", lambda s: s.accountant or "—"),
-    ("n", lambda s: str(s.n)),
-    ("Dice", _metric("dice", 3)),
-    ("Jaccard", _metric("jaccard", 3)),
-    ("accuracy", _metric("accuracy", 3)),
-    ("ΔDice", lambda s: fmt_change(s.dice_change_pct)),
-]
-LEAKAGE_COLUMNS: list[Column] = [
-    ("defense", lambda s: s.defense),
-    ("σ", lambda s: fmt_noise(s.noise)),
-    ("ε", fmt_epsilon),
-    ("PSNR dB", _metric("psnr", 1)),
-    ("SSIM", _metric("ssim", 3)),
-    ("LPIPS", _metric("lpips", 3)),
-    ("mask Dice", _metric("mask_dice", 3)),
-    ("prior PSNR", _metric("prior_psnr", 1)),
-    ("prior SSIM", _metric("prior_ssim", 3)),
-    ("mask-prior PSNR", _metric("mask_prior_psnr", 1)),
-    ("leaks", lambda s: {True: "yes", False: "no", None: "—"}[s.leaks]),
-]
+def _setting_columns() -> list[Column]:
+    return [("defense", lambda s: s.defense), ("σ", lambda s: fmt_noise(s.noise)), ("ε", fmt_epsilon)]
+
+
+def utility_columns() -> list[Column]:
+    """The utility table: the setting, its privacy budget, the schema's utility metrics, ΔDice."""
+    return [
+        *_setting_columns(),
+        ("δ", lambda s: "—" if s.delta is None else f"{s.delta:g}"),
+        ("granularity", lambda s: level(s.granularity) or "—"),
+        ("accountant", lambda s: s.accountant or "—"),
+        ("n", lambda s: str(s.n)),
+        *(_metric(c) for c in schema.table_columns("utility")),
+        ("ΔDice", fmt_dice_change),
+    ]
+
+
+def leakage_columns() -> list[Column]:
+    """The leakage table: the setting, the schema's leakage and prior metrics, the verdict."""
+    return [
+        *_setting_columns(),
+        *(_metric(c) for c in schema.table_columns("leakage")),
+        ("leaks", lambda s: {True: "yes", False: "no", None: "—"}[s.leaks]),
+    ]
 
 
 def table(
@@ -286,23 +309,28 @@ def markdown_table(headers: Sequence[str], cells: Sequence[Sequence[str]]) -> st
     return "\n".join(lines)
 
 
-CSV_COLUMNS = (
-    "attack",
-    "defense",
-    "noise",
-    "n",
-    "epsilon",
-    "delta",
-    "granularity",
-    "accountant",
-    *(f"{m}_{part}" for m in METRICS for part in ("mean", "sd")),
-    "dice_change_pct",
-    "leaks",
-)
+def csv_columns() -> tuple[str, ...]:
+    """summary.csv's header: the setting, then mean and sd of every summary metric of the schema."""
+    return (
+        "attack",
+        "defense",
+        "noise",
+        "n",
+        "epsilon",
+        "delta",
+        "granularity",
+        "accountant",
+        *(f"{m}_{part}" for m in schema.summary_metrics() for part in ("mean", "sd")),
+        "dice_change_pct",
+        "dice_change_low_pct",
+        "dice_change_high_pct",
+        "dice_change_verdict",
+        "leaks",
+    )
 
 
 def csv_rows(summaries: Sequence[SettingSummary]) -> list[dict[str, Any]]:
-    """Numeric summary rows (``None`` → empty cell) in :data:`CSV_COLUMNS` order."""
+    """Numeric summary rows (``None`` → empty cell) in :func:`csv_columns` order."""
     out = []
     for s in summaries:
         row: dict[str, Any] = {
@@ -315,138 +343,13 @@ def csv_rows(summaries: Sequence[SettingSummary]) -> list[dict[str, Any]]:
             "granularity": s.granularity,
             "accountant": s.accountant,
         }
-        for m in METRICS:
+        for m in schema.summary_metrics():
             row[f"{m}_mean"], row[f"{m}_sd"] = s.stats[m].mean, s.stats[m].sd
         row["dice_change_pct"] = s.dice_change_pct
+        d = s.dice_change
+        row["dice_change_low_pct"] = None if d is None or d.low is None else 100.0 * d.low
+        row["dice_change_high_pct"] = None if d is None or d.high is None else 100.0 * d.high
+        row["dice_change_verdict"] = None if d is None else d.verdict
         row["leaks"] = None if s.leaks is None else str(s.leaks).lower()
         out.append(row)
     return out
-
-
-# --------------------------------------------------------------------------- verdicts
-
-
-def verdicts(summaries: Sequence[SettingSummary]) -> list[str]:
-    """One sentence per (attack,) defense, undefended first; see :data:`LEAK_MARGIN_DB` for the rule."""
-    attacks = list(dict.fromkeys(s.attack for s in summaries))
-    sentences = []
-    for attack in attacks:
-        mine = [s for s in summaries if s.attack == attack]
-        prefix = f"[{mine[0].threat_label} · {attack}] " if len(attacks) > 1 else ""
-        for defense in dict.fromkeys(s.defense for s in mine):
-            settings = sorted((s for s in mine if s.defense == defense), key=lambda s: s.noise)
-            sentences.append(prefix + defense_verdict(defense, settings))
-    return sentences
-
-
-def defense_verdict(defense: str, settings: Sequence[SettingSummary]) -> str:
-    """The verdict sentence of one defense over its settings (sorted by noise)."""
-    if defense == "none":
-        s = settings[0]
-        return f"Without a defense the attack {_leak_phrase(s)}."
-    judged = [s for s in settings if s.leaks is not None]
-    if not judged:
-        return f"{defense}: no PSNR or prior PSNR was measured, so leakage cannot be judged."
-    noises = _noise_range(judged)
-    leaking = [s for s in judged if s.leaks]
-    if len(leaking) == len(judged):
-        smallest = min(judged, key=lambda s: s.leakage_gap_db or 0.0)
-        text = (
-            f"{defense} leaked at every tested noise ({noises}): mean PSNR stayed more than "
-            f"{LEAK_MARGIN_DB:g} dB above {smallest.reference[0]} "
-            f"(smallest gap {smallest.leakage_gap_db:+.1f} dB at σ = {fmt_noise(smallest.noise)})."
-        )
-    elif not leaking:
-        first = judged[0]
-        text = (
-            f"{defense} never leaked at the tested noises ({noises}): mean PSNR never exceeded "
-            f"{first.reference[0]} by more than {LEAK_MARGIN_DB:g} dB; at the smallest, "
-            f"σ = {fmt_noise(first.noise)} ({fmt_privacy(first)}), Dice changes by "
-            f"{fmt_change(first.dice_change_pct)} vs undefended."
-        )
-    elif judged[-1].leaks:
-        text = (
-            f"{defense}: leakage does not stop within the tested noises: it leaks at σ = "
-            f"{', '.join(fmt_noise(s.noise) for s in leaking)} and not at σ = "
-            f"{', '.join(fmt_noise(s.noise) for s in judged if not s.leaks)}."
-        )
-    else:
-        stop = next(s for i, s in enumerate(judged) if not any(t.leaks for t in judged[i:]))
-        text = (
-            f"{defense}: leakage stops at σ = {fmt_noise(stop.noise)} ({fmt_privacy(stop)}): mean PSNR "
-            f"{stop.mean('psnr'):.1f} dB is at most {LEAK_MARGIN_DB:g} dB above {stop.reference[0]}'s "
-            f"{stop.reference[1]:.1f} dB, and Dice changes by {fmt_change(stop.dice_change_pct)} "
-            "vs undefended."
-        )
-    if defense == "central-dp":
-        text += " (central-dp noises only the aggregate, so it is not expected to stop a curious server.)"
-    return text
-
-
-def _leak_phrase(s: SettingSummary) -> str:
-    gap = s.leakage_gap_db
-    if gap is None:
-        return "could not be judged (no PSNR or prior PSNR)"
-    verb = "leaks" if s.leaks else "does not leak"
-    (name, prior), psnr = s.reference, s.mean("psnr")
-    return f"{verb}: mean PSNR {psnr:.1f} dB vs {prior:.1f} dB for {name} ({gap:+.1f} dB)"
-
-
-def _noise_range(settings: Sequence[SettingSummary]) -> str:
-    low, high = settings[0].noise, settings[-1].noise
-    return f"σ = {fmt_noise(low)}" if low == high else f"σ = {fmt_noise(low)} to {fmt_noise(high)}"
-
-
-def mask_prior_note(summaries: Sequence[SettingSummary]) -> str | None:
-    """When masks were known: say that the verdicts read leakage against the mask-painted prior."""
-    value = stat(s.mean("mask_prior_psnr") for s in summaries).mean
-    if value is None:
-        return None
-    prior = stat(s.mean("prior_psnr") for s in summaries).mean
-    versus = f"; the site's mean colour alone scores {prior:.1f} dB" if prior is not None else ""
-    text = (
-        "The attacker knew the true masks, so before reading any update it could already paint them in "
-        f"the site's public nuclei and background colours: that guess scores a mean PSNR of {value:.1f} dB"
-        f"{versus}. The verdicts count as leakage only what the update adds on top of the painted masks."
-    )
-    return " ".join([text, *_mean_colour_readings(summaries)])
-
-
-def _mean_colour_readings(summaries: Sequence[SettingSummary]) -> list[str]:
-    """Against the site's mean colour instead (a guess that uses neither masks nor update): how far
-    the undefended attack gets above it, and from which σ each defense brings it back within
-    :data:`LEAK_MARGIN_DB` — what DP removes of the picture the update and the masks together give."""
-
-    def gap(s: SettingSummary) -> float | None:
-        psnr, prior = s.mean("psnr"), s.mean("prior_psnr")
-        return None if psnr is None or prior is None else psnr - prior
-
-    sentences = []
-    attacks = list(dict.fromkeys(s.attack for s in summaries))
-    for attack in attacks:
-        prefix = f"[{attack}] " if len(attacks) > 1 else ""
-        mine = [s for s in summaries if s.attack == attack and gap(s) is not None]
-        for s in mine:
-            if s.defense == "none":
-                sentences.append(
-                    f"{prefix}Read against the site's mean colour instead, the undefended attack is "
-                    f"{gap(s):+.1f} dB above it."
-                )
-        for defense in dict.fromkeys(s.defense for s in mine if s.defense != "none"):
-            settings = sorted((s for s in mine if s.defense == defense), key=lambda s: s.noise)
-            close = [(gap(s) or 0.0) <= LEAK_MARGIN_DB for s in settings]
-            start = next((i for i in range(len(settings)) if all(close[i:])), None)
-            if start is None:
-                worst = min(settings, key=lambda s: gap(s) or 0.0)
-                sentences.append(
-                    f"{prefix}{defense} keeps it more than {LEAK_MARGIN_DB:g} dB above the mean colour "
-                    f"at the highest tested σ (smallest gap {gap(worst):+.1f} dB at "
-                    f"σ = {fmt_noise(worst.noise)})."
-                )
-            else:
-                s = settings[start]
-                sentences.append(
-                    f"{prefix}{defense} brings it within {LEAK_MARGIN_DB:g} dB of the mean colour from "
-                    f"σ = {fmt_noise(s.noise)} ({fmt_privacy(s)}; Dice {fmt_change(s.dice_change_pct)})."
-                )
-    return sentences

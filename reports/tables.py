@@ -8,7 +8,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from reports.style import LANDSCAPE, new_page, page_heading
-from reports.summary import LEAKAGE_COLUMNS, UTILITY_COLUMNS, SettingSummary, table
+from reports.summary import SettingSummary, leakage_columns, table, utility_columns
 
 ROWS_SHARED_PAGE = 12  # up to this many settings, both tables share one page
 ROWS_PER_PAGE = 26
@@ -19,7 +19,9 @@ def footnote(lpips_missing: Sequence[str]) -> str:
     """What the cells mean; shared by the PDF and summary.md."""
     text = (
         "Cells: mean ± sd over the n seeds and targets (sample sd, ddof = 1; the plain mean when n = 1). "
-        "ΔDice = 100·(Dice − Dice_none)/Dice_none. ε is the accountant's ε at δ, at the stated granularity "
+        "ΔDice = 100·(Dice − Dice_none)/Dice_none; in brackets, whether it is outside seed noise (paired "
+        "t interval over seeds at 95%: lower/higher, or within seed noise; one seed cannot tell). "
+        "ε is the accountant's ε at δ, at the stated granularity "
         "(∞: no defense). leaks: mean PSNR > the reference prior's + 1 dB (the mask-painted prior when the "
         "masks were known, else the mean-colour prior). —: not measured (mask Dice is not "
         "scored when the attacker knows the mask; the mask-painted prior exists only then)."
@@ -32,8 +34,8 @@ def footnote(lpips_missing: Sequence[str]) -> str:
 def summary_table_pages(summaries: Sequence[SettingSummary], lpips_missing: Sequence[str]) -> list[Figure]:
     """One page with both tables when few settings, else each table over as many pages as needed."""
     note = footnote(lpips_missing)
-    utility = ("Utility and privacy budget", *table(summaries, UTILITY_COLUMNS))
-    leakage = ("Leakage: reconstruction vs the prior guess", *table(summaries, LEAKAGE_COLUMNS))
+    utility = ("Utility and privacy budget", *table(summaries, utility_columns()))
+    leakage = ("Leakage: reconstruction vs the prior guess", *table(summaries, leakage_columns()))
     if len(summaries) <= ROWS_SHARED_PAGE:
         fig = new_page(LANDSCAPE)
         page_heading(fig, "Summary table", "One row per defense setting, aggregated over seeds and targets.")

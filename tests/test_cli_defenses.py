@@ -38,7 +38,7 @@ def test_noise_without_a_defense_means_dp_sgd_and_the_epsilon_is_printed_with_de
     assert summary["privacy"]["mechanism"].startswith("dp-sgd") and summary["granularity"] == "sample-level"
     # The human summary never shows ε without δ, granularity and accountant.
     assert "defense: dp-sgd" in result.stdout
-    assert f"ε = {summary['epsilon']:.3g} (δ = 1e-05, sample-level, rdp)" in result.stdout
+    assert f"ε = {summary['epsilon']:.3g}, δ = 1e-05, sample-level, rdp" in result.stdout
 
 
 def test_defense_none_with_noise_is_refused_with_the_reason(tmp_path: Path, tiny_toml: Path) -> None:

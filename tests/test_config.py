@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from feddp_eval.config import (
+    UNSET,
     DataConfig,
     DefenseConfig,
     ExperimentConfig,
@@ -15,6 +16,7 @@ from feddp_eval.config import (
     TrainConfig,
     config_hash,
     from_dict,
+    given,
     load_config,
     to_toml,
     validate,
@@ -164,7 +166,7 @@ def test_load_config_runs_validation(tmp_path: Path) -> None:
     assert info.value.source == str(path)
 
 
-def test_with_overrides_applies_dotted_keys_and_skips_none() -> None:
+def test_with_overrides_applies_dotted_keys_and_skips_unset() -> None:
     original = ExperimentConfig()
     before = to_toml(original)
     updated = with_overrides(
@@ -173,7 +175,7 @@ def test_with_overrides_applies_dotted_keys_and_skips_none() -> None:
             "train.rounds": 3,
             "defense.noise": 1.1,
             "seed": 7,
-            "train.lr": None,
+            "train.lr": UNSET,
             "data.train_tiles": (1, 2, 3, 4),
         },
     )
@@ -193,7 +195,17 @@ def test_with_overrides_applies_dotted_keys_and_skips_none() -> None:
 def test_with_overrides_with_nothing_is_identity() -> None:
     config = ExperimentConfig(seed=5)
     assert with_overrides(config, {}) == config
-    assert with_overrides(config, {"seed": None, "train.rounds": None}) == config
+    assert with_overrides(config, {"seed": UNSET, "train.rounds": UNSET}) == config
+    assert with_overrides(config, given({"seed": None, "train.rounds": None})) == config
+
+
+def test_none_is_a_value_unset_is_not() -> None:
+    """``None`` clears an optional field (the calibration target); on a required one it is an error."""
+    calibrated = with_overrides(ExperimentConfig(), {"defense.name": "dp-sgd", "defense.target_epsilon": 3.0})
+    assert with_overrides(calibrated, {"defense.target_epsilon": None}).defense.target_epsilon is None
+    assert with_overrides(calibrated, {"defense.target_epsilon": UNSET}).defense.target_epsilon == 3.0
+    with pytest.raises(ConfigError, match=r"train\.lr"):
+        with_overrides(ExperimentConfig(), {"train.lr": None})
 
 
 @pytest.mark.parametrize("key", ["train.nope", "nope", "nope.rounds", "seed.x", "train.rounds.x"])

@@ -109,7 +109,7 @@ def test_hostile_sweep_tables_load_or_fail_with_config_error(
     doc: dict[str, Any], sweep: dict[str, Any]
 ) -> None:
     from attacks import ATTACKS
-    from defenses import DEFENSES
+    from defenses import DEFENSES, noise_defenses
     from feddp_eval.sweep import load_sweep_config, validate_spec
 
     with tempfile.TemporaryDirectory() as folder:
@@ -117,6 +117,8 @@ def test_hostile_sweep_tables_load_or_fail_with_config_error(
         path.write_text(render({**doc, "sweep": sweep}), encoding="utf-8")
         try:
             _, spec = load_sweep_config(path)
-            validate_spec(spec, defenses=DEFENSES.names(), attacks=ATTACKS.names())
+            validate_spec(
+                spec, defenses=DEFENSES.names(), attacks=ATTACKS.names(), noise_defenses=noise_defenses()
+            )
         except ConfigError as exc:
             assert exc.problems and all(isinstance(p, str) and p for p in exc.problems)

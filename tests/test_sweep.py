@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 from feddp_eval.cli import app
 from feddp_eval.config import ExperimentConfig, to_toml
 from feddp_eval.errors import ConfigError
+from feddp_eval.schema import result_columns
 from feddp_eval.sweep import (
-    RESULT_COLUMNS,
     SweepSpec,
     group_by_run,
     load_sweep_config,
@@ -30,10 +30,11 @@ from feddp_eval.sweep import (
 runner = CliRunner()
 DEFENSES = ("none", "dp-sgd", "local-dp", "central-dp", "prune")
 ATTACKS = ("inverting-gradients", "dlg")
+NOISY = ("dp-sgd", "local-dp", "central-dp")
 
 
 def _valid(spec: SweepSpec) -> SweepSpec:
-    return validate_spec(spec, defenses=DEFENSES, attacks=ATTACKS)
+    return validate_spec(spec, defenses=DEFENSES, attacks=ATTACKS, noise_defenses=NOISY)
 
 
 def test_plan_covers_the_grid_with_the_reference_first(tiny_config: ExperimentConfig) -> None:
@@ -119,18 +120,7 @@ def test_killed_sweep_resumes_to_the_same_results_and_jobs_do_not_change_them(
     )
     assert done.returncode == 0, done.stderr
 
-    process = subprocess.Popen(
-        [*_cli(sweep_toml, killed, *SWEEP_ARGS, "--quiet")],
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    while not list((killed / "points").glob("*/row.json")) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    os.kill(process.pid, signal.SIGKILL)  # no clean-up: like a power cut
-    process.wait()
-    finished_before = len(list((killed / "points").glob("*/row.json")))
+    finished_before = _kill_after_the_first_point(sweep_toml, killed)
     assert 1 <= finished_before < 3, "the kill must land mid-sweep for this test to mean anything"
 
     resumed = subprocess.run(
@@ -160,9 +150,30 @@ def test_killed_sweep_resumes_to_the_same_results_and_jobs_do_not_change_them(
     assert parallel.returncode == 0, parallel.stderr
     assert _cells(tmp_path / "parallel" / "results.csv") == _cells(whole / "results.csv")
 
+    _check_the_table(whole)
+
+
+def _kill_after_the_first_point(sweep_toml: Path, out: Path) -> int:
+    """Start the sweep, SIGKILL it once a point has finished (no clean-up: a power cut); points done."""
+    process = subprocess.Popen(
+        [*_cli(sweep_toml, out, *SWEEP_ARGS, "--quiet")],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not list((out / "points").glob("*/row.json")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    return len(list((out / "points").glob("*/row.json")))
+
+
+def _check_the_table(whole: Path) -> None:
+    """The finished sweep's results.csv: the schema's header, the grid's rows, files that exist."""
     with open(whole / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert tuple(rows[0]) == RESULT_COLUMNS
+    assert tuple(rows[0]) == result_columns()
     assert [(r["defense"], float(r["noise"])) for r in rows] == [
         ("none", 0.0),
         ("dp-sgd", 0.01),
@@ -244,6 +255,7 @@ def test_imprint_points_train_their_own_runs_and_get_their_own_table(
         SweepSpec(noises=(0.0, 1.1), attacks=("inverting-gradients", "imprint")),
         defenses=DEFENSES,
         attacks=(*ATTACKS, "imprint"),
+        noise_defenses=NOISY,
     )
     points = plan(tiny_config, spec)
     honest = {p.run_dir for p in points if p.config.attack.name == "inverting-gradients"}

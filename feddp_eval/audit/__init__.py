@@ -16,18 +16,23 @@ accountant assumes (a lost noise call, a clip after summing), not an unlucky run
 
 Use::
 
-    hooks = enable_audit(defense, config.train, seed=config.seed)   # before run_fedavg
-    run_fedavg(..., hooks=hooks, capture=CaptureWriter(run_dir))
-    audit = finish_audit(run_dir, hooks)                            # writes the record, returns ε̂
+    hooks = enable_audit(defense, config.train, seed=config.seed)   # before the engine runs
+    result = build_engine(config.train.engine).run(FedAvgJob(..., hooks=hooks, capture=...))
+    audit = finish_audit(run_dir, hooks, result.privacy_summary())  # writes the record, returns ε̂
     audit = audit_run(run_dir)                                      # later, from the run directory
+
+The audit depends on the engine only through the hooks: each client side the engine builds with
+``hooks.client(plan)`` plants its own canaries, wherever it runs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from feddp_eval.audit.canaries import Canary, canary_level
-from feddp_eval.audit.inject import AuditedHooks
+from feddp_eval.audit.inject import AuditedClient, AuditedHooks
 from feddp_eval.audit.score import RunAudit, audit_run, canary_scores
 from feddp_eval.config import TrainConfig
 from feddp_eval.federated.hooks import TrainingHooks
@@ -40,15 +45,21 @@ def enable_audit(hooks: TrainingHooks, train: TrainConfig, *, seed: int) -> Trai
     return AuditedHooks(hooks, canaries=train.audit_canaries, seed=seed)
 
 
-def finish_audit(run_dir: str | Path, hooks: TrainingHooks, *, confidence: float = 0.95) -> RunAudit | None:
-    """After training: record the canaries in ``run_dir`` and audit the run (``None``: audit off)."""
+def finish_audit(
+    run_dir: str | Path, hooks: TrainingHooks, privacy: Mapping[str, Any], *, confidence: float = 0.95
+) -> RunAudit | None:
+    """After training: record the canaries in ``run_dir`` and audit the run (``None``: audit off).
+
+    ``privacy`` is the run's privacy summary (``FedAvgResult.privacy_summary()``): the ε the
+    canaries are held to."""
     if not isinstance(hooks, AuditedHooks):
         return None
-    hooks.write(run_dir)
+    hooks.write(run_dir, privacy)
     return audit_run(run_dir, confidence=confidence)
 
 
 __all__ = [
+    "AuditedClient",
     "AuditedHooks",
     "Canary",
     "RunAudit",

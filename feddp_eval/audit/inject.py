@@ -1,7 +1,8 @@
 """Canaries enter training through a wrapper around any defense's hooks.
 
-:class:`AuditedHooks` delegates every hook to the defense it wraps and adds member canaries at
-the point where the defense's guarantee says one protected unit enters:
+:class:`AuditedHooks` delegates to the defense it wraps; each client side it builds is an
+:class:`AuditedClient` around the defense's own :class:`ClientDefense`, which adds that client's
+member canaries at the point where the defense's guarantee says one protected unit enters:
 
 - ``gradient`` canaries (sample-level): in each local step, each member canary of the client is
   sampled with the client's sampling rate q = B / n, like a Poisson-sampled tile. Under Opacus'
@@ -22,7 +23,7 @@ and what the server captures is the defense's release, so the audit tests the co
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -39,12 +40,16 @@ from feddp_eval.audit.canaries import (
     draw_membership,
     write_design,
 )
-from feddp_eval.federated.hooks import ClientPlan, PrivacyRecord, TrainingHooks, Update, privacy_summary
+from feddp_eval.federated.aggregation import Aggregator
+from feddp_eval.federated.hooks import ClientDefense, ClientPlan, PrivacyRecord, TrainingHooks, Update
 from feddp_eval.seeding import generator
 
 
 class AuditedHooks(TrainingHooks):
     """``inner``'s hooks with ``canaries`` Dirac canaries injected (each a member with probability ½).
+
+    The canaries and their membership derive from ``seed`` and the model alone, so an engine that
+    builds the hooks again elsewhere (one process per client) plants the same ones.
 
     Args:
         inner: The defense (or plain hooks) that trains and releases.
@@ -73,8 +78,6 @@ class AuditedHooks(TrainingHooks):
         self.level, self.reason = canary_level(inner)
         self.canaries: list[Canary] = []
         self.members: list[bool] = []
-        self._plans: dict[int, ClientPlan] = {}
-        self._rounds: dict[int, int] = {}
 
     # ----------------------------------------------------------------- delegated as they are
 
@@ -99,16 +102,8 @@ class AuditedHooks(TrainingHooks):
     def notes(self, value: Sequence[str]) -> None:
         self.inner.notes = value
 
-    def empty_step(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        self.inner.empty_step(model, optimizer)
-
-    def aggregate(
-        self, updates: Sequence[Update], weights: Sequence[float], generator: torch.Generator
-    ) -> Update:
-        return self.inner.aggregate(updates, weights, generator)
-
-    def privacy_records(self) -> list[PrivacyRecord]:
-        return self.inner.privacy_records()
+    def wrap(self, inner: Aggregator) -> Aggregator:
+        return self.inner.wrap(inner)
 
     def describe(self) -> dict[str, Any]:
         return self.inner.describe()  # captures look the same with the audit on; no membership leaks
@@ -117,32 +112,81 @@ class AuditedHooks(TrainingHooks):
 
     def setup(self, model: nn.Module, plans: Sequence[ClientPlan]) -> None:
         self.inner.setup(model, plans)
-        self._plans = {p.client_id: p for p in plans}
-        self._rounds = {p.client_id: 0 for p in plans}
         if self.level != NOT_APPLICABLE:
             self.canaries = draw_canaries(model, count=self.count, clients=len(plans), seed=self.seed)
             self.members = draw_membership(self.count, seed=self.seed)
 
-    def _member_canaries(self, client_id: int) -> list[Canary]:
-        return [c for c, m in zip(self.canaries, self.members, strict=True) if m and c.client == client_id]
+    def client(self, plan: ClientPlan) -> ClientDefense:
+        """The defense's client side for ``plan``, with that client's member canaries planted."""
+        own = [
+            c for c, m in zip(self.canaries, self.members, strict=True) if m and c.client == plan.client_id
+        ]
+        return AuditedClient(
+            self.inner.client(plan), canaries=own, level=self.level, norm=self.norm, seed=self.seed
+        )
+
+    # ----------------------------------------------------------------- the record
+
+    def design(self, privacy: Mapping[str, Any]) -> dict[str, Any]:
+        """The audit's public record: level, canaries, norm, δ and the run's ε (``privacy``: the run's
+        :func:`~feddp_eval.federated.hooks.privacy_summary`, whose ``per_client`` ε each client's
+        canaries are held to)."""
+        per_client = privacy.get("per_client") or []
+        return {
+            "version": 1,
+            "level": self.level,
+            "reason": self.reason,
+            "canaries": len(self.canaries),
+            "norm": self.norm,
+            "delta": self.delta,
+            "epsilon": privacy.get("epsilon"),
+            "epsilon_delta": privacy.get("delta"),
+            "granularity": privacy.get("granularity", "none"),
+            "mechanism": privacy.get("mechanism", "none"),
+            "client_epsilons": {
+                str(r["client_id"]): r["epsilon"] for r in per_client if r["client_id"] is not None
+            },
+            "canary_list": [c.to_dict() for c in self.canaries],
+        }
+
+    def write(self, run_dir: Any, privacy: Mapping[str, Any]) -> None:
+        """Write the design (public) and membership (with the ground truth) into ``run_dir``; call after
+        training, with the run's privacy summary."""
+        write_design(run_dir, self.design(privacy), self.members)
+
+
+class AuditedClient(ClientDefense):
+    """One client's defense side with its member ``canaries`` planted (see the module docstring).
+
+    Everything but local training and the release is the inner side's, its accountant included;
+    the state adds the rounds trained, which key the canaries' per-round sampling.
+    """
+
+    def __init__(
+        self, inner: ClientDefense, *, canaries: list[Canary], level: str, norm: float, seed: int
+    ) -> None:
+        super().__init__(inner.plan)
+        self.inner = inner
+        self.poisson_sampling = inner.poisson_sampling
+        self.canaries, self.level, self.norm, self.seed = canaries, level, norm, seed
+        self.rounds = 0
 
     @contextmanager
     def local_training(
-        self, client_id: int, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator
     ) -> Iterator[tuple[nn.Module, torch.optim.Optimizer]]:
-        self._rounds[client_id] = self._rounds.get(client_id, 0) + 1
+        self.rounds += 1
         params = dict(model.named_parameters())  # the names the captured update uses
-        own = [c for c in self._member_canaries(client_id) if c.parameter in params]
-        with self.inner.local_training(client_id, model, optimizer, generator) as (local_model, local_opt):
+        own = [c for c in self.canaries if c.parameter in params]
+        with self.inner.local_training(model, optimizer, generator) as (local_model, local_opt):
             if self.level != GRADIENT or not own:
                 yield local_model, local_opt
                 return
-            inject = self._step_injector(client_id, own, params)
+            inject = self._step_injector(own, params)
             if hasattr(local_opt, "add_noise") and hasattr(local_opt, "original_optimizer"):
                 undo = _before(local_opt, "add_noise", lambda: inject("summed_grad", self.norm))
             else:
-                plan = self._plans[client_id]
-                batch = max(1, min(plan.batch_size, plan.n_samples))
+                batch = max(1, min(self.plan.batch_size, self.plan.n_samples))
                 undo = _before(local_opt, "step", lambda: inject("grad", self.norm / batch))
             try:
                 yield local_model, local_opt
@@ -150,12 +194,11 @@ class AuditedHooks(TrainingHooks):
                 undo()
 
     def _step_injector(
-        self, client_id: int, own: list[Canary], params: dict[str, nn.Parameter]
+        self, own: list[Canary], params: dict[str, nn.Parameter]
     ) -> Callable[[str, float], None]:
         """A function adding this step's Poisson-sampled member canaries to each parameter's ``field``."""
-        plan = self._plans[client_id]
-        rate = min(1.0, plan.batch_size / plan.n_samples)
-        sampling = generator(self.seed, "audit", "sampling", client_id, self._rounds[client_id])
+        rate = min(1.0, self.plan.batch_size / self.plan.n_samples)
+        sampling = generator(self.seed, "audit", "sampling", self.plan.client_id, self.rounds)
 
         @torch.no_grad()
         def inject(field: str, value: float) -> None:
@@ -166,39 +209,26 @@ class AuditedHooks(TrainingHooks):
 
         return inject
 
-    def release(self, client_id: int, update: Update, generator: torch.Generator) -> Update:
-        own = [c for c in self._member_canaries(client_id) if c.parameter in update]
+    def empty_step(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        self.inner.empty_step(model, optimizer)
+
+    def release(self, update: Update, generator: torch.Generator) -> Update:
+        own = [c for c in self.canaries if c.parameter in update]
         if self.level == UPDATE and own:
             update = {name: t.clone() for name, t in update.items()}
             for canary in own:
                 update[canary.parameter].view(-1)[canary.index] += canary.sign * self.norm
-        return self.inner.release(client_id, update, generator)
+        return self.inner.release(update, generator)
 
-    # ----------------------------------------------------------------- the record
+    def privacy_record(self) -> PrivacyRecord | None:
+        return self.inner.privacy_record()
 
-    def design(self) -> dict[str, Any]:
-        """The audit's public record: level, canaries, norm, δ and the accountant's current ε."""
-        records = self.privacy_records()
-        summary = privacy_summary(records)
-        return {
-            "version": 1,
-            "level": self.level,
-            "reason": self.reason,
-            "canaries": len(self.canaries),
-            "norm": self.norm,
-            "delta": self.delta,
-            "epsilon": summary["epsilon"],
-            "epsilon_delta": summary["delta"],
-            "granularity": summary["granularity"],
-            "mechanism": summary["mechanism"],
-            "client_epsilons": {str(r.client_id): r.epsilon for r in records if r.client_id is not None},
-            "canary_list": [c.to_dict() for c in self.canaries],
-        }
+    def state_dict(self) -> dict[str, Any]:
+        return {"audit_rounds": self.rounds, "inner": self.inner.state_dict()}
 
-    def write(self, run_dir: Any) -> None:
-        """Write the design (public) and membership (with the ground truth) into ``run_dir``; call after
-        training, so the recorded ε is the run's."""
-        write_design(run_dir, self.design(), self.members)
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.rounds = int(state["audit_rounds"])
+        self.inner.load_state_dict(state["inner"])
 
 
 def _add(param: nn.Parameter, field: str, canary: Canary, value: float) -> None:

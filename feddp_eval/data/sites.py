@@ -15,7 +15,12 @@ def build_sites(data: DataConfig, *, seed: int) -> list[Site]:
         from feddp_eval.data.synthetic import synthetic_sites
 
         return synthetic_sites(
-            data.sites, data.train_tiles, data.test_tiles, tile_size=data.tile_size, seed=seed
+            data.sites,
+            data.train_tiles,
+            data.test_tiles,
+            tile_size=data.tile_size,
+            seed=seed,
+            difficulty=data.difficulty,
         )
     root = Path(data.source)
     if not root.is_dir():

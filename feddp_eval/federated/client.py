@@ -1,9 +1,10 @@
-"""One client's local training round: a function of (global weights, local data, defense).
+"""One client's local training round: a function of (global weights, local data, client defense).
 
 Kept free of server state so the same function can later run inside a Flower
-``ClientApp``: it takes the global model, the site's tiles, the local
-hyper-parameters and the defense hooks, and returns the raw update with the
-exact sample indices of every local step.
+``ClientApp``: :func:`client_round` takes the global model, the site's tiles, the
+local hyper-parameters and the client's :class:`~feddp_eval.federated.hooks.ClientDefense`
+(whose accountant it advances), and returns the released update with the exact
+sample indices of every local step.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from torch import Tensor, nn
 
 from feddp_eval.config import TrainConfig
 from feddp_eval.data.types import TileSet
-from feddp_eval.federated.hooks import TrainingHooks, Update
+from feddp_eval.federated.hooks import ClientDefense, Update
 from feddp_eval.models.loss import segmentation_loss
+from feddp_eval.seeding import generator as seeded
 
 
 @dataclass(frozen=True)
@@ -86,15 +88,14 @@ def train_client(
     tiles: TileSet,
     train: TrainConfig,
     *,
-    client_id: int,
     batches: list[list[int]],
-    hooks: TrainingHooks,
+    defense: ClientDefense,
     device: torch.device,
     generator: torch.Generator,
 ) -> ClientResult:
     """Train ``model`` (holding the global weights, on ``device``) in place on ``batches`` of ``tiles``.
 
-    ``generator`` feeds the defense's local noise (DP-SGD). Returns the raw
+    ``generator`` feeds ``defense``'s local noise (DP-SGD). Returns the raw
     update; the model ends holding the local weights.
     """
     start = time.perf_counter()
@@ -102,11 +103,11 @@ def train_client(
     optimizer = make_optimizer(model, train)
     losses: list[float] = []
     model.train()
-    with hooks.local_training(client_id, model, optimizer, generator) as (local_model, local_optimizer):
+    with defense.local_training(model, optimizer, generator) as (local_model, local_optimizer):
         for batch in batches:
             local_optimizer.zero_grad(set_to_none=True)
             if not batch:  # Poisson sampling drew nobody: the step still happens (noise only, for DP).
-                hooks.empty_step(local_model, local_optimizer)
+                defense.empty_step(local_model, local_optimizer)
                 losses.append(float("nan"))
                 continue
             images, masks = _batch(tiles, batch, device)
@@ -116,6 +117,54 @@ def train_client(
             losses.append(float(loss.detach()))
     update = {name: p.detach() - global_params[name] for name, p in model.named_parameters()}
     return ClientResult(update=update, batches=batches, losses=losses, seconds=time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class ClientRound:
+    """What a client sends back from one round.
+
+    Attributes:
+        update: The update as released (after the client's defense), what the server receives.
+        local: The local training behind it (raw update, batches, losses, time).
+    """
+
+    update: Update
+    local: ClientResult
+
+
+def client_round(
+    model: nn.Module,
+    tiles: TileSet,
+    train: TrainConfig,
+    *,
+    defense: ClientDefense,
+    device: torch.device,
+    seed: int,
+    round_index: int,
+) -> ClientRound:
+    """One client's round: draw its batches, train ``model`` on ``tiles`` behind ``defense``, release.
+
+    Every random draw comes from ``seed``, the round and the client (``defense.plan.client_id``),
+    so the same client gives the same update wherever it runs.
+    """
+    i = defense.plan.client_id
+    batches = local_schedule(
+        len(tiles),
+        train,
+        generator=seeded(seed, "schedule", round_index, i),
+        poisson=defense.poisson_sampling,
+    )
+    local = train_client(
+        model,
+        tiles,
+        train,
+        batches=batches,
+        defense=defense,
+        device=device,
+        generator=seeded(seed, "local-noise", round_index, i),
+    )
+    update = defense.release(local.update, seeded(seed, "release", round_index, i))
+    return ClientRound(update=update, local=local)
 
 
 def _batch(tiles: TileSet, indices: list[int], device: torch.device) -> tuple[Tensor, Tensor]:

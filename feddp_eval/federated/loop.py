@@ -1,4 +1,8 @@
-"""The FedAvg round loop, written once; defenses enter only through :class:`TrainingHooks`."""
+"""The FedAvg round loop, written once: clients through :class:`ClientDefense`, the server through an
+:class:`Aggregator`, both built by the defense's :class:`TrainingHooks`.
+
+This is the ``local`` engine (:mod:`feddp_eval.federated.engine`): every client runs in this process.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +16,10 @@ from torch import nn
 
 from feddp_eval.config import TrainConfig
 from feddp_eval.data.types import Site, TileSet
+from feddp_eval.federated.aggregation import Aggregator, FedAvg
 from feddp_eval.federated.capture import CaptureWriter
-from feddp_eval.federated.client import local_schedule, steps_per_round, train_client
-from feddp_eval.federated.hooks import ClientPlan, TrainingHooks
+from feddp_eval.federated.client import client_round, steps_per_round
+from feddp_eval.federated.hooks import ClientDefense, ClientPlan, TrainingHooks, Update, privacy_summary
 from feddp_eval.federated.malicious import ImprintServer
 from feddp_eval.metrics.utility import ConfusionCounts, binarise, confusion_counts, pooled, utility_scores
 from feddp_eval.safety import require_finite
@@ -39,8 +44,22 @@ class RoundRecord:
 
 @dataclass
 class FedAvgResult:
+    """The trained model, every round's records, and the defenses' state at the end.
+
+    Attributes:
+        clients: Each site's client defense (its accountant), by site index.
+        aggregator: The server's aggregator (a server-side defense's accountant).
+    """
+
     model: nn.Module
+    clients: list[ClientDefense] = field(default_factory=list)
+    aggregator: Aggregator = field(default_factory=FedAvg)
     rounds: list[RoundRecord] = field(default_factory=list)
+
+    def privacy_summary(self) -> dict[str, Any]:
+        """The run's guarantees, the clients' and the server's (see :func:`.hooks.privacy_summary`)."""
+        records = [r for c in self.clients if (r := c.privacy_record()) is not None]
+        return privacy_summary(records, server=self.aggregator.privacy_records())
 
 
 def sample_clients(n_sites: int, fraction: float, gen: torch.Generator) -> list[int]:
@@ -64,6 +83,58 @@ def evaluate(model: nn.Module, tiles: TileSet, device: torch.device, batch_size:
 _NON_FINITE_FIX = "training diverged: lower `train.lr`, `defense.noise` or `defense.clip`; no result was kept"
 
 
+def client_plans(sites: Sequence[Site], train: TrainConfig) -> list[ClientPlan]:
+    """What each site's defense may know in advance: its data size, steps, rounds and participation."""
+    m = max(1, round(train.client_fraction * len(sites)))
+    return [
+        ClientPlan(
+            i,
+            len(s.train),
+            train.batch_size,
+            steps_per_round(len(s.train), train),
+            train.rounds,
+            m / len(sites),
+        )
+        for i, s in enumerate(sites)
+    ]
+
+
+@dataclass(frozen=True)
+class FedAvgJob:
+    """A training run as handed to an engine (:mod:`feddp_eval.federated.engine`).
+
+    Attributes:
+        sites: The clients' data, by site index.
+        model: The initial global model; trained in place.
+        train: Rounds, sampling and local training settings.
+        seed: The experiment seed every random draw derives from.
+        device: Where to train.
+        hooks: The defense (its client sides and its aggregator wrapper).
+        capture: Where the server records what it receives, if anywhere.
+        on_round: Called with each round's record.
+        malicious: A server that modifies the model it sends one client in one round.
+    """
+
+    sites: Sequence[Site]
+    model: nn.Module
+    train: TrainConfig
+    seed: int
+    device: torch.device
+    hooks: TrainingHooks = field(default_factory=TrainingHooks)
+    capture: CaptureWriter | None = None
+    on_round: Callable[[RoundRecord], None] | None = None
+    malicious: ImprintServer | None = None
+
+
+@dataclass(frozen=True)
+class _Run:
+    """A job and the defense's pieces built for it: one client side per site, the aggregator."""
+
+    job: FedAvgJob
+    clients: list[ClientDefense]
+    aggregator: Aggregator
+
+
 def run_fedavg(
     sites: Sequence[Site],
     model: nn.Module,
@@ -76,99 +147,103 @@ def run_fedavg(
     on_round: Callable[[RoundRecord], None] | None = None,
     malicious: ImprintServer | None = None,
 ) -> FedAvgResult:
-    """Train ``model`` with FedAvg across ``sites``; the model is updated in place and returned.
+    """Train ``model`` with FedAvg across ``sites`` in this process (see :func:`train_job`)."""
+    job = FedAvgJob(sites, model, train, seed, device, hooks or TrainingHooks(), capture, on_round, malicious)
+    return train_job(job)
 
-    Each round: sample clients, send the global weights, train locally behind the
-    defense's hooks, capture each released update, aggregate by sample count, and
-    evaluate the new global model on every site's held-out tiles. A ``malicious`` server
-    sends its target client a modified model in its target round, captures that
-    update whole and aggregates only the U-Net's part of it.
+
+def train_job(job: FedAvgJob) -> FedAvgResult:
+    """Train ``job.model`` with FedAvg across ``job.sites``; the model is updated in place and returned.
+
+    Each round: sample clients, send the global weights, train locally behind each client's
+    defense, capture each released update, aggregate (by sample count, unless a server-side
+    defense wraps the aggregator), and evaluate the new global model on every site's held-out
+    tiles. A malicious server sends its target client a modified model in its target round,
+    captures that update whole and aggregates only the U-Net's part of it.
     """
-    hooks = hooks or TrainingHooks()
-    model.to(device)
-    m = max(1, round(train.client_fraction * len(sites)))
-    plans = [
-        ClientPlan(
-            i,
-            len(s.train),
-            train.batch_size,
-            steps_per_round(len(s.train), train),
-            train.rounds,
-            m / len(sites),
-        )
-        for i, s in enumerate(sites)
-    ]
-    hooks.setup(model, plans)
-    if capture:
-        for i, site in enumerate(sites):
-            capture.write_ground_truth(i, site.train)
-    result = FedAvgResult(model=model)
-    for round_index in range(1, train.rounds + 1):
-        start = time.perf_counter()
-        global_weights = {name: p.detach().clone() for name, p in model.named_parameters()}
-        if capture:
-            capture.write_global(round_index, global_weights)
-        released, weights, client_rows = [], [], []
-        for i in sample_clients(len(sites), train.client_fraction, generator(seed, "clients", round_index)):
-            _load(model, global_weights)
-            site = sites[i]
-            sent: nn.Module = model
-            sent_weights = None
-            if malicious and malicious.applies(round_index, i, list(sites)):
-                sent = malicious.model_for(model, site, generator(seed, "malicious", round_index, i))
-                sent_weights = {name: p.detach().clone() for name, p in sent.named_parameters()}
-            batches = local_schedule(
-                len(site.train),
-                train,
-                generator=generator(seed, "schedule", round_index, i),
-                poisson=hooks.poisson_sampling,
-            )
-            local = train_client(
-                sent,
-                site.train,
-                train,
-                client_id=i,
-                batches=batches,
-                hooks=hooks,
-                device=device,
-                generator=generator(seed, "local-noise", round_index, i),
-            )
-            update = hooks.release(i, local.update, generator(seed, "release", round_index, i))
-            require_finite(
-                update,
-                what=f"the update site {i} ({site.name}) released in round {round_index}",
-                fix=_NON_FINITE_FIX,
-            )
-            weights.append(float(len(site.train)))
-            if capture:
-                metadata = _metadata(site, train, hooks, batches)
-                if malicious is not None and sent_weights is not None:
-                    metadata["model"] = malicious.describe(site)
-                capture.write_update(round_index, i, update, metadata, global_weights=sent_weights)
-            released.append(update if sent_weights is None else ImprintServer.server_part(update))
-            client_rows.append(
-                {
-                    "round": round_index,
-                    "site": site.name,
-                    "n_samples": len(site.train),
-                    "local_steps": len(batches),
-                    "train_loss": local.mean_loss,
-                    "seconds": local.seconds,
-                }
-            )
-        aggregate = hooks.aggregate(released, weights, generator(seed, "aggregate", round_index))
-        _load(model, {n: global_weights[n] + aggregate[n].to(device) for n in global_weights})
-        require_finite(
-            dict(model.named_parameters()),
-            what=f"the global model after round {round_index}",
-            fix=_NON_FINITE_FIX,
-        )
-        evaluation = _evaluate_sites(model, sites, device, round_index)
-        record = RoundRecord(round_index, client_rows, evaluation, time.perf_counter() - start)
+    job.model.to(job.device)
+    plans = client_plans(job.sites, job.train)
+    job.hooks.setup(job.model, plans)
+    run = _Run(job, [job.hooks.client(p) for p in plans], job.hooks.wrap(FedAvg()))
+    if job.capture:
+        for i, site in enumerate(job.sites):
+            job.capture.write_ground_truth(i, site.train)
+    result = FedAvgResult(model=job.model, clients=run.clients, aggregator=run.aggregator)
+    for round_index in range(1, job.train.rounds + 1):
+        record = _round(run, round_index)
         result.rounds.append(record)
-        if on_round:
-            on_round(record)
+        if job.on_round:
+            job.on_round(record)
     return result
+
+
+def _round(run: _Run, round_index: int) -> RoundRecord:
+    """Sample clients, collect their released updates, aggregate, and evaluate the new model."""
+    start = time.perf_counter()
+    job = run.job
+    model, sites = job.model, job.sites
+    global_weights = {name: p.detach().clone() for name, p in model.named_parameters()}
+    if job.capture:
+        job.capture.write_global(round_index, global_weights)
+    released, weights, client_rows = [], [], []
+    for i in sample_clients(
+        len(sites), job.train.client_fraction, generator(job.seed, "clients", round_index)
+    ):
+        update, row = _client(run, round_index, i, global_weights)
+        released.append(update)
+        weights.append(float(len(sites[i].train)))
+        client_rows.append(row)
+    aggregate = run.aggregator.aggregate(released, weights, generator(job.seed, "aggregate", round_index))
+    _load(model, {n: global_weights[n] + aggregate[n].to(job.device) for n in global_weights})
+    require_finite(
+        dict(model.named_parameters()),
+        what=f"the global model after round {round_index}",
+        fix=_NON_FINITE_FIX,
+    )
+    evaluation = _evaluate_sites(model, sites, job.device, round_index)
+    return RoundRecord(round_index, client_rows, evaluation, time.perf_counter() - start)
+
+
+def _client(
+    run: _Run, round_index: int, i: int, global_weights: dict[str, torch.Tensor]
+) -> tuple[Update, dict[str, Any]]:
+    """Client ``i``'s round: what the server aggregates from it, and its training row."""
+    job = run.job
+    _load(job.model, global_weights)
+    site = job.sites[i]
+    sent: nn.Module = job.model
+    sent_weights = None
+    if job.malicious and job.malicious.applies(round_index, i, list(job.sites)):
+        sent = job.malicious.model_for(job.model, site, generator(job.seed, "malicious", round_index, i))
+        sent_weights = {name: p.detach().clone() for name, p in sent.named_parameters()}
+    answer = client_round(
+        sent,
+        site.train,
+        job.train,
+        defense=run.clients[i],
+        device=job.device,
+        seed=job.seed,
+        round_index=round_index,
+    )
+    require_finite(
+        answer.update,
+        what=f"the update site {i} ({site.name}) released in round {round_index}",
+        fix=_NON_FINITE_FIX,
+    )
+    if job.capture:
+        metadata = _metadata(site, job.train, job.hooks, answer.local.batches)
+        if job.malicious is not None and sent_weights is not None:
+            metadata["model"] = job.malicious.describe(site)
+        job.capture.write_update(round_index, i, answer.update, metadata, global_weights=sent_weights)
+    row = {
+        "round": round_index,
+        "site": site.name,
+        "n_samples": len(site.train),
+        "local_steps": len(answer.local.batches),
+        "train_loss": answer.local.mean_loss,
+        "seconds": answer.local.seconds,
+    }
+    return (answer.update if sent_weights is None else ImprintServer.server_part(answer.update)), row
 
 
 def _evaluate_sites(

@@ -26,19 +26,15 @@ from scipy.optimize import linear_sum_assignment
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch import Tensor
 
-from feddp_eval.metrics.utility import MetricInfo, confusion_counts, dice
+from feddp_eval import schema
+from feddp_eval.metrics.utility import confusion_counts, dice
 
 if TYPE_CHECKING:
     from feddp_eval.metrics.perceptual import LPIPSMetric
 
-PRIVACY_METRICS = {
-    "psnr": MetricInfo("psnr", higher_is_better=True, lower=0.0, upper=math.inf),
-    "ssim": MetricInfo("ssim", higher_is_better=True, lower=-1.0, upper=1.0),
-    "lpips": MetricInfo("lpips", higher_is_better=False, lower=0.0, upper=math.inf),
-    "mask_dice": MetricInfo("mask_dice", higher_is_better=True, lower=0.0, upper=1.0),
-}
-"""Reconstruction metrics. ``higher_is_better`` is from the attacker's view: a
-"better" value means the reconstruction is closer to the private tile, i.e. more
+PRIVACY_METRICS = {name: schema.column(name) for name in ("psnr", "ssim", "lpips", "mask_dice")}
+"""Reconstruction metrics, as the results schema defines them. ``higher_is_better`` is from the
+attacker's view: a "better" value means the reconstruction is closer to the private tile, i.e. more
 leakage (worse for the defense). LPIPS is a distance: lower = more similar.
 PSNR is +inf for an exact reconstruction (and never below 0 for images in [0, 1])."""
 
@@ -207,30 +203,13 @@ def score_reconstruction(
     """
     recon = _validate_batch(recon_images, "recon_images").detach().cpu().float().clamp(0.0, 1.0)
     truth = _validate_batch(true_images, "true_images").detach().cpu().float().clamp(0.0, 1.0)
-    if (recon_masks is None) != (true_masks is None):
-        raise ValueError("give both recon_masks and true_masks, or neither")
-    if recon_masks is not None and true_masks is not None:
-        _validate_batch(recon_masks, "recon_masks", channels=1)
-        _validate_batch(true_masks, "true_masks", channels=1)
-        for masks, images, name in ((recon_masks, recon, "recon_masks"), (true_masks, truth, "true_masks")):
-            if masks.shape[0] != images.shape[0] or masks.shape[2:] != images.shape[2:]:
-                raise ValueError(f"{name} {tuple(masks.shape)} does not fit its images {tuple(images.shape)}")
+    _validate_masks(recon_masks, true_masks, recon=recon, truth=truth)
 
     recon_idx, truth_idx = match_reconstructions(recon, truth)
     pairs = list(zip(recon_idx, truth_idx, strict=True))
     psnr_values = tuple(psnr(recon[r], truth[t]) for r, t in pairs)
     ssim_values = tuple(ssim(recon[r], truth[t]) for r, t in pairs)
-
-    lpips_values: tuple[float, ...] | None = None
-    lpips_reason: str | None
-    if lpips is None:
-        lpips_reason = "LPIPS not requested (score_reconstruction(lpips=None))"
-    elif not lpips.available:
-        lpips_reason = lpips.missing_reason or f"LPIPS ({lpips.net}) unavailable"
-    else:
-        lpips_reason = None
-        values = lpips(recon[recon_idx], truth[truth_idx])
-        lpips_values = tuple(float(v) for v in values)
+    lpips_values, lpips_reason = _lpips_scores(lpips, recon[recon_idx], truth[truth_idx])
 
     dice_values: tuple[float, ...] | None = None
     if recon_masks is not None and true_masks is not None:
@@ -254,6 +233,31 @@ def score_reconstruction(
         n_recon=int(recon.shape[0]),
         n_true=int(truth.shape[0]),
     )
+
+
+def _validate_masks(
+    recon_masks: Tensor | None, true_masks: Tensor | None, *, recon: Tensor, truth: Tensor
+) -> None:
+    """Both masks or neither, each (N, 1, H, W) fitting its images."""
+    if (recon_masks is None) != (true_masks is None):
+        raise ValueError("give both recon_masks and true_masks, or neither")
+    if recon_masks is not None and true_masks is not None:
+        _validate_batch(recon_masks, "recon_masks", channels=1)
+        _validate_batch(true_masks, "true_masks", channels=1)
+        for masks, images, name in ((recon_masks, recon, "recon_masks"), (true_masks, truth, "true_masks")):
+            if masks.shape[0] != images.shape[0] or masks.shape[2:] != images.shape[2:]:
+                raise ValueError(f"{name} {tuple(masks.shape)} does not fit its images {tuple(images.shape)}")
+
+
+def _lpips_scores(
+    lpips: LPIPSMetric | None, recon: Tensor, truth: Tensor
+) -> tuple[tuple[float, ...] | None, str | None]:
+    """LPIPS of each matched pair (``recon[i]`` with ``truth[i]``), or ``None`` and why not."""
+    if lpips is None:
+        return None, "LPIPS not requested (score_reconstruction(lpips=None))"
+    if not lpips.available:
+        return None, lpips.missing_reason or f"LPIPS ({lpips.net}) unavailable"
+    return tuple(float(v) for v in lpips(recon, truth)), None
 
 
 def prior_baseline(

@@ -14,22 +14,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from feddp_eval import schema
 
-@dataclass(frozen=True)
-class MetricInfo:
-    """What a report needs to sort, colour and label a metric."""
-
-    name: str
-    higher_is_better: bool
-    lower: float = 0.0
-    upper: float = 1.0
-
-
-UTILITY_METRICS = {
-    "dice": MetricInfo("dice", higher_is_better=True),
-    "jaccard": MetricInfo("jaccard", higher_is_better=True),
-    "accuracy": MetricInfo("accuracy", higher_is_better=True),
-}
+UTILITY_METRICS = {name: schema.column(name) for name in ("dice", "jaccard", "accuracy")}
+"""Utility metrics, as the results schema defines them (direction, range, label)."""
 
 
 @dataclass(frozen=True)

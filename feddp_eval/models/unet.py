@@ -8,9 +8,13 @@ transposed convolutions (which have no Opacus grad sampler in every mode).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from feddp_eval.config import ModelConfig
 
 
 def _norm(channels: int, groups: int) -> nn.GroupNorm:
@@ -70,6 +74,11 @@ class UNet(nn.Module):
             for i in reversed(range(depth))
         )
         self.head = nn.Conv2d(channels[0], 1, 1)
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> UNet:
+        """The U-Net a ``[model]`` section describes (as trained, and as an attacker rebuilds it)."""
+        return cls(depth=config.depth, width=config.width, groups=config.groups, activation=config.activation)
 
     def forward(self, x: Tensor) -> Tensor:
         skips = []

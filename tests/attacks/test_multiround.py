@@ -187,7 +187,7 @@ def test_multi_round_view_indexes_the_union_of_tiles(sampled_run) -> None:  # ty
 def test_pipeline_attacks_every_round_and_records_convergence(sampled_run) -> None:  # type: ignore[no-untyped-def]
     from feddp_eval.io import read_csv
     from feddp_eval.metrics.perceptual import LPIPSMetric
-    from feddp_eval.pipeline import TrainResult, _attack_run
+    from feddp_eval.pipeline import TrainResult, attack_run
     from feddp_eval.runs import finished_summary
 
     config, run_dir = sampled_run
@@ -203,7 +203,8 @@ def test_pipeline_attacks_every_round_and_records_convergence(sampled_run) -> No
             "attack.convergence_every": 5,
         },
     )
-    row, recon, truth, scenario, _ = _attack_run(multi, trained, lpips, on_iteration=None)
+    outcome = attack_run(multi, trained, lpips)
+    row, recon, truth, scenario = outcome.row, outcome.reconstruction, outcome.truth, outcome.scenario
     captures = [c for c in list_captures(run_dir) if c.site_index == 0][:2]
     assert row["rounds_used"] == 2 and scenario["rounds"] == [1, 2]
     assert len(truth) == len(sample_indices(captures)) == recon.images.shape[0]

@@ -9,7 +9,7 @@ from attacks.simulate import LocalRecipe, simulate_update
 from feddp_eval.config import TrainConfig
 from feddp_eval.data.synthetic import synthesize_tiles
 from feddp_eval.federated.client import train_client
-from feddp_eval.federated.hooks import TrainingHooks
+from feddp_eval.federated.hooks import ClientDefense, ClientPlan
 from feddp_eval.models.loss import segmentation_loss
 from feddp_eval.models.unet import UNet
 
@@ -30,9 +30,8 @@ def test_simulated_local_training_equals_the_real_client_sgd_momentum_and_adam()
             net,
             tiles,
             train,
-            client_id=0,
             batches=batches,
-            hooks=TrainingHooks(),
+            defense=ClientDefense(ClientPlan(0, 5, 3, len(batches), 1, 1.0)),
             device=torch.device("cpu"),
             generator=torch.Generator(),
         ).update

@@ -82,3 +82,27 @@ def test_defenses_without_an_accountant_refuse_noise(name: str, tiny_config: Exp
 
     with pytest.raises(ConfigError, match="noise"):
         build_defense(with_overrides(tiny_config, {"defense.name": name, "defense.noise": 1.0}).defense)
+
+
+@pytest.mark.parametrize("name", DEFENSES.names())
+def test_each_side_is_built_apart_and_its_state_is_json(name: str, tiny_config: ExperimentConfig) -> None:
+    from feddp_eval.federated.aggregation import FedAvg
+    from feddp_eval.federated.hooks import ClientPlan
+
+    config = with_overrides(tiny_config, _settings(name))
+    defense = build_defense(config.defense)
+    assert DEFENSES.get(name).side in ("client", "server")
+    plans = [ClientPlan(i, 6, 4, 2, 1, 1.0) for i in range(2)]
+    defense.setup(torch.nn.Linear(1, 1), plans)
+    client, aggregator = defense.client(plans[1]), defense.wrap(FedAvg())
+    assert client.plan == plans[1]
+    for side in (client, aggregator):
+        state = json.loads(json.dumps(side.state_dict()))
+        side.load_state_dict(state)
+        assert json.loads(json.dumps(side.state_dict())) == state
+
+
+def test_the_sweepable_defenses_are_the_gaussian_mechanisms_of_the_registry() -> None:
+    from defenses import noise_defenses
+
+    assert noise_defenses() == ["central-dp", "dp-sgd", "local-dp"]

@@ -164,9 +164,11 @@ def test_opacus_per_sample_gradients_equal_a_one_sample_loop(mode: Mode) -> None
 
     # The per-sample gradients the defense's own wrapping hands to Opacus' optimizer.
     defense = DPSGD(DefenseConfig(name="dp-sgd", noise=1.0, grad_sample_mode=mode))
-    defense.setup(model, [ClientPlan(0, 5, 5, 1, 1, 1.0)])
+    plan = ClientPlan(0, 5, 5, 1, 1, 1.0)
+    defense.setup(model, [plan])
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    with defense.local_training(0, model, optimizer, torch.Generator().manual_seed(2)) as (private, _):
+    client = defense.client(plan)
+    with client.local_training(model, optimizer, torch.Generator().manual_seed(2)) as (private, _):
         segmentation_loss(private(images), masks).backward()
         got = {n: cast(Any, p).grad_sample.detach().clone() for n, p in model.named_parameters()}
 

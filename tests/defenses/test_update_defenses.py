@@ -18,7 +18,7 @@ from defenses.local_dp import LocalUpdateNoise
 from defenses.prune import Prune
 from defenses.update_ops import Update, clip_update, global_norm
 from feddp_eval.config import DefenseConfig, ExperimentConfig, with_overrides
-from feddp_eval.federated.aggregation import fedavg
+from feddp_eval.federated.aggregation import FedAvg, fedavg
 from feddp_eval.federated.capture import list_captures
 from feddp_eval.federated.hooks import ClientPlan
 from feddp_eval.pipeline import run_train
@@ -52,7 +52,7 @@ def test_local_dp_noise_std_is_sigma_times_clip(sigma: float, clip: float) -> No
     defense = LocalUpdateNoise(DefenseConfig(name="local-dp", noise=sigma, clip=clip))
     defense.setup(torch.nn.Linear(1, 1), _plans(2))
     update = _update(1, scale=0.1)  # norm ≈ 45, far above every clip used here
-    released = defense.release(0, update, torch.Generator().manual_seed(2))
+    released = defense.client(_plans(2)[0]).release(update, torch.Generator().manual_seed(2))
     assert released.keys() == update.keys()
     assert all(released[n].shape == update[n].shape for n in update)
     noise = _flat(released) - _flat(clip_update(update, clip))
@@ -63,9 +63,10 @@ def test_local_dp_noise_std_is_sigma_times_clip(sigma: float, clip: float) -> No
 def test_local_dp_accounts_one_gaussian_mechanism_per_round_taken_part_in() -> None:
     defense = LocalUpdateNoise(DefenseConfig(name="local-dp", noise=1.1, clip=1.0))
     defense.setup(torch.nn.Linear(1, 1), _plans(2))
+    clients = [defense.client(plan) for plan in _plans(2)]
     for _ in range(3):
-        defense.release(0, _update(3, shapes={"w": (10,)}), torch.Generator().manual_seed(0))
-    records = {r.client_id: r for r in defense.privacy_records()}
+        clients[0].release(_update(3, shapes={"w": (10,)}), torch.Generator().manual_seed(0))
+    records = {r.client_id: r for c in clients if (r := c.privacy_record()) is not None}
     assert records[0].steps == 3 and records[1].steps == 0
     assert records[0].epsilon == pytest.approx(epsilon([(1.1, 1.0, 3)], delta=1e-5))
     assert records[1].epsilon == 0.0
@@ -102,7 +103,7 @@ def test_local_dp_without_noise_releases_the_clipped_update(scale: float, bound:
     defense = LocalUpdateNoise(DefenseConfig(name="local-dp", noise=0.0, clip=bound))
     defense.setup(torch.nn.Linear(1, 1), _plans(1))
     update = _update(seed, scale=scale, shapes={"a": (7, 3), "b": (5,)})
-    released = defense.release(0, update, torch.Generator().manual_seed(0))
+    released = defense.client(_plans(1)[0]).release(update, torch.Generator().manual_seed(0))
     assert global_norm(released) <= bound * (1 + 1e-6)
     assert all(torch.equal(released[n], clip_update(update, bound)[n]) for n in update)
 
@@ -114,13 +115,14 @@ def test_local_dp_without_noise_releases_the_clipped_update(scale: float, bound:
 def test_central_dp_noise_on_the_aggregate_is_sigma_clip_over_m(sigma: float, clip: float, m: int) -> None:
     defense = CentralDP(DefenseConfig(name="central-dp", noise=sigma, clip=clip))
     defense.setup(torch.nn.Linear(1, 1), _plans(m))
+    aggregator = defense.wrap(FedAvg())
     updates = [_update(10 + i, scale=0.05 * (i + 1)) for i in range(m)]  # norms ≈ 22·(i+1) > clip
     weights = [float(10 * (i + 1)) for i in range(m)]  # ignored: uniform weights bound the sensitivity
-    aggregate = defense.aggregate(updates, weights, torch.Generator().manual_seed(3))
+    aggregate = aggregator.aggregate(updates, weights, torch.Generator().manual_seed(3))
     clipped_mean = fedavg([clip_update(u, clip) for u in updates], [1.0] * m)
     noise = _flat(aggregate) - _flat(clipped_mean)
     assert float(noise.std()) == pytest.approx(sigma * clip / m, rel=0.05)
-    record = defense.privacy_records()[0]
+    record = aggregator.privacy_records()[0]
     assert record.steps == 1 and record.sample_rate == 1.0 and record.granularity == "client-level"
     assert record.epsilon == pytest.approx(epsilon([(sigma, 1.0, 1)], delta=1e-5))
 
@@ -160,7 +162,7 @@ def test_prune_zeroes_the_requested_fraction_and_keeps_the_largest(
 ) -> None:
     defense = Prune(DefenseConfig(name="prune", prune_ratio=ratio))
     update = _update(seed, shapes={f"p{i}": (n, 2) for i, n in enumerate(sizes)})
-    released = defense.release(0, update, torch.Generator())
+    released = defense.client(_plans(1)[0]).release(update, torch.Generator())
     assert released.keys() == update.keys()
     assert all(released[n].shape == update[n].shape for n in update)
     before, after = _flat(update), _flat(released)
@@ -175,13 +177,17 @@ def test_prune_zeroes_the_requested_fraction_and_keeps_the_largest(
 
 def test_prune_with_ratio_zero_releases_everything() -> None:
     update = _update(5, shapes={"w": (30,)})
-    released = Prune(DefenseConfig(name="prune", prune_ratio=0.0)).release(0, update, torch.Generator())
+    released = (
+        Prune(DefenseConfig(name="prune", prune_ratio=0.0))
+        .client(_plans(1)[0])
+        .release(update, torch.Generator())
+    )
     assert torch.equal(released["w"], update["w"])
 
 
 def test_prune_says_it_has_no_guarantee() -> None:
     defense = Prune(DefenseConfig(name="prune", prune_ratio=0.5))
     defense.setup(torch.nn.Linear(1, 1), _plans(2))
-    records = defense.privacy_records()
+    records = [defense.client(plan).privacy_record() for plan in _plans(2)]
     assert [r.granularity for r in records] == ["none", "none"]
     assert all(r.epsilon is None and r.delta is None for r in records)

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from reports.results import RESULT_COLUMNS
+from reports.results import row_columns
 
 # ------------------------------------------------------------------ reports fixtures (tests/reports only)
 
 # The columns the brief first described: everything in one file (the loader accepts both layouts).
-COLUMNS = RESULT_COLUMNS
+COLUMNS = row_columns()
 SITES = ("site-0", "site-1")
 ROUNDS = 3
 
@@ -177,7 +177,15 @@ def build_sweep(
         sweep.rows.append(row)
         write_tiles(root / tiles, seed, noise)
         write_run(root / run_dir, seed=seed, dice=numbers["dice"], config_hash=config_hash)
-    meta = {
+    (root / "sweep.json").write_text(json.dumps(_sweep_manifest(defenses, noises, seeds, sweep.points)))
+    _write_results(root / "results.csv", sweep.rows)
+    return sweep
+
+
+def _sweep_manifest(
+    defenses: tuple[str, ...], noises: tuple[float, ...], seeds: tuple[int, ...], points: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
         "format": 1,
         "feddp_eval": "0.1.0",
         "created": "2026-11-26T23:00:00+00:00",
@@ -190,11 +198,8 @@ def build_sweep(
             "targets": [-1],
         },
         "base_config": {"seed": 0, "data": {"sites": 2}},
-        "points": sweep.points,
+        "points": points,
     }
-    (root / "sweep.json").write_text(json.dumps(meta))
-    _write_results(root / "results.csv", sweep.rows)
-    return sweep
 
 
 @pytest.fixture

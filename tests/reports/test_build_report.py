@@ -15,7 +15,7 @@ from pypdf import PdfReader
 
 from feddp_eval.errors import RunDirError
 from reports import build_report, load_results
-from reports.summary import UTILITY_COLUMNS, fmt_privacy, summarize, table
+from reports.summary import fmt_privacy, summarize, table, utility_columns
 
 SECTIONS = (
     "Summary",
@@ -49,7 +49,7 @@ def test_pdf_has_sections_numbers_and_verdicts(built_report: Any) -> None:
     assert f"dp-sgd 0.1 20 1e-05 sample rdp 2 {dice}" in table_page
     assert f"dp-sgd 0.1 20 {psnr}" in table_page
     assert "local-dp 1 5 1e-05 client rdp 2 0.685 ± 0.007 0.521 ± 0.008 0.895 ± 0.007 -15.4%" in table_page
-    assert "leakage stops at σ = 0.1 (ε = 20, δ = 1e-05, sample-level)" in text
+    assert "leakage stops at σ = 0.1 (ε = 20, δ = 1e-05, sample-level, rdp)" in text
     assert "local-dp leaked at every tested noise (σ = 0.01 to 1)" in text
     assert "mask-painted prior" in text and "honest-but-curious server" in text
     assert "σ=0.01 · PSNR 19.0 dB" in text  # gallery row label: seed 0's PSNR at σ=0.01
@@ -181,8 +181,8 @@ def test_sweep_spellings_and_runtime_csv_are_understood(synthetic_sweep: Any) ->
     rows = load_results(synthetic_sweep.root).rows
     assert (rows[0]["seconds"], rows[0]["objective"], rows[1]["seconds"]) == (8.25, 0.02, None)
     summaries = summarize(rows)
-    assert fmt_privacy(summaries[2]) == "ε = 20, δ = 1e-05, sample-level"
-    _, cells = table(summaries, UTILITY_COLUMNS)
+    assert fmt_privacy(summaries[2]) == "ε = 20, δ = 1e-05, sample-level, rdp"
+    _, cells = table(summaries, utility_columns())
     assert [c[4] for c in cells[:3]] == ["—", "sample", "sample"]
 
 

@@ -8,20 +8,20 @@ from typing import Any
 import numpy as np
 import pytest
 
+from feddp_eval.schema import three_digits
 from reports import load_results
 from reports.curves import pareto_front
 from reports.summary import (
-    UTILITY_COLUMNS,
     Stat,
     fmt_change,
+    fmt_dice_change,
     fmt_epsilon,
     fmt_stat,
-    mask_prior_note,
     summarize,
     table,
-    three_digits,
-    verdicts,
+    utility_columns,
 )
+from reports.verdicts import mask_prior_note, verdicts
 
 METRICS = (
     "dice",
@@ -129,8 +129,10 @@ def test_verdict_names_the_noise_where_leakage_stops() -> None:
     )
     change = 100 * ((0.8 - 0.2 * 0.03) - 0.8) / 0.8
     assert dp == (
-        "dp-sgd: leakage stops at σ = 0.03 (ε = 333, δ = 1e-05, sample-level): mean PSNR 14.5 dB is at most "
-        f"1 dB above the mean-colour prior's 14.0 dB, and Dice changes by {change:+.1f}% vs undefended."
+        "dp-sgd: leakage stops at σ = 0.03 (ε = 333, δ = 1e-05, sample-level, rdp): mean PSNR 14.5 dB is "
+        "at most "
+        f"1 dB above the mean-colour prior's 14.0 dB, and Dice changes by {change:+.1f}% "
+        "(1 seed: cannot tell) vs undefended."
     )
     assert f"{change:+.1f}%" == "-0.8%"
 
@@ -144,8 +146,8 @@ def test_verdict_leaks_everywhere_never_and_inconsistently() -> None:
     never = verdicts(summarize(_constructed("dp-sgd", {0.5: 0.9, 2.0: -0.5})))[1]
     assert never.startswith("dp-sgd never leaked at the tested noises (σ = 0.5 to 2)")
     assert (
-        "at the smallest, σ = 0.5 (ε = 20, δ = 1e-05, sample-level), Dice changes by -12.5% vs undefended"
-        in never
+        "at the smallest, σ = 0.5 (ε = 20, δ = 1e-05, sample-level, rdp), Dice changes by -12.5% "
+        "(1 seed: cannot tell) vs undefended" in never
     )
     mixed = verdicts(summarize(_constructed("dp-sgd", {0.1: 0.5, 1.0: 2.0})))[1]
     assert (
@@ -186,7 +188,7 @@ def test_several_attacks_are_kept_apart() -> None:
         ("inverting-gradients", "none"),
         ("inverting-gradients", "dp-sgd"),
     ]
-    headers, cells = table(summaries, UTILITY_COLUMNS)
+    headers, cells = table(summaries, utility_columns())
     assert headers[0] == "attack" and cells[1][:3] == ["dlg", "dp-sgd", "0.1"]
     sentences = verdicts(summaries)
     assert sentences[1].startswith("[honest server · dlg] dp-sgd leaked at every tested noise")
@@ -224,8 +226,8 @@ def test_with_masks_known_the_note_also_reads_leakage_against_the_mean_colour() 
     assert note is not None
     assert "Read against the site's mean colour instead, the undefended attack is +8.0 dB above it." in note
     assert (
-        "dp-sgd brings it within 1 dB of the mean colour from σ = 1 (ε = 10, δ = 1e-05, sample-level; "
-        "Dice -10.0%)." in note
+        "dp-sgd brings it within 1 dB of the mean colour from σ = 1 (ε = 10, δ = 1e-05, sample-level, rdp; "
+        "Dice -10.0% (1 seed: cannot tell))." in note
     )
     assert (
         "local-dp keeps it more than 1 dB above the mean colour at the highest tested σ (smallest gap "
@@ -262,3 +264,28 @@ def test_threat_models_get_their_own_sections_and_labelled_verdicts() -> None:
     sentences = verdicts(summaries)
     assert sentences[0].startswith("[malicious server · imprint] Without a defense the attack leaks")
     assert any(s.startswith("[honest server · inverting-gradients] dp-sgd never leaked") for s in sentences)
+
+
+def test_a_dice_change_is_flagged_when_it_is_within_seed_noise() -> None:
+    """Three seeds that disagree in sign: the mean change is not read as an effect; three that agree are."""
+    rows = []
+    for seed, (undefended, noisy, clear) in enumerate(
+        [(0.80, 0.805, 0.70), (0.82, 0.812, 0.71), (0.81, 0.811, 0.72)]
+    ):
+        rows += [
+            {**_row("none", 0.0, 20.0, 14.0, undefended), "seed": seed},
+            {**_row("dp-sgd", 0.1, 15.0, 14.0, noisy), "seed": seed},
+            {**_row("dp-sgd", 1.0, 14.0, 14.0, clear), "seed": seed},
+        ]
+    none, within, lower = summarize(rows)
+    assert none.dice_change is None
+    assert within.dice_change is not None and within.dice_change.verdict == "within noise"
+    assert lower.dice_change is not None and lower.dice_change.verdict == "lower"
+    assert fmt_dice_change(within).endswith("(within seed noise, 3 seeds)")
+    assert fmt_dice_change(lower).endswith("(lower, 3 seeds)")
+    # The interval is the paired t interval of scipy on the per-seed ratios.
+    from scipy import stats
+
+    ratios = [0.805 / 0.80 - 1, 0.812 / 0.82 - 1, 0.811 / 0.81 - 1]
+    low, high = stats.t.interval(0.95, 2, loc=sum(ratios) / 3, scale=stats.sem(ratios))
+    assert (within.dice_change.low, within.dice_change.high) == pytest.approx((low, high), rel=1e-9)

@@ -1,0 +1,276 @@
+"""Gradient inversion: optimise candidate tiles until the simulated update matches the captured one.
+
+A :class:`GradientInversion` differs from another only by its objective, its regularisers, its
+optimiser and what it optimises (image, or image + mask). Restarts, projection to the pixel box,
+the non-finite stop, keeping the best iterate, the time budget and progress live once, in
+:meth:`GradientInversion.reconstruct`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from torch.func import vmap
+
+from attacks.base import Attack
+from attacks.images import ImageVariables, init_images, mean_colours
+from attacks.mask_variables import MaskVariables
+from attacks.masks import estimate_foreground_fraction
+from attacks.simulate import Params, flatten, simulate_update
+from attacks.threat_model import ObservedRound, Observer, Progress, Reconstruction, ServerView
+from feddp_eval.models.unet import UNet
+
+
+@dataclass
+class _Problem:
+    """One inversion set up on its device: the model, the rounds to match, the variables."""
+
+    model: nn.Module
+    names: list[str]
+    observed: tuple[ObservedRound, ...]
+    weights: list[Params]
+    targets: list[Tensor]
+    images: ImageVariables
+    masks: MaskVariables
+    fraction: float | None
+    colour: Tensor | None
+
+
+@dataclass
+class _Best:
+    """Per restart: the lowest objective seen and the iterate that reached it.
+
+    ``images``: (R, N, 3, H, W); ``masks``: (R, N, 1, H, W); ``value``: (R,).
+    """
+
+    images: Tensor
+    masks: Tensor
+    value: Tensor
+    history: list[tuple[int, float]] = field(default_factory=list)
+
+    def keep(self, values: Tensor, images: Tensor, masks: Tensor) -> None:
+        """Keep the iterate ``(images, masks)`` of each restart whose objective ``values`` improved."""
+        improved = torch.isfinite(values) & (values < self.value)
+        if improved.any():
+            self.value = torch.where(improved, values, self.value)
+            self.images[improved] = images[improved]
+            self.masks[improved] = masks[improved]
+
+    @property
+    def winner(self) -> int:
+        return int(torch.argmin(self.value))
+
+
+class GradientInversion(Attack):
+    """An attack that optimises candidate tiles until the simulated update matches the captured one.
+
+    Subclasses implement :meth:`distance` (how far a simulated update is from the captured one)
+    and :meth:`make_optimizer`; they may override :meth:`regulariser` and :meth:`step`.
+    """
+
+    # -- what attacks differ by ---------------------------------------------------------------
+
+    @abstractmethod
+    def distance(self, simulated: Tensor, target: Tensor) -> Tensor:
+        """Scalar distance between a flat simulated update and the flat captured one."""
+
+    @abstractmethod
+    def make_optimizer(self, image: list[Tensor], mask: list[Tensor]) -> torch.optim.Optimizer:
+        """The optimiser over the image variables and (when the mask is unknown) the mask logits."""
+
+    def prepare(self, sizes: list[int]) -> None:
+        """Called before optimising with the number of elements of each parameter, in flattening order."""
+        self.sizes = sizes
+
+    def regulariser(self, images: Tensor) -> Tensor:
+        """Image prior added to the objective (none by default). ``images``: (N, 3, H, W)."""
+        return images.new_zeros(())
+
+    def make_scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
+        return None
+
+    def step(self, optimizer: torch.optim.Optimizer, closure: Callable[[], Tensor]) -> Tensor:
+        """One optimiser step; returns the objective (per restart) before the step."""
+        optimizer.zero_grad(set_to_none=True)
+        values = closure()
+        values.sum().backward()
+        optimizer.step()
+        return values.detach()
+
+    # -- the shared loop ------------------------------------------------------------------------
+
+    def reconstruct(
+        self,
+        view: ServerView,
+        *,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        progress: Progress | None = None,
+        observer: Observer | None = None,
+        observe_every: int = 25,
+    ) -> Reconstruction:
+        """Invert the view's update(s): optimise candidate tiles (and masks) until simulated updates match.
+
+        Restarts run as one batched optimisation (``vmap`` over the restart axis); the
+        restart and iterate with the lowest objective are returned. With several observed rounds
+        the objective is the mean over rounds of each round's distance (each round simulated from
+        its own global weights and batches on the same candidates), plus the regularisers.
+
+        Args:
+            view: What the server sees.
+            seed: Seed of the random start.
+            device: Where to optimise.
+            progress: Called every iteration with (iteration, total, best objective).
+            observer: Called every ``observe_every`` iterations and after the last one with
+                (iteration, best images so far (N, 3, H, W) clamped to [0, 1], their objective). It
+                sees only what the attack has; a caller may score the images against ground truth
+                (the attack never reads it). It does not change the attack's numbers.
+            observe_every: Iterations between ``observer`` calls (>= 1).
+        """
+        if observe_every < 1:
+            raise ValueError(f"`observe_every` must be >= 1 iteration, but got {observe_every}")
+        start = time.perf_counter()
+        problem = self._problem(view, seed=seed, device=torch.device(device))
+        best, iteration, stopped = self._optimise(
+            problem, start=start, progress=progress, observer=observer, observe_every=observe_every
+        )
+        winner = best.winner
+        if observer and iteration % observe_every != 0:
+            observer(iteration, best.images[winner].clamp(0, 1).cpu(), float(best.value[winner]))
+        return Reconstruction(
+            images=best.images[winner].clamp(0, 1).cpu(),
+            masks=best.masks[winner].cpu(),
+            objective=float(best.value[winner]),
+            restart_objectives=best.value.tolist(),
+            iterations=iteration,
+            seconds=time.perf_counter() - start,
+            stopped=stopped,
+            history=best.history,
+        )
+
+    def _problem(self, view: ServerView, *, seed: int, device: torch.device) -> _Problem:
+        """The model, the captured rounds and the starting variables, on ``device``."""
+        cfg = self.config
+        observed = view.observed
+        weights = [{k: v.to(device) for k, v in r.global_weights.items()} for r in observed]
+        names = list(weights[0])
+        targets = [flatten({k: v.to(device) for k, v in r.update.items()}, names) for r in observed]
+        self.prepare([weights[0][name].numel() for name in names])
+        generator = torch.Generator().manual_seed(seed)
+        shape = (cfg.restarts, view.n_images, view.tile_size, view.tile_size)
+        init = cfg.init if view.prior is not None else "uniform"
+        images = init_images(cfg.image, init, shape, prior=view.prior, generator=generator)
+        images = ImageVariables(
+            images.kind, *(t.detach().to(device).requires_grad_() for t in images.tensors())
+        )
+        return _Problem(
+            model=UNet.from_config(view.model).to(device),
+            names=names,
+            observed=observed,
+            weights=weights,
+            targets=targets,
+            images=images,
+            masks=MaskVariables(view, shape, device, cfg.mask_model, images),
+            fraction=self._fraction_target(view),
+            colour=(
+                None
+                if view.prior is None or not cfg.colour_weight
+                else mean_colours(view.prior, view.n_images).to(device)
+            ),
+        )
+
+    def _closure(self, problem: _Problem) -> Callable[[], Tensor]:
+        """The objective of every restart at the current variables, (R,)."""
+        cfg, p = self.config, problem
+
+        def match(x: Tensor, m: Tensor) -> Tensor:
+            distances = [
+                self.distance(flatten(simulate_update(p.model, w, x, m, r.recipe), p.names), t)
+                for w, r, t in zip(p.weights, p.observed, p.targets, strict=True)
+            ]
+            return distances[0] if len(distances) == 1 else torch.stack(distances).mean()
+
+        def one_restart(x: Tensor, m: Tensor) -> Tensor:
+            value = match(x, m) + self.regulariser(x)
+            if p.colour is not None:
+                value = value + cfg.colour_weight * (x.mean(dim=(-2, -1)) - p.colour).pow(2).sum(-1).mean()
+            if p.fraction is not None:
+                value = value + cfg.fraction_weight * (m.mean() - p.fraction) ** 2
+            return value
+
+        def closure() -> Tensor:
+            return vmap(one_restart)(p.images.render(), p.masks.render())
+
+        return closure
+
+    def _optimise(
+        self,
+        problem: _Problem,
+        *,
+        start: float,
+        progress: Progress | None,
+        observer: Observer | None,
+        observe_every: int,
+    ) -> tuple[_Best, int, str]:
+        """Run the iterations; returns the best iterates, the last iteration and why it stopped."""
+        cfg, images, masks = self.config, problem.images, problem.masks
+        closure = self._closure(problem)
+        optimizer = self.make_optimizer(images.tensors(), masks.tensors())
+        scheduler = self.make_scheduler(optimizer)
+        best = _Best(
+            images.render().detach().clone(),
+            masks.render().detach().clone(),
+            torch.full((cfg.restarts,), math.inf),
+        )
+        stopped, iteration = "budget", 0
+        for iteration in range(1, cfg.iterations + 1):
+            with torch.no_grad():
+                before = (images.render().clone(), masks.render().clone())
+            values = self.step(optimizer, closure).cpu()  # objective of `before`, per restart
+            if not torch.isfinite(values).any():
+                stopped = "non-finite"
+                break
+            best.keep(values, *before)
+            images.project()
+            if scheduler is not None:
+                scheduler.step()
+            current = float(best.value.min())
+            if iteration % 25 == 0 or iteration == 1:
+                best.history.append((iteration, current))
+            if progress:
+                progress(iteration, cfg.iterations, current)
+            if observer and iteration % observe_every == 0:
+                observer(iteration, best.images[best.winner].clamp(0, 1).cpu(), current)
+            if (reason := self._stop(iteration, best.history, current, start)) is not None:
+                stopped = reason
+                break
+        return best, iteration, stopped
+
+    def _stop(
+        self, iteration: int, history: list[tuple[int, float]], current: float, start: float
+    ) -> str | None:
+        """``time`` past the time budget, ``converged`` when flat over the last 100 iterations, else None."""
+        cfg = self.config
+        if cfg.time_budget is not None and time.perf_counter() - start > cfg.time_budget:
+            return "time"
+        if (
+            cfg.tolerance
+            and iteration % 100 == 0
+            and len(history) > 4
+            and abs(history[-5][1] - current) < cfg.tolerance
+        ):
+            return "converged"
+        return None
+
+    def _fraction_target(self, view: ServerView) -> float | None:
+        """Foreground fraction the unknown masks are pulled towards (see :mod:`attacks.masks`)."""
+        if view.masks is not None or not self.config.fraction_weight:
+            return None
+        estimate = estimate_foreground_fraction(view)
+        return None if estimate is None else estimate.value

@@ -1,0 +1,47 @@
+"""The ``feddp-eval`` command line: typer wiring only.
+
+Heavy imports (torch, the pipeline) happen inside commands so ``--help`` is instant. A
+:class:`~feddp_eval.errors.FeddpError` becomes one red line on stderr and its exit code;
+anything else is a bug and keeps its traceback.
+
+- :mod:`~feddp_eval.cli.app`: the application and what commands share;
+- :mod:`~feddp_eval.cli.options`: options used by several commands, defined once;
+- :mod:`~feddp_eval.cli.train_attack`, :mod:`~feddp_eval.cli.sweep_check`: the commands;
+- :mod:`~feddp_eval.cli.render`, :mod:`~feddp_eval.cli.attack_table`: what they print.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from feddp_eval.cli.app import app, list_app
+from feddp_eval.cli.sweep_check import check, report, sweep
+from feddp_eval.cli.train_attack import attack, train
+
+for _command in (train, attack, sweep, report, check):  # the order --help lists them in
+    app.command()(_command)
+
+__all__ = ["app", "main"]
+
+
+@list_app.command("attacks")
+def list_attacks() -> None:
+    """The registered attacks, one line each."""
+    from attacks import ATTACKS
+
+    for name in ATTACKS.names():
+        attack = ATTACKS.get(name)
+        typer.echo(f"{name:20s} {attack.summary}\n{'':20s} threat: {attack.threat}")
+
+
+@list_app.command("defenses")
+def list_defenses() -> None:
+    """The registered defenses, one line each."""
+    from defenses import DEFENSES
+
+    for name in DEFENSES.names():
+        typer.echo(f"{name:12s} {DEFENSES.get(name).summary}")
+
+
+def main() -> None:  # pragma: no cover - console-script entry point
+    app()

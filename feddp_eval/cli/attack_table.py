@@ -1,0 +1,102 @@
+"""The table ``feddp-eval attack`` prints: one column per arm and per prior guess, one row per quantity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from feddp_eval import schema
+from feddp_eval.cli.render import MISSING, print_not_run
+
+UTILITY = ("dice", "jaccard", "accuracy")
+LEAKAGE = ("psnr", "ssim", "lpips", "mask_dice")
+
+
+def rounds_text(scenario: dict[str, Any]) -> str:
+    """``round 1``, or ``rounds 1–10 (10 inverted jointly)`` for a multi-round attack."""
+    rounds = scenario.get("rounds") or [scenario["round"]]
+    if len(rounds) == 1:
+        return f"round {rounds[0]}"
+    return f"rounds {rounds[0]}–{rounds[-1]} ({len(rounds)} inverted jointly)"
+
+
+def print_attack_table(result: Any) -> None:
+    """The comparison table and the lines that explain it; fits an 80-column terminal."""
+    from rich.console import Console
+
+    console = Console()
+    console.print(_table(result))
+    print_not_run(console, result.rows)
+    for row in result.rows:
+        label = schema.setting_label(row["defense"], row["noise"])
+        privacy = schema.privacy_text(row["epsilon"], row["delta"], row["granularity"], row["accountant"])
+        console.print(f"{label}: {privacy}")
+    for line in _notes(result.rows[0], result.scenario, result.grid):
+        console.print(line)
+
+
+def _table(result: Any) -> Any:
+    from rich.table import Table
+
+    s, rows, first = result.scenario, result.rows, result.rows[0]
+    table = Table(
+        title=f"{s['site']}, {rounds_text(s)}: {s['tiles']} tiles, {s['local_steps']} local step(s)"
+    )
+    table.add_column("")
+    for row in rows:
+        table.add_column(
+            schema.setting_label(row["defense"], row["noise"]).replace(" ", "\n"), justify="right"
+        )
+    priors = [("prior\nmean colour", "prior")]
+    if first.get("mask_prior_psnr") is not None:
+        priors.append(("prior\npainted mask", "mask_prior"))
+    for title, _ in priors:
+        table.add_column(title, justify="right", style="dim")
+    blank = ["" for _ in priors]
+    table.add_row("ε (δ)", *[_epsilon_cell(r) for r in rows], *blank)
+    for name in UTILITY:
+        c = schema.column(name)
+        table.add_row(c.label, *[c.format(r[name]) for r in rows], *blank)
+    for name in LEAKAGE:
+        c = schema.column(name)
+        guesses = [c.format(first.get(f"{p}_{name}")) for _, p in priors]
+        table.add_row(c.label + c.arrow, *[c.format(r[name]) for r in rows], *guesses)
+    margin = schema.column("margin_psnr")
+    table.add_row(margin.label, *[margin.format(r.get("margin_psnr")) for r in rows], *blank)
+    table.add_row("tiles > prior", *[_count(r.get("tiles_beating_prior"), s["tiles"]) for r in rows], *blank)
+    if first.get("threat") == "malicious":
+        read = [f"{r.get('tiles_read')} ({r.get('tiles_alone')} alone)" for r in rows]
+        table.add_row("tiles read", *read, *blank)
+    return table
+
+
+def _epsilon_cell(row: dict[str, Any]) -> str:
+    if row["epsilon"] is None:
+        return schema.format_epsilon(None)
+    return f"{schema.format_epsilon(row['epsilon'])} ({row['delta']:g})"
+
+
+def _count(value: int | None, total: int) -> str:
+    return MISSING if value is None else f"{value}/{total}"
+
+
+def _notes(first: dict[str, Any], scenario: dict[str, Any], grid: Any) -> list[str]:
+    """What the table's rows mean, the threat model, and where the reconstructions are."""
+    reference = "painted-mask" if first.get("prior_kind") == "painted-mask" else "mean-colour"
+    lines = [
+        "↑/↓: more leakage. Priors use no update: the site's public mean colour; with the masks "
+        "known, the masks painted in the site's public nuclei and background colours.",
+        f"vs prior: mean PSNR minus the {reference} prior's (the attacker's best guess without the "
+        f"update); tiles > prior: tiles whose PSNR beats that guess of the same tile",
+    ]
+    if first.get("threat") == "malicious":
+        lines.append(
+            "tiles read: tiles the imprint found in a bin of their own (in brackets: how many truly "
+            "were alone); the rest are filled with the mean colour. Imprint recovers no mask."
+        )
+    elif first["mask_dice"] is None:
+        lines.append(f"mask Dice: {MISSING}, the attacker was given the true masks")
+    lines.append(f"threat: {scenario['threat']}")
+    if first.get("lpips_missing"):
+        lines.append(f"[yellow]LPIPS missing: {first['lpips_missing']}[/yellow]")
+    lines.append(f"reconstructions: {grid}")
+    return lines

@@ -1,0 +1,179 @@
+"""Options shared by several commands, each defined once.
+
+Plugin names are not listed here (that would import every plugin, and torch, for ``--help``):
+``feddp-eval list attacks`` / ``list defenses`` print the registries, and an unknown name is an
+error listing the registered ones.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+class DeviceChoice(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class AccountantChoice(str, Enum):
+    rdp = "rdp"
+    prv = "prv"
+
+
+class OptimizerChoice(str, Enum):
+    sgd = "sgd"
+    adam = "adam"
+
+
+class MaskChoice(str, Enum):
+    known = "known"
+    unknown = "unknown"
+
+
+class BudgetChoice(str, Enum):
+    quick = "quick"
+    standard = "standard"
+    thorough = "thorough"
+
+
+def value(choice: Enum | None) -> str | None:
+    """The string of a choice, or ``None`` when the option was not given."""
+    return None if choice is None else str(choice.value)
+
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Experiment TOML file; flags given here override its values.",
+        dir_okay=True,  # a folder is refused by read_toml in one line, not a usage box
+    ),
+]
+SeedOpt = Annotated[int | None, typer.Option(help="Experiment seed; every random draw derives from it.")]
+DeviceOpt = Annotated[
+    DeviceChoice | None, typer.Option(help="Where to compute: auto picks CUDA when present.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or tables.")]
+DataOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Real data folder (images/ + masks/, or one such sub-folder per site). "
+        "Default: the embedded synthetic H&E sites."
+    ),
+]
+DefenseOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Defense (see `feddp-eval list defenses`). Default: the config's, or dp-sgd when --noise > 0 "
+        "or --target-epsilon is given. central-dp protects the aggregate and the final model, NOT the "
+        "updates the server receives."
+    ),
+]
+NoiseOpt = Annotated[float | None, typer.Option(help="Noise multiplier σ of the chosen defense.")]
+ClipOpt = Annotated[
+    float | None,
+    typer.Option(help="Clipping bound C: per sample (dp-sgd) or per update (local-dp, central-dp)."),
+]
+DeltaOpt = Annotated[float | None, typer.Option(help="δ at which ε is reported.")]
+AccountantOpt = Annotated[AccountantChoice | None, typer.Option(help="Privacy accountant.")]
+TargetEpsOpt = Annotated[
+    float | None,
+    typer.Option(help="Calibrate σ so the whole planned run spends this ε (instead of --noise)."),
+]
+PruneOpt = Annotated[float | None, typer.Option(help="prune: share of update coordinates set to zero.")]
+RoundsOpt = Annotated[int | None, typer.Option(help="Federated rounds of every training run.")]
+
+AttackOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--attack",
+        help="Attack (see `feddp-eval list attacks`): inverting-gradients (default), dlg, or imprint (a "
+        "malicious server that sends the target an imprinted model; its own training run).",
+    ),
+]
+AttackOptionOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--attack-option",
+        help="KEY=VALUE of the attack's own settings (repeatable), as in its [attack.<name>] TOML table, "
+        "e.g. --attack-option tv_weight=0.1.",
+    ),
+]
+TargetSiteOpt = Annotated[
+    int | None, typer.Option(help="Site whose update is attacked (default: the smallest site).")
+]
+TargetRoundOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Round whose update is attacked, or 'all': every round the site took part in, inverted "
+        "jointly (multi-round honest server)."
+    ),
+]
+RoundsUsedOpt = Annotated[
+    int | None,
+    typer.Option(help="With --target-round all: invert only the first N rounds the site took part in."),
+]
+BudgetOpt = Annotated[
+    BudgetChoice | None,
+    typer.Option(
+        help="Attack budget: quick (500 iterations, default), standard (2,000), thorough (4,000 x 2 "
+        "restarts); --iterations/--restarts win over it."
+    ),
+]
+IterationsOpt = Annotated[int | None, typer.Option(help="Attack iterations per restart.")]
+MaskOpt = Annotated[
+    MaskChoice | None,
+    typer.Option(
+        help="known: the attacker has the true masks (worst case, default); unknown: recovered jointly."
+    ),
+]
+
+# ---------------------------------------------------------------------------- sweep
+
+SweepNoiseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--noise",
+        help="Comma-separated noise multipliers σ. Default: 0,0.001,0.003,0.01,0.03,0.1,0.3,1.1,2 "
+        "(leakage collapses decades below 1.1). σ = 0 (no defense) is always included.",
+    ),
+]
+SweepDefenseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--defense",
+        help="Comma-separated defenses with a noise multiplier: dp-sgd (default), local-dp, central-dp.",
+    ),
+]
+SweepAttackOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--attack",
+        help="Comma-separated attacks: inverting-gradients (default), dlg, imprint (malicious "
+        "server: trains its own runs; reported apart from the honest-server attacks).",
+    ),
+]
+SeedsOpt = Annotated[int | None, typer.Option(help="Seeds per point: the experiment seed, seed+1, ...")]
+TargetsOpt = Annotated[
+    str | None,
+    typer.Option(help="Comma-separated site indices whose update is attacked (-1: the smallest site)."),
+]
+SweepConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Experiment TOML; an optional \\[sweep] table sets noises, defenses, attacks, seeds, "
+        "targets. Flags override it.",
+        dir_okay=True,  # refused by read_toml in one line
+    ),
+]
+SweepOutOpt = Annotated[Path, typer.Option(help="Sweep folder (resumable: rerun the same command).")]
+JobsOpt = Annotated[int, typer.Option(min=1, help="Points run in parallel processes.")]

@@ -1,0 +1,274 @@
+"""``feddp-eval sweep``, ``feddp-eval report`` and ``feddp-eval check``."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from feddp_eval.cli.app import (
+    attack_options,
+    emit_json,
+    fail,
+    flags,
+    names,
+    numbers,
+    parse_round,
+    user_errors,
+)
+from feddp_eval.cli.options import (
+    AccountantOpt,
+    AttackOptionOpt,
+    BudgetOpt,
+    ClipOpt,
+    DeltaOpt,
+    DeviceOpt,
+    IterationsOpt,
+    JobsOpt,
+    JsonOpt,
+    MaskOpt,
+    QuietOpt,
+    RoundsOpt,
+    RoundsUsedOpt,
+    SeedOpt,
+    SeedsOpt,
+    SweepAttackOpt,
+    SweepConfigOpt,
+    SweepDefenseOpt,
+    SweepNoiseOpt,
+    SweepOutOpt,
+    TargetRoundOpt,
+    TargetsOpt,
+)
+
+SWEEP_FLAGS = {
+    "seed": "seed",
+    "device": "device",
+    "rounds": "train.rounds",
+    "iterations": "attack.iterations",
+    "budget": "attack.budget",
+    "rounds_used": "attack.rounds_used",
+    "mask": "attack.mask",
+    "clip": "defense.clip",
+    "delta": "defense.delta",
+    "accountant": "defense.accountant",
+}
+
+
+def sweep(
+    noise: SweepNoiseOpt = None,
+    defense: SweepDefenseOpt = None,
+    attack_name: SweepAttackOpt = None,
+    attack_option: AttackOptionOpt = None,
+    seeds: SeedsOpt = None,
+    targets: TargetsOpt = None,
+    config: SweepConfigOpt = None,
+    out: SweepOutOpt = Path("runs/sweep"),
+    jobs: JobsOpt = 1,
+    rounds: RoundsOpt = None,
+    iterations: IterationsOpt = None,
+    budget: BudgetOpt = None,
+    target_round: TargetRoundOpt = None,
+    rounds_used: RoundsUsedOpt = None,
+    mask: MaskOpt = None,
+    clip: ClipOpt = None,
+    delta: DeltaOpt = None,
+    accountant: AccountantOpt = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Privacy–utility sweep: train → capture → attack → score at every noise level, defense and seed.
+
+    Each point is keyed by its config hash: finished points are never recomputed, so an interrupted
+    sweep resumes where it stopped and ends with the same results.csv. Then render the comparison
+    report with `feddp-eval report OUT -o report.pdf`.
+    """
+    options = locals()  # every option, by parameter name: mapped onto config keys below
+    grid = {"noises": noise, "defenses": defense, "attacks": attack_name, "seeds": seeds, "targets": targets}
+    with user_errors():
+        overrides = {**flags(options, SWEEP_FLAGS), "attack.target_round": parse_round(target_round)}
+        base, spec = _sweep_plan(config, overrides, grid, attack_options(attack_option))
+        from feddp_eval.cli.render import sweep_progress
+        from feddp_eval.pipeline import run_sweep
+
+        try:
+            with sweep_progress(quiet or json_output) as callbacks:
+                result = run_sweep(base, spec, out=out, jobs=jobs, command=sys.argv, **callbacks)
+        except KeyboardInterrupt:
+            message = f"interrupted; finished points are kept in {out}: run the same command again to resume"
+            raise fail(message, 130) from None
+    if json_output:
+        emit_json(result.to_json())
+    elif not quiet:
+        _print_sweep(result)
+
+
+def _sweep_plan(
+    config: Path | None, flags: dict[str, Any], grid: dict[str, Any], options: dict[str, Any]
+) -> Any:
+    """The base experiment and the grid: the file's (or the defaults), with the flags on top."""
+    from feddp_eval.config import ExperimentConfig, given, validate, with_overrides
+    from feddp_eval.sweep import SweepSpec, load_sweep_config
+
+    base, spec = load_sweep_config(config) if config else (validate(ExperimentConfig()), SweepSpec())
+    base = with_overrides(base, given(flags))
+    if options:  # the settings of every swept attack that has them
+        attacks = names(grid["attacks"]) or spec.attacks
+        merged = {a: {**base.attack.options.get(a, {}), **options} for a in attacks}
+        base = with_overrides(base, {"attack.options": {**base.attack.options, **merged}})
+    parsed = {
+        "noises": numbers(grid["noises"], float, "--noise"),
+        "defenses": names(grid["defenses"]),
+        "attacks": names(grid["attacks"]),
+        "seeds": grid["seeds"],
+        "targets": numbers(grid["targets"], int, "--targets"),
+    }
+    return base, dataclasses.replace(spec, **{k: v for k, v in parsed.items() if v is not None})
+
+
+def _print_sweep(result: Any) -> None:
+    from rich.console import Console
+
+    from feddp_eval.cli.render import print_not_run, sweep_tables
+
+    console = Console()
+    for table in sweep_tables(result):
+        console.print(table)
+    print_not_run(console, result.rows)
+    if result.missing:
+        console.print(f"[yellow]{len(result.missing)} point(s) not finished; rerun to resume[/yellow]")
+    console.print(f"results: {result.results}")
+    console.print(f"report:  feddp-eval report {result.out_dir} -o {result.out_dir / 'report.pdf'}")
+
+
+def report(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="A sweep folder (feddp-eval sweep --out) or attack results (runs/attack-<hash>)."
+        ),
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="PDF to write. Default: SOURCE/report.pdf.")
+    ] = None,
+    title: Annotated[str | None, typer.Option(help="Title on the first page.")] = None,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Render the comparison report PDF (plus the summary as Markdown and CSV beside it).
+
+    Reads results files only (it never trains or attacks), so it rebuilds in seconds. Points that
+    are missing or unfinished are named, and everything that exists is still rendered.
+    """
+    with user_errors():
+        from reports import build_report
+
+        result = build_report(source, output or source / "report.pdf", title=title)
+    if json_output:
+        files = {"pdf": str(result.pdf), "markdown": str(result.markdown), "csv": str(result.csv)}
+        emit_json({**files, "pages": result.pages, "rows": result.rows, "missing": result.missing})
+    elif not quiet:
+        for label in result.missing:
+            typer.secho(f"missing: {label}", fg=typer.colors.YELLOW, err=True)
+        typer.echo(f"wrote {result.pdf} ({len(result.pages)} sections, {result.rows} result rows)")
+        typer.echo(f"      {result.markdown}\n      {result.csv}")
+
+
+def check(
+    baseline: Annotated[
+        Path | None, typer.Option(help="Baseline TOML: a scenario and bounds per arm.")
+    ] = None,
+    results: Annotated[
+        Path | None,
+        typer.Option(
+            help="Check an existing attack results.json (or its folder) instead of running the scenario."
+        ),
+    ] = None,
+    junit: Annotated[Path | None, typer.Option(help="Write JUnit XML here, one test case per bound.")] = None,
+    write_baseline: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run the scenario (--scenario) and write a first baseline with bounds at the stated margins."
+        ),
+    ] = None,
+    scenario: Annotated[Path | None, typer.Option(help="Experiment TOML for --write-baseline.")] = None,
+    margin_psnr: Annotated[float, typer.Option(help="--write-baseline: PSNR margin in dB.")] = 1.0,
+    margin: Annotated[float, typer.Option(help="--write-baseline: margin for SSIM, LPIPS and Dice.")] = 0.05,
+    out: Annotated[Path, typer.Option(help="Folder for the scenario's runs.")] = Path("runs"),
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Gate privacy leakage in CI: exit 0 when every bound holds, 1 on a regression, 2 on a bad baseline.
+
+    Bounds cap leakage of defended arms (psnr_max, ssim_max, lpips_min, mask_dice_max, epsilon_max),
+    keep the attack working on the undefended arm (psnr_min), and keep utility (dice_min). Every
+    gate metric of the results schema can be bounded (see the README).
+    """
+    with user_errors():
+        if write_baseline is not None:
+            margins = {"psnr": margin_psnr, "ssim": margin, "lpips": margin, "dice": margin}
+            _write_baseline(write_baseline, scenario, out, margins, quiet)
+            return
+        result = _run_check(baseline, results, out, quiet or json_output)
+    if junit is not None:
+        from feddp_eval.gate import junit_xml
+        from feddp_eval.io import atomic_write_text
+
+        with user_errors():  # an unwritable --junit prevents the verdict CI reads: exit 2
+            atomic_write_text(junit, junit_xml(result.verdicts))
+    if json_output:
+        emit_json(result.to_json())
+    elif not quiet:
+        from feddp_eval.cli.render import print_check_table
+
+        print_check_table(result)
+    if not result.passed:
+        for verdict in result.verdicts:
+            if not verdict.passed:
+                typer.secho(f"regression: {verdict.message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+
+
+def _run_check(baseline: Path | None, results: Path | None, out: Path, quiet: bool) -> Any:
+    from feddp_eval.cli.render import attack_progress
+    from feddp_eval.errors import ConfigError
+    from feddp_eval.pipeline import run_check
+
+    if baseline is None:
+        raise ConfigError("give --baseline FILE to check, or --write-baseline FILE --scenario EXP.toml")
+    with attack_progress(quiet) as (on_stage, on_iteration):
+        return run_check(baseline, results=results, out=out, on_stage=on_stage, on_iteration=on_iteration)
+
+
+def _write_baseline(
+    path: Path, scenario: Path | None, out: Path, margins: dict[str, float], quiet: bool
+) -> None:
+    from feddp_eval.cli.render import attack_progress
+    from feddp_eval.config import load_config
+    from feddp_eval.errors import ConfigError
+    from feddp_eval.gate import write_baseline
+    from feddp_eval.io import atomic_write_text
+    from feddp_eval.pipeline import run_attack
+    from feddp_eval.safety import require_verdicts
+
+    if scenario is None:
+        raise ConfigError("--write-baseline needs --scenario EXP.toml (the experiment the baseline pins)")
+    bad = {k: v for k, v in margins.items() if not (v == v and abs(v) != float("inf") and v >= 0)}
+    if bad:
+        raise ConfigError(f"--margin and --margin-psnr must be finite numbers >= 0, but got {bad}")
+    experiment = load_config(scenario)
+    if experiment.defense.name == "none":
+        raise ConfigError(f"scenario {scenario} has no defense; set [defense] so there is a defended arm")
+    with attack_progress(quiet) as (on_stage, on_iteration):
+        result = run_attack(experiment, out=out, on_stage=on_stage, on_iteration=on_iteration)
+    require_verdicts([], result.rows, source=str(result.out_dir))  # no bound from an attack that did not run
+    relative = Path(os.path.relpath(Path(scenario).resolve(), path.resolve().parent))
+    atomic_write_text(path, write_baseline(result.rows, scenario=relative.as_posix(), margins=margins))
+    if not quiet:
+        typer.echo(f"wrote {path} from {result.out_dir}")

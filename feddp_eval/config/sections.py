@@ -1,0 +1,247 @@
+"""The experiment's sections as frozen dataclasses; their defaults are the only defaults.
+
+A TOML file mirrors the sections (``[data]``, ``[model]``, ``[train]``, ``[defense]``,
+``[attack]`` and ``[attack.<name>]``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final, Literal
+
+Device = Literal["auto", "cpu", "cuda"]
+OptimizerName = Literal["sgd", "adam"]
+TileMode = Literal["crop", "resize"]
+Difficulty = Literal["easy", "hard"]
+
+
+ADDED: Final = {"hash": "omit-default"}
+"""Field metadata of a setting added after config hashes were first published: left at its
+default it stays out of the hash, so existing runs and sweep points keep their hashes."""
+
+
+def added_with(switch: str) -> dict[str, str]:
+    """:data:`ADDED` for a setting that only matters while the boolean field ``switch`` of the same
+    section is on: with ``switch`` off it stays out of the hash whatever its value."""
+    return {**ADDED, "only_with": switch}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where tiles come from and how they are split into sites.
+
+    Attributes:
+        source: ``"synthetic"`` for the embedded generator, or a folder of
+            ``images/`` + ``masks/`` (one per site, or one split across ``sites``).
+        sites: Number of institutions (synthetic data, or a single real folder to split).
+        train_tiles: Training tiles per synthetic site: one number for all, or one per site.
+        test_tiles: Held-out tiles per synthetic site.
+        tile_size: Tile edge in pixels.
+        test_fraction: Held-out share of a real folder's images, per site.
+        tile_mode: How real images become tiles: ``crop`` (non-overlapping) or ``resize``.
+        difficulty: Synthetic tiles: ``easy``, or ``hard`` (crowded, pale and hyperchromatic
+            nuclei, dark look-alikes, blur, stain drift within a site; see ``feddp_eval.data.hard``).
+    """
+
+    source: str = "synthetic"
+    sites: int = 4
+    train_tiles: int | tuple[int, ...] = (48, 32, 24, 4)
+    test_tiles: int = 16
+    tile_size: int = 64
+    test_fraction: float = 0.25
+    tile_mode: TileMode = "crop"
+    difficulty: Difficulty = field(default="easy", metadata=ADDED)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """U-Net shape: ``depth`` poolings, ``width`` channels at full resolution (doubling per level),
+    GroupNorm with up to ``groups`` groups, and the ``activation`` (``relu``, ``gelu``, ``sigmoid``)."""
+
+    depth: int = 2
+    width: int = 16
+    groups: int = 8
+    activation: Literal["relu", "gelu", "sigmoid"] = "relu"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """FedAvg and the clients' local training.
+
+    Attributes:
+        rounds: Federated rounds.
+        client_fraction: Share of sites sampled each round (at least one).
+        local_epochs: Passes over the local data per round (used when ``local_steps`` is 0).
+        local_steps: Fixed number of local optimizer steps per round; 0 means "use epochs".
+        batch_size: Local batch size.
+        optimizer: ``sgd`` (with ``momentum``) or ``adam``.
+        lr: Local learning rate.
+        momentum: SGD momentum (ignored by Adam).
+        dice_weight: Weight of the soft Dice term in the loss (BCE + w * soft Dice).
+        engine: What runs the rounds (``feddp_eval.federated.engine``): ``local``, in this process.
+        audit: Plant canaries and audit the run: a one-run lower bound ε̂ on the code's ε, recorded
+            beside the accountant's (``feddp_eval.audit``; ``feddp-eval audit RUN_DIR``).
+        audit_canaries: m, the canaries the audit plants (each a member with probability ½).
+    """
+
+    rounds: int = 10
+    client_fraction: float = 1.0
+    local_epochs: int = 1
+    local_steps: int = 0
+    batch_size: int = 8
+    optimizer: OptimizerName = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    dice_weight: float = 1.0
+    engine: Literal["local"] = field(default="local", metadata=ADDED)
+    audit: bool = field(default=False, metadata=ADDED)
+    audit_canaries: int = field(default=1000, metadata=added_with("audit"))
+
+
+@dataclass(frozen=True)
+class DefenseConfig:
+    """The defense wrapped around training (see ``feddp-eval list defenses``).
+
+    Attributes:
+        name: Registered defense name; ``none`` is the undefended reference.
+        noise: Noise multiplier σ of the chosen mechanism.
+        clip: Clipping bound C (per sample for ``dp-sgd``, per update otherwise).
+        delta: δ at which ε is reported.
+        accountant: ``rdp`` or ``prv``.
+        target_epsilon: If set, calibrate σ so the whole run spends this ε.
+        prune_ratio: Share of update coordinates ``prune`` sets to zero.
+        poisson_sampling: ``dp-sgd`` draws local batches by Poisson sampling, as its
+            accountant assumes; turning it off voids the guarantee (for tests).
+        grad_sample_mode: How Opacus computes per-sample gradients: ``ew``
+            (expanded weights), ``hooks`` or ``functorch``.
+        server: A server-side defense composed with this client-side one (``[defense.server]``,
+            e.g. ``name = "central-dp"``), with its own noise, clip and δ; empty: none.
+    """
+
+    name: str = "none"
+    noise: float = 0.0
+    clip: float = 1.0
+    delta: float = 1e-5
+    accountant: Literal["rdp", "prv"] = "rdp"
+    target_epsilon: float | None = None
+    prune_ratio: float = 0.9
+    poisson_sampling: bool = True
+    grad_sample_mode: Literal["ew", "hooks", "functorch"] = "ew"
+    server: DefenseConfig | None = field(default=None, metadata=ADDED)
+
+
+AttackBudget = Literal["quick", "standard", "thorough"]
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    """Which captured update(s) are attacked, by what, and with what knowledge.
+
+    Attributes:
+        name: Registered attack (see ``feddp-eval list attacks``).
+        iterations: Optimisation steps per restart; empty: the budget's.
+        restarts: Independent starts (run as one batch; the best objective wins); empty: the budget's.
+        budget: Named preset of iterations and restarts (see :attr:`BUDGETS`): ``quick`` (500
+            iterations, 1 restart: the default), ``standard`` (2,000 × 1) or ``thorough``
+            (4,000 × 2, the order of the papers' budgets). An explicit ``iterations`` or
+            ``restarts`` wins over the preset.
+        mask: ``known`` (the attacker has the true masks: worst case, upper bound on
+            leakage) or ``unknown`` (recovered jointly with the image).
+        target_site: Site index whose update is attacked; -1 = the site with the fewest tiles.
+        target_round: Round whose update is attacked, or ``"all"``: every round the site took part
+            in, inverted jointly (multi-round honest server).
+        rounds_used: With ``target_round = "all"``: invert only the first N rounds the site took
+            part in (0 = all of them).
+        time_budget: Seconds per attack (0 = no limit).
+        image: ``stain`` (H&E optical-density prior) or ``pixels`` (free RGB, as in the papers);
+            empty: the attack's own default.
+        init: ``prior`` (start at the site's public mean colour) or ``uniform`` noise; empty: the
+            attack's own default.
+        recipe: ``default`` (the attack's own defaults) or, for ``inverting-gradients``, ``paper``:
+            Geiping et al.'s recipe (free RGB pixels from uniform noise, signed Adam at lr 0.1, no
+            colour penalty). An explicit ``image`` or ``init`` still wins.
+        lpips_net: LPIPS backbone: ``alex`` or ``vgg``.
+        imprint_bins: Bins of the imprint block a malicious server sends (``imprint`` attack only).
+        imprint_gain: How loud the imprint bins are in the update at the same perturbation of the
+            tile (``imprint`` only): louder survives more DP noise (see README for the measured
+            curves); 1 is the plain block.
+        convergence_every: Write the objective and PSNR every this many iterations to
+            ``convergence.csv`` in the attack folder (0 = do not record).
+        options: An attack's own settings by attack name, the ``[attack.<name>]`` tables of a TOML
+            file (``[attack.inverting-gradients] tv_weight = 0.1``), checked against that attack's
+            ``Config``; the settings above are set here, not in those tables.
+    """
+
+    BUDGETS: ClassVar[dict[str, tuple[int, int]]] = {
+        "quick": (500, 1),
+        "standard": (2000, 1),
+        "thorough": (4000, 2),
+    }
+
+    name: str = "inverting-gradients"
+    iterations: int | None = None
+    restarts: int | None = None
+    budget: AttackBudget = "quick"
+    mask: Literal["known", "unknown"] = "known"
+    target_site: int = -1
+    target_round: int | str = 1  # a round, or "all"; checked by validate()
+    rounds_used: int = 0
+    time_budget: float = 0.0
+    image: Literal["stain", "pixels"] | None = None
+    init: Literal["prior", "uniform"] | None = None
+    recipe: Literal["default", "paper"] = "default"
+    lpips_net: Literal["alex", "vgg"] = "alex"
+    imprint_bins: int = 128
+    imprint_gain: float = 1e4
+    convergence_every: int = 25
+    options: dict[str, dict[str, Any]] = field(default_factory=dict, metadata=ADDED)
+
+    # TOML: a table under [attack] (``[attack.dlg]``) is that attack's entry in ``options``.
+    NESTED_TABLES: ClassVar[str] = "options"
+
+    @property
+    def schedule(self) -> tuple[int, int]:
+        """(iterations, restarts): the explicit settings where given, else the budget's."""
+        iterations, restarts = self.BUDGETS[self.budget]
+        return (
+            self.iterations if self.iterations is not None else iterations,
+            self.restarts if self.restarts is not None else restarts,
+        )
+
+    @property
+    def multi_round(self) -> bool:
+        """Whether several rounds are inverted jointly (``target_round = "all"``)."""
+        return self.target_round == "all"
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything that determines a run's numbers, plus where it is written."""
+
+    seed: int = 0
+    device: Device = "auto"
+    capture: bool = True
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    defense: DefenseConfig = field(default_factory=DefenseConfig)
+    attack: AttackSettings = field(default_factory=AttackSettings)
+
+
+# Attacks of a malicious server, which changes the model it sends one client in one round, and so
+# changes that training run: attack name → the modification. Every other attack only reads captures.
+MODEL_MODIFICATIONS = {"imprint": "imprint"}
+
+
+def server_modification(config: ExperimentConfig) -> dict[str, Any] | None:
+    """What a malicious server sends instead of the global model (``None``: an honest server)."""
+    a = config.attack
+    if a.name not in MODEL_MODIFICATIONS:
+        return None
+    return {
+        "modification": MODEL_MODIFICATIONS[a.name],
+        "site": a.target_site,
+        "round": a.target_round,
+        "bins": a.imprint_bins,
+        "gain": a.imprint_gain,
+    }

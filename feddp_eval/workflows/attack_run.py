@@ -1,0 +1,334 @@
+"""One attack on one training run: the target update, the attacker's prior, the reconstruction, its scores.
+
+The attack sees only the server's view (captures, global weights, public site statistics and,
+when the threat model grants them, the masks); the truth is read here for scoring alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from feddp_eval.config import ExperimentConfig
+from feddp_eval.errors import ConfigError, RunDirError
+from feddp_eval.io import save_tensors, write_csv, write_json
+from feddp_eval.workflows import rows as columns
+from feddp_eval.workflows.train import TrainResult, resolve_device
+
+CONVERGENCE_COLUMNS = ("iteration", "objective", "psnr", "ssim")
+
+
+@dataclass(frozen=True)
+class Target:
+    """The attacked client round(s), the truth kept for scoring, and the attacker's guesses without
+    the update.
+
+    Attributes:
+        site: Index of the attacked site; ``public`` its published statistics.
+        captures: Its captured update(s), in round order.
+        truth: Its true tiles and masks (scoring only).
+        mask: ``known`` or ``unknown``: whether the attacker holds the true masks.
+        malicious: Whether the attack is a malicious server's (it modified the model it sent).
+        mean_tile: The site's public mean colour as a tile; ``painted``: the true masks painted in the
+            site's public nuclei and background colours; ``prior``: the stronger guess in force.
+    """
+
+    site: int
+    public: dict[str, Any]
+    name: str
+    captures: list[Any]
+    truth: Any
+    mask: Literal["known", "unknown"]
+    malicious: bool
+    mean_tile: Any
+    painted: Any
+
+    @property
+    def prior(self) -> Any:
+        return self.painted if self.mask == "known" else self.mean_tile
+
+    @property
+    def foreground(self) -> float:
+        return float(self.public["foreground_fraction"])
+
+    def prior_tiles(self) -> Any:
+        """The prior guess, one tile per true tile."""
+        n, _, h, w = self.truth.images.shape
+        return self.prior.expand(n, 3, h, w)
+
+
+@dataclass(frozen=True)
+class AttackOutcome:
+    """What :func:`attack_run` produced: the results row, the reconstruction, the truth it was scored
+    against, the scenario in words, and the attacker's guess without the update."""
+
+    row: dict[str, Any]
+    reconstruction: Any
+    truth: Any
+    scenario: dict[str, Any]
+    guess: Any
+
+
+def attack_run(
+    config: ExperimentConfig, trained: TrainResult, lpips: Any, *, on_iteration: Any = None
+) -> AttackOutcome:
+    """Attack one training run's target capture and score it against ground truth and the prior."""
+    from attacks import ATTACKS
+    from feddp_eval.safety import failed_reconstruction, mark_not_run
+
+    a = config.attack
+    target = find_target(config, trained.run_dir)
+    attack = ATTACKS.create(a.name, **attack_settings(a))
+    recon, failure, convergence = _reconstruct(config, target, attack, on_iteration)
+    failure = failure or failed_reconstruction(recon.stopped, recon.objective, recon.restart_objectives)
+    scores, baseline, mask_baseline = _score(target, recon, lpips)
+    attack_dir = _attack_dir(trained.run_dir, config, target)
+    tiles = _write_files(attack_dir, target, recon, convergence)
+    row = {
+        **columns.training_columns(config, trained.summary),
+        **columns.scores_columns(
+            scores, baseline, mask_baseline, mask_scored=target.mask == "unknown" and not target.malicious
+        ),
+        **(columns.imprint_facts(target.captures[0], target.truth, recon) if target.malicious else {}),
+        **columns.attack_columns(
+            config, recon, malicious=target.malicious, restarts=a.schedule[1], rounds=len(target.captures)
+        ),
+        "lpips_missing": None if lpips.available else lpips.missing_reason,
+        "run_dir": str(trained.run_dir),
+        "tiles": str(tiles),
+    }
+    if failure is not None:
+        row = mark_not_run(row, failure)  # no metric of the prior's is passed off as the attack's
+    write_json(
+        attack_dir / "scores.json",
+        {
+            "row": row,
+            "scores": scores.to_dict(),
+            "prior": baseline.to_dict(),
+            "mask_prior": mask_baseline.to_dict() if mask_baseline else None,
+        },
+    )
+    return AttackOutcome(row, recon, target.truth, _scenario(config, target, attack), _guess(target))
+
+
+def find_target(config: ExperimentConfig, run_dir: Path) -> Target:
+    """The attacked site's captures, their truth, and the attacker's guesses without the update."""
+    import torch
+
+    from attacks import ATTACKS, Attack
+    from feddp_eval.federated.capture import load_ground_truth
+    from feddp_eval.metrics.privacy import mask_painted_prior
+    from feddp_eval.runcheck import read_sites
+
+    a = config.attack
+    sites = read_sites(run_dir)
+    site = a.target_site if a.target_site >= 0 else min(sites, key=lambda s: s["train_tiles"])["index"]
+    if site >= len(sites):
+        raise ConfigError(
+            f"`attack.target_site` is {site} but the run has {len(sites)} sites (0..{len(sites) - 1})"
+        )
+    captures = _target_captures(run_dir, site, a)
+    # Scoring only; the attack sees the masks if known. Several rounds: the union of their tiles.
+    truth = load_ground_truth(run_dir, captures, tile_size=config.data.tile_size)
+    public = sites[site]["public"]
+    size = config.data.tile_size
+    # The attacker's best guess before reading the update: with the masks in hand, the masks painted
+    # in the site's public nuclei and background colours; without them, the site's mean colour.
+    # A malicious server's imprint needs no mask: it is judged against the mean colour.
+    malicious = ATTACKS.get(a.name).threat != Attack.threat
+    return Target(
+        site=site,
+        public=public,
+        name=sites[site]["name"],
+        captures=captures,
+        truth=truth,
+        mask="unknown" if malicious else a.mask,
+        malicious=malicious,
+        mean_tile=torch.tensor(public["mean_rgb"])[:, None, None].expand(3, size, size),
+        painted=mask_painted_prior(
+            truth.masks, torch.tensor(public["foreground_rgb"]), torch.tensor(public["background_rgb"])
+        ),
+    )
+
+
+def _reconstruct(
+    config: ExperimentConfig, target: Target, attack: Any, on_iteration: Any
+) -> tuple[Any, str | None, list[dict[str, Any]]]:
+    """The reconstruction (or, when the view cannot be attacked, the prior marked "not run"), why it
+    is no result (or ``None``), and the convergence record."""
+    from attacks import AttackerKnowledge
+    from attacks.view import multi_round_view, server_view
+    from feddp_eval.metrics.privacy import score_reconstruction
+    from feddp_eval.safety import unusable_view
+
+    a, truth = config.attack, target.truth
+    build_view = multi_round_view if a.multi_round else server_view
+    view = build_view(
+        target.captures if a.multi_round else target.captures[0],  # type: ignore[arg-type]
+        config.model,
+        AttackerKnowledge(mask=target.mask),
+        tile_size=config.data.tile_size,
+        masks=truth.masks if target.mask == "known" else None,
+        prior=target.prior,
+        foreground_prior=target.foreground,
+    )
+    convergence: list[dict[str, Any]] = []
+
+    def record(iteration: int, images: Any, objective: float) -> None:
+        # The scorer, not the attack, reads the truth: PSNR/SSIM of the best iterate so far.
+        now = score_reconstruction(images, truth.images)
+        convergence.append(
+            {"iteration": iteration, "objective": objective, "psnr": now.psnr, "ssim": now.ssim}
+        )
+
+    failure = unusable_view(view)  # a non-finite update or weight: nothing to invert
+    if failure is not None:
+        return _not_run(target.prior_tiles(), truth.masks), failure, convergence
+    recon = attack.reconstruct(
+        view,
+        seed=config.seed,
+        device=resolve_device(config.device),
+        progress=on_iteration,
+        observer=record if a.convergence_every else None,
+        observe_every=a.convergence_every or 1,
+    )
+    return recon, None, convergence
+
+
+def _score(target: Target, recon: Any, lpips: Any) -> tuple[Any, Any, Any]:
+    """Scores of the reconstruction, of the mean-colour prior and (masks known) of the painted masks."""
+    from feddp_eval.metrics.privacy import prior_baseline, score_reconstruction
+
+    truth, metric = target.truth, (lpips if lpips.available else None)
+    scores = score_reconstruction(
+        recon.images, truth.images, recon_masks=recon.masks, true_masks=truth.masks, lpips=metric
+    )
+    baseline = prior_baseline(
+        target.mean_tile, truth.images, truth.masks, foreground_fraction=target.foreground, lpips=metric
+    )
+    painted = (
+        score_reconstruction(target.painted, truth.images, lpips=metric) if target.mask == "known" else None
+    )
+    return scores, baseline, painted
+
+
+def _attack_dir(run_dir: Path, config: ExperimentConfig, target: Target) -> Path:
+    a, rounds = config.attack, [c.round for c in target.captures]
+    where = f"rounds{rounds[0]}-{rounds[-1]}" if a.multi_round else f"round{a.target_round}"
+    return run_dir / "attacks" / f"{a.name}-site{target.site}-{where}-mask-{target.mask}"
+
+
+def _write_files(attack_dir: Path, target: Target, recon: Any, convergence: list[dict[str, Any]]) -> Path:
+    """convergence.csv, the reconstruction, and the matched tiles; returns the tiles file."""
+    if convergence:
+        write_csv(attack_dir / "convergence.csv", convergence, CONVERGENCE_COLUMNS)
+    save_tensors(attack_dir / "reconstruction.safetensors", {"images": recon.images, "masks": recon.masks})
+    tiles = attack_dir / "tiles.safetensors"
+    _save_matched_tiles(tiles, target.truth, recon, target.prior_tiles())
+    return tiles
+
+
+def _scenario(config: ExperimentConfig, target: Target, attack: Any) -> dict[str, Any]:
+    """The attacked client round(s) and the threat model, in words, for tables and reports."""
+    a, first = config.attack, target.captures[0]
+    rounds = [c.round for c in target.captures]
+    return {
+        "site": target.name,
+        "site_index": target.site,
+        "round": a.target_round,
+        "rounds": rounds,
+        "tiles": len(target.truth),
+        "local_steps": first.metadata["local_steps"],
+        "batch_size": first.metadata["batch_size"],
+        "mask": target.mask,
+        "threat": columns.threat_text(attack, target.mask, rounds if a.multi_round else None),
+    }
+
+
+def _guess(target: Target) -> Any:
+    """The attacker's guess without the update, as tiles (for the comparison grid)."""
+    import torch
+
+    from feddp_eval.data.types import TileSet
+
+    masks = target.truth.masks
+    if target.mask != "known":
+        masks = torch.full_like(masks, float(target.foreground > 0.5))
+    return TileSet(target.prior_tiles(), masks)
+
+
+def _not_run(images: Any, masks: Any) -> Any:
+    """A placeholder reconstruction for an attack that could not run (its scores are discarded)."""
+    import math
+
+    from attacks import Reconstruction
+
+    return Reconstruction(images.clone(), masks.clone(), math.nan, [], 0, 0.0, "not run")
+
+
+def attack_settings(a: Any) -> dict[str, Any]:
+    """The attack's constructor settings from :class:`~feddp_eval.config.AttackSettings` ``a``:
+    the schedule (budget or explicit), the time limit, the recipe, the attack's own
+    ``[attack.<name>]`` table (over the recipe), and an explicit image/init."""
+    iterations, restarts = a.schedule
+    settings: dict[str, Any] = {
+        "iterations": iterations,
+        "restarts": restarts,
+        "time_budget": a.time_budget or None,
+    }
+    if a.recipe == "paper":
+        from attacks.inverting_gradients import PAPER_RECIPE
+
+        settings.update(PAPER_RECIPE)
+    settings.update(a.options.get(a.name, {}))
+    chosen = {"image": a.image, "init": a.init}
+    settings.update({k: v for k, v in chosen.items() if v is not None})
+    return settings
+
+
+def _target_captures(run_dir: Path, site: int, a: Any) -> list[Any]:
+    """The attacked site's captures: the target round's, or (``target_round = "all"``) every round's
+    it took part in, in round order, cut to the first ``rounds_used`` when that is set."""
+    from feddp_eval.federated.capture import list_captures
+
+    taken = [c for c in list_captures(run_dir) if c.site_index == site]
+    if not a.multi_round:
+        captures = [c for c in taken if c.round == a.target_round]
+        if not captures:
+            raise RunDirError(
+                f"no capture of site {site} in round {a.target_round} in {run_dir}; the site may "
+                "not have been sampled that round (pick another --target-round or --target-site)"
+            )
+        return captures
+    if not taken or len(taken) < a.rounds_used:
+        raise RunDirError(
+            f"--rounds-used {a.rounds_used} but site {site} took part in {len(taken)} captured rounds "
+            f"in {run_dir}; use at most {len(taken)} (or 0 for all of them)"
+        )
+    return taken[: a.rounds_used or None]
+
+
+def _save_matched_tiles(path: Path, truth: Any, recon: Any, prior: Any) -> None:
+    """True tiles, their matched reconstructions and the prior guess, for galleries and reports.
+
+    ``images[i]`` is the reconstruction matched (Hungarian, as scored) to ``true_images[i]``.
+    """
+    import torch
+
+    from feddp_eval.metrics.privacy import match_reconstructions
+
+    recon_index, truth_index = match_reconstructions(recon.images, truth.images)
+    images, masks = torch.zeros_like(truth.images), torch.zeros_like(truth.masks)  # unmatched: black
+    for r, t in zip(recon_index, truth_index, strict=True):
+        images[t], masks[t] = recon.images[r].clamp(0, 1), recon.masks[r]
+    save_tensors(
+        path,
+        {
+            "true_images": truth.images,
+            "true_masks": truth.masks,
+            "images": images,
+            "masks": masks,
+            "prior_images": prior,
+        },
+    )

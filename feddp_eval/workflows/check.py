@@ -1,0 +1,117 @@
+"""``feddp-eval check``: run (or read) a baseline's scenario and hold its rows to the baseline's bounds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from feddp_eval.config import ExperimentConfig, with_overrides
+from feddp_eval.errors import ConfigError
+from feddp_eval.workflows.attack import run_attack
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Outcome of :func:`run_check`: every bound's verdict, and the rows they were checked on."""
+
+    verdicts: list[Any]
+    rows: list[dict[str, Any]]
+    source: str
+
+    @property
+    def passed(self) -> bool:
+        return all(v.passed for v in self.verdicts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "source": self.source,
+            "checks": [
+                {
+                    "arm": v.bound.arm,
+                    "metric": v.bound.metric,
+                    "kind": v.bound.kind,
+                    "bound": v.bound.value,
+                    "tolerance": v.bound.tolerance,
+                    "value": v.value,
+                    "margin": v.margin,
+                    "passed": v.passed,
+                    "message": v.message,
+                }
+                for v in self.verdicts
+            ],
+        }
+
+
+def scenario_config(baseline: Any) -> ExperimentConfig:
+    """The experiment a baseline pins (seed included), validated."""
+    from feddp_eval.config import from_dict, validate
+
+    try:
+        return validate(from_dict(ExperimentConfig, baseline.scenario))
+    except ConfigError as exc:
+        raise ConfigError([f"scenario: {p}" for p in exc.problems], source=str(baseline.path)) from None
+
+
+def run_check(
+    baseline_path: str | Path,
+    *,
+    results: str | Path | None = None,
+    out: str | Path = "runs",
+    on_stage: Callable[[str], None] | None = None,
+    on_iteration: Callable[[int, int, float], None] | None = None,
+) -> CheckResult:
+    """Compare a scenario's leakage and utility with the bounds of a baseline file.
+
+    Args:
+        baseline_path: The baseline TOML (see :mod:`feddp_eval.gate`).
+        results: An attack ``results.json`` (or the folder holding it) to check instead of running.
+        out: Where a fresh run of the scenario is written (training runs are reused by hash).
+        on_stage: Stage callback, as for :func:`run_attack`.
+        on_iteration: Attack progress callback, as for :func:`run_attack`.
+    """
+    from feddp_eval.errors import RunDirError
+    from feddp_eval.gate import arm_attack, evaluate, load_baseline
+    from feddp_eval.io import read_json
+    from feddp_eval.runcheck import result_rows
+    from feddp_eval.safety import require_verdicts
+
+    baseline = load_baseline(baseline_path)
+    scenario = scenario_config(baseline)  # an invalid scenario is an error with --results too
+    check_arms(baseline)
+    if results is not None:
+        path = Path(results)
+        path = path / "results.json" if path.is_dir() else path
+        if not path.is_file():
+            raise RunDirError(f"{path} does not exist; pass an attack results.json or the folder holding it")
+        rows = result_rows(read_json(path), path)
+        verdicts = evaluate(baseline.bounds, rows)
+        require_verdicts(verdicts, rows, source=str(path))
+        return CheckResult(verdicts, rows, str(path))
+    # The scenario's own attack, then every other attack an arm names (each on its own runs).
+    attacks = [scenario.attack.name]
+    attacks += sorted({a for b in baseline.bounds if (a := arm_attack(b.arm)) and a not in attacks})
+    rows, sources = [], []
+    for name in attacks:
+        config = with_overrides(scenario, {"attack.name": name})
+        attacked = run_attack(config, out=out, on_stage=on_stage, on_iteration=on_iteration)
+        rows += attacked.rows
+        sources.append(str(attacked.out_dir))
+    verdicts = evaluate(baseline.bounds, rows, attack=scenario.attack.name)
+    require_verdicts(verdicts, rows, source=", ".join(sources))
+    return CheckResult(verdicts, rows, ", ".join(sources))
+
+
+def check_arms(baseline: Any) -> None:
+    """Refuse a baseline whose arms name an unknown defense or attack (exit 2, before any run)."""
+    from attacks import ATTACKS
+    from defenses import DEFENSES
+    from feddp_eval.safety import arm_problems
+
+    problems = arm_problems(
+        [b.arm for b in baseline.bounds], defenses=DEFENSES.names(), attacks=ATTACKS.names()
+    )
+    if problems:
+        raise ConfigError(problems, source=str(baseline.path))

@@ -1,0 +1,128 @@
+"""The results row of one attack, its leakage read against the attacker's prior, and the threat text.
+
+Every key of a row is a column of :mod:`feddp_eval.schema`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+EXACT_PSNR = 40.0  # dB: a tile recovered at or above this is, to the eye, the tile itself
+
+
+def leakage_reading(scores: Any, reference_scores: Any, *, reference: str) -> dict[str, Any]:
+    """Leakage read against the strongest guess the attacker holds without the update.
+
+    Args:
+        scores: :class:`~feddp_eval.metrics.privacy.ReconstructionScores` of the reconstruction.
+        reference_scores: The same scores of that guess (the prior columns of the row).
+        reference: Its name, ``painted-mask`` or ``mean-colour``.
+
+    Returns:
+        ``prior_kind``; ``margin_psnr`` / ``margin_ssim``: mean PSNR / SSIM minus the reference's;
+        ``tiles_beating_prior``: matched tiles whose PSNR beats the reference guess of that tile;
+        ``tiles_exact``: matched tiles at PSNR >= 40 dB.
+    """
+    guess = dict(zip(reference_scores.truth_index, reference_scores.psnr_per_pair, strict=True))
+    pairs = list(zip(scores.truth_index, scores.psnr_per_pair, strict=True))
+    return {
+        "prior_kind": reference,
+        "margin_psnr": scores.psnr - reference_scores.psnr,
+        "margin_ssim": scores.ssim - reference_scores.ssim,
+        "tiles_beating_prior": sum(1 for t, value in pairs if value > guess[t]),
+        "tiles_exact": sum(1 for _, value in pairs if value >= EXACT_PSNR),
+    }
+
+
+def imprint_facts(capture: Any, truth: Any, recon: Any) -> dict[str, Any]:
+    """How many true tiles were alone in an imprint slot (scoring side), and how many the attack read."""
+    from collections import Counter
+
+    from feddp_eval.models.imprint import slot_of
+
+    thresholds = capture.metadata.get("model", {}).get("thresholds", [])
+    slots = Counter(slot_of(float(b), thresholds) for b in truth.images.mean(dim=(1, 2, 3)))
+    return {
+        "tiles_alone": sum(1 for slot, count in slots.items() if count == 1 and slot >= 0),
+        "tiles_read": recon.details.get("tiles_read"),
+    }
+
+
+def scores_columns(scores: Any, baseline: Any, mask_baseline: Any, *, mask_scored: bool) -> dict[str, Any]:
+    """The leakage and prior columns: the reconstruction's scores, the mean-colour prior's and, with
+    the masks known, the painted-mask prior's; leakage read against the stronger of the priors."""
+    reference = "painted-mask" if mask_baseline is not None else "mean-colour"
+    return {
+        "psnr": scores.psnr,
+        "ssim": scores.ssim,
+        "lpips": scores.lpips,
+        # A given mask scores nothing; an imprint recovers no mask.
+        "mask_dice": scores.mask_dice if mask_scored else None,
+        "prior_psnr": baseline.psnr,
+        "prior_ssim": baseline.ssim,
+        "prior_lpips": baseline.lpips,
+        "prior_mask_dice": baseline.mask_dice if mask_scored else None,
+        "mask_prior_psnr": mask_baseline.psnr if mask_baseline else None,
+        "mask_prior_ssim": mask_baseline.ssim if mask_baseline else None,
+        "mask_prior_lpips": mask_baseline.lpips if mask_baseline else None,
+        **leakage_reading(scores, mask_baseline or baseline, reference=reference),
+    }
+
+
+def training_columns(config: Any, summary: dict[str, Any]) -> dict[str, Any]:
+    """The setting, privacy and utility columns of a training run: ``noise`` is the σ the defense
+    applied (the one ``target_epsilon`` calibrated, when it was given)."""
+    privacy = summary["privacy"]
+    applied = privacy.get("noise_multiplier")
+    return {
+        "defense": config.defense.name,
+        "noise": config.defense.noise if applied is None else applied,
+        "epsilon": summary.get("epsilon"),
+        "delta": summary.get("delta"),
+        "granularity": summary.get("granularity"),
+        "accountant": privacy.get("accountant"),
+        "dice": summary["dice"],
+        "jaccard": summary["jaccard"],
+        "accuracy": summary["accuracy"],
+    }
+
+
+def attack_columns(config: Any, recon: Any, *, malicious: bool, restarts: int, rounds: int) -> dict[str, Any]:
+    """What ran and how it stopped."""
+    return {
+        "threat": "malicious" if malicious else "honest",
+        "attack": config.attack.name,
+        "iterations": recon.iterations,
+        "restarts": restarts,
+        "rounds_used": rounds,
+        "seconds": round(recon.seconds, 2),
+        "stopped": recon.stopped,
+        "objective": recon.objective if math.isfinite(recon.objective) else None,
+    }
+
+
+def threat_text(attack: Any, mask: str, rounds: list[int] | None = None) -> str:
+    """The threat model in force, in words, for tables and reports (``rounds``: inverted jointly)."""
+    from attacks import Attack
+
+    if attack.threat != Attack.threat:
+        return (
+            f"{attack.threat}; the target trains it with its own loss, optimizer and defense; "
+            "sees the released update; needs no mask"
+        )
+    return (
+        "honest-but-curious server; sees each client's released update; knows architecture, "
+        "global weights, loss and local hyper-parameters"
+        + (
+            "; knows the true masks (worst case: an upper bound on leakage)"
+            if mask == "known"
+            else "; recovers the masks jointly with the images"
+        )
+        + (
+            f"; keeps the site's updates of rounds {rounds} and inverts them jointly, telling tiles "
+            "apart across rounds by the recorded sample indices"
+            if rounds
+            else ""
+        )
+    )
