@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Kind = Literal["setting", "privacy", "utility", "leakage", "prior", "bookkeeping", "runtime"]
+Kind = Literal["setting", "privacy", "utility", "reference", "leakage", "prior", "bookkeeping", "runtime"]
 Direction = Literal["leaks-more", "leaks-less", "better", "none"]
 ValueType = Literal["float", "int", "str", "round"]
 Table = Literal["utility", "leakage"]
@@ -35,7 +35,8 @@ class Column:
 
     Attributes:
         name: The key in rows, CSV headers and gate bounds (``psnr`` → ``psnr_min``).
-        kind: ``utility`` (Dice of the trained model), ``leakage`` (what an attack measured),
+        kind: ``utility`` (Dice of the trained model), ``reference`` (what a tool without a model
+            scores on the same tiles), ``leakage`` (what an attack measured),
             ``prior`` (the attacker's guess without the update), ``privacy`` (the accountant),
             ``setting`` (what was run), ``bookkeeping`` (where and how), ``runtime`` (seconds).
         label: Table header (``PSNR dB``).
@@ -133,6 +134,17 @@ COLUMNS: tuple[Column, ...] = (
         tolerance=0.005,
         summary=True,
         table="utility",
+        **_UNIT,
+    ),
+    _score(
+        "otsu_dice",
+        "Otsu Dice",
+        "reference",
+        "better",
+        3,
+        summary=True,
+        table="utility",
+        description="Dice of haematoxylin-Otsu (no model) on the same held-out tiles: the floor to beat",
         **_UNIT,
     ),
     _score(

@@ -51,6 +51,16 @@ def test_two_rounds_write_a_complete_run_directory(tmp_path: Path, tiny_config: 
     assert float(final["dice"]) == pytest.approx(result.summary["dice"])
     assert 0.0 <= result.summary["dice"] <= 1.0
 
+    # The no-model reference beside it: haematoxylin-Otsu on the same held-out tiles.
+    from feddp_eval.data.sites import build_sites
+    from feddp_eval.metrics.baselines import otsu_site_scores
+    from feddp_eval.seeding import derive_seed
+
+    sites = build_sites(tiny_config.data, seed=derive_seed(tiny_config.seed, "data"))
+    reference = result.summary["reference"]
+    assert reference["name"] == "hematoxylin-otsu"
+    assert reference["sites"] == otsu_site_scores(sites)
+
 
 def test_captures_are_exact_updates_loadable_with_safetensors_alone(
     tmp_path: Path, tiny_config: ExperimentConfig

@@ -107,15 +107,18 @@ def print_train_summary(result: Any) -> None:
     from rich.table import Table
 
     summary = result.summary
-    utility = schema.table_columns("utility")
+    utility = schema.columns(kind=["utility"])
     table = Table(title=f"Held-out utility after round {summary['rounds']}")
     table.add_column("site")
     for c in utility:
         table.add_column(c.label, justify="right")
+    otsu = summary.get("reference", {}).get("sites", {})
     for site, scores in summary["sites"].items():
         table.add_row(
             site, *(c.format(scores[c.name]) for c in utility), style="bold" if site == "pooled" else None
         )
+    if "pooled" in otsu:
+        table.add_row("Otsu (no model)", *(c.format(otsu["pooled"][c.name]) for c in utility), style="dim")
     console = Console()
     console.print(table)
     privacy = summary["privacy"]

@@ -85,6 +85,7 @@ def training_columns(config: Any, summary: dict[str, Any]) -> dict[str, Any]:
         "dice": summary["dice"],
         "jaccard": summary["jaccard"],
         "accuracy": summary["accuracy"],
+        "otsu_dice": summary.get("reference", {}).get("sites", {}).get("pooled", {}).get("dice"),
     }
 
 

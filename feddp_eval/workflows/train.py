@@ -146,6 +146,7 @@ def _write_outputs(
         ],
     )
     summary = _summary(run_dir, config, model, result.rounds[-1], hooks, privacy)
+    summary["reference"] = _otsu_reference(sites)
     summary["seconds"] = round(time.time() - started, 3)
     write_json(run_dir / SUMMARY, summary)
     return summary
@@ -175,6 +176,15 @@ def _summary(
         "warnings": list(hooks.notes),
         "model_parameters": count_parameters(model),
     }
+
+
+def _otsu_reference(sites: Any) -> dict[str, Any]:
+    """What a pathologist's simplest tool scores on the same held-out tiles: haematoxylin (standard
+    H&E deconvolution) thresholded by Otsu, per site and pooled. No model, no federation, no privacy
+    cost: the utility floor a trained model has to beat."""
+    from feddp_eval.metrics.baselines import otsu_site_scores
+
+    return {"name": "hematoxylin-otsu", "sites": otsu_site_scores(sites)}
 
 
 def malicious_server(config: ExperimentConfig) -> Any:
