@@ -3,6 +3,7 @@ a private run and a run whose noise was silently lost."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from feddp_eval.config import (
 from feddp_eval.data.sites import build_sites
 from feddp_eval.errors import ConfigError, RunDirError
 from feddp_eval.federated.capture import CaptureWriter, list_captures
-from feddp_eval.federated.hooks import TrainingHooks
+from feddp_eval.federated.hooks import ClientPlan, TrainingHooks
 from feddp_eval.federated.loop import run_fedavg
 from feddp_eval.io import read_json
 from feddp_eval.models.unet import UNet
@@ -94,9 +95,21 @@ def test_a_run_without_the_audit_says_how_to_get_one(tmp_path: Path) -> None:
 
 
 def test_turning_the_audit_off_keeps_old_config_hashes() -> None:
+    """Off, the audit's fields stay out of the hash (m too, whatever it is: it changes nothing then);
+    on, both are in it."""
     base = validate(from_dict(ExperimentConfig, {**AUDITED, "train": {"rounds": 3}}))
+    # The published hash of this config before the audit existed (tests/federated/test_engine.py).
+    old = validate(from_dict(ExperimentConfig, {"seed": 3, "train": {"rounds": 2, "audit_canaries": 7}}))
+    assert config_hash(old) == "3bab9c0b19e2e66fb1abc56f4d3f6c8a88ab06d9be6513cf9edada4b4f513de7"
     assert config_hash(base) == config_hash(with_overrides(base, {"train.audit_canaries": 7}))
-    assert config_hash(base) != config_hash(with_overrides(base, {"train.audit": True}))
+    audited = with_overrides(base, {"train.audit": True})
+    assert config_hash(base) != config_hash(audited)
+    assert config_hash(audited) != config_hash(with_overrides(audited, {"train.audit_canaries": 7}))
+
+
+def test_an_audit_without_captures_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="capture"):
+        validate(from_dict(ExperimentConfig, {**AUDITED, "capture": False}))
 
 
 # --------------------------------------------------------------------------- where canaries enter
@@ -218,3 +231,29 @@ def test_where_the_audit_does_not_apply_it_changes_nothing(tmp_path: Path) -> No
 def test_more_canaries_than_weights_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"train\.audit_canaries` must be in \[2, "):
         AuditedHooks(TrainingHooks(), canaries=10**7, seed=0).setup(UNet(depth=1, width=4, groups=2), [])
+
+
+def test_composed_defenses_are_audited_on_their_client_side(tmp_path: Path) -> None:
+    """DP-SGD with central DP on top: canaries enter DP-SGD's steps; the server side is wrapped as is."""
+    config = _config(name="dp-sgd", noise=5.0, server={"name": "central-dp", "noise": 1.0})
+    run_dir = run_train(config, run_dir=tmp_path / "run").run_dir
+    audit = audit_run(run_dir)
+    assert audit.level == "gradient" and audit.granularity == "sample-level"
+    assert audit.epsilon_lower_bound is not None and not audit.violated
+    assert "server" in read_json(run_dir / "privacy.json")
+
+
+def test_an_audited_client_keeps_its_rounds_and_accountant_across_a_restore() -> None:
+    """An engine that rebuilds clients (one per round, elsewhere) restores the audit's round count with
+    the inner accountant, so the canaries' sampling does not repeat and ε keeps accumulating."""
+    hooks = AuditedHooks(build_defense(DefenseConfig(name="dp-sgd", noise=1.0)), canaries=10, seed=0)
+    model = UNet(depth=1, width=4, groups=2)
+    plan = ClientPlan(0, n_samples=8, batch_size=4, steps_per_round=2, rounds=3, participation=1.0)
+    hooks.setup(model, [plan])
+    first = hooks.client(plan)
+    first.rounds = 2
+    first.inner.history = [(1.0, 0.5, 4)]  # type: ignore[attr-defined]  # DPSGDClient's accountant
+    again = hooks.client(plan)
+    again.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    assert again.rounds == 2 and again.state_dict() == first.state_dict()
+    assert again.privacy_record() == first.privacy_record()
