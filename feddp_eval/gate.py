@@ -28,6 +28,10 @@ A bound ``<metric>_min`` holds when value >= bound − tolerance, ``<metric>_max
 value <= bound + tolerance. The metrics, and their default tolerances (what a re-run on another
 CPU may plausibly move), are the gate metrics of :mod:`feddp_eval.schema`. Unknown keys,
 metrics or arms are errors (exit 2).
+
+A scenario trained with the audit on (``[train] audit = true``) is also held, on every arm with a
+claimed ε, to the one-run audit's ε̂ ≤ ε (:func:`audit_verdicts`): a built-in bound, no baseline
+key needed; ``epsilon_lower_bound_max`` / ``_min`` bound ε̂ like any other gate metric.
 """
 
 from __future__ import annotations
@@ -189,6 +193,37 @@ def evaluate(
         )
         verdicts.append(Verdict(bound, value, margin, passed, message))
     return verdicts
+
+
+def audit_verdicts(rows: Sequence[Mapping[str, Any]], *, attack: str | None = None) -> list[Verdict]:
+    """The gate's built-in bound on every audited row with a claimed ε: ε̂ ≤ ε, no baseline needed.
+
+    ε̂ is a lower bound on the ε of the code that ran (95% confidence), so ε̂ above the accountant's
+    ε means the code does not do what its accountant assumes (a lost noise call, a wrong scale): a DP
+    bug, not an unlucky run. The row's ``audit_violated`` holds each client to its own ε (a site's ε
+    may be below the headline ε, the largest). Arms are named as in :func:`evaluate`.
+    """
+    verdicts: dict[str, Verdict] = {}
+    for row in rows:
+        claimed, estimate = row.get("epsilon"), row.get("epsilon_lower_bound")
+        if claimed is None or estimate is None or row.get("audit_violated") is None:
+            continue  # no audit, or nothing claimed to hold it to
+        own = attack is None or row.get("attack") == attack
+        arm = str(row["defense"]) if own else f"{row.get('attack')}/{row['defense']}"
+        bound = Bound(arm, "epsilon_lower_bound", "max", float(claimed), 0.0)
+        passed = not row["audit_violated"]
+        text = f"arm {arm}: audit ε̂ = {float(estimate):.3g}"
+        if passed:
+            message = f"{text} ≤ ε = {float(claimed):.3g}"
+        else:
+            message = (
+                f"{text} exceeds the accountant's ε (ε = {float(claimed):.3g} at most): the run leaks more "
+                f"than its accountant allows, a DP bug (`feddp-eval audit {row.get('run_dir')}` names the "
+                "clients)"
+            )
+        margin = float(claimed) - float(estimate)
+        verdicts.setdefault(arm, Verdict(bound, float(estimate), margin, passed, message))
+    return list(verdicts.values())
 
 
 def junit_xml(verdicts: Sequence[Verdict], *, suite: str = "feddp-eval check") -> str:

@@ -121,6 +121,37 @@ COLUMNS: tuple[Column, ...] = (
     Column("delta", "privacy", "δ", lower=0.0, upper=1.0, description="δ at which ε is reported"),
     Column("granularity", "privacy", "granularity", "str", description="sample-level, client-level or none"),
     Column("accountant", "privacy", "accountant", "str", description="rdp or prv"),
+    Column(
+        "epsilon_lower_bound",
+        "privacy",
+        "ε̂",
+        tolerance=0.0,
+        decimals=2,
+        summary=True,
+        lower=0.0,
+        description="the one-run audit's lower bound on the code's ε at δ, 95% confidence (empty: no audit)",
+    ),
+    Column("audit_canaries", "privacy", "canaries", "int", lower=0.0, description="m, canaries planted"),
+    Column(
+        "audit_guesses",
+        "privacy",
+        "audit guesses",
+        "int",
+        lower=0.0,
+        description="canaries the audit guessed",
+    ),
+    Column(
+        "audit_correct", "privacy", "audit correct", "int", lower=0.0, description="guesses that were right"
+    ),
+    Column(
+        "audit_violated",
+        "privacy",
+        "ε̂ > ε",
+        "int",
+        lower=0.0,
+        upper=1.0,
+        description="1 when some clients' ε̂ exceeds their accountant's ε (a DP bug; fails check), else 0",
+    ),
     _score("dice", "Dice", "utility", "better", 3, tolerance=0.01, summary=True, table="utility", **_UNIT),
     _score(
         "jaccard", "Jaccard", "utility", "better", 3, tolerance=0.01, summary=True, table="utility", **_UNIT

@@ -20,6 +20,7 @@ from reports.style import LANDSCAPE, defense_color, defense_marker
 from reports.summary import SettingSummary, defense_rank, level, stat
 
 CURVE_METRICS = ("psnr", "ssim", "lpips", "mask_dice")  # leakage vs σ and vs ε, when measured
+AUDIT = "epsilon_lower_bound"  # the one-run audit's ε̂, drawn beside ε when the runs were audited
 
 
 def _axis_label(name: str) -> str:
@@ -35,23 +36,28 @@ LOG_SPAN = 20.0  # log axes only when the positive values span more than this fa
 def curve_pages(
     summaries: Sequence[SettingSummary], rows: Sequence[dict[str, Any]], *, section: str = ""
 ) -> list[Figure]:
-    """Two landscape pages: utility and leakage vs σ (with Dice vs PSNR), then leakage vs ε.
+    """Two landscape pages: utility and leakage vs σ (with Dice vs PSNR, and ε beside the audit's ε̂
+    when the runs were audited), then leakage vs ε.
 
     ``section`` (e.g. the threat model) prefixes the page titles.
     """
     metrics = {name: _axis_label(name) for name in CURVE_METRICS}
     present = [m for m in metrics if any(s.mean(m) is not None for s in summaries)]
     prefix = f"{section}: " if section else ""
+    audited = any(s.mean(AUDIT) is not None for s in summaries)
     first = _grid_page(
         f"{prefix}Privacy–utility curves",
-        "Utility vs ε, leakage vs noise σ (defenses offset slightly in σ for legibility), and the trade-off.",
-        2 + len(present),
+        "Utility vs ε, leakage vs noise σ (defenses offset slightly in σ for legibility), and the trade-off"
+        + ("; the accountant's ε beside the one-run audit's lower bound ε̂." if audited else "."),
+        2 + len(present) + audited,
     )
     fig, axes = first
     _dice_vs_epsilon(axes[0], summaries)
-    for ax, metric in zip(axes[1:], present, strict=False):
+    if audited:
+        _audit_vs_noise(axes[1], summaries)
+    for ax, metric in zip(axes[1 + audited :], present, strict=False):
         _versus(ax, summaries, rows, metric, metrics[metric], x="noise")
-    _dice_vs_psnr(axes[len(present) + 1], summaries, rows)
+    _dice_vs_psnr(axes[-1], summaries, rows)
     _legend(fig, axes)
     pages = [fig]
     defended = [s for s in summaries if s.defense != "none" and _finite(s.epsilon)]
@@ -177,6 +183,34 @@ def _dice_vs_epsilon(ax: Axes, summaries: Sequence[SettingSummary]) -> None:
     ax.set(xlabel="ε (privacy budget at δ)", ylabel="Dice (pooled, final round)", title="Utility vs ε")
     if not xs:
         ax.text(0.5, 0.5, "no finite ε recorded", transform=ax.transAxes, ha="center", color="#555555")
+
+
+def _audit_vs_noise(ax: Axes, summaries: Sequence[SettingSummary]) -> None:
+    """Per defense, the accountant's ε (solid) and the audit's ε̂ (dashed, hollow) against σ; the
+    undefended runs' ε̂ (ε = ∞) as a dotted black line. ε̂ above ε would be a DP bug."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for series, settings in _series(summaries).items():
+        color, marker = defense_color(settings[0].defense), defense_marker(settings[0].defense)
+        for values, ls, face, what in (
+            ([(s.noise, s.epsilon) for s in settings], "-", color, "ε (accountant)"),
+            ([(s.noise, s.mean(AUDIT)) for s in settings], "--", "none", "ε̂ (audit)"),
+        ):
+            points = [(x, y) for x, y in values if _finite(x) and y is not None and math.isfinite(y)]
+            if points:
+                x, y = zip(*points, strict=True)
+                ax.plot(x, y, color=color, marker=marker, ms=5, ls=ls, mfc=face, label=f"{series} {what}")
+                xs += x
+                ys += y
+    for s in summaries:
+        if s.defense == "none" and (value := s.mean(AUDIT)) is not None:
+            ax.axhline(value, color="black", ls=":", lw=1.2, label="no defense ε̂ (ε = ∞)")
+            ys.append(value)
+    _scale(ax, xs)
+    positive = [y for y in ys if y > 0]
+    if positive and max(positive) / min(positive) > LOG_SPAN:
+        ax.set_yscale("symlog", linthresh=min(positive))
+    ax.set(xlabel="noise multiplier σ", ylabel="ε at δ (ε̂: 95% lower bound)", title="ε vs the audit's ε̂")
 
 
 def _versus(

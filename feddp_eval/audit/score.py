@@ -114,6 +114,7 @@ class RunAudit:
             "granularity": self.granularity,
             "violated": self.violated,
             "groups": [g.to_dict() for g in self.groups],
+            "text": self.describe(),
         }
 
     def describe(self) -> str:

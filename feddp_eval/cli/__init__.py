@@ -6,7 +6,8 @@ anything else is a bug and keeps its traceback.
 
 - :mod:`~feddp_eval.cli.app`: the application and what commands share;
 - :mod:`~feddp_eval.cli.options`: options used by several commands, defined once;
-- :mod:`~feddp_eval.cli.train_attack`, :mod:`~feddp_eval.cli.sweep_check`: the commands;
+- :mod:`~feddp_eval.cli.train_attack`, :mod:`~feddp_eval.cli.sweep_check`,
+  :mod:`~feddp_eval.cli.audit`: the commands;
 - :mod:`~feddp_eval.cli.render`, :mod:`~feddp_eval.cli.attack_table`: what they print.
 """
 
@@ -15,10 +16,11 @@ from __future__ import annotations
 import typer
 
 from feddp_eval.cli.app import app, list_app
+from feddp_eval.cli.audit import audit
 from feddp_eval.cli.sweep_check import check, report, sweep
 from feddp_eval.cli.train_attack import attack, train
 
-for _command in (train, attack, sweep, report, check):  # the order --help lists them in
+for _command in (train, attack, sweep, report, check, audit):  # the order --help lists them in
     app.command()(_command)
 
 __all__ = ["app", "main"]

@@ -89,6 +89,17 @@ TargetEpsOpt = Annotated[
 ]
 PruneOpt = Annotated[float | None, typer.Option(help="prune: share of update coordinates set to zero.")]
 RoundsOpt = Annotated[int | None, typer.Option(help="Federated rounds of every training run.")]
+AuditOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--audit/--no-audit",
+        help="Plant canaries and audit each training run: ε̂, a one-run lower bound on the code's ε, "
+        "beside the accountant's ε (ε̂ > ε fails `check`).",
+    ),
+]
+AuditCanariesOpt = Annotated[
+    int | None, typer.Option(help="Canaries the audit plants (m, default 1000; ε̂ can reach about ln m).")
+]
 
 AttackOpt = Annotated[
     str | None,

@@ -126,6 +126,8 @@ def print_train_summary(result: Any) -> None:
         privacy["epsilon"], privacy["delta"], privacy["granularity"], privacy["accountant"]
     )
     console.print(f"defense: {summary['defense']['name']}; privacy: {text}")
+    if "audit" in privacy:
+        console.print(f"audit: {privacy['audit']['text']}")
     for note in summary.get("warnings", []):
         console.print(f"[yellow]warning: {note}[/yellow]")
     reused = " (reused: this config had already finished there)" if result.reused else ""
@@ -194,12 +196,17 @@ def _sweep_attack_table(mine: list[dict[str, Any]], attack: str) -> Any:
     columns = [schema.column(n) for n in SWEEP_COLUMNS if painted or n != "mask_prior_psnr"]
     threat = "malicious server" if any(r.get("threat") == "malicious" for r in mine) else "honest server"
     table = Table(title=f"{attack} ({threat}): {len(mine)} rows; means over seeds and targets")
-    for header in ("defense", "σ", "ε", *(c.label for c in columns), "ΔDice"):
+    audited = (
+        [schema.column("epsilon_lower_bound")]
+        if any(r.get("epsilon_lower_bound") is not None for r in mine)
+        else []
+    )
+    for header in ("defense", "σ", "ε", *(c.label for c in [*audited, *columns]), "ΔDice"):
         table.add_column(header, justify="left" if header == "defense" else "right")
     changes = _dice_changes(mine)
     for (name, noise), rows in groups.items():
         epsilons = [r["epsilon"] for r in rows if r.get("epsilon") is not None]
-        cells = [_mean_cell(c, _mean(rows, c.name)) for c in columns]
+        cells = [_mean_cell(c, _mean(rows, c.name)) for c in [*audited, *columns]]
         epsilon = schema.format_epsilon(mean(epsilons) if epsilons else None)
         table.add_row(name, f"{noise:g}", epsilon, *cells, changes.get((name, float(noise)), MISSING))
     return table

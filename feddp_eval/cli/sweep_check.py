@@ -23,6 +23,8 @@ from feddp_eval.cli.app import (
 from feddp_eval.cli.options import (
     AccountantOpt,
     AttackOptionOpt,
+    AuditCanariesOpt,
+    AuditOpt,
     BudgetOpt,
     ClipOpt,
     DeltaOpt,
@@ -56,6 +58,8 @@ SWEEP_FLAGS = {
     "clip": "defense.clip",
     "delta": "defense.delta",
     "accountant": "defense.accountant",
+    "audit": "train.audit",
+    "audit_canaries": "train.audit_canaries",
 }
 
 
@@ -78,6 +82,8 @@ def sweep(
     clip: ClipOpt = None,
     delta: DeltaOpt = None,
     accountant: AccountantOpt = None,
+    audit: AuditOpt = None,
+    audit_canaries: AuditCanariesOpt = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
     json_output: JsonOpt = False,

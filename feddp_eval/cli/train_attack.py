@@ -12,6 +12,8 @@ from feddp_eval.cli.options import (
     AccountantOpt,
     AttackOpt,
     AttackOptionOpt,
+    AuditCanariesOpt,
+    AuditOpt,
     BudgetOpt,
     ClipOpt,
     ConfigOpt,
@@ -47,6 +49,8 @@ TRAIN_FLAGS = {
     "lr": "train.lr",
     "optimizer": "train.optimizer",
     "client_fraction": "train.client_fraction",
+    "audit": "train.audit",
+    "audit_canaries": "train.audit_canaries",
 }
 DEFENSE_SETTINGS = {
     "clip": "clip",
@@ -66,6 +70,8 @@ ATTACK_FLAGS = {
     "iterations": "attack.iterations",
     "restarts": "attack.restarts",
     "mask": "attack.mask",
+    "audit": "train.audit",
+    "audit_canaries": "train.audit_canaries",
 }
 
 
@@ -92,6 +98,8 @@ def train(
     accountant: AccountantOpt = None,
     target_epsilon: TargetEpsOpt = None,
     prune_ratio: PruneOpt = None,
+    audit: AuditOpt = None,
+    audit_canaries: AuditCanariesOpt = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
     out: Annotated[Path | None, typer.Option(help="Run directory. Default: runs/<config hash>.")] = None,
@@ -145,6 +153,8 @@ def attack(
     reference: Annotated[bool, typer.Option(help="Also train and attack the undefended arm.")] = True,
     rounds: RoundsOpt = None,
     data: DataOpt = None,
+    audit: AuditOpt = None,
+    audit_canaries: AuditCanariesOpt = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
     out: Annotated[Path, typer.Option(help="Folder for training runs and attack results.")] = Path("runs"),

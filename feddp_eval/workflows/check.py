@@ -63,7 +63,8 @@ def run_check(
     on_stage: Callable[[str], None] | None = None,
     on_iteration: Callable[[int, int, float], None] | None = None,
 ) -> CheckResult:
-    """Compare a scenario's leakage and utility with the bounds of a baseline file.
+    """Compare a scenario's leakage and utility with the bounds of a baseline file; a scenario trained
+    with the audit on is also held to ε̂ ≤ ε on every arm with a claimed ε (no bound needed).
 
     Args:
         baseline_path: The baseline TOML (see :mod:`feddp_eval.gate`).
@@ -73,7 +74,7 @@ def run_check(
         on_iteration: Attack progress callback, as for :func:`run_attack`.
     """
     from feddp_eval.errors import RunDirError
-    from feddp_eval.gate import arm_attack, evaluate, load_baseline
+    from feddp_eval.gate import arm_attack, audit_verdicts, evaluate, load_baseline
     from feddp_eval.io import read_json
     from feddp_eval.runcheck import result_rows
     from feddp_eval.safety import require_verdicts
@@ -87,7 +88,7 @@ def run_check(
         if not path.is_file():
             raise RunDirError(f"{path} does not exist; pass an attack results.json or the folder holding it")
         rows = result_rows(read_json(path), path)
-        verdicts = evaluate(baseline.bounds, rows)
+        verdicts = evaluate(baseline.bounds, rows) + audit_verdicts(rows)
         require_verdicts(verdicts, rows, source=str(path))
         return CheckResult(verdicts, rows, str(path))
     # The scenario's own attack, then every other attack an arm names (each on its own runs).
@@ -100,6 +101,7 @@ def run_check(
         rows += attacked.rows
         sources.append(str(attacked.out_dir))
     verdicts = evaluate(baseline.bounds, rows, attack=scenario.attack.name)
+    verdicts += audit_verdicts(rows, attack=scenario.attack.name)
     require_verdicts(verdicts, rows, source=", ".join(sources))
     return CheckResult(verdicts, rows, ", ".join(sources))
 

@@ -72,7 +72,7 @@ def scores_columns(scores: Any, baseline: Any, mask_baseline: Any, *, mask_score
 
 def training_columns(config: Any, summary: dict[str, Any]) -> dict[str, Any]:
     """The setting, privacy and utility columns of a training run: ``noise`` is the σ the defense
-    applied (the one ``target_epsilon`` calibrated, when it was given)."""
+    applied (the one ``target_epsilon`` calibrated, when it was given); the audit's, when it ran."""
     privacy = summary["privacy"]
     applied = privacy.get("noise_multiplier")
     return {
@@ -86,7 +86,24 @@ def training_columns(config: Any, summary: dict[str, Any]) -> dict[str, Any]:
         "jaccard": summary["jaccard"],
         "accuracy": summary["accuracy"],
         "otsu_dice": summary.get("reference", {}).get("sites", {}).get("pooled", {}).get("dice"),
+        **audit_columns(privacy.get("audit")),
     }
+
+
+def audit_columns(audit: dict[str, Any] | None) -> dict[str, Any]:
+    """ε̂ and its counts from a run's audit record (``privacy.json``'s ``audit``); empty cells without one."""
+    if audit is None:
+        return dict.fromkeys(AUDIT_COLUMNS)
+    return {
+        "epsilon_lower_bound": audit["epsilon_lower_bound"],
+        "audit_canaries": audit["canaries_total"],
+        "audit_guesses": audit["guesses"],
+        "audit_correct": audit["correct"],
+        "audit_violated": int(bool(audit["violated"])),
+    }
+
+
+AUDIT_COLUMNS = ("epsilon_lower_bound", "audit_canaries", "audit_guesses", "audit_correct", "audit_violated")
 
 
 def attack_columns(config: Any, recon: Any, *, malicious: bool, restarts: int, rounds: int) -> dict[str, Any]:
