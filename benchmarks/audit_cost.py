@@ -45,10 +45,10 @@ def _train(defense: DefenseConfig, canaries: int) -> tuple[float, float]:
         hooks = AuditedHooks(hooks, canaries=canaries, seed=config.seed)
     sites = build_sites(config.data, seed=derive_seed(config.seed, "data"))
     torch.manual_seed(derive_seed(config.seed, "model-init"))
-    model = UNet(depth=config.model.depth, width=config.model.width, groups=config.model.groups)
+    model = UNet.from_config(config.model)
     with tempfile.TemporaryDirectory() as run_dir:
         start = time.perf_counter()
-        run_fedavg(
+        result = run_fedavg(
             sites,
             model,
             config.train,
@@ -58,7 +58,7 @@ def _train(defense: DefenseConfig, canaries: int) -> tuple[float, float]:
             capture=CaptureWriter(run_dir),
         )
         trained = time.perf_counter()
-        finish_audit(Path(run_dir), hooks)
+        finish_audit(Path(run_dir), hooks, result.privacy_summary())
         return trained - start, time.perf_counter() - trained
 
 

@@ -199,13 +199,17 @@ class AuditedClient(ClientDefense):
         """A function adding this step's Poisson-sampled member canaries to each parameter's ``field``."""
         rate = min(1.0, self.plan.batch_size / self.plan.n_samples)
         sampling = generator(self.seed, "audit", "sampling", self.plan.client_id, self.rounds)
+        placed = _placement(own, params)
 
         @torch.no_grad()
         def inject(field: str, value: float) -> None:
-            drawn = (torch.rand(len(own), generator=sampling) < rate).tolist()
-            for canary, included in zip(own, drawn, strict=True):
-                if included:
-                    _add(params[canary.parameter], field, canary, value)
+            drawn = torch.rand(len(own), generator=sampling) < rate
+            for name, (which, position, signs) in placed.items():
+                chosen = drawn[which]
+                if bool(chosen.any()):
+                    chosen = chosen.to(signs.device)
+                    at = tuple(index[chosen] for index in position)
+                    _field(params[name], field).index_put_(at, signs[chosen] * value, accumulate=True)
 
         return inject
 
@@ -231,13 +235,30 @@ class AuditedClient(ClientDefense):
         self.inner.load_state_dict(state["inner"])
 
 
-def _add(param: nn.Parameter, field: str, canary: Canary, value: float) -> None:
+Placement = dict[str, tuple[Tensor, tuple[Tensor, ...], Tensor]]
+
+
+def _placement(own: list[Canary], params: dict[str, nn.Parameter]) -> Placement:
+    """Per parameter: which of ``own`` sit in it, their coordinates (one index tensor per dimension,
+    on the parameter's device; Opacus' summed_grad may be non-contiguous, so no flat view) and signs."""
+    placed: Placement = {}
+    for name, param in params.items():
+        which = [i for i, c in enumerate(own) if c.parameter == name]
+        if which:
+            flat = torch.tensor([own[i].index for i in which], device=param.device)
+            position = tuple(torch.unravel_index(flat, param.shape))
+            signs = torch.tensor([float(own[i].sign) for i in which], dtype=param.dtype, device=param.device)
+            placed[name] = (torch.tensor(which), position, signs)
+    return placed
+
+
+def _field(param: nn.Parameter, field: str) -> Tensor:
+    """``param.grad`` or ``param.summed_grad``; zeros when the loss did not reach ``param`` this step."""
     tensor: Tensor | None = getattr(param, field, None)
-    if tensor is None:  # a parameter the loss did not reach this step
+    if tensor is None:
         tensor = torch.zeros_like(param)
         setattr(param, field, tensor)
-    position = tuple(int(i) for i in torch.unravel_index(torch.tensor(canary.index), tensor.shape))
-    tensor[position] += canary.sign * value  # Opacus' summed_grad may be non-contiguous: no view(-1)
+    return tensor
 
 
 def _before(obj: Any, method: str, action: Callable[[], None]) -> Callable[[], None]:
