@@ -96,7 +96,8 @@ class Attack(ABC):
     """Base of every registered reconstruction attack: settings, threat model, ``reconstruct``.
 
     Subclasses set ``Config`` (a frozen dataclass extending :class:`AttackConfig`) and
-    implement :meth:`reconstruct`; optimisation attacks extend :class:`GradientInversion`.
+    implement :meth:`run` (what :meth:`reconstruct` does with its options); optimisation attacks
+    extend :class:`~attacks.inversion.GradientInversion`.
     """
 
     name: ClassVar[str]
@@ -118,7 +119,6 @@ class Attack(ABC):
         settings = ", ".join(f"{f.name}={getattr(self.config, f.name)!r}" for f in fields(self.config))
         return f"{type(self).__name__}({settings})"
 
-    @abstractmethod
     def reconstruct(
         self,
         view: ServerView,
@@ -140,6 +140,24 @@ class Attack(ABC):
                 far, their objective); a caller may score them (the attack never reads the truth).
             observe_every: Iterations between ``observer`` calls (>= 1).
         """
+        if observe_every < 1:
+            raise ValueError(f"`observe_every` must be >= 1 iteration, but got {observe_every}")
+        return self.run(view, RunOptions(seed, torch.device(device), progress, observer, observe_every))
+
+    @abstractmethod
+    def run(self, view: ServerView, options: RunOptions) -> Reconstruction:
+        """:meth:`reconstruct`'s work, with its options checked and gathered; each attack implements it."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How :meth:`Attack.reconstruct` was asked to run (see its arguments)."""
+
+    seed: int
+    device: torch.device
+    progress: Progress | None
+    observer: Observer | None
+    observe_every: int
 
 
 ATTACKS: Registry[Attack] = Registry("attack")

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from attacks.base import ATTACKS, Attack, AttackConfig, Observer, Progress, Reconstruction, ServerView
+from attacks.base import ATTACKS, Attack, AttackConfig, Reconstruction, RunOptions, ServerView
 from feddp_eval.errors import ConfigError, RunDirError
 from feddp_eval.models.imprint import ENCODER_BIAS, ENCODER_WEIGHT
 
@@ -140,21 +140,13 @@ class Imprint(Attack):
     Config = ImprintConfig
     config: ImprintConfig
 
-    def reconstruct(
-        self,
-        view: ServerView,
-        *,
-        seed: int = 0,
-        device: str | torch.device = "cpu",
-        progress: Progress | None = None,
-        observer: Observer | None = None,
-        observe_every: int = 25,
-    ) -> Reconstruction:
+    def run(self, view: ServerView, options: RunOptions) -> Reconstruction:
         """Read the ``view.n_images`` strongest slots; fill tiles not found with the public guess.
 
-        Analytic: nothing is random or iterated, so ``seed``, ``device``, ``observer`` and
-        ``observe_every`` have nothing to act on (no convergence record is written).
+        Analytic: nothing is random or iterated, so the seed, device and observer have nothing to
+        act on (no convergence record is written).
         """
+        progress = options.progress
         import time
 
         start = time.perf_counter()

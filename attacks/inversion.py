@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import vmap
 
-from attacks.base import Attack
+from attacks.base import Attack, RunOptions
 from attacks.images import ImageVariables, init_images, mean_colours
 from attacks.mask_variables import MaskVariables
 from attacks.masks import estimate_foreground_fraction
@@ -105,38 +105,20 @@ class GradientInversion(Attack):
 
     # -- the shared loop ------------------------------------------------------------------------
 
-    def reconstruct(
-        self,
-        view: ServerView,
-        *,
-        seed: int = 0,
-        device: str | torch.device = "cpu",
-        progress: Progress | None = None,
-        observer: Observer | None = None,
-        observe_every: int = 25,
-    ) -> Reconstruction:
+    def run(self, view: ServerView, options: RunOptions) -> Reconstruction:
         """Invert the view's update(s): optimise candidate tiles (and masks) until simulated updates match.
 
         Restarts run as one batched optimisation (``vmap`` over the restart axis); the
         restart and iterate with the lowest objective are returned. With several observed rounds
         the objective is the mean over rounds of each round's distance (each round simulated from
-        its own global weights and batches on the same candidates), plus the regularisers.
-
-        Args:
-            view: What the server sees.
-            seed: Seed of the random start.
-            device: Where to optimise.
-            progress: Called every iteration with (iteration, total, best objective).
-            observer: Called every ``observe_every`` iterations and after the last one with
-                (iteration, best images so far (N, 3, H, W) clamped to [0, 1], their objective). It
-                sees only what the attack has; a caller may score the images against ground truth
-                (the attack never reads it). It does not change the attack's numbers.
-            observe_every: Iterations between ``observer`` calls (>= 1).
+        its own global weights and batches on the same candidates), plus the regularisers. The
+        observer sees only what the attack has (best images so far, clamped to [0, 1], and their
+        objective) and does not change the attack's numbers.
         """
-        if observe_every < 1:
-            raise ValueError(f"`observe_every` must be >= 1 iteration, but got {observe_every}")
+        seed, device, progress = options.seed, options.device, options.progress
+        observer, observe_every = options.observer, options.observe_every
         start = time.perf_counter()
-        problem = self._problem(view, seed=seed, device=torch.device(device))
+        problem = self._problem(view, seed=seed, device=device)
         best, iteration, stopped = self._optimise(
             problem, start=start, progress=progress, observer=observer, observe_every=observe_every
         )

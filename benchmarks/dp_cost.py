@@ -80,6 +80,12 @@ def plain_stepper(setup: Setup, stack: contextlib.ExitStack) -> Step:
     model = fresh_model(setup)
     optimizer = make_optimizer(model, setup.train)
 
+    return _stepper(setup, model, optimizer)
+
+
+def _stepper(setup: Setup, model: nn.Module, optimizer: torch.optim.Optimizer) -> Step:
+    """One optimizer step of ``model`` on the setup's batch: the unit every ratio is measured in."""
+
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         segmentation_loss(model(setup.images), setup.masks, dice_weight=setup.train.dice_weight).backward()
@@ -110,12 +116,7 @@ def defense_stepper(
         defense.client(plan).local_training(model, optimizer, torch.Generator().manual_seed(1))
     )
 
-    def step() -> None:
-        private_optimizer.zero_grad(set_to_none=True)
-        segmentation_loss(private(setup.images), setup.masks, dice_weight=setup.train.dice_weight).backward()
-        private_optimizer.step()
-
-    return step
+    return _stepper(setup, private, private_optimizer)
 
 
 def ghost_stepper(

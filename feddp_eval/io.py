@@ -11,7 +11,8 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -104,17 +105,26 @@ def regular_file(path: Path) -> Path:
 
     from feddp_eval.errors import RunDirError
 
-    try:
+    with _readable(path):
         info = path.stat()
-    except FileNotFoundError:
-        raise RunDirError(f"{path} does not exist; re-run the command that writes it") from None
-    except OSError as exc:
-        raise RunDirError(f"{path} cannot be read ({exc.strerror or exc}); check the file") from None
     if not stat.S_ISREG(info.st_mode):
         raise RunDirError(f"{path} is not a regular file (a folder or a device); refusing to read it")
     if info.st_size > MAX_READ_BYTES:
         raise RunDirError(f"{path} is {info.st_size} bytes, too large to be a run file; refusing to read it")
     return path
+
+
+@contextmanager
+def _readable(path: Path) -> Iterator[None]:
+    """A missing or unreadable run file becomes a RunDirError naming it."""
+    from feddp_eval.errors import RunDirError
+
+    try:
+        yield
+    except FileNotFoundError:
+        raise RunDirError(f"{path} does not exist; re-run the command that writes it") from None
+    except OSError as exc:
+        raise RunDirError(f"{path} cannot be read ({exc.strerror or exc}); check the file") from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -154,12 +164,8 @@ def load_tensors(path: str | Path) -> dict[str, Tensor]:
     from feddp_eval.errors import RunDirError
 
     path = regular_file(Path(path))
-    try:
+    with _readable(path):
         data = path.read_bytes()
-    except FileNotFoundError:
-        raise RunDirError(f"{path} does not exist; re-run the command that writes it") from None
-    except OSError as exc:
-        raise RunDirError(f"{path} cannot be read ({exc.strerror or exc}); check the file") from None
     try:
         return dict(sorted(_st_load(data).items()))
     except Exception as exc:  # the parser's own error type (SafetensorError) or a dtype it refuses

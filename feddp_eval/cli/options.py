@@ -7,45 +7,14 @@ error listing the registered ones.
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from feddp_eval.config import AccountantName, AttackBudget, Device, MaskKnowledge
 
-class DeviceChoice(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-class AccountantChoice(str, Enum):
-    rdp = "rdp"
-    prv = "prv"
-
-
-class OptimizerChoice(str, Enum):
-    sgd = "sgd"
-    adam = "adam"
-
-
-class MaskChoice(str, Enum):
-    known = "known"
-    unknown = "unknown"
-
-
-class BudgetChoice(str, Enum):
-    quick = "quick"
-    standard = "standard"
-    thorough = "thorough"
-
-
-def value(choice: Enum | None) -> str | None:
-    """The string of a choice, or ``None`` when the option was not given."""
-    return None if choice is None else str(choice.value)
-
-
+# Choices are the config's own Literal types: one list of values, shown by --help and checked by typer.
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
@@ -56,9 +25,7 @@ ConfigOpt = Annotated[
     ),
 ]
 SeedOpt = Annotated[int | None, typer.Option(help="Experiment seed; every random draw derives from it.")]
-DeviceOpt = Annotated[
-    DeviceChoice | None, typer.Option(help="Where to compute: auto picks CUDA when present.")
-]
+DeviceOpt = Annotated[Device | None, typer.Option(help="Where to compute: auto picks CUDA when present.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or tables.")]
 DataOpt = Annotated[
@@ -82,7 +49,7 @@ ClipOpt = Annotated[
     typer.Option(help="Clipping bound C: per sample (dp-sgd) or per update (local-dp, central-dp)."),
 ]
 DeltaOpt = Annotated[float | None, typer.Option(help="δ at which ε is reported.")]
-AccountantOpt = Annotated[AccountantChoice | None, typer.Option(help="Privacy accountant.")]
+AccountantOpt = Annotated[AccountantName | None, typer.Option(help="Privacy accountant.")]
 TargetEpsOpt = Annotated[
     float | None,
     typer.Option(help="Calibrate σ so the whole planned run spends this ε (instead of --noise)."),
@@ -132,7 +99,7 @@ RoundsUsedOpt = Annotated[
     typer.Option(help="With --target-round all: invert only the first N rounds the site took part in."),
 ]
 BudgetOpt = Annotated[
-    BudgetChoice | None,
+    AttackBudget | None,
     typer.Option(
         help="Attack budget: quick (500 iterations, default), standard (2,000), thorough (4,000 x 2 "
         "restarts); --iterations/--restarts win over it."
@@ -140,7 +107,7 @@ BudgetOpt = Annotated[
 ]
 IterationsOpt = Annotated[int | None, typer.Option(help="Attack iterations per restart.")]
 MaskOpt = Annotated[
-    MaskChoice | None,
+    MaskKnowledge | None,
     typer.Option(
         help="known: the attacker has the true masks (worst case, default); unknown: recovered jointly."
     ),

@@ -25,7 +25,6 @@ from feddp_eval.cli.options import (
     JsonOpt,
     MaskOpt,
     NoiseOpt,
-    OptimizerChoice,
     PruneOpt,
     QuietOpt,
     RoundsOpt,
@@ -35,6 +34,7 @@ from feddp_eval.cli.options import (
     TargetRoundOpt,
     TargetSiteOpt,
 )
+from feddp_eval.config import OptimizerName
 
 TRAIN_FLAGS = {
     "seed": "seed",
@@ -87,7 +87,7 @@ def train(
     ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Local batch size.")] = None,
     lr: Annotated[float | None, typer.Option(help="Local learning rate.")] = None,
-    optimizer: Annotated[OptimizerChoice | None, typer.Option(help="Local optimizer.")] = None,
+    optimizer: Annotated[OptimizerName | None, typer.Option(help="Local optimizer.")] = None,
     client_fraction: Annotated[float | None, typer.Option(help="Share of sites sampled per round.")] = None,
     tile_size: Annotated[int | None, typer.Option(help="Tile edge in pixels.")] = None,
     data: DataOpt = None,

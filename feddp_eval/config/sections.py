@@ -13,6 +13,8 @@ Device = Literal["auto", "cpu", "cuda"]
 OptimizerName = Literal["sgd", "adam"]
 TileMode = Literal["crop", "resize"]
 Difficulty = Literal["easy", "hard"]
+AccountantName = Literal["rdp", "prv"]
+MaskKnowledge = Literal["known", "unknown"]
 
 
 ADDED: Final = {"hash": "omit-default"}
@@ -122,7 +124,7 @@ class DefenseConfig:
     noise: float = 0.0
     clip: float = 1.0
     delta: float = 1e-5
-    accountant: Literal["rdp", "prv"] = "rdp"
+    accountant: AccountantName = "rdp"
     target_epsilon: float | None = None
     prune_ratio: float = 0.9
     poisson_sampling: bool = True
@@ -182,7 +184,7 @@ class AttackSettings:
     iterations: int | None = None
     restarts: int | None = None
     budget: AttackBudget = "quick"
-    mask: Literal["known", "unknown"] = "known"
+    mask: MaskKnowledge = "known"
     target_site: int = -1
     target_round: int | str = 1  # a round, or "all"; checked by validate()
     rounds_used: int = 0
