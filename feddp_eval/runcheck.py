@@ -290,6 +290,11 @@ def result_rows(payload: Any, path: Path) -> list[dict[str, Any]]:
                 raise RunDirError(
                     f"{path}: row {i} has {metric} = {value!r}, not a number; re-run the attack"
                 )
+        if row.get("audit_violated") not in (None, 0, 1):  # the gate fails an arm on 1
+            raise RunDirError(
+                f"{path}: row {i} has audit_violated = {row['audit_violated']!r}, not 0 or 1; "
+                "re-run the attack"
+            )
     return rows
 
 
