@@ -90,6 +90,9 @@ def training_columns(config: Any, summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+AUDIT_COLUMNS = ("epsilon_lower_bound", "audit_canaries", "audit_guesses", "audit_correct", "audit_violated")
+
+
 def audit_columns(audit: dict[str, Any] | None) -> dict[str, Any]:
     """ε̂ and its counts from a run's audit record (``privacy.json``'s ``audit``); empty cells without one."""
     if audit is None:
@@ -101,9 +104,6 @@ def audit_columns(audit: dict[str, Any] | None) -> dict[str, Any]:
         "audit_correct": audit["correct"],
         "audit_violated": int(bool(audit["violated"])),
     }
-
-
-AUDIT_COLUMNS = ("epsilon_lower_bound", "audit_canaries", "audit_guesses", "audit_correct", "audit_violated")
 
 
 def attack_columns(config: Any, recon: Any, *, malicious: bool, restarts: int, rounds: int) -> dict[str, Any]:
