@@ -68,7 +68,8 @@ class TrainConfig:
         lr: Local learning rate.
         momentum: SGD momentum (ignored by Adam).
         dice_weight: Weight of the soft Dice term in the loss (BCE + w * soft Dice).
-        engine: What runs the rounds (``feddp_eval.federated.engine``): ``local``, in this process.
+        engine: What runs the rounds (``feddp_eval.federated.engine``): ``local``, in this process;
+            ``flower``, as Flower ClientApps on Flower's Simulation Runtime (the ``flower`` extra).
     """
 
     rounds: int = 10
@@ -80,7 +81,7 @@ class TrainConfig:
     lr: float = 0.05
     momentum: float = 0.9
     dice_weight: float = 1.0
-    engine: Literal["local"] = field(default="local", metadata=ADDED)
+    engine: Literal["local", "flower"] = field(default="local", metadata=ADDED)
 
 
 @dataclass(frozen=True)
