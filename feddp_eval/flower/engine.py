@@ -1,0 +1,83 @@
+"""``engine = "flower"``: a :class:`~feddp_eval.federated.loop.FedAvgJob` on Flower's Simulation Runtime.
+
+One SuperNode per site runs :func:`~feddp_eval.flower.client.build_client_app` (the ``local``
+engine's client code), and the ServerApp runs :func:`~feddp_eval.flower.server.serve` (its server
+code, behind the capturing strategy). Ray runs the nodes in worker processes with one CPU each;
+each node reads only its own site's tiles from a temporary folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+from flwr.simulation import run_simulation
+
+from feddp_eval.errors import ConfigError
+from feddp_eval.federated.loop import FedAvgJob, FedAvgResult, client_plans
+from feddp_eval.flower.client import ClientSpec, build_client_app, write_sites
+from feddp_eval.flower.server import serve
+
+RAY_CPUS_ENV = "FEDDP_FLOWER_CPUS"  # CPUs Ray may use (default: 2, or fewer when the machine has fewer)
+
+
+def backend_config(device: str) -> dict[str, Any]:
+    """Ray settings: one CPU per client, at most ``FEDDP_FLOWER_CPUS`` (2) in all, no dashboard."""
+    cpus = int(os.environ.get(RAY_CPUS_ENV, min(2, os.cpu_count() or 1)))
+    gpus = 1.0 / cpus if device.startswith("cuda") else 0.0
+    return {
+        "client_resources": {"num_cpus": 1, "num_gpus": gpus},
+        "init_args": {"num_cpus": cpus, "include_dashboard": False, "logging_level": "ERROR"},
+    }
+
+
+def run_simulated(job: FedAvgJob) -> FedAvgResult:
+    """Train ``job`` on the Simulation Runtime; the same result the ``local`` engine returns.
+
+    Raises:
+        ConfigError: The job needs a malicious server (``imprint``), which this engine does not run.
+    """
+    if job.malicious is not None:
+        raise ConfigError(
+            "the flower engine runs the honest server only; train the imprint attack's run with "
+            '`engine = "local"`'
+        )
+    job.model.to(job.device)
+    plans = client_plans(job.sites, job.train)
+    job.hooks.setup(job.model, plans)
+    if job.capture:
+        for i, site in enumerate(job.sites):
+            job.capture.write_ground_truth(i, site.train)
+    outcome: dict[str, FedAvgResult] = {}
+    with tempfile.TemporaryDirectory(prefix="feddp-flower-") as folder:
+        data_dir = Path(folder)
+        write_sites(list(job.sites), data_dir)
+        spec = ClientSpec(
+            model=copy.deepcopy(job.model).cpu(),
+            train=job.train,
+            hooks=job.hooks,
+            plans=plans,
+            seed=job.seed,
+            device=str(job.device),
+            data_dir=data_dir,
+        )
+        server_app = ServerApp()
+
+        @server_app.main()
+        def _main(grid: Grid, context: Context) -> None:
+            outcome["result"] = serve(grid, job, plans)
+
+        run_simulation(
+            server_app=server_app,
+            client_app=build_client_app(spec),
+            num_supernodes=len(job.sites),
+            backend_config=backend_config(str(job.device)),  # type: ignore[arg-type]
+        )
+    if "result" not in outcome:
+        raise RuntimeError("the Flower simulation ended without a result; see its log above")
+    return outcome["result"]
