@@ -30,6 +30,11 @@ class OptimizerChoice(str, Enum):
     adam = "adam"
 
 
+class EngineChoice(str, Enum):
+    local = "local"
+    flower = "flower"
+
+
 class MaskChoice(str, Enum):
     known = "known"
     unknown = "unknown"
@@ -88,6 +93,13 @@ TargetEpsOpt = Annotated[
     typer.Option(help="Calibrate σ so the whole planned run spends this ε (instead of --noise)."),
 ]
 PruneOpt = Annotated[float | None, typer.Option(help="prune: share of update coordinates set to zero.")]
+EngineOpt = Annotated[
+    EngineChoice | None,
+    typer.Option(
+        help="What runs the rounds: local (this process) or flower (Flower ClientApps on Flower's "
+        "Simulation Runtime, one SuperNode per site; needs the flower extra). Same numbers either way."
+    ),
+]
 RoundsOpt = Annotated[int | None, typer.Option(help="Federated rounds of every training run.")]
 
 AttackOpt = Annotated[

@@ -19,6 +19,7 @@ from feddp_eval.cli.options import (
     DefenseOpt,
     DeltaOpt,
     DeviceOpt,
+    EngineOpt,
     IterationsOpt,
     JsonOpt,
     MaskOpt,
@@ -47,6 +48,7 @@ TRAIN_FLAGS = {
     "lr": "train.lr",
     "optimizer": "train.optimizer",
     "client_fraction": "train.client_fraction",
+    "engine": "train.engine",
 }
 DEFENSE_SETTINGS = {
     "clip": "clip",
@@ -58,6 +60,7 @@ ATTACK_FLAGS = {
     "seed": "seed",
     "device": "device",
     "rounds": "train.rounds",
+    "engine": "train.engine",
     "data": "data.source",
     "attack_name": "attack.name",
     "target_site": "attack.target_site",
@@ -94,6 +97,7 @@ def train(
     prune_ratio: PruneOpt = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
+    engine: EngineOpt = None,
     out: Annotated[Path | None, typer.Option(help="Run directory. Default: runs/<config hash>.")] = None,
     force: Annotated[
         bool, typer.Option(help="Retrain even if OUT holds a finished run of this config.")
@@ -147,6 +151,7 @@ def attack(
     data: DataOpt = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
+    engine: EngineOpt = None,
     out: Annotated[Path, typer.Option(help="Folder for training runs and attack results.")] = Path("runs"),
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,

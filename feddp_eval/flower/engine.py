@@ -53,6 +53,8 @@ def run_simulated(job: FedAvgJob) -> FedAvgResult:
     if job.capture:
         for i, site in enumerate(job.sites):
             job.capture.write_ground_truth(i, site.train)
+    # Ray's next default (keep CUDA_VISIBLE_DEVICES when a node asks for no GPU); silences its warning.
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     outcome: dict[str, FedAvgResult] = {}
     with tempfile.TemporaryDirectory(prefix="feddp-flower-") as folder:
         data_dir = Path(folder)

@@ -1,0 +1,70 @@
+"""``--engine flower`` on the command line; Flower stays unimported by ``--help`` and the local engine."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from feddp_eval.cli import app
+from feddp_eval.io import read_json
+
+
+def test_help_and_a_local_run_do_not_import_flower(tmp_path: Path, tiny_toml: Path) -> None:
+    code = (
+        "import sys; from typer.testing import CliRunner; from feddp_eval.cli import app; "
+        "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
+        "r = CliRunner().invoke(app, ['train', '--help']); assert r.exit_code == 0, r.output; "
+        "assert '--engine' in r.output; "
+        f"r = CliRunner().invoke(app, ['train', '-c', {str(tiny_toml)!r}, '--out', {str(tmp_path / 'r')!r}, "
+        "'--quiet']); assert r.exit_code == 0, r.output; "
+        "from feddp_eval.federated.engine import ENGINES; assert 'flower' in ENGINES.names(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('flwr', 'ray')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_engine_flag_trains_on_flower(tmp_path: Path, tiny_toml: Path) -> None:
+    args = [
+        "train",
+        "-c",
+        str(tiny_toml),
+        "--engine",
+        "flower",
+        "--rounds",
+        "1",
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    manifest = read_json(tmp_path / "run" / "manifest.json")
+    assert "flower" in (tmp_path / "run" / "config.toml").read_text()
+    assert manifest["status"] == "complete"
+    assert sorted(p.name for p in (tmp_path / "run" / "captures" / "round-0001").iterdir()) == [
+        "global.safetensors",
+        "site-0.json",
+        "site-0.safetensors",
+        "site-1.json",
+        "site-1.safetensors",
+    ]
+
+
+def test_an_imprint_run_on_flower_is_refused_with_the_fix(tiny_config: object) -> None:
+    import pytest
+
+    from feddp_eval.config import with_overrides
+    from feddp_eval.errors import ConfigError
+    from feddp_eval.federated.loop import FedAvgJob
+    from feddp_eval.flower.engine import run_simulated
+    from feddp_eval.models.unet import UNet
+    from feddp_eval.workflows.train import malicious_server
+
+    config = with_overrides(tiny_config, {"attack.name": "imprint", "train.engine": "flower"})  # type: ignore[arg-type]
+    job = FedAvgJob([], UNet.from_config(config.model), config.train, 0, __import__("torch").device("cpu"))
+    job = FedAvgJob(job.sites, job.model, job.train, 0, job.device, malicious=malicious_server(config))
+    with pytest.raises(ConfigError, match='engine = "local"'):
+        run_simulated(job)
