@@ -48,9 +48,9 @@ class FlowerEngine(Engine):
     """
 
     def run(self, job: FedAvgJob) -> FedAvgResult:
-        from feddp_eval.flower.engine import run_simulated
+        from feddp_eval.flower.engine import run_job
 
-        return run_simulated(job)
+        return run_job(job)
 
 
 def build_engine(name: str) -> Engine:

@@ -1,11 +1,24 @@
 """Flower integration: the ``flower`` engine, and a capturing strategy for your own ServerApp.
 
 ``from feddp_eval.flower import CapturingStrategy`` wraps any Flower strategy and records what the
-server receives in the capture format ``feddp-eval attack`` reads. Importing this package imports
-``flwr`` (the ``flower`` extra); nothing else in feddp-eval does until a run picks
-``engine = "flower"``.
+server receives in the capture format ``feddp-eval attack`` reads. This package needs ``flwr`` (the
+``flower`` extra); nothing else in feddp-eval imports it until a run picks ``engine = "flower"``.
+Names load on first use, so a deployed node's handshake (:mod:`.protocol`) imports no torch.
 """
 
-from feddp_eval.flower.capturing import CapturingStrategy, capture_record
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from feddp_eval.flower.capturing import CapturingStrategy, capture_record
 
 __all__ = ["CapturingStrategy", "capture_record"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from feddp_eval.flower import capturing
+
+        return getattr(capturing, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,14 +22,8 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from feddp_eval.federated.capture import CaptureWriter
-from feddp_eval.flower.records import (
-    ARRAYS,
-    CAPTURE,
-    difference,
-    from_record,
-    json_record,
-    read_json_record,
-)
+from feddp_eval.flower.protocol import ARRAYS, CAPTURE
+from feddp_eval.flower.records import difference, from_record, json_record, read_json_record
 
 
 def capture_record(metadata: dict[str, Any]) -> ConfigRecord:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,17 +27,23 @@ from feddp_eval.federated.client import client_round
 from feddp_eval.federated.hooks import ClientDefense, ClientPlan, TrainingHooks
 from feddp_eval.federated.loop import NON_FINITE_FIX, capture_metadata, client_row, evaluate
 from feddp_eval.flower.capturing import capture_record
-from feddp_eval.flower.records import (
+from feddp_eval.flower.protocol import (
     ARRAYS,
     CAPTURE,
     CONFIG,
     METRICS,
     NUM_EXAMPLES,
+    PRIVACY,
+    ROW,
     SITE_INDEX,
     STATE,
+    handshake,
+    integer,
+    site_index,
+)
+from feddp_eval.flower.records import (
     WIRE_DTYPE,
     from_record,
-    integer,
     json_record,
     metric_record,
     read_json_record,
@@ -44,10 +51,6 @@ from feddp_eval.flower.records import (
 )
 from feddp_eval.io import load_tensors, read_json, save_tensors, write_json
 from feddp_eval.safety import require_finite
-
-PRIVACY = "feddp-privacy"  # ConfigRecord: the client's PrivacyRecord as JSON
-ROW = "feddp-row"  # ConfigRecord: the client's clients.csv row as JSON
-PARTITION_ID = "partition-id"
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,8 @@ class ClientSpec:
         plans: Each site's :class:`ClientPlan`, by site index.
         seed: The experiment seed.
         device: Where clients train (``cpu``, ``cuda``).
-        data_dir: Where each site's tiles are (:func:`write_sites`); the client reads only its own.
+        load_site: A node's own site, from its index (``functools.partial(read_site, folder)`` in
+            simulation: each node reads only its own tiles).
     """
 
     model: nn.Module
@@ -70,7 +74,7 @@ class ClientSpec:
     plans: list[ClientPlan]
     seed: int
     device: str
-    data_dir: Path
+    load_site: Callable[[int], Site]
 
 
 def write_sites(sites: list[Site], data_dir: Path) -> None:
@@ -94,16 +98,6 @@ def read_site(data_dir: Path, i: int) -> Site:
     return Site(name, train, TileSet(tensors["test_images"], tensors["test_masks"]))
 
 
-def site_index(context: Context) -> int:
-    """The site a node serves: its ``partition-id`` node config."""
-    if PARTITION_ID not in context.node_config:
-        raise ValueError(
-            f"this SuperNode has no `{PARTITION_ID}` in its node config ({dict(context.node_config)}); "
-            f"start it with --node-config '{PARTITION_ID}=<site index>'"
-        )
-    return integer(context.node_config[PARTITION_ID], what=PARTITION_ID)
-
-
 def client_defense(spec: ClientSpec, context: Context) -> ClientDefense:
     """The node's client defense, its accountant restored from ``context.state``."""
     defense = spec.hooks.client(spec.plans[site_index(context)])
@@ -116,7 +110,7 @@ def client_defense(spec: ClientSpec, context: Context) -> ClientDefense:
 def train(spec: ClientSpec, msg: Message, context: Context) -> Message:
     """One round of this node's client: train, release, reply with local weights = global + update."""
     i = site_index(context)
-    site = read_site(spec.data_dir, i)
+    site = spec.load_site(i)
     round_index = integer(msg.content.config_records[CONFIG]["server-round"], what="server-round")
     defense = client_defense(spec, context)
     sent = from_record(msg.content.array_records[ARRAYS])
@@ -152,22 +146,19 @@ def train(spec: ClientSpec, msg: Message, context: Context) -> Message:
 
 
 def evaluate_site(spec: ClientSpec, msg: Message, context: Context) -> Message:
-    """Confusion counts of the received global model on this node's held-out tiles."""
+    """Confusion counts of the received global model on this node's held-out tiles, and the
+    client's guarantee so far (every node evaluates every round, so the last round's replies hold
+    every client's final guarantee, sampled or not)."""
     i = site_index(context)
-    site = read_site(spec.data_dir, i)
+    site = spec.load_site(i)
     model = _model(spec, from_record(msg.content.array_records[ARRAYS]))
     counts = evaluate(model, site.test, torch.device(spec.device))
     metrics = {"tp": counts.tp, "fp": counts.fp, "fn": counts.fn, "tn": counts.tn}
     metrics |= {NUM_EXAMPLES: len(site.test), SITE_INDEX: i}
-    return Message(content=RecordDict({METRICS: metric_record(metrics)}), reply_to=msg)
-
-
-def report(spec: ClientSpec, msg: Message, context: Context) -> Message:
-    """This node's site index and its client's guarantee so far (a query message)."""
     record = client_defense(spec, context).privacy_record()
     content = RecordDict(
         {
-            METRICS: metric_record({SITE_INDEX: site_index(context)}),
+            METRICS: metric_record(metrics),
             PRIVACY: json_record(None if record is None else record.to_dict()),
         }
     )
@@ -186,9 +177,7 @@ def build_client_app(spec: ClientSpec, *, mods: list[Any] | None = None) -> Clie
     def _evaluate(msg: Message, context: Context) -> Message:
         return evaluate_site(spec, msg, context)
 
-    @app.query()
-    def _query(msg: Message, context: Context) -> Message:
-        return report(spec, msg, context)
+    app.query()(handshake)
 
     return app
 

@@ -1,16 +1,22 @@
-"""``engine = "flower"``: a :class:`~feddp_eval.federated.loop.FedAvgJob` on Flower's Simulation Runtime.
+"""``engine = "flower"``: a :class:`~feddp_eval.federated.loop.FedAvgJob` run by Flower.
 
-One SuperNode per site runs :func:`~feddp_eval.flower.client.build_client_app` (the ``local``
-engine's client code), and the ServerApp runs :func:`~feddp_eval.flower.server.serve` (its server
-code, behind the capturing strategy). Ray runs the nodes in worker processes with one CPU each;
-each node reads only its own site's tiles from a temporary folder.
+On the Simulation Runtime (the default), one SuperNode per site runs
+:func:`~feddp_eval.flower.client.build_client_app` (the ``local`` engine's client code) and the
+ServerApp runs :func:`~feddp_eval.flower.server.serve` (its server code, behind the capturing
+strategy). Ray runs the nodes in worker processes with one CPU each; each node reads only its own
+site's tiles from a temporary folder. Inside a deployed ServerApp (:mod:`feddp_eval.flower.app`),
+:func:`serving` hands the run the ServerApp's Grid instead, and the SuperNodes are real processes.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +25,23 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.simulation import run_simulation
 
 from feddp_eval.errors import ConfigError
+from feddp_eval.federated.hooks import ClientPlan
 from feddp_eval.federated.loop import FedAvgJob, FedAvgResult, client_plans
-from feddp_eval.flower.client import ClientSpec, build_client_app, write_sites
+from feddp_eval.flower.client import ClientSpec, build_client_app, read_site, write_sites
 from feddp_eval.flower.server import serve
 
 RAY_CPUS_ENV = "FEDDP_FLOWER_CPUS"  # CPUs Ray may use (default: 2, or fewer when the machine has fewer)
+_GRID: ContextVar[Grid | None] = ContextVar("feddp_flower_grid", default=None)
+
+
+@contextmanager
+def serving(grid: Grid) -> Iterator[None]:
+    """Inside a ServerApp: ``flower`` runs started in this block use ``grid``'s connected SuperNodes."""
+    token = _GRID.set(grid)
+    try:
+        yield
+    finally:
+        _GRID.reset(token)
 
 
 def backend_config(device: str) -> dict[str, Any]:
@@ -36,8 +54,8 @@ def backend_config(device: str) -> dict[str, Any]:
     }
 
 
-def run_simulated(job: FedAvgJob) -> FedAvgResult:
-    """Train ``job`` on the Simulation Runtime; the same result the ``local`` engine returns.
+def run_job(job: FedAvgJob) -> FedAvgResult:
+    """Train ``job`` on Flower; the same result the ``local`` engine returns.
 
     Raises:
         ConfigError: The job needs a malicious server (``imprint``), which this engine does not run.
@@ -53,12 +71,17 @@ def run_simulated(job: FedAvgJob) -> FedAvgResult:
     if job.capture:
         for i, site in enumerate(job.sites):
             job.capture.write_ground_truth(i, site.train)
+    grid = _GRID.get()
+    return serve(grid, job, plans) if grid is not None else _simulate(job, plans)
+
+
+def _simulate(job: FedAvgJob, plans: list[ClientPlan]) -> FedAvgResult:
+    """One SuperNode per site on the Simulation Runtime; the ServerApp runs in this process."""
     # Ray's next default (keep CUDA_VISIBLE_DEVICES when a node asks for no GPU); silences its warning.
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     outcome: dict[str, FedAvgResult] = {}
     with tempfile.TemporaryDirectory(prefix="feddp-flower-") as folder:
-        data_dir = Path(folder)
-        write_sites(list(job.sites), data_dir)
+        write_sites(list(job.sites), Path(folder))
         spec = ClientSpec(
             model=copy.deepcopy(job.model).cpu(),
             train=job.train,
@@ -66,7 +89,7 @@ def run_simulated(job: FedAvgJob) -> FedAvgResult:
             plans=plans,
             seed=job.seed,
             device=str(job.device),
-            data_dir=data_dir,
+            load_site=functools.partial(read_site, Path(folder)),
         )
         server_app = ServerApp()
 

@@ -16,14 +16,8 @@ import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from torch import Tensor
 
-ARRAYS = "arrays"  # Flower's default ArrayRecord key (FedAvg's ``arrayrecord_key``)
-CONFIG = "config"  # Flower's default ConfigRecord key
-METRICS = "metrics"
-CAPTURE = "feddp-capture"  # ConfigRecord a client attaches for the capturing server
-STATE = "feddp-client"  # ConfigRecord in a client's Context.state: its defense's accountant
-JSON_FIELD = "json"
-SITE_INDEX = "site-index"
-NUM_EXAMPLES = "num-examples"  # Flower's default weighting key
+from feddp_eval.flower.protocol import JSON_FIELD
+
 WIRE_DTYPE = torch.float64
 
 
@@ -74,10 +68,3 @@ def metric_record(values: Mapping[str, int | float]) -> MetricRecord:
     """A MetricRecord of scalar ``values``."""
     typed: dict[str, int | float | list[int] | list[float]] = dict(values)
     return MetricRecord(typed)
-
-
-def integer(value: object, *, what: str) -> int:
-    """``value`` (a record scalar) as an int; anything else is refused, naming ``what``."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
-        raise ValueError(f"`{what}` must be an integer, but got {value!r}")
-    return int(value)

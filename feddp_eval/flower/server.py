@@ -29,18 +29,8 @@ from feddp_eval.federated.loop import (
     sample_clients,
 )
 from feddp_eval.flower.capturing import CapturingStrategy
-from feddp_eval.flower.client import PRIVACY, ROW
-from feddp_eval.flower.records import (
-    ARRAYS,
-    CONFIG,
-    METRICS,
-    SITE_INDEX,
-    difference,
-    from_record,
-    integer,
-    read_json_record,
-    to_record,
-)
+from feddp_eval.flower.protocol import ARRAYS, CONFIG, METRICS, PRIVACY, ROW, SITE_INDEX, integer
+from feddp_eval.flower.records import difference, from_record, read_json_record, to_record
 from feddp_eval.metrics.utility import ConfusionCounts
 from feddp_eval.safety import require_finite
 from feddp_eval.seeding import generator
@@ -68,6 +58,7 @@ class RunStrategy(Strategy):
         self.nodes = nodes
         self.client_rows: dict[int, list[dict[str, Any]]] = {}
         self.evaluation: dict[int, list[dict[str, Any]]] = {}
+        self.privacy: dict[int, PrivacyRecord | None] = {}
         self._sent = ArrayRecord()
 
     def configure_train(
@@ -100,8 +91,12 @@ class RunStrategy(Strategy):
         return _messages(arrays, self.nodes, MessageType.EVALUATE, server_round)
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
-        counts = [_counts(r) for r in _by_site(replies)]
+        ordered = _by_site(replies)
+        counts = [_counts(r) for r in ordered]
         self.evaluation[server_round] = evaluation_rows(self.job.sites, counts, server_round)
+        for reply in ordered:
+            raw = read_json_record(reply.content, PRIVACY)
+            self.privacy[_site(reply)] = None if raw is None else PrivacyRecord(**raw)
         return MetricRecord({k: v for k, v in self.evaluation[server_round][-1].items() if k != "site"})
 
     def summary(self) -> None:
@@ -141,8 +136,7 @@ def serve(grid: Grid, job: FedAvgJob, plans: list[Any]) -> FedAvgResult:
         result.rounds.append(record)
         if job.on_round:
             job.on_round(record)
-    records = _query(grid, nodes)
-    result.clients = [ReportedClient(records[i], plans[i]) for i in range(len(nodes))]
+    result.clients = [ReportedClient(run.privacy.get(i), plans[i]) for i in range(len(nodes))]
     final = from_record(arrays)
     with torch.no_grad():
         for name, p in job.model.named_parameters():
@@ -172,16 +166,6 @@ def _sites(grid: Grid, nodes: list[int]) -> dict[int, int]:
     """``{node id: site index}`` of the nodes, as each reports it."""
     replies = grid.send_and_receive(_messages(ArrayRecord(), nodes, MessageType.QUERY, 0), timeout=TIMEOUT_S)
     return {reply.metadata.src_node_id: _site(reply) for reply in _checked(replies)}
-
-
-def _query(grid: Grid, nodes: list[int]) -> dict[int, PrivacyRecord | None]:
-    """Each node's site index and its client's guarantee: ``{site index: record}``."""
-    replies = grid.send_and_receive(_messages(ArrayRecord(), nodes, MessageType.QUERY, 0), timeout=TIMEOUT_S)
-    out: dict[int, PrivacyRecord | None] = {}
-    for reply in _checked(replies):
-        raw = read_json_record(reply.content, PRIVACY)
-        out[_site(reply)] = None if raw is None else PrivacyRecord(**raw)
-    return out
 
 
 def _messages(arrays: ArrayRecord, nodes: list[int], kind: str, server_round: int) -> list[Message]:

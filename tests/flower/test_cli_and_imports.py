@@ -59,7 +59,7 @@ def test_an_imprint_run_on_flower_is_refused_with_the_fix(tiny_config: object) -
     from feddp_eval.config import with_overrides
     from feddp_eval.errors import ConfigError
     from feddp_eval.federated.loop import FedAvgJob
-    from feddp_eval.flower.engine import run_simulated
+    from feddp_eval.flower.engine import run_job
     from feddp_eval.models.unet import UNet
     from feddp_eval.workflows.train import malicious_server
 
@@ -67,4 +67,4 @@ def test_an_imprint_run_on_flower_is_refused_with_the_fix(tiny_config: object) -
     job = FedAvgJob([], UNet.from_config(config.model), config.train, 0, __import__("torch").device("cpu"))
     job = FedAvgJob(job.sites, job.model, job.train, 0, job.device, malicious=malicious_server(config))
     with pytest.raises(ConfigError, match='engine = "local"'):
-        run_simulated(job)
+        run_job(job)

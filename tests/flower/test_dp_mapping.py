@@ -19,7 +19,8 @@ from defenses.update_ops import add_gaussian, clip_update
 from feddp_eval.config import DefenseConfig
 from feddp_eval.federated.aggregation import FedAvg
 from feddp_eval.flower.dp import EQUAL_WEIGHT, central_dp_strategy, equal_weight_fedavg, local_dp_mod
-from feddp_eval.flower.records import ARRAYS, METRICS, NUM_EXAMPLES, from_record, metric_record, to_record
+from feddp_eval.flower.protocol import ARRAYS, METRICS, NUM_EXAMPLES
+from feddp_eval.flower.records import from_record, metric_record, to_record
 
 SIZE = 200_000
 
