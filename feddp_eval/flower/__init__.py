@@ -8,7 +8,13 @@ Names load on first use, so a deployed node's handshake (:mod:`.protocol`) impor
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
+
+# Before flwr is first imported (it reads these once): no usage telemetry, no update check, so a run
+# reaches no network beyond its own SuperLink. Set them to 1 / 0 yourself to opt back in.
+os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
 
 if TYPE_CHECKING:
     from feddp_eval.flower.capturing import CapturingStrategy, capture_record
