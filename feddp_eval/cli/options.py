@@ -13,6 +13,8 @@ from typing import Annotated
 
 import typer
 
+from feddp_eval.config import EngineName
+
 
 class DeviceChoice(str, Enum):
     auto = "auto"
@@ -28,11 +30,6 @@ class AccountantChoice(str, Enum):
 class OptimizerChoice(str, Enum):
     sgd = "sgd"
     adam = "adam"
-
-
-class EngineChoice(str, Enum):
-    local = "local"
-    flower = "flower"
 
 
 class MaskChoice(str, Enum):
@@ -94,7 +91,7 @@ TargetEpsOpt = Annotated[
 ]
 PruneOpt = Annotated[float | None, typer.Option(help="prune: share of update coordinates set to zero.")]
 EngineOpt = Annotated[
-    EngineChoice | None,
+    EngineName | None,
     typer.Option(
         help="What runs the rounds: local (this process) or flower (Flower ClientApps on Flower's "
         "Simulation Runtime, one SuperNode per site; needs the flower extra). Same numbers either way."

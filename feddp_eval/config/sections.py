@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Final, Literal
 
 Device = Literal["auto", "cpu", "cuda"]
 OptimizerName = Literal["sgd", "adam"]
+EngineName = Literal["local", "flower"]
 TileMode = Literal["crop", "resize"]
 
 
@@ -81,7 +82,7 @@ class TrainConfig:
     lr: float = 0.05
     momentum: float = 0.9
     dice_weight: float = 1.0
-    engine: Literal["local", "flower"] = field(default="local", metadata=ADDED)
+    engine: EngineName = field(default="local", metadata=ADDED)
 
 
 @dataclass(frozen=True)
