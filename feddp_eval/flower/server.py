@@ -19,7 +19,7 @@ from flwr.serverapp.strategy import Strategy
 
 from feddp_eval.errors import FeddpError
 from feddp_eval.federated.aggregation import Aggregator, FedAvg
-from feddp_eval.federated.hooks import ClientDefense, PrivacyRecord
+from feddp_eval.federated.hooks import ClientDefense, ClientPlan, PrivacyRecord
 from feddp_eval.federated.loop import (
     NON_FINITE_FIX,
     FedAvgJob,
@@ -106,7 +106,7 @@ class RunStrategy(Strategy):
 class ReportedClient(ClientDefense):
     """A client's guarantee as its node reported it (the server holds no client state)."""
 
-    def __init__(self, record: PrivacyRecord | None, plan: Any) -> None:
+    def __init__(self, record: PrivacyRecord | None, plan: ClientPlan) -> None:
         super().__init__(plan)
         self.record = record
 
@@ -114,7 +114,7 @@ class ReportedClient(ClientDefense):
         return self.record
 
 
-def serve(grid: Grid, job: FedAvgJob, plans: list[Any]) -> FedAvgResult:
+def serve(grid: Grid, job: FedAvgJob, plans: list[ClientPlan]) -> FedAvgResult:
     """Run every round of ``job`` through ``grid``; the final weights are loaded into ``job.model``."""
     nodes = connect(grid, len(job.sites))
     run = RunStrategy(job, job.hooks.wrap(FedAvg()), nodes)
