@@ -6,10 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from feddp_eval.cli import app
+from feddp_eval.config import ExperimentConfig, with_overrides
+from feddp_eval.errors import ConfigError
 from feddp_eval.io import read_json
+from feddp_eval.pipeline import run_train
 
 
 def test_help_and_a_local_run_do_not_import_flower(tmp_path: Path, tiny_toml: Path) -> None:
@@ -53,18 +57,10 @@ def test_engine_flag_trains_on_flower(tmp_path: Path, tiny_toml: Path) -> None:
     ]
 
 
-def test_an_imprint_run_on_flower_is_refused_with_the_fix(tiny_config: object) -> None:
-    import pytest
-
-    from feddp_eval.config import with_overrides
-    from feddp_eval.errors import ConfigError
-    from feddp_eval.federated.loop import FedAvgJob
-    from feddp_eval.flower.engine import run_job
-    from feddp_eval.models.unet import UNet
-    from feddp_eval.workflows.train import malicious_server
-
-    config = with_overrides(tiny_config, {"attack.name": "imprint", "train.engine": "flower"})  # type: ignore[arg-type]
-    job = FedAvgJob([], UNet.from_config(config.model), config.train, 0, __import__("torch").device("cpu"))
-    job = FedAvgJob(job.sites, job.model, job.train, 0, job.device, malicious=malicious_server(config))
+def test_an_imprint_run_on_flower_is_refused_with_the_fix(
+    tmp_path: Path, tiny_config: ExperimentConfig
+) -> None:
+    config = with_overrides(tiny_config, {"attack.name": "imprint", "train.engine": "flower"})
     with pytest.raises(ConfigError, match='engine = "local"'):
-        run_job(job)
+        run_train(config, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # nothing half-written is left behind
