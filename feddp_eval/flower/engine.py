@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -75,6 +76,20 @@ def run_job(job: FedAvgJob) -> FedAvgResult:
     return serve(grid, job, plans) if grid is not None else _simulate(job, plans)
 
 
+@contextmanager
+def _flower_warnings_only() -> Iterator[None]:
+    """Flower's log at WARNING and above, on its own handler only (no echo through the root logger)."""
+    logger = logging.getLogger("flwr")
+    level, propagate = logger.level, logger.propagate
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
 def _simulate(job: FedAvgJob, plans: list[ClientPlan]) -> FedAvgResult:
     """One SuperNode per site on the Simulation Runtime; the ServerApp runs in this process."""
     # Ray's next default (keep CUDA_VISIBLE_DEVICES when a node asks for no GPU); silences its warning.
@@ -97,12 +112,13 @@ def _simulate(job: FedAvgJob, plans: list[ClientPlan]) -> FedAvgResult:
         def _main(grid: Grid, context: Context) -> None:
             outcome["result"] = serve(grid, job, plans)
 
-        run_simulation(
-            server_app=server_app,
-            client_app=build_client_app(spec),
-            num_supernodes=len(job.sites),
-            backend_config=backend_config(str(job.device)),  # type: ignore[arg-type]
-        )
+        with _flower_warnings_only():
+            run_simulation(
+                server_app=server_app,
+                client_app=build_client_app(spec),
+                num_supernodes=len(job.sites),
+                backend_config=backend_config(str(job.device)),  # type: ignore[arg-type]
+            )
     if "result" not in outcome:
         raise RuntimeError("the Flower simulation ended without a result; see its log above")
     return outcome["result"]
