@@ -1,8 +1,9 @@
 """Tensors and JSON in and out of Flower records, and the keys this toolkit's messages use.
 
 A client of the ``flower`` engine sends its local weights as float64 (``WIRE_DTYPE``): the sum of
-float32 global weights and a float32 released update is exact in float64, so the server's
-``received − sent`` recovers the released update bit for bit (see :mod:`.capturing`).
+a float32 global weight and a float32 released update is exact in float64, so the server's
+``received − sent``, rounded to float32, recovers the released update bit for bit (a coordinate
+below about 2⁻²⁹ of its weight may differ in its last float32 bit; see :mod:`.capturing`).
 """
 
 from __future__ import annotations
