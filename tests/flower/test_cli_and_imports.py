@@ -64,3 +64,20 @@ def test_an_imprint_run_on_flower_is_refused_with_the_fix(
     with pytest.raises(ConfigError, match='engine = "local"'):
         run_train(config, run_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()  # nothing half-written is left behind
+
+
+def test_check_gates_leakage_on_a_flower_run(tmp_path: Path, tiny_config: ExperimentConfig) -> None:
+    from feddp_eval.config import to_toml
+
+    scenario = with_overrides(
+        tiny_config, {"train.engine": "flower", "attack.iterations": 3, "attack.restarts": 1}
+    )
+    (tmp_path / "scenario.toml").write_text(to_toml(scenario))
+    (tmp_path / "baseline.toml").write_text(
+        'scenario = "scenario.toml"\n\n[arms.none]\npsnr_min = 1.0\ndice_min = 0.0\n'
+    )
+    args = ["check", "--baseline", str(tmp_path / "baseline.toml"), "--out", str(tmp_path / "out"), "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    trained = [p for p in (tmp_path / "out").iterdir() if (p / "config.toml").exists()]
+    assert len(trained) == 1 and 'engine = "flower"' in (trained[0] / "config.toml").read_text()
