@@ -11,6 +11,11 @@ from pathlib import Path
 
 import pytest
 
+# No network beyond 127.0.0.1: Flower's usage telemetry and update check off, for this process and
+# every process a test starts (set before any test module imports flwr, which reads them once).
+os.environ["FLWR_TELEMETRY_ENABLED"] = "0"
+os.environ["FLWR_DISABLE_UPDATE_CHECK"] = "1"
+
 if importlib.util.find_spec("flwr") is None or importlib.util.find_spec("ray") is None:
     collect_ignore_glob = ["test_*.py"]  # without the flower extra there is nothing to test here
 
