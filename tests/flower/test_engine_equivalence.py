@@ -32,14 +32,20 @@ RUN_FILES = ("metrics.csv", "privacy.json", "model.safetensors", "sites.json")
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """dp-sgd on the clients and central-dp at the server, 2 rounds, trained by both engines."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parents[1]))
-    from conftest import TINY  # the suite's tiny config (16 px tiles, 2 sites)
+    import importlib.util
 
     from feddp_eval.config import from_dict
 
-    base = with_overrides(validate(from_dict(ExperimentConfig, TINY)), {"defense.name": "dp-sgd"})
+    # The suite's tiny config (16 px tiles, 2 sites), read without putting tests/ on sys.path.
+    spec = importlib.util.spec_from_file_location(
+        "_suite_conftest", Path(__file__).parents[1] / "conftest.py"
+    )
+    assert spec is not None and spec.loader is not None
+    suite = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(suite)
+    tiny = suite.TINY
+
+    base = with_overrides(validate(from_dict(ExperimentConfig, tiny)), {"defense.name": "dp-sgd"})
     server = DefenseConfig(name="central-dp", noise=0.6, clip=0.05)
     local = validate(replace(base, defense=replace(base.defense, noise=0.5, server=server)))
     out = tmp_path_factory.mktemp("engines")
