@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from feddp_eval.config import AccountantName, AttackBudget, Device, MaskKnowledge
+from feddp_eval.config import AccountantName, AttackBudget, Device, EngineName, MaskKnowledge
 
 # Choices are the config's own Literal types: one list of values, shown by --help and checked by typer.
 ConfigOpt = Annotated[
@@ -55,6 +55,13 @@ TargetEpsOpt = Annotated[
     typer.Option(help="Calibrate σ so the whole planned run spends this ε (instead of --noise)."),
 ]
 PruneOpt = Annotated[float | None, typer.Option(help="prune: share of update coordinates set to zero.")]
+EngineOpt = Annotated[
+    EngineName | None,
+    typer.Option(
+        help="What runs the rounds: local (this process) or flower (Flower ClientApps on Flower's "
+        "Simulation Runtime, one SuperNode per site; needs the flower extra). Same numbers either way."
+    ),
+]
 RoundsOpt = Annotated[int | None, typer.Option(help="Federated rounds of every training run.")]
 AuditOpt = Annotated[
     bool | None,

@@ -21,6 +21,7 @@ from feddp_eval.cli.options import (
     DefenseOpt,
     DeltaOpt,
     DeviceOpt,
+    EngineOpt,
     IterationsOpt,
     JsonOpt,
     MaskOpt,
@@ -51,6 +52,7 @@ TRAIN_FLAGS = {
     "client_fraction": "train.client_fraction",
     "audit": "train.audit",
     "audit_canaries": "train.audit_canaries",
+    "engine": "train.engine",
 }
 DEFENSE_SETTINGS = {
     "clip": "clip",
@@ -62,6 +64,7 @@ ATTACK_FLAGS = {
     "seed": "seed",
     "device": "device",
     "rounds": "train.rounds",
+    "engine": "train.engine",
     "data": "data.source",
     "attack_name": "attack.name",
     "target_site": "attack.target_site",
@@ -102,6 +105,7 @@ def train(
     audit_canaries: AuditCanariesOpt = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
+    engine: EngineOpt = None,
     out: Annotated[Path | None, typer.Option(help="Run directory. Default: runs/<config hash>.")] = None,
     force: Annotated[
         bool, typer.Option(help="Retrain even if OUT holds a finished run of this config.")
@@ -157,6 +161,7 @@ def attack(
     audit_canaries: AuditCanariesOpt = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
+    engine: EngineOpt = None,
     out: Annotated[Path, typer.Option(help="Folder for training runs and attack results.")] = Path("runs"),
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,

@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Final, Literal
 
 Device = Literal["auto", "cpu", "cuda"]
 OptimizerName = Literal["sgd", "adam"]
+EngineName = Literal["local", "flower"]
 TileMode = Literal["crop", "resize"]
 Difficulty = Literal["easy", "hard"]
 AccountantName = Literal["rdp", "prv"]
@@ -80,7 +81,8 @@ class TrainConfig:
         lr: Local learning rate.
         momentum: SGD momentum (ignored by Adam).
         dice_weight: Weight of the soft Dice term in the loss (BCE + w * soft Dice).
-        engine: What runs the rounds (``feddp_eval.federated.engine``): ``local``, in this process.
+        engine: What runs the rounds (``feddp_eval.federated.engine``): ``local``, in this process;
+            ``flower``, as Flower ClientApps on Flower's Simulation Runtime (the ``flower`` extra).
         audit: Plant canaries and audit the run: a one-run lower bound ε̂ on the code's ε, recorded
             beside the accountant's (``feddp_eval.audit``; ``feddp-eval audit RUN_DIR``).
         audit_canaries: m, the canaries the audit plants (each a member with probability ½).
@@ -95,7 +97,7 @@ class TrainConfig:
     lr: float = 0.05
     momentum: float = 0.9
     dice_weight: float = 1.0
-    engine: Literal["local"] = field(default="local", metadata=ADDED)
+    engine: EngineName = field(default="local", metadata=ADDED)
     audit: bool = field(default=False, metadata=ADDED)
     audit_canaries: int = field(default=1000, metadata=added_with("audit"))
 

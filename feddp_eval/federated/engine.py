@@ -4,7 +4,8 @@ An engine takes a :class:`~feddp_eval.federated.loop.FedAvgJob` (the sites, the 
 the settings and the defense's :class:`~feddp_eval.federated.hooks.TrainingHooks`), runs every
 round (capturing each released update when asked), and returns a
 :class:`~feddp_eval.federated.loop.FedAvgResult`. ``local`` runs every client in this process
-(:func:`~feddp_eval.federated.loop.train_job`). Clients are built from the hooks one per site
+(:func:`~feddp_eval.federated.loop.train_job`); ``flower`` runs each client as a Flower ClientApp on
+the Simulation Runtime (:mod:`feddp_eval.flower`). Clients are built from the hooks one per site
 (:meth:`TrainingHooks.client`), so another engine can run each one where its data lives.
 """
 
@@ -36,6 +37,20 @@ class LocalEngine(Engine):
 
     def run(self, job: FedAvgJob) -> FedAvgResult:
         return train_job(job)
+
+
+@ENGINES.register("flower")
+class FlowerEngine(Engine):
+    """The same clients as Flower ClientApps on Flower's Simulation Runtime, one SuperNode per site.
+
+    Flower is imported only when a run starts (``pip install 'feddp-eval[flower]'``), so the
+    registry, the ``local`` path and ``--help`` never import it. See :mod:`feddp_eval.flower`.
+    """
+
+    def run(self, job: FedAvgJob) -> FedAvgResult:
+        from feddp_eval.flower.engine import run_job
+
+        return run_job(job)
 
 
 def build_engine(name: str) -> Engine:

@@ -18,7 +18,7 @@ from feddp_eval.config import TrainConfig
 from feddp_eval.data.types import Site, TileSet
 from feddp_eval.federated.aggregation import Aggregator, FedAvg
 from feddp_eval.federated.capture import CaptureWriter
-from feddp_eval.federated.client import client_round, steps_per_round
+from feddp_eval.federated.client import ClientResult, client_round, steps_per_round
 from feddp_eval.federated.hooks import ClientDefense, ClientPlan, TrainingHooks, Update, privacy_summary
 from feddp_eval.federated.malicious import ImprintServer
 from feddp_eval.metrics.utility import ConfusionCounts, binarise, confusion_counts, pooled, utility_scores
@@ -80,7 +80,7 @@ def evaluate(model: nn.Module, tiles: TileSet, device: torch.device, batch_size:
     return counts
 
 
-_NON_FINITE_FIX = "training diverged: lower `train.lr`, `defense.noise` or `defense.clip`; no result was kept"
+NON_FINITE_FIX = "training diverged: lower `train.lr`, `defense.noise` or `defense.clip`; no result was kept"
 
 
 def client_plans(sites: Sequence[Site], train: TrainConfig) -> list[ClientPlan]:
@@ -198,7 +198,7 @@ def _round(run: _Run, round_index: int) -> RoundRecord:
     require_finite(
         dict(model.named_parameters()),
         what=f"the global model after round {round_index}",
-        fix=_NON_FINITE_FIX,
+        fix=NON_FINITE_FIX,
     )
     evaluation = _evaluate_sites(model, sites, job.device, round_index)
     return RoundRecord(round_index, client_rows, evaluation, time.perf_counter() - start)
@@ -228,28 +228,39 @@ def _client(
     require_finite(
         answer.update,
         what=f"the update site {i} ({site.name}) released in round {round_index}",
-        fix=_NON_FINITE_FIX,
+        fix=NON_FINITE_FIX,
     )
     if job.capture:
-        metadata = _metadata(site, job.train, job.hooks, answer.local.batches)
+        metadata = capture_metadata(site, job.train, job.hooks, answer.local.batches)
         if job.malicious is not None and sent_weights is not None:
             metadata["model"] = job.malicious.describe(site)
         job.capture.write_update(round_index, i, answer.update, metadata, global_weights=sent_weights)
-    row = {
+    row = client_row(round_index, site, answer.local)
+    return (answer.update if sent_weights is None else ImprintServer.server_part(answer.update)), row
+
+
+def client_row(round_index: int, site: Site, local: ClientResult) -> dict[str, Any]:
+    """One client's training row (``clients.csv``) for a round."""
+    return {
         "round": round_index,
         "site": site.name,
         "n_samples": len(site.train),
-        "local_steps": len(answer.local.batches),
-        "train_loss": answer.local.mean_loss,
-        "seconds": answer.local.seconds,
+        "local_steps": len(local.batches),
+        "train_loss": local.mean_loss,
+        "seconds": local.seconds,
     }
-    return (answer.update if sent_weights is None else ImprintServer.server_part(answer.update)), row
 
 
 def _evaluate_sites(
     model: nn.Module, sites: Sequence[Site], device: torch.device, round_index: int
 ) -> list[dict[str, Any]]:
-    counts = [evaluate(model, site.test, device) for site in sites]
+    return evaluation_rows(sites, [evaluate(model, site.test, device) for site in sites], round_index)
+
+
+def evaluation_rows(
+    sites: Sequence[Site], counts: Sequence[ConfusionCounts], round_index: int
+) -> list[dict[str, Any]]:
+    """Each site's utility rows (``metrics.csv``) from its confusion counts, and the pooled row."""
     rows = [
         {"round": round_index, "site": site.name, "n_tiles": len(site.test), **utility_scores(c)}
         for site, c in zip(sites, counts, strict=True)
@@ -271,7 +282,7 @@ def _load(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
         p.copy_(weights[name])
 
 
-def _metadata(
+def capture_metadata(
     site: Site, train: TrainConfig, hooks: TrainingHooks, batches: list[list[int]]
 ) -> dict[str, Any]:
     """Everything the attacker may (by default) know about a client round, as JSON."""
