@@ -101,7 +101,8 @@ class ServerView:
             if used and (min(used) < 0 or max(used) >= self.n_images):
                 raise ValueError(
                     f"round {observed.round}'s recipe uses candidate slots {sorted(used)} but the view has "
-                    f"{self.n_images} candidates; build multi-round views with attacks.view.multi_round_view"
+                    f"{self.n_images} candidates; build multi-round views with attacks.view.server_view "
+                    "on a sequence of captures"
                 )
 
     @property

@@ -49,7 +49,7 @@ def local_recipe(
 
 
 def server_view(
-    capture: CapturedUpdate,
+    captures: CapturedUpdate | Sequence[CapturedUpdate],
     model: ModelConfig,
     knowledge: AttackerKnowledge,
     *,
@@ -58,76 +58,67 @@ def server_view(
     prior: Tensor | None = None,
     foreground_prior: float | None = None,
 ) -> ServerView:
-    """The server's view of a captured client round.
+    """The server's view of one captured client round, or of several rounds of one client inverted
+    jointly on one set of candidates (a sequence of captures, even of one).
+
+    Several rounds: the candidates are the union of the tiles the rounds used (:func:`sample_indices`,
+    in that order); each round's recipe indexes into them and is simulated from that round's global
+    weights. ``masks`` and ``prior`` follow the same order. With ``knowledge.batch_split`` withheld,
+    tiles cannot be told apart across rounds, and every step is assumed to use every candidate.
 
     Args:
-        capture: The captured update and its metadata.
+        captures: The captured update and its metadata, or the observed rounds of one site (at
+            least one) in round order.
         model: Architecture (the server built it).
         knowledge: What the attacker knows.
         tile_size: Tile edge in pixels.
-        masks: The true masks, handed over only when ``knowledge.mask == "known"``.
-        prior: Public mean tile of the site (3,) or (3, H, W).
+        masks: The true masks (of the union), handed over only when ``knowledge.mask == "known"``.
+        prior: Public guess: mean colour (3,), mean tile (3, H, W) or one tile per candidate.
         foreground_prior: Public mean foreground fraction of the site.
     """
+    if knowledge.mask == "known" and masks is None:
+        raise ValueError("knowledge.mask is 'known' but no masks were handed to the view")
+    public = {
+        "model": model,
+        "tile_size": tile_size,
+        "masks": masks if knowledge.mask == "known" else None,
+        "knowledge": knowledge,
+        "prior": prior,
+        "foreground_prior": foreground_prior,
+    }
+    if isinstance(captures, CapturedUpdate):
+        return _one_round(captures, knowledge, public)
+    return _joint_rounds(captures, knowledge, public)
+
+
+def _one_round(capture: CapturedUpdate, knowledge: AttackerKnowledge, public: dict[str, Any]) -> ServerView:
     metadata = capture.metadata
     n_used = len({i for batch in metadata["batches"] for i in batch})
     n_images = n_used if knowledge.n_samples else int(metadata["batch_size"])
-    if knowledge.mask == "known" and masks is None:
-        raise ValueError("knowledge.mask is 'known' but no masks were handed to the view")
     # Names, shapes and sizes are checked against the model from the headers, before any data is read.
-    expected = expected_shapes(model, tile_size=tile_size, imprint=metadata.get("model"))
+    expected = expected_shapes(public["model"], tile_size=public["tile_size"], imprint=metadata.get("model"))
     check_tensor_file(capture.file("update_file"), expected, what="the captured update")
     check_tensor_file(capture.file("global_file"), expected, what="the weights sent")
     return ServerView(
         update=capture.load_update(),
         global_weights=capture.load_global(),
-        model=model,
         recipe=local_recipe(metadata, knowledge, n_images),
         n_images=n_images,
-        tile_size=tile_size,
-        masks=masks if knowledge.mask == "known" else None,
-        knowledge=knowledge,
-        prior=prior,
-        foreground_prior=foreground_prior,
+        **public,
     )
 
 
-def multi_round_view(
-    captures: Sequence[CapturedUpdate],
-    model: ModelConfig,
-    knowledge: AttackerKnowledge,
-    *,
-    tile_size: int,
-    masks: Tensor | None = None,
-    prior: Tensor | None = None,
-    foreground_prior: float | None = None,
+def _joint_rounds(
+    captures: Sequence[CapturedUpdate], knowledge: AttackerKnowledge, public: dict[str, Any]
 ) -> ServerView:
-    """The server's view of several rounds of one client, inverted jointly on one set of candidates.
-
-    The candidates are the union of the tiles the rounds used (:func:`sample_indices`, in that order):
-    each round's recipe indexes into them, and is simulated from that round's global weights.
-    ``masks`` and ``prior`` follow the same order. With ``knowledge.batch_split`` withheld, tiles
-    cannot be told apart across rounds, and every step is assumed to use every candidate.
-
-    Args:
-        captures: The observed rounds of one site (at least one), in round order.
-        model: Architecture (the server built it).
-        knowledge: What the attacker knows.
-        tile_size: Tile edge in pixels.
-        masks: The true masks of the union, handed over only when ``knowledge.mask == "known"``.
-        prior: Public guess: mean colour (3,), mean tile (3, H, W) or one tile per candidate.
-        foreground_prior: Public mean foreground fraction of the site.
-    """
     if not captures:
-        raise ValueError("multi_round_view needs at least one captured round")
+        raise ValueError("a multi-round view needs at least one captured round")
     sites = sorted({c.site_index for c in captures})
     if len(sites) != 1:
-        raise ValueError(f"multi_round_view inverts one client's rounds, but got sites {sites}")
+        raise ValueError(f"a multi-round view inverts one client's rounds, but got sites {sites}")
     used = sample_indices(captures)
     batch = max(int(c.metadata["batch_size"]) for c in captures)
     n_images = len(used) if knowledge.n_samples else batch
-    if knowledge.mask == "known" and masks is None:
-        raise ValueError("knowledge.mask is 'known' but no masks were handed to the view")
     slots = {index: position for position, index in enumerate(used)}
     rounds = tuple(
         ObservedRound(
@@ -142,13 +133,8 @@ def multi_round_view(
     return ServerView(
         update=first.update,
         global_weights=first.global_weights,
-        model=model,
         recipe=first.recipe,
         n_images=n_images,
-        tile_size=tile_size,
-        masks=masks if knowledge.mask == "known" else None,
-        knowledge=knowledge,
-        prior=prior,
-        foreground_prior=foreground_prior,
         rounds=rounds,
+        **public,
     )

@@ -79,8 +79,8 @@ AttackOpt = Annotated[
     str | None,
     typer.Option(
         "--attack",
-        help="Attack (see `feddp-eval list attacks`): inverting-gradients (default), dlg, or imprint (a "
-        "malicious server that sends the target an imprinted model; its own training run).",
+        help="Attack, by registered name (`feddp-eval list attacks`; default inverting-gradients). A "
+        "malicious server's attack (imprint) sends the target a modified model: its own training run.",
     ),
 ]
 AttackOptionOpt = Annotated[
@@ -134,15 +134,16 @@ SweepDefenseOpt = Annotated[
     str | None,
     typer.Option(
         "--defense",
-        help="Comma-separated defenses with a noise multiplier: dp-sgd (default), local-dp, central-dp.",
+        help="Comma-separated defenses with a noise multiplier σ (default dp-sgd; `feddp-eval list "
+        "defenses`; an unknown or noiseless one is refused with the list).",
     ),
 ]
 SweepAttackOpt = Annotated[
     str | None,
     typer.Option(
         "--attack",
-        help="Comma-separated attacks: inverting-gradients (default), dlg, imprint (malicious "
-        "server: trains its own runs; reported apart from the honest-server attacks).",
+        help="Comma-separated attacks (default inverting-gradients; `feddp-eval list attacks`). A "
+        "malicious server's attack (imprint) trains its own runs, reported apart from the honest server's.",
     ),
 ]
 SeedsOpt = Annotated[int | None, typer.Option(help="Seeds per point: the experiment seed, seed+1, ...")]

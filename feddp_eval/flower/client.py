@@ -66,6 +66,9 @@ class ClientSpec:
         device: Where clients train (``cpu``, ``cuda``).
         load_site: A node's own site, from its index (``functools.partial(read_site, folder)`` in
             simulation: each node reads only its own tiles).
+        threads: Torch threads a node computes with (``None``: the node's own default). A simulated
+            run passes the driver's count, so float sums, and so the numbers, match the ``local``
+            engine at the same thread count (Ray would otherwise start workers with one thread).
     """
 
     model: nn.Module
@@ -75,6 +78,7 @@ class ClientSpec:
     seed: int
     device: str
     load_site: Callable[[int], Site]
+    threads: int | None = None
 
 
 def write_sites(sites: list[Site], data_dir: Path) -> None:
@@ -109,6 +113,7 @@ def client_defense(spec: ClientSpec, context: Context) -> ClientDefense:
 
 def train(spec: ClientSpec, msg: Message, context: Context) -> Message:
     """One round of this node's client: train, release, reply with local weights = global + update."""
+    _threads(spec)
     i = site_index(context)
     site = spec.load_site(i)
     round_index = integer(msg.content.config_records[CONFIG]["server-round"], what="server-round")
@@ -149,6 +154,7 @@ def evaluate_site(spec: ClientSpec, msg: Message, context: Context) -> Message:
     """Confusion counts of the received global model on this node's held-out tiles, and the
     client's guarantee so far (every node evaluates every round, so the last round's replies hold
     every client's final guarantee, sampled or not)."""
+    _threads(spec)
     i = site_index(context)
     site = spec.load_site(i)
     model = _model(spec, from_record(msg.content.array_records[ARRAYS]))
@@ -163,6 +169,11 @@ def evaluate_site(spec: ClientSpec, msg: Message, context: Context) -> Message:
         }
     )
     return Message(content=content, reply_to=msg)
+
+
+def _threads(spec: ClientSpec) -> None:
+    if spec.threads is not None and torch.get_num_threads() != spec.threads:
+        torch.set_num_threads(spec.threads)
 
 
 def build_client_app(spec: ClientSpec, *, mods: list[Any] | None = None) -> ClientApp:

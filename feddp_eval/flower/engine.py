@@ -21,6 +21,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+import torch
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 from flwr.simulation import run_simulation
@@ -105,6 +106,7 @@ def _simulate(job: FedAvgJob, plans: list[ClientPlan]) -> FedAvgResult:
             seed=job.seed,
             device=str(job.device),
             load_site=functools.partial(read_site, Path(folder)),
+            threads=torch.get_num_threads(),
         )
         server_app = ServerApp()
 

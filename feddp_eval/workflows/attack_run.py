@@ -158,14 +158,13 @@ def _reconstruct(
     """The reconstruction (or, when the view cannot be attacked, the prior marked "not run"), why it
     is no result (or ``None``), and the convergence record."""
     from attacks import AttackerKnowledge
-    from attacks.view import multi_round_view, server_view
+    from attacks.view import server_view
     from feddp_eval.metrics.privacy import score_reconstruction
     from feddp_eval.safety import unusable_view
 
     a, truth = config.attack, target.truth
-    build_view = multi_round_view if a.multi_round else server_view
-    view = build_view(
-        target.captures if a.multi_round else target.captures[0],  # type: ignore[arg-type]
+    view = server_view(
+        target.captures if a.multi_round else target.captures[0],
         config.model,
         AttackerKnowledge(mask=target.mask),
         tile_size=config.data.tile_size,

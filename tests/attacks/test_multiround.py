@@ -17,7 +17,7 @@ import torch
 from attacks import ATTACKS, AttackerKnowledge, ServerView
 from attacks.base import ObservedRound
 from attacks.simulate import LocalRecipe, simulate_update
-from attacks.view import multi_round_view, sample_indices, server_view
+from attacks.view import sample_indices, server_view
 from feddp_eval.config import ExperimentConfig, ModelConfig, with_overrides
 from feddp_eval.data.synthetic import synthesize_tiles
 from feddp_eval.data.types import TileSet
@@ -168,7 +168,7 @@ def test_multi_round_view_indexes_the_union_of_tiles(sampled_run) -> None:  # ty
     union = sorted({i for batch in batches for i in batch})
     assert sample_indices(captures) == union and len(union) > 2  # different tiles in different rounds
     masks = torch.zeros(len(union), 1, 16, 16)
-    view = multi_round_view(captures, config.model, AttackerKnowledge(), tile_size=16, masks=masks)
+    view = server_view(captures, config.model, AttackerKnowledge(), tile_size=16, masks=masks)
     assert view.n_images == len(union) and [r.round for r in view.observed] == [1, 2, 3]
     for observed, batch in zip(view.observed, batches, strict=True):
         assert observed.recipe.batches == (tuple(union.index(i) for i in batch),)
@@ -176,12 +176,12 @@ def test_multi_round_view_indexes_the_union_of_tiles(sampled_run) -> None:  # ty
     single = server_view(captures[1], config.model, AttackerKnowledge(), tile_size=16, masks=masks[:2])
     assert sorted(single.observed[0].recipe.batches[0]) == [0, 1] and single.rounds == ()
     # Withheld batch split: tiles cannot be told apart across rounds; every step uses every candidate.
-    blind = multi_round_view(
+    blind = server_view(
         captures, config.model, AttackerKnowledge(batch_split=False), tile_size=16, masks=masks
     )
     assert all(r.recipe.batches == (tuple(range(len(union))),) for r in blind.observed)
     with pytest.raises(ValueError, match="one client's rounds"):
-        multi_round_view(list_captures(run_dir), config.model, AttackerKnowledge(), tile_size=16, masks=masks)
+        server_view(list_captures(run_dir), config.model, AttackerKnowledge(), tile_size=16, masks=masks)
 
 
 def test_pipeline_attacks_every_round_and_records_convergence(sampled_run) -> None:  # type: ignore[no-untyped-def]
