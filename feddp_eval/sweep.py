@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -284,3 +284,16 @@ def write_tables(out: Path, points: Sequence[SweepPoint]) -> int:
     for name, header in ((RESULTS_FILE, schema.result_columns()), (RUNTIME_FILE, schema.runtime_columns())):
         write_csv(out / name, [schema.pick(r, header) for r in rows], header)
     return len(rows)
+
+
+def stage_seconds(rows: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """Where a sweep's time went, from its finished rows: ``training`` (each training run counted once,
+    however many points share it), ``attacks`` (every point's attack), and their ``total``."""
+    runs: dict[str, float] = {}
+    attacks = 0.0
+    for row in rows:
+        if row.get("train_seconds") is not None:
+            runs[str(row.get("run_dir"))] = float(row["train_seconds"])
+        attacks += float(row.get("seconds") or 0.0)
+    training = sum(runs.values())
+    return {"training": training, "attacks": attacks, "total": training + attacks}

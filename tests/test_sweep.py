@@ -301,3 +301,15 @@ def test_a_multi_round_sweep_records_the_rounds_and_reports(
     report = runner.invoke(app, ["report", str(tmp_path / "sw"), "-o", str(tmp_path / "r.pdf")])
     assert report.exit_code == 0, report.output
     assert (tmp_path / "r.pdf").stat().st_size > 10_000
+
+
+def test_stage_seconds_count_a_shared_training_run_once() -> None:
+    from feddp_eval.sweep import stage_seconds
+
+    rows = [
+        {"run_dir": "runs/a", "train_seconds": 10.0, "seconds": 2.0},
+        {"run_dir": "runs/a", "train_seconds": 10.0, "seconds": 3.0},  # a second attack on run a
+        {"run_dir": "runs/b", "train_seconds": 4.5, "seconds": 1.0},
+        {"run_dir": "runs/c", "train_seconds": None, "seconds": None},  # timing not recorded
+    ]
+    assert stage_seconds(rows) == {"training": 14.5, "attacks": 6.0, "total": 20.5}

@@ -149,6 +149,11 @@ def _print_sweep(result: Any) -> None:
     print_not_run(console, result.rows)
     if result.missing:
         console.print(f"[yellow]{len(result.missing)} point(s) not finished; rerun to resume[/yellow]")
+    seconds = result.to_json()["seconds"]
+    console.print(
+        f"time of the finished points: {seconds['total']:.0f} s, training {seconds['training']:.0f} s "
+        f"(each run once), attacks {seconds['attacks']:.0f} s (per point: runtime.csv)"
+    )
     console.print(f"results: {result.results}")
     console.print(f"report:  feddp-eval report {result.out_dir} -o {result.out_dir / 'report.pdf'}")
 

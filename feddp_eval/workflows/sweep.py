@@ -10,6 +10,7 @@ from typing import Any
 from feddp_eval.config import ExperimentConfig
 from feddp_eval.errors import ConfigError
 from feddp_eval.io import write_json
+from feddp_eval.sweep import stage_seconds
 from feddp_eval.workflows.attack import preflight_attack
 from feddp_eval.workflows.attack_run import attack_run
 from feddp_eval.workflows.sweep_workers import run_parallel
@@ -39,6 +40,7 @@ class SweepResult:
             "finished": len(self.rows),
             "computed": self.computed,
             "missing": self.missing,
+            "seconds": stage_seconds(self.rows),
             "rows": self.rows,
         }
 
