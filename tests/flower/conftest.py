@@ -17,7 +17,7 @@ os.environ["FLWR_TELEMETRY_ENABLED"] = "0"
 os.environ["FLWR_DISABLE_UPDATE_CHECK"] = "1"
 
 if importlib.util.find_spec("flwr") is None or importlib.util.find_spec("ray") is None:
-    collect_ignore_glob = ["test_*.py"]  # without the flower extra there is nothing to test here
+    collect_ignore_glob = ["test_*.py"]  # without the flower extra: tests/test_flower_extra.py skips, visibly
 
 
 def children(pid: int | None = None) -> set[int]:
