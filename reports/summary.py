@@ -156,7 +156,7 @@ def paired_dice_change(
 
     mine, theirs = by_seed(rows), by_seed(reference)
     pairs = sorted(k for k in mine if theirs.get(k))
-    if not pairs or rows is reference or all(r.get("defense") == "none" for r in rows):
+    if not pairs or all(r.get("defense") == "none" for r in rows):
         return None
     return paired_relative_delta([mine[k] for k in pairs], [theirs[k] for k in pairs])
 

@@ -142,6 +142,7 @@ def _print_sweep(result: Any) -> None:
     from rich.console import Console
 
     from feddp_eval.cli.render import print_not_run, sweep_tables
+    from feddp_eval.sweep import stage_seconds
 
     console = Console()
     for table in sweep_tables(result):
@@ -149,7 +150,7 @@ def _print_sweep(result: Any) -> None:
     print_not_run(console, result.rows)
     if result.missing:
         console.print(f"[yellow]{len(result.missing)} point(s) not finished; rerun to resume[/yellow]")
-    seconds = result.to_json()["seconds"]
+    seconds = stage_seconds(result.rows)
     console.print(
         f"time of the finished points: {seconds['total']:.0f} s, training {seconds['training']:.0f} s "
         f"(each run once), attacks {seconds['attacks']:.0f} s (per point: runtime.csv)"

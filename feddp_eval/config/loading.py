@@ -56,7 +56,7 @@ def _build(cls: type[C], raw: Any, where: str, problems: list[str]) -> C:
 
 def _nest_tables(cls: type, raw: Mapping[str, Any], known: set[str]) -> Mapping[str, Any]:
     """Move unknown sub-tables into the field a class names in ``NESTED_TABLES`` (``[attack.dlg]`` →
-    ``attack.options["dlg"]``); a key the field already holds is reported as a duplicate."""
+    ``attack.options["dlg"]``); an entry the field itself names (``[attack.options.dlg]``) wins."""
     into = getattr(cls, "NESTED_TABLES", None)
     extra = {k: v for k, v in raw.items() if k not in known and isinstance(v, Mapping)}
     if into is None or not extra:
