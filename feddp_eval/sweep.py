@@ -23,6 +23,7 @@ Nothing here imports torch; :func:`feddp_eval.pipeline.run_sweep` does the work.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from typing import Any
 
 from feddp_eval import schema
 from feddp_eval.config import (
+    MODEL_MODIFICATIONS,
     ExperimentConfig,
     config_hash,
     from_dict,
@@ -61,6 +63,10 @@ class SweepSpec:
         attacks: Attacks run on every training run's target update.
         seeds: How many seeds: the experiment seed, seed + 1, ...
         targets: Site indices whose update is attacked (-1: the smallest site).
+        attack_seeds: Attack only the first this many seeds (``None``: every seed). The later seeds
+            train for utility alone: one row per setting and target, under the first honest-server
+            attack's name, with every attack cell empty and ``stopped = "utility only"``. Utility
+            needs seeds to resolve a fraction of a percent; an attack reads one update.
     """
 
     noises: tuple[float, ...] = DEFAULT_NOISES
@@ -68,6 +74,7 @@ class SweepSpec:
     attacks: tuple[str, ...] = ("inverting-gradients",)
     seeds: int = 1
     targets: tuple[int, ...] = (-1,)
+    attack_seeds: int | None = None
 
     def seed_list(self, base_seed: int) -> list[int]:
         return [base_seed + i for i in range(self.seeds)]
@@ -102,6 +109,10 @@ def validate_spec(
         problems.append("`sweep.attacks` is empty")
     if not 1 <= spec.seeds <= MAX_SEEDS:
         problems.append(f"`sweep.seeds` must be in 1..{MAX_SEEDS}, but got {spec.seeds}")
+    if spec.attack_seeds is not None and not 1 <= spec.attack_seeds <= spec.seeds:
+        problems.append(
+            f"`sweep.attack_seeds` must be in 1..{spec.seeds} (`sweep.seeds`), but got {spec.attack_seeds}"
+        )
     too_loud = [n for n in spec.noises if math.isfinite(n) and n > MAX_NOISE]
     if too_loud:
         problems.append(f"`sweep.noises` must be at most {MAX_NOISE:g}, but got {too_loud}")
@@ -145,10 +156,12 @@ def load_sweep_config(path: str | Path) -> tuple[ExperimentConfig, SweepSpec]:
 
 @dataclass(frozen=True)
 class SweepPoint:
-    """One (defense, noise, seed, attack, target) combination."""
+    """One (defense, noise, seed, attack, target) combination; ``utility_only``: trained, not attacked
+    (a seed beyond ``sweep.attack_seeds``)."""
 
     key: str
     config: ExperimentConfig
+    utility_only: bool = False
 
     @property
     def train_hash(self) -> str:
@@ -167,7 +180,8 @@ class SweepPoint:
     @property
     def label(self) -> str:
         a = self.config.attack
-        return f"{self.setting} seed {self.config.seed} ({a.name}, site {a.target_site})"
+        what = "utility only" if self.utility_only else a.name
+        return f"{self.setting} seed {self.config.seed} ({what}, site {a.target_site})"
 
     def describe(self) -> dict[str, Any]:
         d, a = self.config.defense, self.config.attack
@@ -178,37 +192,56 @@ class SweepPoint:
             "noise": d.noise,
             "seed": self.config.seed,
             "attack": a.name,
+            "utility_only": self.utility_only,
             "target_site": a.target_site,
             "run_dir": self.run_dir,
         }
 
 
+def point_key(config: ExperimentConfig, *, utility_only: bool = False) -> str:
+    """A point's key: its config hash with the attack (a utility-only point's differs from the attacked
+    point of the same config, so raising ``attack_seeds`` later attacks it instead of reusing it)."""
+    digest = config_hash(config, include_attack=True)
+    return hashlib.sha256(f"utility:{digest}".encode()).hexdigest()[:12] if utility_only else digest[:12]
+
+
 def plan(base: ExperimentConfig, spec: SweepSpec) -> list[SweepPoint]:
     """Every point of a validated grid: the undefended reference first, then each defense by
-    ascending noise; within a setting, seeds, then attacks, then targets."""
+    ascending noise; within a setting, seeds, then attacks, then targets. Seeds beyond
+    ``spec.attack_seeds`` get one utility-only point per target, under the first honest-server
+    attack (the first attack when every one is a malicious server's)."""
     settings = [("none", 0.0)] + [(d, n) for d in spec.defenses for n in spec.noises if n > 0]
+    honest = [a for a in spec.attacks if a not in MODEL_MODIFICATIONS] or list(spec.attacks)
     points = []
     for defense, noise in settings:
-        for seed in spec.seed_list(base.seed):
-            for attack in spec.attacks:
+        for index, seed in enumerate(spec.seed_list(base.seed)):
+            utility_only = spec.attack_seeds is not None and index >= spec.attack_seeds
+            for attack in honest[:1] if utility_only else spec.attacks:
                 for target in spec.targets:
-                    config = validate(
-                        dataclasses.replace(
-                            base,
-                            seed=seed,
-                            defense=dataclasses.replace(
-                                base.defense,
-                                name=defense,
-                                noise=noise,
-                                target_epsilon=None,
-                                # The undefended reference has no server-side defense either.
-                                server=None if defense == "none" else base.defense.server,
-                            ),
-                            attack=dataclasses.replace(base.attack, name=attack, target_site=target),
-                        )
-                    )
-                    points.append(SweepPoint(config_hash(config, include_attack=True)[:12], config))
+                    config = _point_config(base, defense, noise, seed, attack, target)
+                    key = point_key(config, utility_only=utility_only)
+                    points.append(SweepPoint(key, config, utility_only))
     return points
+
+
+def _point_config(
+    base: ExperimentConfig, defense: str, noise: float, seed: int, attack: str, target: int
+) -> ExperimentConfig:
+    return validate(
+        dataclasses.replace(
+            base,
+            seed=seed,
+            defense=dataclasses.replace(
+                base.defense,
+                name=defense,
+                noise=noise,
+                target_epsilon=None,
+                # The undefended reference has no server-side defense either.
+                server=None if defense == "none" else base.defense.server,
+            ),
+            attack=dataclasses.replace(base.attack, name=attack, target_site=target),
+        )
+    )
 
 
 def group_by_run(points: Sequence[SweepPoint]) -> list[list[SweepPoint]]:
@@ -240,6 +273,7 @@ def sweep_manifest(
             "attacks": list(spec.attacks),
             "seeds": spec.seed_list(base.seed),
             "targets": list(spec.targets),
+            "attack_seeds": spec.attack_seeds,
         },
         "base_config": to_dict(base),
         "points": [p.describe() for p in points],

@@ -147,6 +147,13 @@ SweepAttackOpt = Annotated[
     ),
 ]
 SeedsOpt = Annotated[int | None, typer.Option(help="Seeds per point: the experiment seed, seed+1, ...")]
+AttackSeedsOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Attack only the first N seeds; later seeds train for utility alone (their rows have empty "
+        "attack cells). Default: attack every seed."
+    ),
+]
 TargetsOpt = Annotated[
     str | None,
     typer.Option(help="Comma-separated site indices whose update is attacked (-1: the smallest site)."),

@@ -23,6 +23,7 @@ from feddp_eval.cli.app import (
 from feddp_eval.cli.options import (
     AccountantOpt,
     AttackOptionOpt,
+    AttackSeedsOpt,
     AuditCanariesOpt,
     AuditOpt,
     BudgetOpt,
@@ -69,6 +70,7 @@ def sweep(
     attack_name: SweepAttackOpt = None,
     attack_option: AttackOptionOpt = None,
     seeds: SeedsOpt = None,
+    attack_seeds: AttackSeedsOpt = None,
     targets: TargetsOpt = None,
     config: SweepConfigOpt = None,
     out: SweepOutOpt = Path("runs/sweep"),
@@ -96,7 +98,14 @@ def sweep(
     report with `feddp-eval report OUT -o report.pdf`.
     """
     options = locals()  # every option, by parameter name: mapped onto config keys below
-    grid = {"noises": noise, "defenses": defense, "attacks": attack_name, "seeds": seeds, "targets": targets}
+    grid = {
+        "noises": noise,
+        "defenses": defense,
+        "attacks": attack_name,
+        "seeds": seeds,
+        "attack_seeds": attack_seeds,
+        "targets": targets,
+    }
     with user_errors():
         overrides = {**flags(options, SWEEP_FLAGS), "attack.target_round": parse_round(target_round)}
         base, spec = _sweep_plan(config, overrides, grid, attack_options(attack_option))
@@ -133,6 +142,7 @@ def _sweep_plan(
         "defenses": names(grid["defenses"]),
         "attacks": names(grid["attacks"]),
         "seeds": grid["seeds"],
+        "attack_seeds": grid["attack_seeds"],
         "targets": numbers(grid["targets"], int, "--targets"),
     }
     return base, dataclasses.replace(spec, **{k: v for k, v in parsed.items() if v is not None})

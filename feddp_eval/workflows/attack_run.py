@@ -123,11 +123,7 @@ def find_target(config: ExperimentConfig, run_dir: Path) -> Target:
 
     a = config.attack
     sites = read_sites(run_dir)
-    site = a.target_site if a.target_site >= 0 else min(sites, key=lambda s: s["train_tiles"])["index"]
-    if site >= len(sites):
-        raise ConfigError(
-            f"`attack.target_site` is {site} but the run has {len(sites)} sites (0..{len(sites) - 1})"
-        )
+    site = target_site(config, sites)
     captures = _target_captures(run_dir, site, a)
     # Scoring only; the attack sees the masks if known. Several rounds: the union of their tiles.
     truth = load_ground_truth(run_dir, captures, tile_size=config.data.tile_size)
@@ -150,6 +146,33 @@ def find_target(config: ExperimentConfig, run_dir: Path) -> Target:
             truth.masks, torch.tensor(public["foreground_rgb"]), torch.tensor(public["background_rgb"])
         ),
     )
+
+
+def target_site(config: ExperimentConfig, sites: list[dict[str, Any]]) -> int:
+    """The attacked site's index, with -1 resolved to the site with the fewest training tiles."""
+    wanted = config.attack.target_site
+    site = wanted if wanted >= 0 else min(sites, key=lambda s: s["train_tiles"])["index"]
+    if site >= len(sites):
+        raise ConfigError(
+            f"`attack.target_site` is {site} but the run has {len(sites)} sites (0..{len(sites) - 1})"
+        )
+    return int(site)
+
+
+def utility_row(config: ExperimentConfig, trained: TrainResult) -> dict[str, Any]:
+    """A sweep row of a seed that is trained for utility and not attacked (``sweep.attack_seeds``):
+    the training run's columns, every attack cell empty, ``stopped = "utility only"``."""
+    from feddp_eval import schema
+    from feddp_eval.runcheck import read_sites
+
+    row: dict[str, Any] = dict.fromkeys(schema.result_columns())
+    row.update(columns.training_columns(config, trained.summary))
+    row.update(threat="honest", attack=config.attack.name, stopped=UTILITY_ONLY, run_dir=str(trained.run_dir))
+    row["target_site"] = target_site(config, read_sites(trained.run_dir))
+    return row
+
+
+UTILITY_ONLY = "utility only"
 
 
 def _reconstruct(

@@ -12,7 +12,7 @@ from feddp_eval.errors import ConfigError
 from feddp_eval.io import write_json
 from feddp_eval.sweep import stage_seconds
 from feddp_eval.workflows.attack import preflight_attack
-from feddp_eval.workflows.attack_run import attack_run
+from feddp_eval.workflows.attack_run import attack_run, utility_row
 from feddp_eval.workflows.sweep_workers import run_parallel
 from feddp_eval.workflows.train import run_train
 
@@ -162,21 +162,26 @@ def sweep_group(
         on_stage(f"training {first.setting} seed {first.config.seed}")
     trained = run_train(first.config, run_dir=out / first.run_dir)
     for point in group:
-        if on_stage:
-            on_stage(f"attacking {point.label}")
-        outcome = attack_run(point.config, trained, lpips)
-        row, scenario = outcome.row, outcome.scenario
         a = point.config.attack
+        if point.utility_only:  # a seed beyond `sweep.attack_seeds`: its utility, no attack
+            row = utility_row(point.config, trained)
+        else:
+            if on_stage:
+                on_stage(f"attacking {point.label}")
+            outcome = attack_run(point.config, trained, lpips)
+            row, scenario = outcome.row, outcome.scenario
+            row.update(
+                target_site=scenario["site_index"],  # -1 resolved to the site actually attacked
+                mask=scenario["mask"],
+                tiles=Path(os.path.relpath(row["tiles"], out)).as_posix(),
+            )
         row.update(
             key=point.key,
             config_hash=point.train_hash,
             seed=point.config.seed,
-            target_site=scenario["site_index"],  # -1 resolved to the site actually attacked
             target_round=a.target_round,
-            mask=scenario["mask"],
             train_seconds=trained.summary["seconds"],
             run_dir=first.run_dir,
-            tiles=Path(os.path.relpath(row["tiles"], out)).as_posix(),
         )
         write_json(point_dir(out, point.key) / "row.json", row)  # the "done" marker, written last
         yield point.key

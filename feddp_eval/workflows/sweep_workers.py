@@ -34,7 +34,11 @@ def run_parallel(
         pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_ignore_interrupts)
         futures = [
             pool.submit(
-                _sweep_worker, str(out), [(p.key, to_dict(p.config)) for p in group], threads, messages
+                _sweep_worker,
+                str(out),
+                [(p.key, to_dict(p.config), p.utility_only) for p in group],
+                threads,
+                messages,
             )
             for group in todo
         ]
@@ -72,7 +76,9 @@ def _drain(messages: Any, on_stage: Any, finished: Callable[[str], None], queue_
             on_stage(value)
 
 
-def _sweep_worker(out: str, points: list[tuple[str, dict[str, Any]]], threads: int, messages: Any) -> None:
+def _sweep_worker(
+    out: str, points: list[tuple[str, dict[str, Any], bool]], threads: int, messages: Any
+) -> None:
     """One worker process: a training run and its attacks (configs travel as plain dicts)."""
     import torch
 
@@ -81,7 +87,7 @@ def _sweep_worker(out: str, points: list[tuple[str, dict[str, Any]]], threads: i
     from feddp_eval.sweep import SweepPoint
 
     torch.set_num_threads(threads)
-    group = [SweepPoint(key, from_dict(ExperimentConfig, raw)) for key, raw in points]
+    group = [SweepPoint(key, from_dict(ExperimentConfig, raw), utility) for key, raw, utility in points]
     lpips = LPIPSMetric(group[0].config.attack.lpips_net)
     from feddp_eval.workflows.sweep import sweep_group
 
