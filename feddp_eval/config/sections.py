@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Final, Literal
 Device = Literal["auto", "cpu", "cuda"]
 OptimizerName = Literal["sgd", "adam"]
 EngineName = Literal["local", "flower"]
+LrSchedule = Literal["constant", "cosine"]
 TileMode = Literal["crop", "resize"]
 Difficulty = Literal["easy", "hard"]
 AccountantName = Literal["rdp", "prv"]
@@ -78,7 +79,11 @@ class TrainConfig:
         local_steps: Fixed number of local optimizer steps per round; 0 means "use epochs".
         batch_size: Local batch size.
         optimizer: ``sgd`` (with ``momentum``) or ``adam``.
-        lr: Local learning rate.
+        lr: Local learning rate (of the first round, under a schedule).
+        lr_schedule: How the server sets each round's local learning rate: ``constant``, or
+            ``cosine``: ``lr · ½(1 + cos(π (r − 1) / rounds))`` in round r, from ``lr`` down to a small
+            last step, so the final global model settles instead of jittering from round to round.
+            The round's rate is in its capture metadata (the attacker knows it).
         momentum: SGD momentum (ignored by Adam).
         dice_weight: Weight of the soft Dice term in the loss (BCE + w * soft Dice).
         engine: What runs the rounds (``feddp_eval.federated.engine``): ``local``, in this process;
@@ -100,6 +105,7 @@ class TrainConfig:
     engine: EngineName = field(default="local", metadata=ADDED)
     audit: bool = field(default=False, metadata=ADDED)
     audit_canaries: int = field(default=1000, metadata=added_with("audit"))
+    lr_schedule: LrSchedule = field(default="constant", metadata=ADDED)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ sample indices of every local step.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -74,6 +75,14 @@ def local_schedule(
         for start in range(0, n_samples, train.batch_size):
             batches.append(order[start : start + train.batch_size])
     return batches[:steps]
+
+
+def round_train(train: TrainConfig, round_index: int) -> TrainConfig:
+    """``train`` with round ``round_index``'s learning rate under ``train.lr_schedule`` (1-based)."""
+    if train.lr_schedule == "constant":
+        return train
+    share = (round_index - 1) / max(train.rounds, 1)
+    return dataclasses.replace(train, lr=train.lr * 0.5 * (1.0 + math.cos(math.pi * share)))
 
 
 def make_optimizer(model: nn.Module, train: TrainConfig) -> torch.optim.Optimizer:

@@ -18,7 +18,7 @@ from feddp_eval.config import TrainConfig
 from feddp_eval.data.types import Site, TileSet
 from feddp_eval.federated.aggregation import Aggregator, FedAvg
 from feddp_eval.federated.capture import CaptureWriter
-from feddp_eval.federated.client import ClientResult, client_round, steps_per_round
+from feddp_eval.federated.client import ClientResult, client_round, round_train, steps_per_round
 from feddp_eval.federated.hooks import ClientDefense, ClientPlan, TrainingHooks, Update, privacy_summary
 from feddp_eval.federated.malicious import ImprintServer
 from feddp_eval.metrics.utility import ConfusionCounts, binarise, confusion_counts, pooled, utility_scores
@@ -216,10 +216,11 @@ def _client(
     if job.malicious and job.malicious.applies(round_index, i, list(job.sites)):
         sent = job.malicious.model_for(job.model, site, generator(job.seed, "malicious", round_index, i))
         sent_weights = {name: p.detach().clone() for name, p in sent.named_parameters()}
+    train = round_train(job.train, round_index)  # the round's learning rate under the schedule
     answer = client_round(
         sent,
         site.train,
-        job.train,
+        train,
         defense=run.clients[i],
         device=job.device,
         seed=job.seed,
@@ -231,7 +232,7 @@ def _client(
         fix=NON_FINITE_FIX,
     )
     if job.capture:
-        metadata = capture_metadata(site, job.train, job.hooks, answer.local.batches)
+        metadata = capture_metadata(site, train, job.hooks, answer.local.batches)
         if job.malicious is not None and sent_weights is not None:
             metadata["model"] = job.malicious.describe(site)
         job.capture.write_update(round_index, i, answer.update, metadata, global_weights=sent_weights)

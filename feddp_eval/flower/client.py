@@ -23,7 +23,7 @@ from torch import nn
 
 from feddp_eval.config import TrainConfig
 from feddp_eval.data.types import Site, TileSet
-from feddp_eval.federated.client import client_round
+from feddp_eval.federated.client import client_round, round_train
 from feddp_eval.federated.hooks import ClientDefense, ClientPlan, TrainingHooks
 from feddp_eval.federated.loop import NON_FINITE_FIX, capture_metadata, client_row, evaluate
 from feddp_eval.flower.capturing import capture_record
@@ -120,10 +120,11 @@ def train(spec: ClientSpec, msg: Message, context: Context) -> Message:
     defense = client_defense(spec, context)
     sent = from_record(msg.content.array_records[ARRAYS])
     model = _model(spec, sent)
+    train = round_train(spec.train, round_index)  # the round's learning rate under the schedule
     answer = client_round(
         model,
         site.train,
-        spec.train,
+        train,
         defense=defense,
         device=torch.device(spec.device),
         seed=spec.seed,
@@ -137,7 +138,7 @@ def train(spec: ClientSpec, msg: Message, context: Context) -> Message:
     record = defense.privacy_record()
     epsilon = record.epsilon if record is not None and record.epsilon is not None else math.nan
     metrics = {NUM_EXAMPLES: len(site.train), SITE_INDEX: i, "epsilon": float(epsilon)}
-    metadata = {**capture_metadata(site, spec.train, spec.hooks, answer.local.batches), "site_index": i}
+    metadata = {**capture_metadata(site, train, spec.hooks, answer.local.batches), "site_index": i}
     content = RecordDict(
         {
             ARRAYS: to_record(local),
