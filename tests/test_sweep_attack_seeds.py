@@ -78,3 +78,25 @@ def test_utility_rows_count_for_dice_and_not_for_leakage(
     defended = next(s for s in summarize(typed) if s.defense != "none")
     assert defended.stats["dice"].n == 2 and defended.stats["psnr"].n == 1
     assert defended.dice_change is not None and defended.dice_change.seeds == 2  # paired over both seeds
+
+
+def test_workers_take_the_longest_groups_first(tiny_config: ExperimentConfig) -> None:
+    from feddp_eval.workflows.sweep import longest_first
+
+    spec = _valid(
+        SweepSpec(noises=(1.0,), attacks=("inverting-gradients", "imprint"), seeds=2, attack_seeds=1)
+    )
+    groups = group_by_run(plan(tiny_config, spec))
+    ordered = longest_first(groups)
+    assert sorted(map(id, ordered)) == sorted(map(id, groups))  # the same work, reordered
+    described = [(g[0].config.defense.name, g[0].config.attack.name, g[0].utility_only) for g in ordered]
+    # inversions first (DP-SGD's training before the plain one), then DP-SGD runs, then the rest
+    # in plan order
+    assert described == [
+        ("dp-sgd", "inverting-gradients", False),
+        ("none", "inverting-gradients", False),
+        ("dp-sgd", "imprint", False),
+        ("dp-sgd", "inverting-gradients", True),
+        ("none", "imprint", False),
+        ("none", "inverting-gradients", True),
+    ]
