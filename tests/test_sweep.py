@@ -313,3 +313,31 @@ def test_stage_seconds_count_a_shared_training_run_once() -> None:
         {"run_dir": "runs/c", "train_seconds": None, "seconds": None},  # timing not recorded
     ]
     assert stage_seconds(rows) == {"training": 14.5, "attacks": 6.0, "total": 20.5}
+
+
+def test_sigterm_to_the_sweep_alone_stops_its_workers_too(tmp_path: Path, sweep_toml: Path) -> None:
+    out = tmp_path / "sweep"
+    long = ["--noise", "0.01,1.1", "--iterations", "5000", "--jobs", "2", "--quiet"]
+    process = subprocess.Popen(
+        _cli(sweep_toml, out, *long),
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its workers share its process group, and nothing else does
+    )
+    deadline = time.monotonic() + 120
+    while not list((out / "runs").glob("*/config.toml")) and time.monotonic() < deadline:
+        time.sleep(0.01)  # a worker is training
+    process.terminate()  # SIGTERM to the sweep process only, as `kill PID` sends it
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "run the same command again to resume" in stderr
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)  # is any process of the sweep's group still alive?
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)
+    pytest.fail("a worker outlived the sweep it belonged to")

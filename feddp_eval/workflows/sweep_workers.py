@@ -3,7 +3,8 @@ through a queue, Ctrl-C stops them all at once."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ def run_parallel(
 
     context = multiprocessing.get_context("spawn")
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    with context.Manager() as manager:
+    with _terminate_as_interrupt(), context.Manager() as manager:
         messages = manager.Queue()
         # Workers ignore Ctrl-C; on an interrupt (or a worker's error) this process stops them all at
         # once. A point cut short is simply recomputed on resume: its row was never written.
@@ -56,6 +57,27 @@ def run_parallel(
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown()
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, a job scheduler's stop) stops the workers as Ctrl-C does. Left to its default,
+    it would end this process alone and leave the workers running on, orphaned."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _ignore_interrupts() -> None:
