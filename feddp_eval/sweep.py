@@ -48,6 +48,8 @@ RESULTS_FILE = "results.csv"
 RUNTIME_FILE = "runtime.csv"
 FORMAT = 1
 MAX_SEEDS = 10_000
+UTILITY_ONLY = "utility only"
+"""``stopped`` of a row trained for utility and not attacked (a seed beyond ``sweep.attack_seeds``)."""
 
 # Two to three decades below the textbook σ = 1.1: that is where leakage collapses (REFERENCES.md).
 DEFAULT_NOISES: tuple[float, ...] = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.1, 2.0)

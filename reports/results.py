@@ -18,6 +18,7 @@ from feddp_eval import schema
 from feddp_eval.errors import RunDirError
 from feddp_eval.schema import setting_label
 from feddp_eval.sweep import FORMAT as SWEEP_FORMAT
+from feddp_eval.sweep import UTILITY_ONLY
 from reports._files import read_csv_file, read_json_file
 
 REQUIRED_COLUMNS = ("defense", "noise", "dice", "psnr", "prior_psnr")
@@ -57,6 +58,8 @@ def point_label(point: dict[str, Any]) -> str:
     seed = point.get("seed")
     where = f"site {point['target_site']}" if point.get("target_site") is not None else "site ?"
     attack = point.get("attack") or "attack ?"
+    if point.get("utility_only") or point.get("stopped") == UTILITY_ONLY:
+        attack = UTILITY_ONLY
     text = setting_label(str(point.get("defense")), _float_or_none(point.get("noise")))
     if seed is not None:
         text += f" seed {seed}"
@@ -222,7 +225,9 @@ def _missing_files(rows: list[dict[str, Any]]) -> list[str]:
     notes = []
     for row in rows:
         tiles, run = row.get("tiles_path"), row.get("run_path")
-        if tiles is None:
+        if row.get("stopped") == UTILITY_ONLY:
+            pass  # trained for utility, never attacked (`sweep.attack_seeds`): no tiles to show
+        elif tiles is None:
             notes.append(f"{point_label(row)}: no reconstruction tiles file recorded (gallery cell skipped)")
         elif not tiles.is_file():
             notes.append(

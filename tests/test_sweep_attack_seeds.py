@@ -100,3 +100,23 @@ def test_workers_take_the_longest_groups_first(tiny_config: ExperimentConfig) ->
         ("none", "imprint", False),
         ("none", "inverting-gradients", True),
     ]
+
+
+def test_the_report_reads_utility_rows_without_calling_them_missing(
+    tmp_path: Path, tiny_config: ExperimentConfig
+) -> None:
+    config = tmp_path / "sweep.toml"
+    config.write_text(
+        to_toml(
+            dataclasses.replace(tiny_config, attack=dataclasses.replace(tiny_config.attack, iterations=3))
+        )
+    )
+    args = ["sweep", "-c", str(config), "--noise", "1.1", "--seeds", "2", "--attack-seeds", "1", "--quiet"]
+    assert runner.invoke(app, [*args, "--out", str(tmp_path / "sw")]).exit_code == 0
+    report = runner.invoke(app, ["report", str(tmp_path / "sw"), "-o", str(tmp_path / "r.pdf")])
+    assert report.exit_code == 0, report.output
+    assert (
+        "missing" not in report.output
+        and "seed 4 (utility only" in (tmp_path / "r.md").read_text()
+        and (tmp_path / "r.pdf").stat().st_size > 10_000
+    )

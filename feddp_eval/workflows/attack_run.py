@@ -164,15 +164,13 @@ def utility_row(config: ExperimentConfig, trained: TrainResult) -> dict[str, Any
     the training run's columns, every attack cell empty, ``stopped = "utility only"``."""
     from feddp_eval import schema
     from feddp_eval.runcheck import read_sites
+    from feddp_eval.sweep import UTILITY_ONLY
 
     row: dict[str, Any] = dict.fromkeys(schema.result_columns())
     row.update(columns.training_columns(config, trained.summary))
     row.update(threat="honest", attack=config.attack.name, stopped=UTILITY_ONLY, run_dir=str(trained.run_dir))
     row["target_site"] = target_site(config, read_sites(trained.run_dir))
     return row
-
-
-UTILITY_ONLY = "utility only"
 
 
 def _reconstruct(
