@@ -57,6 +57,7 @@ Without breaching installed it prints how to get it and exits 0.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -218,7 +219,8 @@ def run_ours(s: Scenario, iterations: int, seed: int, overrides: dict[str, Any],
 
 def run_breaching(breaching: ModuleType, s: Scenario, iterations: int, seed: int) -> Run:
     start = time.perf_counter()
-    with warnings.catch_warnings():  # hydra's notice that breaching does not pass version_base
+    # Quiet hydra's notice that breaching passes no version_base; breaching's "Loading ..." to stderr.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
         warnings.simplefilter("ignore")
         cfg = breaching.get_attack_config(
             "invertinggradients", overrides=[f"optim.max_iterations={iterations}"]
