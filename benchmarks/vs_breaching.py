@@ -5,13 +5,13 @@ true tiles by OUR metric code (:func:`feddp_eval.metrics.privacy.score_reconstru
 matched to truths by MSE, PSNR, SSIM, and LPIPS with the offline AlexNet trunk of
 :class:`feddp_eval.metrics.perceptual.LPIPSMetric`), so the table compares like with like.
 
-The problem: the default scenario of ``benchmarks/attack_cost.py`` made a one-step problem: the
-default ``UNet()`` at its seed-0 initialisation (the global weights), 4 synthetic H&E tiles of
-64×64 px with their nuclei masks (``synthesize_tiles(8, seed=0)``, tiles 0–3; tiles 4–7 give the
-public mean colour), and ONE local step of plain SGD (lr 0.05, no momentum) on all 4 tiles with
-the project's loss (BCE + soft Dice, weight 1). The captured update is ``local − global``
-(:func:`attacks.simulate.simulate_update` on the true tiles). The masks are known to both
-attackers; neither sees the true tiles.
+The problem is the default scenario of ``benchmarks/attack_cost.py`` with plain SGD (momentum 0;
+for one step its momentum 0.9 changes nothing): the default ``UNet()`` at its seed-0
+initialisation (the global weights), 4 synthetic H&E tiles of 64×64 px with their nuclei masks
+(``synthesize_tiles(8, seed=0)``, tiles 0–3; tiles 4–7 give the public mean colour), and ONE local
+SGD step (lr 0.05) on all 4 tiles with the project's loss (BCE + soft Dice, weight 1). The captured
+update is ``local − global`` (:func:`attacks.simulate.simulate_update` on the true tiles). The
+masks are known to both attackers; neither sees the true tiles.
 
 Ours: ``ATTACKS.create("inverting-gradients", iterations=N, restarts=1)`` with its defaults
 (H&E stain image model, start from the public mean colour, colour penalty, signed Adam lr 0.03,
@@ -46,12 +46,13 @@ alternating) and medians reported. *set-up* is building the attacker (ours:
 ``reconstruct`` call divided by the iterations run (it includes each side's own preparation inside
 ``reconstruct`` and breaching's final trial scoring); *loop s/it* is the median gap between
 consecutive iterations (our ``progress`` callback; breaching's per-iteration
-``_compute_objective`` call, wrapped to take a time stamp). *1−cos* is the cosine distance
+``_compute_objective`` call, wrapped to take a time stamp); *busy* is process CPU time / wall
+time of ``reconstruct`` (about the threads when the cores are ours). *1−cos* is the cosine distance
 between the update the reconstruction would produce (true masks) and the captured one, by our
 :func:`simulate_update`. The ``prior`` row scores the public mean colour as the guess.
 
-Usage: ``python benchmarks/vs_breaching.py [--iterations 1000] [--threads 2] [--repeats 1] [--json]``.
-Without breaching installed it prints how to get it and exits 0.
+Usage: ``python benchmarks/vs_breaching.py [--iterations 1000] [--threads 2] [--repeats 1] [--json]``;
+without breaching installed it prints how to get it and exits 0.
 """
 
 from __future__ import annotations
@@ -190,7 +191,7 @@ class Run:
     reconstruct_s: float
     iterations: int
     loop_s_per_it: float  # median gap between consecutive iterations
-    busy: float  # process CPU time / wall time of reconstruct (about the threads when the cores are ours)
+    busy: float  # process CPU time / wall time of reconstruct
     images: Tensor
 
     @property
