@@ -44,7 +44,7 @@ from feddp_eval.federated.hooks import ClientPlan
 from feddp_eval.models.loss import SegmentationLoss, segmentation_loss
 from feddp_eval.models.unet import UNet, count_parameters
 
-MODES = ("hooks", "functorch", "ew", "ghost")
+MODES = ("hooks", "functorch", "ew", "ghost", "bk")
 TILE = 64
 NOISE, CLIP = 1.0, 1.0
 Step = Callable[[], None]

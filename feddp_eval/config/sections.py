@@ -130,7 +130,7 @@ class DefenseConfig:
     target_epsilon: float | None = None
     prune_ratio: float = 0.9
     poisson_sampling: bool = True
-    grad_sample_mode: Literal["ew", "hooks", "functorch"] = "ew"
+    grad_sample_mode: Literal["ew", "hooks", "functorch", "bk"] = "ew"
     server: DefenseConfig | None = field(default=None, metadata=ADDED)
 
 
