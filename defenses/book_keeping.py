@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -44,34 +44,36 @@ GhostRule = Literal["auto", "always", "never"]
 class PerSample:
     """One parameter's per-sample gradients from one backward pass, in the form that was cheaper.
 
+    Either ``samples`` (materialised) or both ghost fields are set. Records hold the gradients of
+    the loss as the backward saw it: :class:`BookKeepingDPOptimizer` applies the ``mean`` scaling.
+
     Attributes:
-        sq_norms: (B,) squared norm of each sample's gradient.
-        weighted_sum: Σ_i c_i g_i for clip factors ``c`` of shape (B,).
-        samples: The (B, *shape) per-sample gradients when they were materialised; None for ghost norms.
+        samples: The (B, *shape) per-sample gradients, when materialised.
+        ghost_sq_norms: (B,) squared per-sample gradient norms, when only those were computed.
+        ghost_sum: Σ_i c_i g_i for clip factors ``c`` of shape (B,), with ``ghost_sq_norms``.
     """
 
-    sq_norms: Tensor
-    weighted_sum: Callable[[Tensor], Tensor]
     samples: Tensor | None = None
+    ghost_sq_norms: Tensor | None = None
+    ghost_sum: Callable[[Tensor], Tensor] | None = None
+
+    @property
+    def sq_norms(self) -> Tensor:
+        """(B,) squared norm of each sample's gradient."""
+        if self.samples is not None:
+            return self.samples.flatten(1).pow(2).sum(1)
+        return cast(Tensor, self.ghost_sq_norms)
+
+    def weighted_sum(self, factors: Tensor) -> Tensor:
+        """Σ_i c_i g_i for clip factors ``c`` of shape (B,)."""
+        if self.samples is not None:
+            return torch.einsum("i,i...", factors.to(self.samples.dtype), self.samples)
+        return cast(Callable[[Tensor], Tensor], self.ghost_sum)(factors)
 
 
 def materialised(samples: Tensor) -> PerSample:
     """Record of explicit per-sample gradients (B, *shape)."""
-    return PerSample(
-        samples.flatten(1).pow(2).sum(1),
-        lambda c: torch.einsum("i,i...", c.to(samples.dtype), samples),
-        samples,
-    )
-
-
-def scaled(record: PerSample, factor: float) -> PerSample:
-    """The record of ``factor`` times the per-sample gradients."""
-    if factor == 1:
-        return record
-    if record.samples is not None:
-        return materialised(record.samples * factor)
-    inner = record.weighted_sum
-    return PerSample(record.sq_norms * factor**2, lambda c: inner(c * factor))
+    return PerSample(samples=samples)
 
 
 def merge(first: PerSample, second: PerSample) -> PerSample:
@@ -145,7 +147,7 @@ def _conv_ghost(layer: nn.Conv2d, a: Tensor, g: Tensor, conv: dict[str, Any]) ->
         scaled = g * c.to(g.dtype).view(-1, 1, 1, 1)
         return conv2d_weight(a, layer.weight.shape, scaled, **conv)
 
-    return PerSample(sq_norms, weighted_sum)
+    return PerSample(ghost_sq_norms=sq_norms, ghost_sum=weighted_sum)
 
 
 def linear_records(layer: nn.Linear, a: Tensor, g: Tensor, rule: GhostRule) -> dict[str, PerSample]:
@@ -162,7 +164,7 @@ def linear_records(layer: nn.Linear, a: Tensor, g: Tensor, rule: GhostRule) -> d
         def weighted_sum(c: Tensor) -> Tensor:
             return torch.einsum("n,nsp,nsd->pd", c.to(g3.dtype), g3, a3)
 
-        records["weight"] = PerSample(_ghost_sq_norms(a3, g3), weighted_sum)
+        records["weight"] = PerSample(ghost_sq_norms=_ghost_sq_norms(a3, g3), ghost_sum=weighted_sum)
     else:
         records["weight"] = materialised(torch.einsum("nsp,nsd->npd", g3, a3))
     return records
@@ -251,10 +253,7 @@ class BookKeepingModule(nn.Module):
         record, a = self.passes[-1], inputs[0].detach()
 
         def hook(g: Tensor) -> None:
-            # A mean loss divides each sample's output gradient by B: scaled back on the (small) records.
-            scale = g.shape[0] if self.loss_reduction == "mean" else 1
             for name, per_sample in self.rules[type(layer)](layer, a, g.detach(), self.ghost).items():
-                per_sample = scaled(per_sample, scale)
                 p = getattr(layer, name)
                 record[p] = merge(record[p], per_sample) if p in record else per_sample
 
@@ -325,12 +324,30 @@ class BookKeepingDPOptimizer(DPOptimizer):
             missing = [i for i, p in enumerate(self.params) if p not in record]
             if missing:
                 raise ValueError(f"bk: parameters {missing} got no gradient in backward (unused in forward?)")
-            per_param = [record[p].sq_norms.sqrt() for p in self.params]
-            norms = torch.stack(per_param, dim=1).norm(2, dim=1)
-            factors = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
-            for p in self.params:
-                grad = record[p].weighted_sum(factors).to(p.dtype)
+            for p, grad in zip(self.params, self._clipped_sums(record), strict=True):
+                grad = grad.to(p.dtype)
                 p.summed_grad = grad if p.summed_grad is None else p.summed_grad + grad  # type: ignore[attr-defined]
+
+    def _clipped_sums(self, record: Pass) -> list[Tensor]:
+        """Each parameter's Σ_i c_i g_i for one pass; all materialised records as one (B, P) matrix."""
+        records = [record[p] for p in self.params]
+        dense = [r.samples.flatten(1) for r in records if r.samples is not None]
+        flat = torch.cat(dense, dim=1) if dense else None
+        ghosts = [r.sq_norms.sqrt() for r in records if r.samples is None]
+        # Per-parameter norms, then their norm, as Opacus computes them: heavy clipping sums nearly
+        # unit-length directions that partly cancel, and another summation order shows at 1e-6.
+        norms = torch.stack([d.norm(2, dim=1) for d in dense] + ghosts, dim=1).norm(2, dim=1)
+        # A mean loss divided each sample's output gradient by the batch size: undone on (B,) vectors.
+        scale = len(norms) if self.module.loss_reduction == "mean" else 1
+        norms = scale * norms
+        factors = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0) * scale
+        dense_sums = iter(
+            [] if flat is None else (factors.to(flat.dtype) @ flat).split([d.shape[1] for d in dense])
+        )
+        return [
+            next(dense_sums).view_as(p) if r.samples is not None else r.weighted_sum(factors)
+            for p, r in zip(self.params, records, strict=True)
+        ]
 
     def pre_step(self, closure: Callable[[], float] | None = None) -> bool:
         """``DPOptimizer.pre_step`` without its check for ``p.grad_sample`` (bk never makes one)."""
