@@ -205,8 +205,10 @@ class BookKeepingModule(nn.Module):
     Args:
         module: The model; every submodule owning a trainable parameter must be a Conv2d, Linear
             or GroupNorm (exact type), else ``ValueError``.
-        loss_reduction: ``mean`` (the loss is the batch mean of per-sample losses: output
-            gradients are scaled back by the batch size) or ``sum``.
+        loss_reduction: ``mean`` (the loss is the batch mean of per-sample losses, so each
+            sample's output gradient arrives divided by the batch size, which
+            :class:`BookKeepingDPOptimizer` multiplies back on the (B,) norms and clip factors)
+            or ``sum``.
         ghost: ``auto`` (Bu et al.'s per-layer rule), ``always`` or ``never`` (materialise).
         rules: The per-layer-type record functions; default :data:`RULES`.
     """
