@@ -1,4 +1,4 @@
-"""What DP-SGD costs per local step, for each Opacus per-sample-gradient mode (a script, not a test).
+"""What DP-SGD costs per local step, for each per-sample-gradient mode (a script, not a test).
 
 On the default model (``UNet()``), 64×64 tiles and the default batch size, it
 
@@ -12,9 +12,12 @@ On the default model (``UNet()``), 64×64 tiles and the default batch size, it
    increase over the step loop on CPU (tracemalloc cannot see torch's CPU
    allocations), ``torch.cuda.max_memory_allocated`` on CUDA.
 
-The hooks, functorch and ew modes run through ``DPSGDClient.local_training``, i.e.
-exactly the wrapping that federated training uses; ghost is built from
+The hooks, functorch, ew and bk (the project's book-keeping mode,
+``defenses/book_keeping.py``) modes run through ``DPSGDClient.local_training``,
+i.e. exactly the wrapping that federated training uses; ghost is built from
 Opacus' fast-gradient-clipping classes (the project has no ghost option).
+The load average (``os.getloadavg()``) is printed before and after the timing:
+on shared cores the ratios move with it.
 
 Usage: ``python benchmarks/dp_cost.py [--steps 10] [--repeats 5] [--warmup 3] [--batch-size 8]``
 """
@@ -30,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -44,7 +48,7 @@ from feddp_eval.federated.hooks import ClientPlan
 from feddp_eval.models.loss import SegmentationLoss, segmentation_loss
 from feddp_eval.models.unet import UNet, count_parameters
 
-MODES = ("hooks", "functorch", "ew", "ghost")
+MODES = ("hooks", "functorch", "ew", "ghost", "bk")
 TILE = 64
 NOISE, CLIP = 1.0, 1.0
 Step = Callable[[], None]
@@ -78,9 +82,7 @@ def fresh_model(setup: Setup) -> nn.Module:
 
 def plain_stepper(setup: Setup, stack: contextlib.ExitStack) -> Step:
     model = fresh_model(setup)
-    optimizer = make_optimizer(model, setup.train)
-
-    return _stepper(setup, model, optimizer)
+    return _stepper(setup, model, make_optimizer(model, setup.train))
 
 
 def _stepper(setup: Setup, model: nn.Module, optimizer: torch.optim.Optimizer) -> Step:
@@ -115,7 +117,6 @@ def defense_stepper(
     private, private_optimizer = stack.enter_context(
         defense.client(plan).local_training(model, optimizer, torch.Generator().manual_seed(1))
     )
-
     return _stepper(setup, private, private_optimizer)
 
 
@@ -296,6 +297,10 @@ def memory_worker(mode: str, device: str, steps: int, threads: int, batch_size: 
         print(json.dumps({"mode": mode, "peak_mib": peak / 1024, "what": what}))
 
 
+def _load() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1, 5, 15 min)"
+
+
 def _reset_peak_rss() -> bool:
     """Reset the process' peak RSS (Linux >= 4.0: write 5 to /proc/self/clear_refs)."""
     try:
@@ -312,25 +317,10 @@ def _status_kib(field: str) -> int:
 
 
 def measure_memory(mode: str, device: str, steps: int, threads: int, batch_size: int) -> float:
-    out = subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            "--memory-worker",
-            mode,
-            "--device",
-            device,
-            "--memory-steps",
-            str(steps),
-            "--threads",
-            str(threads),
-            "--batch-size",
-            str(batch_size),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    flags = {"memory-worker": mode, "device": device, "memory-steps": steps}
+    flags |= {"threads": threads, "batch-size": batch_size}
+    command = [sys.executable, __file__, *(f"--{k}={v}" for k, v in flags.items())]
+    out = subprocess.run(command, capture_output=True, text=True, check=True)
     return float(json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"])
 
 
@@ -350,8 +340,6 @@ def main() -> None:
     parser.add_argument("--memory-steps", type=int, default=5)
     parser.add_argument("--memory-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-
-    import warnings
 
     warnings.filterwarnings("ignore", message="Full backward hook is firing")
     warnings.filterwarnings("ignore", message=".*Secure RNG turned off.*")
@@ -379,7 +367,9 @@ def main() -> None:
     exact = [m for m in MODES if errors[m] < 1e-4]
 
     modes = ["plain", *exact]
+    print(f"load average before timing: {_load()}")
     seconds = time_modes(setup, modes, warmup=args.warmup, steps=args.steps, repeats=args.repeats)
+    print(f"load average after timing: {_load()}")
     memory = {
         m: measure_memory(m, args.device, args.memory_steps, args.threads, args.batch_size) for m in modes
     }

@@ -19,6 +19,7 @@ from torch import nn
 
 from defenses.accounting import calibrate_noise
 from defenses.base import DEFENSES, GaussianDefense, History, gaussian_record
+from defenses.book_keeping import BookKeepingDPOptimizer, BookKeepingModule
 from feddp_eval.config import DefenseConfig
 from feddp_eval.federated.hooks import ClientDefense, ClientPlan, PrivacyRecord
 
@@ -85,26 +86,32 @@ class DPSGDClient(ClientDefense):
     def local_training(
         self, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator
     ) -> Iterator[tuple[nn.Module, torch.optim.Optimizer]]:
-        private_model = wrap_model(
-            model, self.config.grad_sample_mode, batch_first=True, loss_reduction="mean"
-        )
         device = next(model.parameters()).device
         noise_generator = generator if device.type == "cpu" else _on_device(generator, device)
-        private_optimizer = DPOptimizer(
-            optimizer,
-            noise_multiplier=self.noise_multiplier,
-            max_grad_norm=self.config.clip,
+        options: dict[str, Any] = {
+            "noise_multiplier": self.noise_multiplier,
+            "max_grad_norm": self.config.clip,
             # q·n: a site smaller than one batch sends all its tiles every step, not `batch_size` of them.
-            expected_batch_size=min(self.plan.batch_size, self.plan.n_samples),
-            loss_reduction="mean",
-            generator=noise_generator,
-        )
+            "expected_batch_size": min(self.plan.batch_size, self.plan.n_samples),
+            "loss_reduction": "mean",
+            "generator": noise_generator,
+        }
+        private_model: nn.Module
+        private_optimizer: DPOptimizer
+        if self.config.grad_sample_mode == "bk":
+            private_model = book_keeping = BookKeepingModule(model, loss_reduction="mean")
+            private_optimizer = BookKeepingDPOptimizer(optimizer, module=book_keeping, **options)
+        else:
+            private_model = wrap_model(
+                model, self.config.grad_sample_mode, batch_first=True, loss_reduction="mean"
+            )
+            private_optimizer = DPOptimizer(optimizer, **options)
         private_optimizer.attach_step_hook(lambda _: self._account())
         try:
             yield private_model, private_optimizer
         finally:
-            if hasattr(private_model, "_close"):
-                private_model._close()
+            if callable(close := getattr(private_model, "_close", None)):
+                close()
             for p in model.parameters():
                 p.grad_sample = None  # type: ignore[attr-defined]  # set by Opacus
 
@@ -118,6 +125,10 @@ class DPSGDClient(ClientDefense):
 
     def empty_step(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         # Opacus clips an empty set of per-sample gradients to zero and still adds the noise.
+        if isinstance(optimizer, BookKeepingDPOptimizer):
+            optimizer.module.empty_batch()
+            optimizer.step()
+            return
         for p in model.parameters():
             if p.requires_grad:
                 p.grad_sample = p.new_zeros((0, *p.shape))  # type: ignore[attr-defined]

@@ -122,8 +122,10 @@ class DefenseConfig:
         prune_ratio: Share of update coordinates ``prune`` sets to zero.
         poisson_sampling: ``dp-sgd`` draws local batches by Poisson sampling, as its
             accountant assumes; turning it off voids the guarantee (for tests).
-        grad_sample_mode: How Opacus computes per-sample gradients: ``ew``
-            (expanded weights), ``hooks`` or ``functorch``.
+        grad_sample_mode: How per-sample gradients are clipped: Opacus' ``ew``
+            (expanded weights), ``hooks`` or ``functorch``, or ``bk`` (book-keeping,
+            ``defenses/book_keeping.py``: one backward without weight gradients, Opacus'
+            noise and accountant; same step as ``ew`` to float rounding, and cheaper).
         server: A server-side defense composed with this client-side one (``[defense.server]``,
             e.g. ``name = "central-dp"``), with its own noise, clip and δ; empty: none.
     """
@@ -136,7 +138,7 @@ class DefenseConfig:
     target_epsilon: float | None = None
     prune_ratio: float = 0.9
     poisson_sampling: bool = True
-    grad_sample_mode: Literal["ew", "hooks", "functorch"] = "ew"
+    grad_sample_mode: Literal["ew", "hooks", "functorch", "bk"] = "ew"
     server: DefenseConfig | None = field(default=None, metadata=ADDED)
 
 

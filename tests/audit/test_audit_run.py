@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import torch
@@ -136,13 +136,16 @@ def _one_step(hooks: TrainingHooks, capture_dir: Path, *, lr: float = 0.1) -> di
     return list_captures(capture_dir)[0].load_update()
 
 
+@pytest.mark.parametrize("mode", ["ew", "bk"])
 @pytest.mark.parametrize("noise", [0.0, 0.7])
-def test_a_gradient_canary_joins_dp_sgd_before_the_noise_at_norm_c(tmp_path: Path, noise: float) -> None:
+def test_a_gradient_canary_joins_dp_sgd_before_the_noise_at_norm_c(
+    tmp_path: Path, noise: float, mode: str
+) -> None:
     """The site has 4 tiles and batch 4, so q = 1 and every member canary is in the step. The DP noise
     draws are the same with and without canaries, so the updates differ by −lr · sign · C / B at each
     member canary's coordinate and nowhere else."""
     clip, lr = 0.5, 0.1
-    defense = DefenseConfig(name="dp-sgd", noise=noise, clip=clip)
+    defense = DefenseConfig(name="dp-sgd", noise=noise, clip=clip, grad_sample_mode=cast(Any, mode))
     plain = _one_step(build_defense(defense), tmp_path / "plain", lr=lr)
     hooks = AuditedHooks(build_defense(defense), canaries=10, seed=3)
     audited = _one_step(hooks, tmp_path / "audited", lr=lr)

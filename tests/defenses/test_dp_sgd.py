@@ -106,6 +106,7 @@ def _weights(config: ExperimentConfig, run_dir: Path) -> dict[str, torch.Tensor]
     ("train_tiles", "mode"),
     [((8, 4), mode) for mode in MODES]
     # A site smaller than one batch: every step sends all 3 tiles, and the mean divides by 3, not 4.
+    + [((8, 4), "bk")]
     + [((8, 3), "ew")],
 )
 def test_zero_noise_huge_clip_no_poisson_trains_exactly_like_none(
