@@ -55,3 +55,32 @@ def test_a_mechanism_that_never_costs_that_much_is_named_with_its_largest_sigma(
     (sentence,) = claim_sentences(summarize(rows))
     assert sentence.startswith("FedDP's −0.55% Dice: dp-sgd never costs that much at the tested σ")
     assert "σ = 1 (ε = 3, δ = 1e-05, sample-level)" in sentence
+
+
+def test_a_crossing_within_seed_noise_names_the_first_sigma_whose_cost_is_outside_it() -> None:
+    noise_by_seed = {0: +0.02, 1: -0.03, 2: -0.01}  # σ = 0.1: mean −0.7%, but the seeds disagree
+    rows: list[dict[str, Any]] = []
+    for seed in (0, 1, 2):
+        base = 0.80 + 0.01 * seed
+        rows.append({"defense": "none", "noise": 0.0, "seed": seed, "dice": base, "psnr": 20.0})
+        for sigma, dice in ((0.1, base * (1 + noise_by_seed[seed])), (1.0, base * (0.96 + 0.001 * seed))):
+            rows.append(
+                {
+                    "defense": "dp-sgd",
+                    "noise": sigma,
+                    "seed": seed,
+                    "dice": dice,
+                    "psnr": 15.0,
+                    "prior_psnr": 15.0,
+                    "epsilon": 30.0 / sigma,
+                    "delta": 1e-5,
+                    "granularity": "sample-level",
+                }
+            )
+    (reading,) = claim_readings(summarize(rows))
+    assert reading.at is not None and reading.at.noise == 0.1
+    assert reading.resolved is not None and reading.resolved.noise == 1.0
+    (sentence,) = claim_sentences(summarize(rows))
+    assert "already at the smallest tested σ = 0.1" in sentence and "(within seed noise, 3 seeds)" in sentence
+    assert "The first tested σ whose cost is outside seed noise is σ = 1 (ε = 30" in sentence
+    assert "(lower, 3 seeds)" in sentence
