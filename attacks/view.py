@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from attacks.base import AttackerKnowledge, ObservedRound, ServerView
-from attacks.simulate import LocalRecipe
+from attacks.simulate import LocalRecipe, simulate_update
 from feddp_eval.config import ModelConfig
 from feddp_eval.federated.capture import CapturedUpdate, sample_indices
 from feddp_eval.runcheck import check_tensor_file, expected_shapes
@@ -137,4 +138,50 @@ def _joint_rounds(
         n_images=n_images,
         rounds=rounds,
         **public,
+    )
+
+
+def simulated_view(
+    model: ModelConfig,
+    images: Tensor,
+    masks: Tensor,
+    recipe: LocalRecipe,
+    *,
+    prior: Tensor | None = None,
+    knowledge: AttackerKnowledge | None = None,
+    foreground_prior: float | None = None,
+    seed: int = 0,
+) -> ServerView:
+    """What the server would see of a client round replayed on ``images``/``masks`` from a freshly
+    initialised U-Net (``torch.manual_seed(seed)``): for benchmarks and tests that need an update
+    without a training run.
+
+    Args:
+        model: The U-Net's shape (its weights are drawn from ``seed``).
+        images: (N, 3, H, W) the client's tiles; ``masks``: (N, 1, H, W) their masks.
+        recipe: The client's local steps.
+        prior: The attacker's public prior (a colour or tiles), if any.
+        knowledge: What the attacker knows (default :class:`AttackerKnowledge`); the view carries
+            the masks only when it knows them.
+        foreground_prior: The public foreground fraction (default: the masks' own).
+        seed: Seed of the U-Net's initial (global) weights.
+    """
+    from feddp_eval.models.unet import UNet
+
+    knowledge = knowledge or AttackerKnowledge()
+    torch.manual_seed(seed)
+    net = UNet.from_config(model)
+    weights = {k: v.detach() for k, v in net.named_parameters()}
+    update = simulate_update(net, weights, images, masks, recipe)
+    return ServerView(
+        update={k: v.detach() for k, v in update.items()},
+        global_weights=weights,
+        model=model,
+        recipe=recipe,
+        n_images=len(images),
+        tile_size=images.shape[-1],
+        masks=masks if knowledge.mask == "known" else None,
+        knowledge=knowledge,
+        prior=prior,
+        foreground_prior=float(masks.mean()) if foreground_prior is None else foreground_prior,
     )

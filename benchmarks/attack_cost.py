@@ -42,9 +42,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from attacks import ATTACKS, AttackerKnowledge, ServerView
+from attacks import ATTACKS, ServerView
 from attacks.inverting_gradients import total_variation
 from attacks.simulate import LocalRecipe, flatten, simulate_update
+from attacks.view import simulated_view
 from feddp_eval.config import ModelConfig
 from feddp_eval.data.synthetic import synthesize_tiles
 from feddp_eval.models.loss import segmentation_loss
@@ -92,25 +93,10 @@ def make_scenario(device: str, seed: int = 0) -> Scenario:
     tiles = synthesize_tiles(2 * N_TILES, tile_size=TILE, seed=seed)
     client = tiles.subset(list(BATCH))
     prior = tiles.images[N_TILES:].mean(dim=(0, 2, 3))  # public mean colour of other tiles of the site
-    model = ModelConfig()
-    torch.manual_seed(seed)
-    net = UNet(depth=model.depth, width=model.width, groups=model.groups, activation=model.activation)
-    weights = {k: v.detach() for k, v in net.named_parameters()}
-    views = {}
-    for k in STEPS_K:
-        update = simulate_update(net, weights, client.images, client.masks, recipe(k))
-        views[k] = ServerView(
-            update={n: v.detach() for n, v in update.items()},
-            global_weights=weights,
-            model=model,
-            recipe=recipe(k),
-            n_images=N_TILES,
-            tile_size=TILE,
-            masks=client.masks,
-            knowledge=AttackerKnowledge(),
-            prior=prior,
-            foreground_prior=float(client.masks.mean()),
-        )
+    views = {
+        k: simulated_view(ModelConfig(), client.images, client.masks, recipe(k), prior=prior, seed=seed)
+        for k in STEPS_K
+    }
     dev = torch.device(device)
     return Scenario(dev, client.images.to(dev), client.masks.to(dev), views)
 

@@ -30,8 +30,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from attacks import ATTACKS, AttackerKnowledge, ServerView
-from attacks.simulate import LocalRecipe, simulate_update
+from attacks import ATTACKS, ServerView
+from attacks.simulate import LocalRecipe
+from attacks.view import simulated_view
 from feddp_eval.config import ModelConfig
 from feddp_eval.data.synthetic import synthesize_tiles
 from feddp_eval.models.loss import segmentation_loss
@@ -63,22 +64,10 @@ def view_for(tiles: int, epochs: int, width: int, seed: int = 0) -> tuple[Server
     )
     recipe = LocalRecipe(batches=batches, lr=LR, momentum=MOMENTUM)
     model = ModelConfig(width=width)
-    torch.manual_seed(seed)
+    prior = data.images[tiles:].mean(dim=(0, 2, 3))
+    view = simulated_view(model, client.images, client.masks, recipe, prior=prior, seed=seed)
     net = UNet.from_config(model)
-    weights = {k: v.detach() for k, v in net.named_parameters()}
-    update = simulate_update(net, weights, client.images, client.masks, recipe)
-    view = ServerView(
-        update={k: v.detach() for k, v in update.items()},
-        global_weights=weights,
-        model=model,
-        recipe=recipe,
-        n_images=tiles,
-        tile_size=TILE,
-        masks=client.masks,
-        knowledge=AttackerKnowledge(),
-        prior=data.images[tiles:].mean(dim=(0, 2, 3)),
-        foreground_prior=float(client.masks.mean()),
-    )
+    net.load_state_dict(view.global_weights)
     return view, net
 
 

@@ -76,9 +76,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from attacks import ATTACKS, AttackerKnowledge, ServerView
+from attacks import ATTACKS, ServerView
 from attacks.inverting_gradients import PAPER_RECIPE
 from attacks.simulate import LocalRecipe, flatten, simulate_update
+from attacks.view import simulated_view
 from feddp_eval.config import ModelConfig
 from feddp_eval.data.synthetic import synthesize_tiles
 from feddp_eval.metrics.perceptual import LPIPSMetric
@@ -115,24 +116,8 @@ def make_scenario(seed: int = 0) -> Scenario:
     tiles = synthesize_tiles(2 * N_TILES, tile_size=TILE, seed=seed)
     client = tiles.subset(list(range(N_TILES)))
     prior = tiles.images[N_TILES:].mean(dim=(0, 2, 3))
-    model = ModelConfig()
-    torch.manual_seed(seed)
-    net = UNet.from_config(model)
-    weights = {k: v.detach().clone() for k, v in net.named_parameters()}
     recipe = LocalRecipe(batches=(tuple(range(N_TILES)),), lr=LR, momentum=0.0)
-    update = simulate_update(net, weights, client.images, client.masks, recipe)
-    view = ServerView(
-        update={k: v.detach() for k, v in update.items()},
-        global_weights=weights,
-        model=model,
-        recipe=recipe,
-        n_images=N_TILES,
-        tile_size=TILE,
-        masks=client.masks,
-        knowledge=AttackerKnowledge(),
-        prior=prior,
-        foreground_prior=float(client.masks.mean()),
-    )
+    view = simulated_view(ModelConfig(), client.images, client.masks, recipe, prior=prior, seed=seed)
     return Scenario(view, client.images, client.masks, prior)
 
 

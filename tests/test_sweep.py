@@ -188,23 +188,29 @@ def _check_the_table(whole: Path) -> None:
     assert manifest["grid"]["noises"] == [0.0, 0.01, 1.1]
 
 
-@pytest.mark.parametrize("jobs", ["1", "2"])
-def test_ctrl_c_stops_every_process_and_says_how_to_resume(
-    tmp_path: Path, sweep_toml: Path, jobs: str
-) -> None:
-    out = tmp_path / "sweep"
+def _training_sweep(config: Path, out: Path, jobs: str) -> subprocess.Popen[str]:
+    """A long sweep in a process group of its own (as in a terminal; its workers share the group and
+    nothing else does), returned once a training run has started (in a worker, with --jobs 2)."""
     long = ["--noise", "0.01,1.1", "--iterations", "5000", "--jobs", jobs, "--quiet"]
     process = subprocess.Popen(
-        _cli(sweep_toml, out, *long),
+        _cli(config, out, *long),
         env=_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        start_new_session=True,  # its own process group, as in a terminal
+        start_new_session=True,
     )
     deadline = time.monotonic() + 120
     while not list((out / "runs").glob("*/config.toml")) and time.monotonic() < deadline:
-        time.sleep(0.01)  # training has started (in a worker, with --jobs 2)
+        time.sleep(0.01)
+    return process
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_stops_every_process_and_says_how_to_resume(
+    tmp_path: Path, sweep_toml: Path, jobs: str
+) -> None:
+    process = _training_sweep(sweep_toml, tmp_path / "sweep", jobs)
     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
     started = time.monotonic()
     _, stderr = process.communicate(timeout=120)
@@ -316,19 +322,7 @@ def test_stage_seconds_count_a_shared_training_run_once() -> None:
 
 
 def test_sigterm_to_the_sweep_alone_stops_its_workers_too(tmp_path: Path, sweep_toml: Path) -> None:
-    out = tmp_path / "sweep"
-    long = ["--noise", "0.01,1.1", "--iterations", "5000", "--jobs", "2", "--quiet"]
-    process = subprocess.Popen(
-        _cli(sweep_toml, out, *long),
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its workers share its process group, and nothing else does
-    )
-    deadline = time.monotonic() + 120
-    while not list((out / "runs").glob("*/config.toml")) and time.monotonic() < deadline:
-        time.sleep(0.01)  # a worker is training
+    process = _training_sweep(sweep_toml, tmp_path / "sweep", "2")
     process.terminate()  # SIGTERM to the sweep process only, as `kill PID` sends it
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130 and "run the same command again to resume" in stderr
