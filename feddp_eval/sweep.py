@@ -182,7 +182,7 @@ class SweepPoint:
     @property
     def label(self) -> str:
         a = self.config.attack
-        what = "utility only" if self.utility_only else a.name
+        what = UTILITY_ONLY if self.utility_only else a.name
         return f"{self.setting} seed {self.config.seed} ({what}, site {a.target_site})"
 
     def describe(self) -> dict[str, Any]:

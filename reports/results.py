@@ -225,17 +225,20 @@ def _missing_files(rows: list[dict[str, Any]]) -> list[str]:
     notes = []
     for row in rows:
         tiles, run = row.get("tiles_path"), row.get("run_path")
-        if row.get("stopped") == UTILITY_ONLY:
-            pass  # trained for utility, never attacked (`sweep.attack_seeds`): no tiles to show
-        elif tiles is None:
-            notes.append(f"{point_label(row)}: no reconstruction tiles file recorded (gallery cell skipped)")
-        elif not tiles.is_file():
-            notes.append(
-                f"{point_label(row)}: tiles file {row.get('tiles')} is missing (gallery cell skipped)"
-            )
+        if row.get("stopped") != UTILITY_ONLY:  # a utility-only seed has no tiles to show
+            notes += _tiles_note(row, tiles)
         if run is None or not (run / "metrics.csv").is_file():
             notes.append(f"{point_label(row)}: training metrics {row.get('run_dir')}/metrics.csv missing")
     return notes
+
+
+def _tiles_note(row: dict[str, Any], tiles: Path | None) -> list[str]:
+    """Why an attacked row's gallery cell is skipped, if it is."""
+    if tiles is None:
+        return [f"{point_label(row)}: no reconstruction tiles file recorded (gallery cell skipped)"]
+    if not tiles.is_file():
+        return [f"{point_label(row)}: tiles file {row.get('tiles')} is missing (gallery cell skipped)"]
+    return []
 
 
 def _not_run(rows: list[dict[str, Any]]) -> list[str]:

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from attacks import AttackerKnowledge, ServerView
-from attacks.simulate import LocalRecipe, simulate_update
+from attacks.simulate import LocalRecipe
+from attacks.view import simulated_view
 from feddp_eval.config import ModelConfig
 from feddp_eval.data.synthetic import synthesize_tiles
 from feddp_eval.data.types import TileSet
-from feddp_eval.models.unet import UNet
 
 TINY_MODEL = ModelConfig(depth=1, width=8, groups=2, activation="gelu")
 
@@ -24,24 +24,15 @@ def _make_view(
     prior: torch.Tensor | None = None,
     seed: int = 0,
 ) -> ServerView:
-    torch.manual_seed(seed)
-    net = UNet(depth=model.depth, width=model.width, groups=model.groups, activation=model.activation)
-    weights = {k: v.detach() for k, v in net.named_parameters()}
-    update = {
-        k: v.detach() for k, v in simulate_update(net, weights, tiles.images, tiles.masks, recipe).items()
-    }
-    knowledge = AttackerKnowledge(mask=mask)  # type: ignore[arg-type]
-    return ServerView(
-        update=update,
-        global_weights=weights,
-        model=model,
-        recipe=recipe,
-        n_images=len(tiles),
-        tile_size=tiles.tile_size,
-        masks=tiles.masks if mask == "known" else None,
-        knowledge=knowledge,
+    return simulated_view(
+        model,
+        tiles.images,
+        tiles.masks,
+        recipe,
         prior=prior,
+        knowledge=AttackerKnowledge(mask=mask),  # type: ignore[arg-type]
         foreground_prior=0.2,
+        seed=seed,
     )
 
 
