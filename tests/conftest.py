@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,11 +35,16 @@ def tiny_toml(tmp_path: Path, tiny_config: ExperimentConfig) -> Path:
     return path
 
 
+TEST_THREADS = int(os.environ.get("FEDDP_TEST_THREADS", "1"))
+"""Threads each test computes with. Tiny 16 px models gain nothing from threads, and on a busy 2-core
+machine the OpenMP hand-off makes every small op slow, so the default is 1; CI runs the ``numeric`` tests
+again at 2 threads on AVX2 kernels (``.ci/run``), so a threshold inside the float-order spread fails here
+too, not only on another CPU (see ``benchmarks/spread.py``)."""
+
+
 @pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny 16 px models gain nothing from threads; on a busy 2-core machine the OpenMP hand-off
-    makes every small op slow, so tests run single-threaded."""
+def _test_threads() -> Iterator[None]:
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(TEST_THREADS)
     yield
     torch.set_num_threads(threads)

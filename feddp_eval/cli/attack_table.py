@@ -63,6 +63,11 @@ def _table(result: Any) -> Any:
     margin = schema.column("margin_psnr")
     table.add_row(margin.label, *[margin.format(r.get("margin_psnr")) for r in rows], *blank)
     table.add_row("tiles > prior", *[_count(r.get("tiles_beating_prior"), s["tiles"]) for r in rows], *blank)
+    median = schema.column("psnr_median")
+    table.add_row(median.label, *[median.format(r.get("psnr_median")) for r in rows], *blank)
+    for name in ("share_30db", "share_40db"):
+        label = "tiles " + schema.column(name).label
+        table.add_row(label, *[_share(r.get(name), s["tiles"]) for r in rows], *blank)
     if first.get("threat") == "malicious":
         read = [f"{r.get('tiles_read')} ({r.get('tiles_alone')} alone)" for r in rows]
         table.add_row("tiles read", *read, *blank)
@@ -79,13 +84,19 @@ def _count(value: int | None, total: int) -> str:
     return MISSING if value is None else f"{value}/{total}"
 
 
+def _share(value: float | None, total: int) -> str:
+    return MISSING if value is None else _count(round(value * total), total)
+
+
 def _notes(first: dict[str, Any], scenario: dict[str, Any], grid: Any) -> list[str]:
     """What the table's rows mean, the threat model, and where the reconstructions are."""
     reference = "painted-mask" if first.get("prior_kind") == "painted-mask" else "mean-colour"
     lines = [
         "↑/↓: more leakage. Priors use no update: the site's public mean colour; with the masks "
         "known, the masks painted in the site's public nuclei and background colours.",
-        f"vs prior: mean PSNR minus the {reference} prior's (the attacker's best guess without the "
+        "PSNR: of the MSE pooled over the tiles, so exact tiles cannot speak for the others; median "
+        "dB and tiles ≥ 30/40 dB show how the tiles spread.",
+        f"vs prior: PSNR minus the {reference} prior's (the attacker's best guess without the "
         f"update); tiles > prior: tiles whose PSNR beats that guess of the same tile",
     ]
     if first.get("threat") == "malicious":

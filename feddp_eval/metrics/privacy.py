@@ -2,7 +2,8 @@
 
 One definition each (DESIGN.md, "Metric definitions"): images clamped to
 [0, 1]; reconstructions matched to true tiles by optimal assignment
-(Hungarian, on per-pair MSE) before scoring; PSNR and SSIM with
+(Hungarian, on per-pair MSE) before scoring; PSNR (over several tiles: of the
+pooled MSE) and SSIM with
 ``data_range = 1`` (scikit-image); LPIPS with the named backbone
 (:class:`~feddp_eval.metrics.perceptual.LPIPSMetric`); Dice of the binarised
 reconstructed mask against the true mask
@@ -36,7 +37,8 @@ PRIVACY_METRICS = {name: schema.column(name) for name in ("psnr", "ssim", "lpips
 """Reconstruction metrics, as the results schema defines them. ``higher_is_better`` is from the
 attacker's view: a "better" value means the reconstruction is closer to the private tile, i.e. more
 leakage (worse for the defense). LPIPS is a distance: lower = more similar.
-PSNR is +inf for an exact reconstruction (and never below 0 for images in [0, 1])."""
+PSNR is +inf for an exact reconstruction (and never below 0 for images in [0, 1]); over several tiles it is
+the PSNR of their pooled MSE (:func:`pooled_psnr`)."""
 
 SSIM_MAX_WINDOW = 7
 MASK_THRESHOLD = 0.5
@@ -71,6 +73,19 @@ def psnr(x: Tensor | np.ndarray, y: Tensor | np.ndarray) -> float:
     if np.array_equal(a, b):
         return math.inf
     return float(peak_signal_noise_ratio(a, b, data_range=1.0))
+
+
+def pooled_psnr(psnr_values: Sequence[float]) -> float:
+    """PSNR of the mean squared error over several tiles, from their per-tile PSNRs (``data_range = 1``).
+
+    The headline PSNR of a set of tiles: ``-10 log10(mean_i MSE_i)``, never the mean of per-tile dB,
+    in which one exact tile (``inf``, or 60+ dB) would speak for every tile that was not read. It is
+    ``inf`` only when every tile is exact, and never above the worst tile's PSNR + 10 log10(n).
+    """
+    if not psnr_values:
+        raise ValueError("pooled_psnr needs at least one per-tile PSNR")
+    mse = np.mean([0.0 if math.isinf(v) else 10.0 ** (-v / 10.0) for v in psnr_values])
+    return math.inf if mse == 0.0 else float(-10.0 * np.log10(mse))
 
 
 def ssim_window(height: int, width: int) -> int:
@@ -149,7 +164,9 @@ class ReconstructionScores:
     ``recon_index[i]`` was matched to ``truth_index[i]`` (sorted by truth index).
     ``lpips`` is None when no LPIPS metric was given or its weights are missing
     (``lpips_missing_reason`` says which); ``mask_dice`` is None without masks.
-    ``psnr`` is inf when any pair is an exact copy.
+    ``psnr`` is the PSNR of the pooled MSE (:func:`pooled_psnr`), inf only when every pair is an exact
+    copy; ``psnr_median`` is the median of the per-pair PSNRs; ``share_30db`` / ``share_40db`` are the
+    shares of pairs at or above 30 / 40 dB.
     """
 
     recon_index: tuple[int, ...]
@@ -162,6 +179,9 @@ class ReconstructionScores:
     ssim: float
     lpips: float | None
     mask_dice: float | None
+    psnr_median: float
+    share_30db: float
+    share_40db: float
     lpips_missing_reason: str | None
     lpips_net: str | None
     n_recon: int
@@ -182,6 +202,10 @@ class ReconstructionScores:
 
 def _mean(values: Sequence[float]) -> float:
     return float(np.mean(values))
+
+
+def _share_at_least(values: Sequence[float], db: float) -> float:
+    return sum(1 for v in values if v >= db) / len(values)
 
 
 def score_reconstruction(
@@ -224,10 +248,13 @@ def score_reconstruction(
         ssim_per_pair=ssim_values,
         lpips_per_pair=lpips_values,
         mask_dice_per_pair=dice_values,
-        psnr=_mean(psnr_values),
+        psnr=pooled_psnr(psnr_values),
         ssim=_mean(ssim_values),
         lpips=None if lpips_values is None else _mean(lpips_values),
         mask_dice=None if dice_values is None else _mean(dice_values),
+        psnr_median=float(np.median(psnr_values)),
+        share_30db=_share_at_least(psnr_values, 30.0),
+        share_40db=_share_at_least(psnr_values, 40.0),
         lpips_missing_reason=lpips_reason,
         lpips_net=None if lpips is None else lpips.net,
         n_recon=int(recon.shape[0]),

@@ -20,7 +20,8 @@ def leakage_reading(scores: Any, reference_scores: Any, *, reference: str) -> di
         reference: Its name, ``painted-mask`` or ``mean-colour``.
 
     Returns:
-        ``prior_kind``; ``margin_psnr`` / ``margin_ssim``: mean PSNR / SSIM minus the reference's;
+        ``prior_kind``; ``margin_psnr`` / ``margin_ssim``: PSNR (pooled MSE) / mean SSIM minus the
+        reference's;
         ``tiles_beating_prior``: matched tiles whose PSNR beats the reference guess of that tile;
         ``tiles_exact``: matched tiles at PSNR >= 40 dB.
     """
@@ -55,6 +56,9 @@ def scores_columns(scores: Any, baseline: Any, mask_baseline: Any, *, mask_score
     reference = "painted-mask" if mask_baseline is not None else "mean-colour"
     return {
         "psnr": scores.psnr,
+        "psnr_median": scores.psnr_median,
+        "share_30db": scores.share_30db,
+        "share_40db": scores.share_40db,
         "ssim": scores.ssim,
         "lpips": scores.lpips,
         # A given mask scores nothing; an imprint recovers no mask.

@@ -16,6 +16,7 @@ from feddp_eval.metrics.privacy import (
     ReconstructionScores,
     mask_dice,
     match_reconstructions,
+    pooled_psnr,
     prior_baseline,
     psnr,
     score_reconstruction,
@@ -217,7 +218,40 @@ def test_scores_follow_the_matching() -> None:
     for r, t, value in zip(scores.recon_index, scores.truth_index, scores.psnr_per_pair, strict=True):
         assert permutation[r] == t
         assert value == pytest.approx(psnr(recon[r].clamp(0, 1), truth[t]), rel=1e-6)
-    assert scores.psnr == pytest.approx(np.mean(scores.psnr_per_pair))
+    # The headline PSNR is that of the pooled MSE: computed here from the matched pairs directly.
+    pairs = zip(scores.recon_index, scores.truth_index, strict=True)
+    pooled_mse = np.mean([float(((recon[r].float().clamp(0, 1) - truth[t].float()) ** 2).mean()) for r, t in pairs])
+    assert scores.psnr == pytest.approx(10 * math.log10(1.0 / pooled_mse), rel=1e-6)
+    assert scores.psnr_median == pytest.approx(float(np.median(scores.psnr_per_pair)))
+
+
+def test_exact_tiles_cannot_speak_for_the_rest() -> None:
+    """Issue #21's case: 8 of 12 tiles read exactly, 4 at the prior's 17 dB. The mean of per-tile dB
+    would be dominated by the exact tiles; the pooled PSNR stays within 10·log10(12/4) of the 4."""
+    per_tile = [math.inf] * 8 + [17.0] * 4
+    pooled = pooled_psnr(per_tile)
+    assert pooled == pytest.approx(17.0 + 10 * math.log10(12 / 4), rel=1e-12)
+    assert pooled_psnr([math.inf, math.inf]) == math.inf
+    assert pooled_psnr([20.0]) == pytest.approx(20.0, rel=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(min_value=1.0, max_value=90.0), min_size=1, max_size=12))
+def test_pooled_psnr_lies_between_the_worst_tile_and_the_mean_of_db(values: list[float]) -> None:
+    pooled = pooled_psnr(values)
+    # Jensen: -log is convex, so the PSNR of the mean MSE is at most the mean of per-tile PSNRs.
+    assert min(values) - 1e-9 <= pooled <= float(np.mean(values)) + 1e-9
+    assert pooled <= min(values) + 10 * math.log10(len(values)) + 1e-9
+
+
+def test_shares_of_recovered_tiles() -> None:
+    truth = _images(4, seed=7)
+    recon = truth.clone()
+    recon[1] += 0.001  # 60 dB
+    recon[2] += 0.02  # ~34 dB
+    recon[3] = 0.5  # far
+    scores = score_reconstruction(recon, truth)
+    assert (scores.share_30db, scores.share_40db) == (0.75, 0.5)
     assert scores.ssim == pytest.approx(np.mean(scores.ssim_per_pair))
     assert scores.lpips is None and scores.lpips_per_pair is None
     assert "not requested" in (scores.lpips_missing_reason or "")
