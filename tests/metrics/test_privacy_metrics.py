@@ -220,7 +220,8 @@ def test_scores_follow_the_matching() -> None:
         assert value == pytest.approx(psnr(recon[r].clamp(0, 1), truth[t]), rel=1e-6)
     # The headline PSNR is that of the pooled MSE: computed here from the matched pairs directly.
     pairs = zip(scores.recon_index, scores.truth_index, strict=True)
-    pooled_mse = np.mean([float(((recon[r].float().clamp(0, 1) - truth[t].float()) ** 2).mean()) for r, t in pairs])
+    errors = [float(((recon[r].float().clamp(0, 1) - truth[t].float()) ** 2).mean()) for r, t in pairs]
+    pooled_mse = np.mean(errors)
     assert scores.psnr == pytest.approx(10 * math.log10(1.0 / pooled_mse), rel=1e-6)
     assert scores.psnr_median == pytest.approx(float(np.median(scores.psnr_per_pair)))
 
