@@ -178,6 +178,48 @@ COLUMNS: tuple[Column, ...] = (
         description="Dice of haematoxylin-Otsu (no model) on the same held-out tiles: the floor to beat",
         **_UNIT,
     ),
+    Column(
+        "utility_seeds",
+        "setting",
+        "seeds",
+        "int",
+        lower=1.0,
+        file="row",
+        description="`attack`: paired training seeds per arm behind dice_mean and delta_dice",
+    ),
+    _score(
+        "dice_mean",
+        "Dice (seeds)",
+        "utility",
+        "better",
+        3,
+        file="row",
+        description="`attack`: the arm's pooled Dice, mean over its utility seeds",
+        **_UNIT,
+    ),
+    _score(
+        "delta_dice",
+        "ΔDice",
+        "utility",
+        "better",
+        4,
+        signed=True,
+        tolerance=0.0,
+        file="row",
+        description="`attack`: mean over paired seeds of Dice / undefended Dice − 1 (−0.0055 is −0.55%)",
+    ),
+    *(
+        _score(name, label, "utility", "better", 4, signed=True, file="row", description="its 95% t interval")
+        for name, label in (("delta_dice_low", "ΔDice low"), ("delta_dice_high", "ΔDice high"))
+    ),
+    Column(
+        "delta_dice_verdict",
+        "utility",
+        "ΔDice verdict",
+        "str",
+        file="row",
+        description="lower / higher (the interval excludes 0), within noise, or cannot tell (one seed)",
+    ),
     _score(
         "psnr",
         "PSNR dB",

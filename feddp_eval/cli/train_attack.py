@@ -75,6 +75,7 @@ ATTACK_FLAGS = {
     "mask": "attack.mask",
     "audit": "train.audit",
     "audit_canaries": "train.audit_canaries",
+    "utility_seeds": "attack.utility_seeds",
 }
 
 
@@ -160,6 +161,14 @@ def attack(
     audit: AuditOpt = None,
     audit_canaries: AuditCanariesOpt = None,
     seed: SeedOpt = None,
+    utility_seeds: Annotated[
+        int | None,
+        typer.Option(
+            "--seeds",
+            help="Train each arm at this many paired seeds (seed, seed+1, …) for ΔDice and its 95% "
+            "interval; only the first is attacked (default 3; 1: one run, the ΔDice cannot tell).",
+        ),
+    ] = None,
     device: DeviceOpt = None,
     engine: EngineOpt = None,
     out: Annotated[Path, typer.Option(help="Folder for training runs and attack results.")] = Path("runs"),

@@ -179,6 +179,9 @@ class AttackSettings:
             curves); 1 is the plain block.
         convergence_every: Write the objective and PSNR every this many iterations to
             ``convergence.csv`` in the attack folder (0 = do not record).
+        utility_seeds: ``feddp-eval attack`` trains each arm at this many seeds (the config's seed and
+            the next ones, paired across arms) and reports the defended arm's ΔDice with its 95% paired-t
+            interval; only the first seed is attacked. 1 trains once and says the ΔDice "cannot tell".
         options: An attack's own settings by attack name, the ``[attack.<name>]`` tables of a TOML
             file (``[attack.inverting-gradients] tv_weight = 0.1``), checked against that attack's
             ``Config``; the settings above are set here, not in those tables.
@@ -207,6 +210,7 @@ class AttackSettings:
     imprint_gain: float = 1e4
     convergence_every: int = 25
     options: dict[str, dict[str, Any]] = field(default_factory=dict, metadata=ADDED)
+    utility_seeds: int = field(default=3, metadata=ADDED)
 
     # TOML: a table under [attack] (``[attack.dlg]``) is that attack's entry in ``options``.
     NESTED_TABLES: ClassVar[str] = "options"

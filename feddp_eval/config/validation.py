@@ -122,6 +122,10 @@ def _attack(a: AttackSettings, t: TrainConfig, need: Need) -> None:
         f"{a.name!r}; drop the recipe or pick --attack inverting-gradients",
     )
     need(
+        1 <= a.utility_seeds <= 50,
+        f"`attack.utility_seeds` must be between 1 and 50 training seeds per arm, but got {a.utility_seeds}",
+    )
+    need(
         a.convergence_every >= 0,
         f"`attack.convergence_every` must be >= 0 iterations (0 = off), but got {a.convergence_every}",
     )

@@ -53,15 +53,22 @@ def run_attack(
     arms = ([reference_config(config)] if reference and config.defense.name != "none" else []) + [config]
     results_dir = out / f"attack-{config_hash(config, include_attack=True)[:12]}"
     outcomes = []
-    for arm in arms:
-        label = schema.setting_label(arm.defense.name, arm.defense.noise)
-        if on_stage:
-            on_stage(f"training [{label}]")
-        trained = run_train(arm, run_dir=out / config_hash(arm)[:12])
-        if on_stage:
-            on_stage(f"attacking [{label}]")
-        outcomes.append(attack_run(arm, trained, lpips, on_iteration=on_iteration))
-    rows, scenario = [o.row for o in outcomes], outcomes[-1].scenario
+    with UtilitySeeds(arms, config.attack.utility_seeds, out) as utility:
+        if on_stage and utility.pending:
+            on_stage(f"training {utility.pending} more seed run(s) for ΔDice alongside")
+        for arm in arms:
+            label = schema.setting_label(arm.defense.name, arm.defense.noise)
+            if on_stage:
+                on_stage(f"training [{label}]")
+            trained = run_train(arm, run_dir=out / config_hash(arm)[:12])
+            if on_stage:
+                on_stage(f"attacking [{label}]")
+            outcomes.append(attack_run(arm, trained, lpips, on_iteration=on_iteration))
+        if on_stage and utility.pending:
+            on_stage("waiting for the seed runs")
+        dice = utility.dice([o.row["dice"] for o in outcomes])
+    rows = [{**o.row, **cells} for o, cells in zip(outcomes, delta_dice_cells(dice), strict=True)]
+    scenario = outcomes[-1].scenario
     write_json(results_dir / "results.json", {"scenario": scenario, "rows": rows})
     from feddp_eval.viz import save_comparison_grid
 
@@ -69,6 +76,79 @@ def run_attack(
     panels += [(schema.setting_label(o.row["defense"], o.row["noise"]), o.reconstruction) for o in outcomes]
     grid = save_comparison_grid(results_dir / "reconstructions.png", outcomes[-1].truth, panels)
     return AttackResult(results_dir, rows, scenario, grid)
+
+
+class UtilitySeeds:
+    """Trains every arm at the extra seeds ``seed + 1 … seed + n - 1`` in worker processes, while the
+    first seed trains and is attacked in this one, so utility gets paired seeds for little wall time.
+
+    Worker processes compute with one thread each and take the cores this process leaves (one on a
+    2-core machine). Each run is a normal training run in ``<out>/<config hash>``, reused when finished.
+    """
+
+    def __init__(self, arms: list[ExperimentConfig], n: int, out: Path) -> None:
+        from feddp_eval.config import with_overrides
+
+        self.extra = [[with_overrides(arm, {"seed": arm.seed + i}) for i in range(1, n)] for arm in arms]
+        self.out = out
+        self.futures: list[list[Any]] = [[] for _ in arms]
+        self.pool: Any = None
+
+    @property
+    def pending(self) -> int:
+        return sum(len(configs) for configs in self.extra)
+
+    def __enter__(self) -> UtilitySeeds:
+        if self.pending:
+            import multiprocessing
+            import os
+            from concurrent.futures import ProcessPoolExecutor
+
+            workers = max(1, min(self.pending, (os.cpu_count() or 2) - 1))
+            context = multiprocessing.get_context("spawn")
+            self.pool = ProcessPoolExecutor(workers, mp_context=context)
+            self.futures = [
+                [self.pool.submit(train_for_dice, c, self.out / config_hash(c)[:12]) for c in configs]
+                for configs in self.extra
+            ]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=exc[0] is None, cancel_futures=True)
+
+    def dice(self, first: list[float]) -> list[list[float]]:
+        """Each arm's pooled Dice per seed, the attacked first seed's (``first``) leading."""
+        return [[d, *(f.result() for f in futures)] for d, futures in zip(first, self.futures, strict=True)]
+
+
+def train_for_dice(config: ExperimentConfig, run_dir: Path) -> float:
+    """A worker's training run (one thread); its pooled held-out Dice."""
+    import torch
+
+    torch.set_num_threads(1)
+    return float(run_train(config, run_dir=run_dir).summary["dice"])
+
+
+def delta_dice_cells(dice: list[list[float]]) -> list[dict[str, Any]]:
+    """The utility-over-seeds columns of each arm's row: mean Dice over its seeds and, for a defended arm
+    after the undefended reference (the first arm), its paired ΔDice with the 95% interval."""
+    from feddp_eval.metrics.significance import paired_relative_delta
+
+    cells = []
+    for i, values in enumerate(dice):
+        row: dict[str, Any] = {"utility_seeds": len(values), "dice_mean": sum(values) / len(values)}
+        row |= dict.fromkeys(("delta_dice", "delta_dice_low", "delta_dice_high", "delta_dice_verdict"))
+        if i > 0 and all(d > 0 for d in dice[0]):
+            delta = paired_relative_delta(values, dice[0])
+            row |= {
+                "delta_dice": delta.mean,
+                "delta_dice_low": delta.low,
+                "delta_dice_high": delta.high,
+                "delta_dice_verdict": delta.verdict,
+            }
+        cells.append(row)
+    return cells
 
 
 def preflight_attack(config: ExperimentConfig) -> None:

@@ -3,63 +3,24 @@ clipping active or not, noise included, empty batches, exact per-layer records, 
 
 from __future__ import annotations
 
-import copy
-from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
+import numeric_cases
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from defenses.book_keeping import RULES, BookKeepingDPOptimizer, BookKeepingModule, GhostRule
-from defenses.dp_sgd import DPSGD
-from feddp_eval.config import DefenseConfig, ExperimentConfig, from_dict, to_dict, validate
-from feddp_eval.federated.hooks import ClientPlan
 from feddp_eval.models.loss import segmentation_loss
-from feddp_eval.models.unet import UNet
-from feddp_eval.pipeline import run_train
 
-BATCH, TILE = 4, 16
-
-
-def _data() -> tuple[Tensor, Tensor]:
-    generator = torch.Generator().manual_seed(1)
-    images = torch.rand(BATCH, 3, TILE, TILE, generator=generator)
-    masks = (torch.rand(BATCH, 1, TILE, TILE, generator=generator) < 0.3).float()
-    return images, masks
-
-
-def _model() -> UNet:
-    torch.manual_seed(0)
-    return UNet(depth=1, width=8)
-
-
-def _update(mode: str, *, clip: float, noise: float, empty: bool = False) -> list[Tensor]:
-    """The parameter change of one DP-SGD step (SGD, lr 1) through ``DPSGDClient.local_training``."""
-    model = _model()
-    images, masks = _data()
-    defense = DPSGD(DefenseConfig(name="dp-sgd", noise=noise, clip=clip, grad_sample_mode=cast(Any, mode)))
-    plan = ClientPlan(0, 2 * BATCH, BATCH, 2, 1, 1.0)
-    defense.setup(model, [plan])
-    before = [p.detach().clone() for p in model.parameters()]
-    client = defense.client(plan)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
-    with client.local_training(model, optimizer, torch.Generator().manual_seed(3)) as (private, dp_optimizer):
-        dp_optimizer.zero_grad(set_to_none=True)
-        if empty:
-            client.empty_step(private, dp_optimizer)
-        else:
-            segmentation_loss(private(images), masks).backward()
-            dp_optimizer.step()
-    assert client.history == [(noise, 0.5, 1)]  # the accountant saw exactly one step
-    return [p.detach() - b for p, b in zip(model.parameters(), before, strict=True)]
-
-
-def _relative(got: list[Tensor], want: list[Tensor]) -> float:
-    num = sum(float((g.double() - w.double()).pow(2).sum()) for g, w in zip(got, want, strict=True))
-    return (num / sum(float(w.double().pow(2).sum()) for w in want)) ** 0.5
+BATCH, TILE = numeric_cases.BK_BATCH, numeric_cases.BK_TILE
+_data, _model, _update, _relative = (
+    numeric_cases.bk_data,
+    numeric_cases.bk_model,
+    numeric_cases.bk_update,
+    numeric_cases.relative,
+)
 
 
 def _per_sample_norms() -> Tensor:
@@ -72,24 +33,22 @@ def _per_sample_norms() -> Tensor:
     return torch.stack(norms)
 
 
-@pytest.mark.parametrize("clip", [1e-3, 1e6], ids=["every-sample-clipped", "no-clipping"])
-def test_bk_step_equals_the_hooks_step_with_and_without_noise(clip: float) -> None:
+@pytest.mark.numeric
+def test_bk_step_equals_the_ew_step_with_and_without_noise() -> None:
+    """Every sample clipped and no clipping, σ = 0 and σ > 0: bk's step is ew's within float rounding, and
+    Opacus' own hooks and ew stay within theirs (bounds and spreads: tests/numeric_cases.py). Heavy
+    clipping sums unit-length directions that partly cancel, so float32 rounding shows most there."""
+    numeric_cases.check("bk-step", numeric_cases.bk_step(0))
+
+
+@pytest.mark.parametrize("regime", list(numeric_cases.BK_REGIMES))
+def test_bk_step_is_not_vacuous(regime: str) -> None:
+    """The noise moves the update by far more than any tolerance above, and clipping really clips."""
+    clip, noise = numeric_cases.BK_REGIMES[regime]
     norms = _per_sample_norms()
     assert bool((norms > clip).all()) if clip < 1 else bool((norms < clip).all())
-    # σ = 0: the clipped mean gradient itself. Heavy clipping sums unit-length directions that partly cancel,
-    # so float32 rounding shows more: Opacus' own hooks and ew differ by about as much as bk and hooks.
     clean = _update("bk", clip=clip, noise=0.0)
-    hooks, ew = _update("hooks", clip=clip, noise=0.0), _update("ew", clip=clip, noise=0.0)
-    floor = _relative(ew, hooks)
-    assert _relative(clean, hooks) <= max(1e-6, 10 * floor), (_relative(clean, hooks), floor)
-    assert _relative(clean, ew) <= 1e-6
-    # σ chosen so that the noise σ·C per coordinate and the clipped signal are of the same order.
-    noise = 0.01 if clip < 1 else 1e-3
-    noisy, hooks_noisy = _update("bk", clip=clip, noise=noise), _update("hooks", clip=clip, noise=noise)
-    assert _relative(noisy, hooks_noisy) <= max(1e-6, 10 * floor)
-    assert _relative(noisy, _update("ew", clip=clip, noise=noise)) <= 1e-6
-    # Not vacuous: the noise moved the update by far more than the tolerance, and clipping shrank it.
-    assert _relative(noisy, clean) > 0.1
+    assert _relative(_update("bk", clip=clip, noise=noise), clean) > 0.1
     if clip < 1:
         assert _relative(clean, _update("bk", clip=1e6, noise=0.0)) > 0.5
 
@@ -177,17 +136,10 @@ def test_group_norm_record_uses_the_layers_normalisation() -> None:
 # --------------------------------------------------------------------------- the real training path
 
 
-def test_a_bk_run_trains_like_a_hooks_run(tmp_path: Path, tiny_config: ExperimentConfig) -> None:
+@pytest.mark.numeric
+def test_a_bk_run_trains_like_a_hooks_run() -> None:
     """Poisson sampling, noise, several steps and rounds: the saved model is the hooks run's."""
-    weights = {}
-    for mode in ("hooks", "bk"):
-        raw = copy.deepcopy(to_dict(tiny_config))
-        raw["defense"] = {"name": "dp-sgd", "noise": 0.5, "clip": 0.1, "grad_sample_mode": mode}
-        config = validate(from_dict(ExperimentConfig, raw))
-        run_dir = run_train(config, run_dir=tmp_path / mode).run_dir
-        weights[mode] = load_file(str(run_dir / "model.safetensors"))
-    names = list(weights["hooks"])
-    assert _relative([weights["bk"][n] for n in names], [weights["hooks"][n] for n in names]) < 1e-5
+    numeric_cases.check("bk-run", numeric_cases.bk_run(0))
 
 
 def test_ghost_norms_through_the_optimizer_give_the_materialised_step() -> None:
