@@ -237,34 +237,50 @@ def junit_xml(verdicts: Sequence[Verdict], *, suite: str = "feddp-eval check") -
     return ElementTree.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
-def write_baseline(rows: Sequence[Mapping[str, Any]], *, scenario: str, margins: Mapping[str, float]) -> str:
-    """Baseline TOML from measured rows: leakage capped above (defended arms) or floored below
-    (the undefended arm, so a broken attack fails), utility floored, ε capped; each with ``margins``."""
+def write_baseline(
+    repeats: Sequence[Sequence[Mapping[str, Any]]],
+    *,
+    scenario: str,
+    margins: Mapping[str, float],
+    labels: Sequence[str] = (),
+) -> str:
+    """Baseline TOML from the rows of one or more runs of a scenario (``repeats``: one list of rows per run,
+    e.g. per seed and thread count): leakage capped above (defended arms) or floored below (the undefended
+    arm, so a broken attack fails), utility floored, ε capped.
+
+    Each bound sits beyond the worst repeat by ``max(margin, spread)``, the spread being the range of that
+    value over the repeats: a bound is never inside what the repeats themselves measured. The range is
+    written beside each bound. ``labels`` name the repeats in the file's header.
+    """
+    arms: dict[str, list[Mapping[str, Any]]] = {}
+    for rows in repeats:
+        for row in rows:
+            arms.setdefault(str(row["defense"]), []).append(row)
     lines = [
-        "# Written by `feddp-eval check --write-baseline` from a fresh run; edit the bounds as policy.",
+        "# Written by `feddp-eval check --write-baseline` from "
+        + (f"{len(repeats)} runs ({', '.join(labels)})" if labels else f"{len(repeats)} run(s)")
+        + "; each bound sits max(margin, spread over the runs)",
+        "# beyond the worst run. Edit the bounds as policy.",
         f"scenario = {_quote(scenario)}",
         "",
     ]
-    for row in rows:
-        arm = row["defense"]
+    for arm, rows in arms.items():
         lines.append(f"[arms.{arm}]")
-        bounds: list[tuple[str, float]] = []
-        if arm == "none":
-            bounds += [
-                ("psnr_min", row["psnr"] - margins["psnr"]),
-                ("ssim_min", row["ssim"] - margins["ssim"]),
-            ]
-        else:
-            bounds += [
-                ("psnr_max", row["psnr"] + margins["psnr"]),
-                ("ssim_max", row["ssim"] + margins["ssim"]),
-            ]
-            if row.get("lpips") is not None:
-                bounds.append(("lpips_min", row["lpips"] - margins["lpips"]))
-            if row.get("epsilon") is not None and math.isfinite(row["epsilon"]):
-                bounds.append(("epsilon_max", row["epsilon"] * 1.001))
-        bounds.append(("dice_min", row["dice"] - margins["dice"]))
-        lines += [f"{key} = {value:.6g}" for key, value in bounds] + [""]
+        wanted = [("psnr", "min"), ("ssim", "min")] if arm == "none" else [("psnr", "max"), ("ssim", "max")]
+        if arm != "none" and all(r.get("lpips") is not None for r in rows):
+            wanted.append(("lpips", "min"))
+        wanted.append(("dice", "min"))
+        for metric, kind in wanted:
+            values = [float(r[metric]) for r in rows]
+            low, high = min(values), max(values)
+            step = max(margins[metric], high - low)
+            bound = low - step if kind == "min" else high + step
+            spread = f"{len(values)} run(s): {low:.4g}–{high:.4g}, margin {step:.3g}"
+            lines.append(f"{metric}_{kind} = {bound:.6g}  # {spread}")
+        epsilons = [r.get("epsilon") for r in rows]
+        if all(e is not None and math.isfinite(e) for e in epsilons):
+            lines.append(f"epsilon_max = {max(epsilons) * 1.001:.6g}  # the accountant's ε, deterministic")
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -168,8 +168,20 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+# What a client could have used: outside these, a capture's metadata describes no training that ran, and
+# an attack simulating it would return numbers about nothing. The learning rate's cap is
+# `train.lr`'s own (config validation); the counts' caps are far beyond any site, round or local epoch.
+CAPTURE_LIMITS: dict[str, float] = {
+    "lr": 10.0,
+    "round": 1_000_000,
+    "local_steps": 100_000,
+    "batch_size": 1_000_000,
+    "n_samples": 10_000_000,
+}
+
+
 def capture_problems(metadata: Any) -> list[str]:
-    """What is wrong with a capture's metadata (keys, types, ranges); empty when it can be used."""
+    """What is wrong with a capture's metadata (keys, types, physical ranges); empty when it can be used."""
     if not isinstance(metadata, dict):
         return [f"must be a JSON object, but holds {type(metadata).__name__}"]
     problems = []
@@ -192,6 +204,7 @@ def capture_problems(metadata: Any) -> list[str]:
         )
     if not _is_number(metadata.get("lr")):
         problems.append(f"`lr` must be a finite number, but got {metadata.get('lr')!r}")
+    problems += _physical_problems(metadata)
     if metadata.get("optimizer") not in ("sgd", "adam"):
         problems.append(f"`optimizer` must be 'sgd' or 'adam', but got {metadata.get('optimizer')!r}")
     if metadata.get("momentum") is not None and not _is_number(metadata.get("momentum")):
@@ -208,6 +221,29 @@ def capture_problems(metadata: Any) -> list[str]:
         or not all(_is_number(t) for t in model.get("thresholds", []))
     ):
         problems.append(f"`model` must describe the imprint block (bins, thresholds), but got {model!r:.80}")
+    return problems
+
+
+def _physical_problems(metadata: dict[str, Any]) -> list[str]:
+    """Values of the right type that no client could have trained with (:data:`CAPTURE_LIMITS`)."""
+    problems = []
+    for key, cap in CAPTURE_LIMITS.items():
+        value = metadata.get(key)
+        if _is_number(value) and not (0 < value <= cap):
+            problems.append(f"`{key}` = {value!r} is outside what a client could have used (0, {cap:g}]")
+    batches, steps, n = metadata.get("batches"), metadata.get("local_steps"), metadata.get("n_samples")
+    if isinstance(batches, list) and _is_int(steps) and len(batches) != steps:
+        problems.append(f"`local_steps` = {steps} but `batches` lists {len(batches)} steps")
+    if isinstance(batches, list) and _is_int(n):
+        indices = [i for b in batches if isinstance(b, list) for i in b if _is_int(i)]
+        if indices and max(indices) >= n:
+            problems.append(f"`batches` index {max(indices)} is out of range for `n_samples` = {n}")
+    momentum = metadata.get("momentum")
+    if _is_number(momentum) and not 0 <= momentum < 1:
+        problems.append(f"`momentum` = {momentum!r} is outside [0, 1)")
+    loss = metadata.get("loss")
+    if isinstance(loss, dict) and _is_number(loss.get("dice_weight")) and loss["dice_weight"] < 0:
+        problems.append(f"`loss.dice_weight` = {loss['dice_weight']!r} must be >= 0")
     return problems
 
 

@@ -142,7 +142,7 @@ def test_missing_arm_fails_the_bound(files: tuple[Path, Path]) -> None:
 def test_written_baseline_reads_back_and_passes_on_its_own_rows(tmp_path: Path) -> None:
     (tmp_path / "scenario.toml").write_text("seed = 0\n")
     text = write_baseline(
-        ROWS, scenario="scenario.toml", margins={"psnr": 1.0, "ssim": 0.05, "lpips": 0.05, "dice": 0.05}
+        [ROWS], scenario="scenario.toml", margins={"psnr": 1.0, "ssim": 0.05, "lpips": 0.05, "dice": 0.05}
     )
     path = tmp_path / "baseline.toml"
     path.write_text(text)
@@ -153,6 +153,23 @@ def test_written_baseline_reads_back_and_passes_on_its_own_rows(tmp_path: Path) 
     assert all(v.passed for v in evaluate(baseline.bounds, ROWS))
     worse = [dict(ROWS[0]), {**ROWS[1], "psnr": ROWS[1]["psnr"] + 2.0}]
     assert not all(v.passed for v in evaluate(baseline.bounds, worse))
+
+
+def test_written_baseline_sits_outside_the_spread_of_its_repeats(tmp_path: Path) -> None:
+    """Three repeats (say three thread counts): each bound sits beyond the worst of them by the larger of
+    the margin and their spread, so every repeat passes and the spread is written beside the bound."""
+    (tmp_path / "scenario.toml").write_text("seed = 0\n")
+    shifts = (0.0, -1.5, 0.4)  # undefended PSNR over the repeats: a 1.9 dB spread, above the 1 dB margin
+    repeats = [[{**ROWS[0], "psnr": ROWS[0]["psnr"] + d}, ROWS[1]] for d in shifts]
+    margins = {"psnr": 1.0, "ssim": 0.05, "lpips": 0.05, "dice": 0.05}
+    path = tmp_path / "baseline.toml"
+    path.write_text(write_baseline(repeats, scenario="scenario.toml", margins=margins, labels=["a", "b", "c"]))
+    bounds = {b.name: b for b in load_baseline(path).bounds}
+    worst = ROWS[0]["psnr"] - 1.5
+    assert bounds["none.psnr_min"].value == pytest.approx(worst - 1.9, abs=1e-4)
+    assert bounds["dp-sgd.psnr_max"].value == pytest.approx(ROWS[1]["psnr"] + 1.0, abs=1e-4)  # no spread
+    assert all(v.passed for rows in repeats for v in evaluate(list(bounds.values()), rows))
+    assert "# 3 run(s):" in path.read_text() and "3 runs (a, b, c)" in path.read_text()
 
 
 def test_check_without_baseline_is_a_usage_error() -> None:

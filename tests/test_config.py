@@ -142,7 +142,7 @@ def test_validate_reports_every_range_problem_together() -> None:
     problems = info.value.problems
     assert len(problems) == 2, problems
     assert "`train.rounds` must be >= 1, but got 0" in problems
-    assert "`train.lr` must be > 0, but got -1.0" in problems
+    assert "`train.lr` must be in (0, 10] (SGD on this loss diverges long before), but got -1.0" in problems
     assert "2 problems" in str(info.value)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -222,6 +221,16 @@ def check(
     scenario: Annotated[Path | None, typer.Option(help="Experiment TOML for --write-baseline.")] = None,
     margin_psnr: Annotated[float, typer.Option(help="--write-baseline: PSNR margin in dB.")] = 1.0,
     margin: Annotated[float, typer.Option(help="--write-baseline: margin for SSIM, LPIPS and Dice.")] = 0.05,
+    repeat_threads: Annotated[
+        str | None,
+        typer.Option(
+            help="--write-baseline: run the scenario at each of these thread counts (e.g. 1,2,4); each bound "
+            "then sits beyond the worst run by max(margin, the runs' spread)."
+        ),
+    ] = None,
+    repeat_seeds: Annotated[
+        int, typer.Option(help="--write-baseline: also run at the next N-1 seeds (spread over seeds).")
+    ] = 1,
     out: Annotated[Path, typer.Option(help="Folder for the scenario's runs.")] = Path("runs"),
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -235,7 +244,7 @@ def check(
     with user_errors():
         if write_baseline is not None:
             margins = {"psnr": margin_psnr, "ssim": margin, "lpips": margin, "dice": margin}
-            _write_baseline(write_baseline, scenario, out, margins, quiet)
+            _write_baseline(write_baseline, scenario, out, margins, quiet, repeat_threads, repeat_seeds)
             return
         result = _run_check(baseline, results, out, quiet or json_output)
     if junit is not None:
@@ -269,28 +278,36 @@ def _run_check(baseline: Path | None, results: Path | None, out: Path, quiet: bo
 
 
 def _write_baseline(
-    path: Path, scenario: Path | None, out: Path, margins: dict[str, float], quiet: bool
+    path: Path,
+    scenario: Path | None,
+    out: Path,
+    margins: dict[str, float],
+    quiet: bool,
+    repeat_threads: str | None,
+    repeat_seeds: int,
 ) -> None:
     from feddp_eval.cli.render import attack_progress
-    from feddp_eval.config import load_config
     from feddp_eval.errors import ConfigError
-    from feddp_eval.gate import write_baseline
-    from feddp_eval.io import atomic_write_text
-    from feddp_eval.pipeline import run_attack
-    from feddp_eval.safety import require_verdicts
+    from feddp_eval.workflows.check import write_baseline_file
 
     if scenario is None:
         raise ConfigError("--write-baseline needs --scenario EXP.toml (the experiment the baseline pins)")
-    bad = {k: v for k, v in margins.items() if not (v == v and abs(v) != float("inf") and v >= 0)}
-    if bad:
-        raise ConfigError(f"--margin and --margin-psnr must be finite numbers >= 0, but got {bad}")
-    experiment = load_config(scenario)
-    if experiment.defense.name == "none":
-        raise ConfigError(f"scenario {scenario} has no defense; set [defense] so there is a defended arm")
+    try:
+        threads = tuple(int(t) for t in repeat_threads.split(",")) if repeat_threads else ()
+    except ValueError:
+        raise ConfigError(
+            f"--repeat-threads takes thread counts like 1,2,4, but got {repeat_threads!r}"
+        ) from None
     with attack_progress(quiet) as (on_stage, on_iteration):
-        result = run_attack(experiment, out=out, on_stage=on_stage, on_iteration=on_iteration)
-    require_verdicts([], result.rows, source=str(result.out_dir))  # no bound from an attack that did not run
-    relative = Path(os.path.relpath(Path(scenario).resolve(), path.resolve().parent))
-    atomic_write_text(path, write_baseline(result.rows, scenario=relative.as_posix(), margins=margins))
+        sources = write_baseline_file(
+            path,
+            scenario,
+            out=out,
+            margins=margins,
+            threads=threads,
+            seeds=repeat_seeds,
+            on_stage=on_stage,
+            on_iteration=on_iteration,
+        )
     if not quiet:
-        typer.echo(f"wrote {path} from {result.out_dir}")
+        typer.echo(f"wrote {path} from {len(sources)} run(s): {', '.join(sources)}")

@@ -89,10 +89,16 @@ def _train(t: TrainConfig, need: Need) -> None:
     need(t.local_epochs >= 1, f"`train.local_epochs` must be >= 1, but got {t.local_epochs}")
     need(t.local_steps >= 0, f"`train.local_steps` must be >= 0 (0 = use epochs), but got {t.local_steps}")
     need(t.batch_size >= 1, f"`train.batch_size` must be >= 1, but got {t.batch_size}")
-    need(math.isfinite(t.lr) and t.lr > 0, f"`train.lr` must be > 0, but got {t.lr}")
+    need(
+        math.isfinite(t.lr) and 0 < t.lr <= 10,
+        f"`train.lr` must be in (0, 10] (SGD on this loss diverges long before), but got {t.lr}",
+    )
     need(0 <= t.momentum < 1, f"`train.momentum` must be in [0, 1), but got {t.momentum}")
     need(t.dice_weight >= 0, f"`train.dice_weight` must be >= 0, but got {t.dice_weight}")
     need(t.audit_canaries >= 2, f"`train.audit_canaries` must be >= 2, but got {t.audit_canaries}")
+
+
+FLOAT32_RESOLUTION = 2.0**-23  # the gap between 1 and the next float32: parameters and updates are float32
 
 
 def _defense(defense: DefenseConfig, need: Need) -> None:
@@ -101,6 +107,13 @@ def _defense(defense: DefenseConfig, need: Need) -> None:
             continue
         need(math.isfinite(dp.noise) and dp.noise >= 0, f"`{at}.noise` must be >= 0, but got {dp.noise}")
         need(dp.clip > 0, f"`{at}.clip` must be > 0, but got {dp.clip}")
+        need(
+            not 0 < dp.noise * dp.clip < FLOAT32_RESOLUTION,
+            f"`{at}.noise` = {dp.noise:g} with clip {dp.clip:g} adds noise of std {dp.noise * dp.clip:.3g}, "
+            f"below float32's resolution of values of order 1 ({FLOAT32_RESOLUTION:.3g}): it is numerically "
+            "zero, and its ε would describe noise that was never added; use noise = 0 for none, or a σ "
+            f"with σ·clip >= {FLOAT32_RESOLUTION:.3g}",
+        )
         need(0 < dp.delta < 1, f"`{at}.delta` must be in (0, 1), but got {dp.delta}")
         need(0 <= dp.prune_ratio < 1, f"`{at}.prune_ratio` must be in [0, 1), but got {dp.prune_ratio}")
         if dp.target_epsilon is not None:

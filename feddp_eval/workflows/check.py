@@ -117,3 +117,67 @@ def check_arms(baseline: Any) -> None:
     )
     if problems:
         raise ConfigError(problems, source=str(baseline.path))
+
+
+def write_baseline_file(
+    path: str | Path,
+    scenario: str | Path,
+    *,
+    out: str | Path = "runs",
+    margins: dict[str, float],
+    threads: tuple[int, ...] = (),
+    seeds: int = 1,
+    on_stage: Callable[[str], None] | None = None,
+    on_iteration: Callable[[int, int, float], None] | None = None,
+) -> list[str]:
+    """Run a scenario once per (seed, thread count) and write a baseline whose bounds sit outside the
+    spread of those runs (:func:`feddp_eval.gate.write_baseline`). Returns the runs' result folders.
+
+    Args:
+        path: The baseline TOML to write (atomically).
+        scenario: The experiment TOML the baseline pins; it must name a defense.
+        out: Where the runs go (a run per seed and thread count: runs at other thread counts are separate
+            folders, ``<out>/threads-<n>``, because a training run is reused by its config hash alone).
+        margins: The least distance of a bound from the worst run, per metric (psnr, ssim, lpips, dice).
+        threads: Thread counts to repeat at; empty: this process's own.
+        seeds: Runs at the scenario's seed and the ``seeds - 1`` after it.
+        on_stage: Stage callback, as for :func:`run_attack`.
+        on_iteration: Attack progress callback, as for :func:`run_attack`.
+    """
+    import os
+
+    import torch
+
+    from feddp_eval.config import load_config
+    from feddp_eval.gate import write_baseline
+    from feddp_eval.io import atomic_write_text
+    from feddp_eval.safety import require_verdicts
+
+    bad = {k: v for k, v in margins.items() if not (v == v and abs(v) != float("inf") and v >= 0)}
+    if bad:
+        raise ConfigError(f"--margin and --margin-psnr must be finite numbers >= 0, but got {bad}")
+    if seeds < 1 or any(t < 1 for t in threads):
+        raise ConfigError(f"--repeat-seeds must be >= 1 and thread counts >= 1, but got {seeds}, {threads}")
+    experiment = load_config(scenario)
+    if experiment.defense.name == "none":
+        raise ConfigError(f"scenario {scenario} has no defense; set [defense] so there is a defended arm")
+    own = torch.get_num_threads()
+    repeats, labels, sources = [], [], []
+    try:
+        for count in threads or (own,):
+            torch.set_num_threads(count)
+            for i in range(seeds):
+                config = with_overrides(experiment, {"seed": experiment.seed + i})
+                where = Path(out) / f"threads-{count}" if threads else Path(out)
+                result = run_attack(config, out=where, on_stage=on_stage, on_iteration=on_iteration)
+                # No bound from an attack that did not run.
+                require_verdicts([], result.rows, source=str(result.out_dir))
+                repeats.append(result.rows)
+                labels.append(f"seed {config.seed}, {count} thread(s)")
+                sources.append(str(result.out_dir))
+    finally:
+        torch.set_num_threads(own)
+    relative = Path(os.path.relpath(Path(scenario).resolve(), Path(path).resolve().parent))
+    text = write_baseline(repeats, scenario=relative.as_posix(), margins=margins, labels=labels)
+    atomic_write_text(path, text)
+    return sources

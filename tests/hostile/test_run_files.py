@@ -153,6 +153,13 @@ RUN_CORRUPTIONS: dict[str, tuple[Callable[[Path], object], str]] = {
     "meta-a-device": (lambda r: _swap_for_link(_meta(r), "/dev/zero"), "site-1.json"),
     "update-float16": (_half_update, "site-1.safetensors"),
     "meta-batch-size-zero": (lambda r: _edit_meta(r, batch_size=0), "batch_size"),
+    # Values of the right type that no client could have trained with (issue #21).
+    "meta-lr-impossible": (lambda r: _edit_meta(r, lr=1e30), "`lr` = 1e+30 is outside"),
+    "meta-lr-negative": (lambda r: _edit_meta(r, lr=-0.01), "`lr` = -0.01 is outside"),
+    "meta-steps-not-the-batches": (lambda r: _edit_meta(r, local_steps=50), "`local_steps` = 50 but"),
+    "meta-samples-absurd": (lambda r: _edit_meta(r, n_samples=10**12), "`n_samples` = 1000000000000"),
+    "meta-momentum-one": (lambda r: _edit_meta(r, momentum=1.5), "`momentum` = 1.5 is outside"),
+    "meta-round-absurd": (lambda r: _edit_meta(r, round=10**9), "`round` = 1000000000 is outside"),
     "captures-gone": (lambda r: shutil.rmtree(r / "captures"), "captures"),
     "sites-not-json": (lambda r: (r / "sites.json").write_text("]"), "sites.json"),
     "sites-mistyped": (lambda r: (r / "sites.json").write_text('[{"index": 0}]'), "sites.json"),

@@ -36,6 +36,10 @@ SETTINGS: dict[str, tuple[list[str], str]] = {
     "batch-size-zero": (["--batch-size", "0"], "train.batch_size"),
     "unknown-defense": (["--defense", "nope"], "nope"),
     "data-folder-missing": (["--data", "/nonexistent/folder"], "data.source"),
+    # Issue #21: a σ whose noise float32 cannot hold would carry an ε (5.5e61 at σ = 1e-30) for nothing.
+    "noise-numerically-zero": (["--noise", "1e-30"], "numerically zero"),
+    "noise-times-clip-numerically-zero": (["--noise", "1e-4", "--clip", "1e-4"], "numerically zero"),
+    "lr-no-client-uses": (["--lr", "1e6"], "train.lr` must be in (0, 10]"),
 }
 
 

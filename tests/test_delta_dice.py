@@ -1,0 +1,64 @@
+"""`feddp-eval attack` reads utility over paired seeds: ΔDice with its 95% interval, never one run alone."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from feddp_eval.config import ExperimentConfig, config_hash, from_dict, reference_config, to_dict, validate
+from feddp_eval.errors import ConfigError
+from feddp_eval.io import read_json
+from feddp_eval.workflows.attack import delta_dice_cells, run_attack
+
+
+def _reference_interval(defended: list[float], reference: list[float]) -> tuple[float, float, float]:
+    """The paired t interval of the relative difference, written out from scipy's t quantile."""
+    relative = np.asarray(defended) / np.asarray(reference) - 1
+    half = stats.t.ppf(0.975, len(relative) - 1) * relative.std(ddof=1) / math.sqrt(len(relative))
+    return float(relative.mean()), float(relative.mean() - half), float(relative.mean() + half)
+
+
+def test_delta_dice_cells_are_the_paired_t_interval() -> None:
+    reference, defended = [0.80, 0.84, 0.78], [0.75, 0.80, 0.74]
+    none, dp = delta_dice_cells([reference, defended])
+    assert none["delta_dice"] is None and none["dice_mean"] == pytest.approx(np.mean(reference))
+    mean, low, high = _reference_interval(defended, reference)
+    assert (dp["delta_dice"], dp["delta_dice_low"], dp["delta_dice_high"]) == pytest.approx((mean, low, high))
+    assert dp["delta_dice_verdict"] == "lower" and dp["utility_seeds"] == 3
+
+
+def test_one_seed_cannot_tell() -> None:
+    _, dp = delta_dice_cells([[0.8], [0.9]])
+    assert dp["delta_dice"] == pytest.approx(0.125)
+    assert (dp["delta_dice_low"], dp["delta_dice_high"], dp["delta_dice_verdict"]) == (None, None, "cannot tell")
+
+
+def test_utility_seeds_is_validated(tiny_config: ExperimentConfig) -> None:
+    raw = copy.deepcopy(to_dict(tiny_config))
+    raw["attack"]["utility_seeds"] = 0
+    with pytest.raises(ConfigError, match="utility_seeds"):
+        validate(from_dict(ExperimentConfig, raw))
+
+
+def test_attack_trains_paired_seeds_and_reads_their_dice(tmp_path: Path, tiny_config: ExperimentConfig) -> None:
+    raw = copy.deepcopy(to_dict(tiny_config))
+    raw["attack"] = {"iterations": 2, "utility_seeds": 3}
+    raw["defense"] = {"name": "dp-sgd", "noise": 1.1}
+    config = validate(from_dict(ExperimentConfig, raw))
+    result = run_attack(config, out=tmp_path)
+    dice = []
+    for arm in (reference_config(config), config):
+        runs = [to_dict(arm) | {"seed": arm.seed + i} for i in range(3)]
+        hashes = [config_hash(validate(from_dict(ExperimentConfig, r)))[:12] for r in runs]
+        dice.append([read_json(tmp_path / h / "summary.json")["dice"] for h in hashes])
+    none, dp = result.rows
+    assert [none["utility_seeds"], dp["utility_seeds"]] == [3, 3]
+    assert none["dice"] == dice[0][0] and dp["dice"] == dice[1][0]  # the attacked run is the first seed's
+    assert dp["dice_mean"] == pytest.approx(np.mean(dice[1]))
+    mean, low, high = _reference_interval(dice[1], dice[0])
+    assert (dp["delta_dice"], dp["delta_dice_low"], dp["delta_dice_high"]) == pytest.approx((mean, low, high))
