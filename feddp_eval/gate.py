@@ -277,8 +277,8 @@ def write_baseline(
             bound = low - step if kind == "min" else high + step
             spread = f"{len(values)} run(s): {low:.4g}–{high:.4g}, margin {step:.3g}"
             lines.append(f"{metric}_{kind} = {bound:.6g}  # {spread}")
-        epsilons = [r.get("epsilon") for r in rows]
-        if all(e is not None and math.isfinite(e) for e in epsilons):
+        epsilons = [float(e) if (e := r.get("epsilon")) is not None else math.inf for r in rows]
+        if all(math.isfinite(e) for e in epsilons):
             lines.append(f"epsilon_max = {max(epsilons) * 1.001:.6g}  # the accountant's ε, deterministic")
         lines.append("")
     return "\n".join(lines)

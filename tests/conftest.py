@@ -17,8 +17,8 @@ TINY = {
     "data": {"sites": 2, "train_tiles": [6, 3], "test_tiles": 2, "tile_size": 16},
     "model": {"depth": 1, "width": 4, "groups": 2},
     "train": {"rounds": 2, "batch_size": 4, "lr": 0.01},
-    # One training seed per arm: the suite tests the attack, not the utility interval (tests/test_delta_dice.py
-    # runs the default's paired seeds).
+    # One training seed per arm: the suite tests the attack, not the utility interval
+    # (tests/test_delta_dice.py runs paired seeds).
     "attack": {"utility_seeds": 1},
 }
 

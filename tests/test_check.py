@@ -163,7 +163,9 @@ def test_written_baseline_sits_outside_the_spread_of_its_repeats(tmp_path: Path)
     repeats = [[{**ROWS[0], "psnr": ROWS[0]["psnr"] + d}, ROWS[1]] for d in shifts]
     margins = {"psnr": 1.0, "ssim": 0.05, "lpips": 0.05, "dice": 0.05}
     path = tmp_path / "baseline.toml"
-    path.write_text(write_baseline(repeats, scenario="scenario.toml", margins=margins, labels=["a", "b", "c"]))
+    path.write_text(
+        write_baseline(repeats, scenario="scenario.toml", margins=margins, labels=["a", "b", "c"])
+    )
     bounds = {b.name: b for b in load_baseline(path).bounds}
     worst = ROWS[0]["psnr"] - 1.5
     assert bounds["none.psnr_min"].value == pytest.approx(worst - 1.9, abs=1e-4)

@@ -35,7 +35,11 @@ def test_delta_dice_cells_are_the_paired_t_interval() -> None:
 def test_one_seed_cannot_tell() -> None:
     _, dp = delta_dice_cells([[0.8], [0.9]])
     assert dp["delta_dice"] == pytest.approx(0.125)
-    assert (dp["delta_dice_low"], dp["delta_dice_high"], dp["delta_dice_verdict"]) == (None, None, "cannot tell")
+    assert (dp["delta_dice_low"], dp["delta_dice_high"], dp["delta_dice_verdict"]) == (
+        None,
+        None,
+        "cannot tell",
+    )
 
 
 def test_utility_seeds_is_validated(tiny_config: ExperimentConfig) -> None:
@@ -45,7 +49,9 @@ def test_utility_seeds_is_validated(tiny_config: ExperimentConfig) -> None:
         validate(from_dict(ExperimentConfig, raw))
 
 
-def test_attack_trains_paired_seeds_and_reads_their_dice(tmp_path: Path, tiny_config: ExperimentConfig) -> None:
+def test_attack_trains_paired_seeds_and_reads_their_dice(
+    tmp_path: Path, tiny_config: ExperimentConfig
+) -> None:
     raw = copy.deepcopy(to_dict(tiny_config))
     raw["attack"] = {"iterations": 2, "utility_seeds": 3}
     raw["defense"] = {"name": "dp-sgd", "noise": 1.1}
