@@ -161,7 +161,31 @@ def print_check_table(result: Any) -> None:
             MISSING if v.margin is None else f"{v.margin:+.4g}",
             "[green]pass[/green]" if v.passed else "[red]FAIL[/red]",
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for row in result.rows:
+        if (text := delta_dice_label(row)) is not None:
+            label = schema.setting_label(row["defense"], row["noise"])
+            console.print(f"ΔDice {label} ({row.get('attack')}): {text}")
+
+
+def delta_dice_label(row: dict[str, Any]) -> str | None:
+    """``-5.60% [-8.10%, -3.00%] lower`` from a row's ΔDice cells (3 seeds); ``None`` on the reference."""
+    from feddp_eval.metrics.significance import PairedDelta
+
+    if row.get("delta_dice") is None:
+        return None
+    seeds = int(row.get("utility_seeds") or 1)
+    delta = PairedDelta(
+        seeds,
+        row["delta_dice"],
+        row.get("delta_dice_low"),
+        row.get("delta_dice_high"),
+        None,
+        0.95,
+        row.get("delta_dice_verdict") or "cannot tell",
+    )
+    return f"{delta.label()} over {seeds} paired seed(s)"
 
 
 def sweep_tables(result: Any) -> list[Any]:
