@@ -65,8 +65,12 @@ def run_config(isa: str, threads: int, cases: list[str], seeds: list[int]) -> li
     records = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     for record in records:
         record.update(isa=isa, threads=threads)
-        print(f"  {isa:6s} t={threads} {record['case']} seed {record['seed']}: "
-              + ", ".join(f"{k}={v:.4g}" for k, v in record["values"].items()), file=sys.stderr, flush=True)
+        print(
+            f"  {isa:6s} t={threads} {record['case']} seed {record['seed']}: "
+            + ", ".join(f"{k}={v:.4g}" for k, v in record["values"].items()),
+            file=sys.stderr,
+            flush=True,
+        )
     return records
 
 
@@ -122,10 +126,18 @@ def main() -> None:
         for threads in (int(t) for t in args.threads.split(",")):
             records += run_config(isa, threads, cases, seeds)
     lines, broken = table(records, module.BOUNDS)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown CPU")
-    print(f"{cpu}; seeds {args.seeds}; threads {args.threads}; ISA {args.isa}; "
-          f"{time.perf_counter() - start:.0f} s; load average {os.getloadavg()[0]:.1f}")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown CPU",
+    )
+    print(
+        f"{cpu}; seeds {args.seeds}; threads {args.threads}; ISA {args.isa}; "
+        f"{time.perf_counter() - start:.0f} s; load average {os.getloadavg()[0]:.1f}"
+    )
     print("\n".join(lines))
     if args.json:
         args.json.write_text(json.dumps(records, indent=1))
