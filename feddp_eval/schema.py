@@ -20,7 +20,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Kind = Literal["setting", "privacy", "utility", "reference", "leakage", "prior", "bookkeeping", "runtime"]
+Kind = Literal[
+    "setting", "privacy", "utility", "comparison", "reference", "leakage", "prior", "bookkeeping", "runtime"
+]
 Direction = Literal["leaks-more", "leaks-less", "better", "none"]
 ValueType = Literal["float", "int", "str", "round"]
 Table = Literal["utility", "leakage"]
@@ -35,7 +37,8 @@ class Column:
 
     Attributes:
         name: The key in rows, CSV headers and gate bounds (``psnr`` → ``psnr_min``).
-        kind: ``utility`` (Dice of the trained model), ``reference`` (what a tool without a model
+        kind: ``utility`` (Dice of the trained model), ``comparison`` (utility over paired seeds and
+            against the undefended arm), ``reference`` (what a tool without a model
             scores on the same tiles), ``leakage`` (what an attack measured),
             ``prior`` (the attacker's guess without the update), ``privacy`` (the accountant),
             ``setting`` (what was run), ``bookkeeping`` (where and how), ``runtime`` (seconds).
@@ -190,7 +193,7 @@ COLUMNS: tuple[Column, ...] = (
     _score(
         "dice_mean",
         "Dice (seeds)",
-        "utility",
+        "comparison",
         "better",
         3,
         file="row",
@@ -200,7 +203,7 @@ COLUMNS: tuple[Column, ...] = (
     _score(
         "delta_dice",
         "ΔDice",
-        "utility",
+        "comparison",
         "better",
         4,
         signed=True,
@@ -209,12 +212,14 @@ COLUMNS: tuple[Column, ...] = (
         description="`attack`: mean over paired seeds of Dice / undefended Dice − 1 (−0.0055 is −0.55%)",
     ),
     *(
-        _score(name, label, "utility", "better", 4, signed=True, file="row", description="its 95% t interval")
+        _score(
+            name, label, "comparison", "better", 4, signed=True, file="row", description="its 95% t interval"
+        )
         for name, label in (("delta_dice_low", "ΔDice low"), ("delta_dice_high", "ΔDice high"))
     ),
     Column(
         "delta_dice_verdict",
-        "utility",
+        "comparison",
         "ΔDice verdict",
         "str",
         file="row",

@@ -27,7 +27,11 @@ def test_names_are_unique_and_every_gate_metric_has_a_direction() -> None:
     assert len(names) == len(set(names))
     for name in schema.gate_metrics():
         c = schema.column(name)
-        assert c.kind in ("utility", "leakage", "privacy") and c.tolerance is not None and c.tolerance >= 0
+        assert (
+            c.kind in ("utility", "comparison", "leakage", "privacy")
+            and c.tolerance is not None
+            and c.tolerance >= 0
+        )
     assert {c.name for c in schema.columns(kind=["utility"])} == set(UTILITY_METRICS)
     assert set(PRIVACY_METRICS) <= set(schema.attack_metrics())
 
