@@ -128,6 +128,7 @@ def _sweep_plan(
     config: Path | None, flags: dict[str, Any], grid: dict[str, Any], options: dict[str, Any]
 ) -> Any:
     """The base experiment and the grid: the file's (or the defaults), with the flags on top."""
+    import attacks
     from feddp_eval.config import ExperimentConfig, given, validate, with_overrides
     from feddp_eval.sweep import SweepSpec, load_sweep_config
 
@@ -271,6 +272,7 @@ def _run_check(baseline: Path | None, results: Path | None, out: Path, quiet: bo
 def _write_baseline(
     path: Path, scenario: Path | None, out: Path, margins: dict[str, float], quiet: bool
 ) -> None:
+    import attacks  # noqa: F401  (installs the check of [attack.<name>] tables that validate runs)
     from feddp_eval.cli.render import attack_progress
     from feddp_eval.config import load_config
     from feddp_eval.errors import ConfigError
