@@ -128,7 +128,7 @@ def _sweep_plan(
     config: Path | None, flags: dict[str, Any], grid: dict[str, Any], options: dict[str, Any]
 ) -> Any:
     """The base experiment and the grid: the file's (or the defaults), with the flags on top."""
-    import attacks
+    import attacks as attack_plugins  # noqa: F401  (installs the check of [attack.<name>] tables that validate runs)
     from feddp_eval.config import ExperimentConfig, given, validate, with_overrides
     from feddp_eval.sweep import SweepSpec, load_sweep_config
 
