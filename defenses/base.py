@@ -1,4 +1,4 @@
-"""Defense plugins: the :class:`Defense` base class, the ``DEFENSES`` registry and composition.
+"""Defense plugins: the :class:`Defense` base class and the ``DEFENSES`` registry.
 
 A defense is a :class:`~feddp_eval.federated.hooks.TrainingHooks` with a name, built from the
 ``[defense]`` section of the experiment config. It acts on one side:
@@ -167,28 +167,6 @@ def gaussian_record(
 
 
 DEFENSES: Registry[Defense] = Registry("defense")
-
-
-def noise_defenses() -> list[str]:
-    """The registered defenses with a noise multiplier σ to sweep (Gaussian mechanisms)."""
-    import defenses  # noqa: F401  (registers the built-in defenses)
-
-    return [name for name in DEFENSES.names() if issubclass(DEFENSES.get(name), GaussianDefense)]
-
-
-def build_defense(config: DefenseConfig) -> Defense:
-    """The defense ``config`` names, validated and ready to hook into training.
-
-    With a ``[defense.server]`` table, the client-side defense ``config.name`` composed with the
-    server-side one it names.
-    """
-    import defenses  # noqa: F401  (registers the built-in defenses)
-    from defenses.compose import compose
-
-    first = DEFENSES.create(config.name, config)
-    if config.server is None:
-        return first
-    return compose(first, DEFENSES.create(config.server.name, config.server))
 
 
 def names_on(side: str) -> list[str]:

@@ -5,8 +5,9 @@ Settings: every number of an experiment must be finite and within a range that c
 accountant). Training: a non-finite update or model stops the run. Attacks: one whose update
 or weights are not finite is marked *not run* and its metrics are left absent, never the
 prior's. The gate: a bound with nothing to judge is no verdict (exit 2), not a regression.
-Fail fast: an unknown attack or a target site the run will not have (or will not sample in the
-target round) is refused before training. Run-directory files are checked in
+Fail fast: an unknown attack or a target site the run will not have is refused before training
+(a target site the run will not sample in the target round: :func:`feddp_eval.federated.loop.
+sampling_problem`, beside the sampling). Run-directory files are checked in
 :mod:`feddp_eval.runcheck`.
 
 Nothing here imports torch at module level.
@@ -246,28 +247,3 @@ def target_problem(config: ExperimentConfig) -> str | None:
     if n is not None and n > 0 and site >= n:
         return f"`attack.target_site` is {site} but the run has {n} sites (0..{n - 1}; -1 = the smallest)"
     return None
-
-
-def sampling_problem(config: ExperimentConfig) -> str | None:
-    """Why the target site takes no part in the target round (client sampling is seeded, so this
-    is known before training), or ``None`` (also when the target cannot be resolved yet)."""
-    t, a, d = config.train, config.attack, config.data
-    if t.client_fraction >= 1 or not isinstance(a.target_round, int):  # a non-int: several rounds
-        return None
-    n, site = planned_sites(d), a.target_site
-    if site < 0 and d.source == "synthetic":
-        counts = list(d.train_tiles) if isinstance(d.train_tiles, tuple) else [d.train_tiles] * d.sites
-        site = min(range(len(counts)), key=lambda i: (counts[i], i))
-    if n is None or not 0 <= site < n:
-        return None
-    from feddp_eval.federated.loop import sample_clients
-    from feddp_eval.seeding import generator
-
-    chosen = sample_clients(n, t.client_fraction, generator(config.seed, "clients", a.target_round))
-    if site in chosen:
-        return None
-    return (
-        f"site {site} takes no part in round {a.target_round} (`train.client_fraction` = "
-        f"{t.client_fraction:g} samples sites {chosen}); pick another `attack.target_round` or "
-        "`attack.target_site`"
-    )

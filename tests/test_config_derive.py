@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import attacks  # noqa: F401  (the attack plugins check the [attack.<name>] tables validate reads)
 from feddp_eval.config import (
     ATTACK_DEFAULT_NOISE,
     ExperimentConfig,
@@ -105,3 +106,33 @@ def test_attack_options_from_the_command_line_are_checked_like_the_table() -> No
     assert chosen.attack.options["inverting-gradients"] == {"tv_weight": 0.2, "per_layer": True}
     with pytest.raises(ConfigError, match="must be true or false"):
         with_attack_options(BASE, {"per_layer": "yes"})
+
+
+def test_attack_tables_are_refused_not_skipped_when_no_attack_plugin_is_loaded() -> None:
+    """The config layer never imports a plugin: without `attacks` loaded, a table it cannot check is
+    a problem that says how to fix it, never a silent pass (a fresh process: here `attacks` is loaded)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from feddp_eval.config import AttackSettings, ExperimentConfig, validate\n"
+        "from feddp_eval.errors import ConfigError\n"
+        "try:\n"
+        "    validate(ExperimentConfig(attack=AttackSettings(options={'dlg': {'lr': 0.5}})))\n"
+        "except ConfigError as exc:\n"
+        "    print(exc.problems[0]); sys.exit(3)\n"
+        "assert 'attacks' not in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "[attack.dlg]" in done.stdout and "`import attacks`" in done.stdout
+    assert validate_with_plugins_loaded() == []
+
+
+def validate_with_plugins_loaded() -> list[str]:
+    """Here `attacks` is loaded (top of this file): the same table passes its attack's own check."""
+    from feddp_eval.config import AttackSettings
+    from feddp_eval.config.validation import attack_option_problems
+
+    return attack_option_problems(AttackSettings(options={"dlg": {"lr": 0.5}}))

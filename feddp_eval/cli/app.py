@@ -65,6 +65,7 @@ def flags(given_options: Mapping[str, Any], keys: Mapping[str, str]) -> dict[str
 
 def experiment(config: Path | None, overrides: Mapping[str, Any]) -> Any:
     """The config file (or the defaults) with the given flags applied (``None``: flag not given)."""
+    import attacks  # noqa: F401  (installs the check of [attack.<name>] tables that validate runs)
     from feddp_eval.config import ExperimentConfig, given, load_config, validate, with_overrides
 
     base = load_config(config) if config else validate(ExperimentConfig())

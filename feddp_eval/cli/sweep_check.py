@@ -127,6 +127,7 @@ def _sweep_plan(
     config: Path | None, flags: dict[str, Any], grid: dict[str, Any], options: dict[str, Any]
 ) -> Any:
     """The base experiment and the grid: the file's (or the defaults), with the flags on top."""
+    import attacks as attack_plugins  # noqa: F401  (installs the check of [attack.<name>] tables that validate runs)
     from feddp_eval.config import ExperimentConfig, given, validate, with_overrides
     from feddp_eval.sweep import SweepSpec, load_sweep_config
 
@@ -286,6 +287,7 @@ def _write_baseline(
     repeat_threads: str | None,
     repeat_seeds: int,
 ) -> None:
+    import attacks  # noqa: F401  (installs the check of [attack.<name>] tables that validate runs)
     from feddp_eval.cli.render import attack_progress
     from feddp_eval.errors import ConfigError
     from feddp_eval.workflows.check import write_baseline_file

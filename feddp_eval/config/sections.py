@@ -59,8 +59,14 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """U-Net shape: ``depth`` poolings, ``width`` channels at full resolution (doubling per level),
-    GroupNorm with up to ``groups`` groups, and the ``activation`` (``relu``, ``gelu``, ``sigmoid``)."""
+    """U-Net shape.
+
+    Attributes:
+        depth: Poolings of the U-Net.
+        width: Channels at full resolution (doubling per level).
+        groups: GroupNorm with up to this many groups.
+        activation: ``relu``, ``gelu`` or ``sigmoid``.
+    """
 
     depth: int = 2
     width: int = 16
@@ -232,7 +238,18 @@ class AttackSettings:
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """Everything that determines a run's numbers, plus where it is written."""
+    """Everything that determines a run's numbers, plus where it is written.
+
+    Attributes:
+        seed: The experiment seed; every random draw flows from it through explicit generators.
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+        capture: Write each client's released update into the run directory (what attacks read).
+        data: The ``[data]`` table.
+        model: The ``[model]`` table.
+        train: The ``[train]`` table.
+        defense: The ``[defense]`` table.
+        attack: The ``[attack]`` table.
+    """
 
     seed: int = 0
     device: Device = "auto"

@@ -7,13 +7,12 @@ Flower's DP strategies wrap any strategy; it never re-implements the average.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from feddp_eval.federated.hooks import PrivacyRecord
+from feddp_eval.federated.privacy import PrivacyRecord
 
 
 def fedavg(updates: Sequence[dict[str, Tensor]], weights: Sequence[float]) -> dict[str, Tensor]:

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from feddp_eval.federated.aggregation import Aggregator
+from feddp_eval.federated.privacy import PrivacyRecord  # re-exported: defenses and engines import it here
 
 Update = dict[str, Tensor]
 
@@ -40,28 +41,6 @@ class ClientPlan:
     steps_per_round: int
     rounds: int
     participation: float  # probability of being sampled in a round
-
-
-@dataclass(frozen=True)
-class PrivacyRecord:
-    """A privacy guarantee, always with its δ, granularity, mechanism and accountant.
-
-    ``epsilon`` is ``None`` when the mechanism has no formal guarantee.
-    """
-
-    client_id: int | None
-    mechanism: str
-    granularity: str  # "sample-level", "client-level" or "none"
-    epsilon: float | None
-    delta: float | None
-    accountant: str | None
-    noise_multiplier: float | None = None
-    clip: float | None = None
-    sample_rate: float | None = None
-    steps: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 class ClientDefense:

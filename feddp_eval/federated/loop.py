@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from feddp_eval.config import TrainConfig
+from feddp_eval.config import ExperimentConfig, TrainConfig
 from feddp_eval.data.types import Site, TileSet
 from feddp_eval.federated.aggregation import Aggregator, FedAvg
 from feddp_eval.federated.capture import CaptureWriter
@@ -22,7 +22,7 @@ from feddp_eval.federated.client import ClientResult, client_round, round_train,
 from feddp_eval.federated.hooks import ClientDefense, ClientPlan, TrainingHooks, Update, privacy_summary
 from feddp_eval.federated.malicious import ImprintServer
 from feddp_eval.metrics.utility import ConfusionCounts, binarise, confusion_counts, pooled, utility_scores
-from feddp_eval.safety import require_finite
+from feddp_eval.safety import planned_sites, require_finite
 from feddp_eval.seeding import generator
 
 POOLED = "pooled"
@@ -301,3 +301,26 @@ def capture_metadata(
         "batches": batches,
         "update": "local_weights_minus_global",
     }
+
+
+# The loop owns client sampling, so it owns this refusal (checked before any training).
+def sampling_problem(config: ExperimentConfig) -> str | None:
+    """Why the target site takes no part in the target round (client sampling is seeded, so this
+    is known before training), or ``None`` (also when the target cannot be resolved yet)."""
+    t, a, d = config.train, config.attack, config.data
+    if t.client_fraction >= 1 or not isinstance(a.target_round, int):  # a non-int: several rounds
+        return None
+    n, site = planned_sites(d), a.target_site
+    if site < 0 and d.source == "synthetic":
+        counts = list(d.train_tiles) if isinstance(d.train_tiles, tuple) else [d.train_tiles] * d.sites
+        site = min(range(len(counts)), key=lambda i: (counts[i], i))
+    if n is None or not 0 <= site < n:
+        return None
+    chosen = sample_clients(n, t.client_fraction, generator(config.seed, "clients", a.target_round))
+    if site in chosen:
+        return None
+    return (
+        f"site {site} takes no part in round {a.target_round} (`train.client_fraction` = "
+        f"{t.client_fraction:g} samples sites {chosen}); pick another `attack.target_round` or "
+        "`attack.target_site`"
+    )

@@ -35,6 +35,7 @@ client_app = ClientApp()
 
 def experiment(run_config: Any) -> Any:
     """The experiment the run config names, on the ``flower`` engine."""
+    import attacks  # noqa: F401  (installs the check of [attack.<name>] tables that validate runs)
     from feddp_eval.config import ExperimentConfig, load_config, validate, with_overrides
 
     path = str(run_config.get("config", ""))

@@ -154,7 +154,8 @@ def delta_dice_cells(dice: list[list[float]]) -> list[dict[str, Any]]:
 def preflight_attack(config: ExperimentConfig) -> None:
     """Refuse an unknown attack or a target site the run will not have, before any training."""
     from attacks import ATTACKS
-    from feddp_eval.safety import sampling_problem, target_problem
+    from feddp_eval.federated.loop import sampling_problem
+    from feddp_eval.safety import target_problem
 
     ATTACKS.get(config.attack.name)  # an unknown name is a ConfigError listing the known ones
     if (problem := target_problem(config) or sampling_problem(config)) is not None:

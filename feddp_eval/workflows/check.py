@@ -47,6 +47,7 @@ class CheckResult:
 
 def scenario_config(baseline: Any) -> ExperimentConfig:
     """The experiment a baseline pins (seed included), validated."""
+    import attacks  # noqa: F401  (installs the check of [attack.<name>] tables that validate runs)
     from feddp_eval.config import from_dict, validate
 
     try:

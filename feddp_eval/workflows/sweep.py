@@ -139,7 +139,7 @@ def _run_points(
             for key in sweep_group(out, group, lpips, on_stage):
                 finished(key)
     else:
-        run_parallel(out, longest_first(todo), jobs, on_stage, finished)
+        run_parallel(out, longest_first(todo), jobs, on_stage, finished, sweep_group)
     rows = finished_rows(out, points)
     return SweepResult(
         out,

@@ -17,8 +17,13 @@ def run_parallel(
     jobs: int,
     on_stage: Callable[[str], None] | None,
     finished: Callable[[str], None],
+    run_group: Callable[..., Iterator[str]],
 ) -> None:
-    """Run the groups in ``jobs`` spawned processes; progress comes back through a queue."""
+    """Run the groups in ``jobs`` spawned processes; progress comes back through a queue.
+
+    ``run_group(out, group, lpips, on_stage)`` computes one group and yields its finished keys; it
+    must be a module-level function (it travels to each worker by reference).
+    """
     import multiprocessing
     import os
     import queue as queue_module
@@ -36,6 +41,7 @@ def run_parallel(
         futures = [
             pool.submit(
                 _sweep_worker,
+                run_group,
                 str(out),
                 [(p.key, to_dict(p.config), p.utility_only) for p in group],
                 threads,
@@ -99,7 +105,11 @@ def _drain(messages: Any, on_stage: Any, finished: Callable[[str], None], queue_
 
 
 def _sweep_worker(
-    out: str, points: list[tuple[str, dict[str, Any], bool]], threads: int, messages: Any
+    run_group: Callable[..., Iterator[str]],
+    out: str,
+    points: list[tuple[str, dict[str, Any], bool]],
+    threads: int,
+    messages: Any,
 ) -> None:
     """One worker process: a training run and its attacks (configs travel as plain dicts)."""
     import torch
@@ -111,7 +121,5 @@ def _sweep_worker(
     torch.set_num_threads(threads)
     group = [SweepPoint(key, from_dict(ExperimentConfig, raw), utility) for key, raw, utility in points]
     lpips = LPIPSMetric(group[0].config.attack.lpips_net)
-    from feddp_eval.workflows.sweep import sweep_group
-
-    for key in sweep_group(Path(out), group, lpips, lambda message: messages.put(("stage", message))):
+    for key in run_group(Path(out), group, lpips, lambda message: messages.put(("stage", message))):
         messages.put(("point", key))

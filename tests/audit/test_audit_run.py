@@ -10,7 +10,7 @@ from typing import Any, cast
 import pytest
 import torch
 
-from defenses.base import build_defense
+from defenses import build_defense
 from feddp_eval.audit import AuditedHooks, audit_run, canary_level, enable_audit, finish_audit
 from feddp_eval.audit.canaries import DESIGN_FILE, MEMBERSHIP_FILE, NOT_APPLICABLE, read_design
 from feddp_eval.config import (

@@ -1,4 +1,6 @@
-"""The README's "drop CapturingStrategy into your own ServerApp" example, run as written."""
+"""The Flower guide's "drop CapturingStrategy into your own ServerApp" example, run as written.
+
+The guide (``docs/guides/flower.md``) was the README's "Running on Flower" section."""
 
 from __future__ import annotations
 
@@ -12,13 +14,13 @@ import pytest
 from feddp_eval.federated.capture import list_captures
 from feddp_eval.io import load_tensors
 
-README = Path(__file__).parents[2] / "README.md"
+GUIDE = Path(__file__).parents[2] / "docs" / "guides" / "flower.md"
 
 
 def example(name: str) -> str:
-    """The python block after ``<!-- flower-example:NAME -->`` in the README."""
-    found = re.search(rf"<!-- flower-example:{name} -->\n```python\n(.*?)```", README.read_text(), re.S)
-    assert found, f"README has no flower-example:{name} block"
+    """The python block after ``<!-- flower-example:NAME -->`` in the Flower guide."""
+    found = re.search(rf"<!-- flower-example:{name} -->\n```python\n(.*?)```", GUIDE.read_text(), re.S)
+    assert found, f"{GUIDE} has no flower-example:{name} block"
     return found.group(1)
 
 
@@ -42,7 +44,7 @@ def test_the_readme_app_captures_what_the_server_receives_and_the_attack_reads_i
 
     monkeypatch.chdir(tmp_path)
     printed: list[object] = []
-    exec(compile(example("attack"), "README-attack", "exec"), {"print": printed.append})
+    exec(compile(example("attack"), "flower-guide-attack", "exec"), {"print": printed.append})
     assert [tuple(shape) for shape in printed] == [(4, 3, 16, 16)]
 
 
