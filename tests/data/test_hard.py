@@ -18,9 +18,13 @@ from feddp_eval.metrics.baselines import otsu_site_scores
 
 def test_easy_tiles_are_those_of_the_generator_before_hard_existed() -> None:
     # Golden numbers from the generator before the split into modules and the hard model (9d3796d).
+    # Float32 pixels: the sums moved by 7.5e-11 and 1.3e-9 relative between the dependency versions of
+    # then and of 2026-12 (numpy 2.4.6, scipy 1.17.1: 8551.278777487576 and 435.56332744657993), the same
+    # on AVX-512 and AVX2 kernels. 1e-7 (float32's resolution) sits 75x outside that and still catches any
+    # change to what the generator draws.
     tiles = synthesize_tiles(4, stain=site_stain(1, 3), tile_size=32, seed=11)
-    assert tiles.images.double().sum().item() == pytest.approx(8551.278776846826, rel=1e-9)
-    assert tiles.images[2, 1].double().sum().item() == pytest.approx(435.56332686543465, rel=1e-9)
+    assert tiles.images.double().sum().item() == pytest.approx(8551.278776846826, rel=1e-7)
+    assert tiles.images[2, 1].double().sum().item() == pytest.approx(435.56332686543465, rel=1e-7)
     assert int(tiles.masks.sum()) == 629
     tiles = synthesize_tiles(3, tile_size=16, seed=0)
     assert tiles.images.double().sum().item() == pytest.approx(1654.6717313975096, rel=1e-9)
