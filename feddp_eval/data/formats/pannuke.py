@@ -158,5 +158,6 @@ def _read(fold: Fold, index: int) -> tuple[np.ndarray, np.ndarray]:
             f"{fold.images} tile {index} holds values in [{low:g}, {high:g}], outside 0..255; "
             f"replace it with the authors' file"
         )
-    foreground = np.asarray(_open(fold.masks)[index, :, :, : MASK_CHANNELS - 1] > 0).any(axis=2)
-    return pixels / 255.0, foreground
+    classes = np.asarray(_open(fold.masks)[index, :, :, : MASK_CHANNELS - 1])
+    foreground: np.ndarray = np.asarray((classes > 0).any(axis=2))
+    return (pixels / np.float32(255.0)).astype(np.float32), foreground
