@@ -16,6 +16,21 @@ from scipy.io import savemat
 
 SIDE = 32  # px: every fixture image is SIDE x SIDE; 16 px tiles make 4 crops of each
 
+
+def ramp() -> np.ndarray:
+    """Blue 100 + 3x + 2y (100..255): crops of one image differ (as real tissue does), while red
+    stays the image's own colour, so a crop tells which image it came from."""
+    y, x = np.mgrid[0:SIDE, 0:SIDE]
+    return 100 + 3 * x + 2 * y
+
+
+def coloured(red: int, green: int) -> np.ndarray:
+    """(SIDE, SIDE, 3) uint8: one red and green per image, the blue ramp."""
+    pixels = np.empty((SIDE, SIDE, 3), dtype=np.uint8)
+    pixels[..., 0], pixels[..., 1], pixels[..., 2] = red, green, ramp()
+    return pixels
+
+
 # --------------------------------------------------------------------------- PanNuke
 
 PANNUKE_TISSUES = {1: ["Breast", "Colon", "Breast", "Colon"], 2: ["Breast", "Colon", "Colon"]}
@@ -35,7 +50,7 @@ def write_pannuke(root: Path, tissues: dict[int, list[str]] = PANNUKE_TISSUES) -
         images = np.zeros((n, SIDE, SIDE, 3), dtype=np.float64)
         masks = np.zeros((n, SIDE, SIDE, 6), dtype=np.float64)
         for i in range(n):
-            images[i] = (10 + 30 * g, 100, 200)
+            images[i] = coloured(10 + 30 * g, 100)
             s = pannuke_square(g)
             masks[i, 2 : 2 + s, 2 : 2 + s, g % 5] = 1  # nucleus 1 of class g % 5
             masks[i, 20:22, 20:22, (g + 1) % 5] = 2  # nucleus 2 of the next class
@@ -85,7 +100,9 @@ def aperio_xml(regions: list[list[tuple[float, float]]]) -> str:
         'Type="4" LineColor="65280" Visible="1" Selected="1" MarkupImagePath="" MacroName="">\n'
         '<Attributes>\n<Attribute Name="Description" Id="0" Value=""/>\n</Attributes>\n<Regions>\n'
         '<RegionAttributeHeaders>\n<AttributeHeader Id="9999" Name="Region" ColumnWidth="-1"/>\n'
-        "</RegionAttributeHeaders>\n" + "".join(body) + "</Regions>\n<Plots/>\n</Annotation>\n</Annotations>\n"
+        "</RegionAttributeHeaders>\n"
+        + "".join(body)
+        + "</Regions>\n<Plots/>\n</Annotation>\n</Annotations>\n"
     )
 
 
@@ -100,8 +117,7 @@ def write_monuseg(root: Path, names: tuple[str, ...] = MONUSEG_IMAGES) -> dict[s
     (base / "Annotations").mkdir(parents=True)
     expected = {}
     for k, name in enumerate(names):
-        pixels = np.zeros((SIDE, SIDE, 3), dtype=np.uint8)
-        pixels[...] = (40 + 25 * k, 90, 180)
+        pixels = coloured(40 + 25 * k, 90)
         tifffile.imwrite(base / "Tissue Images" / f"{name}.tif", pixels, photometric="rgb")
         regions = [
             rectangle(3.5, 3.5, 11.5, 9.5),  # 8 x 6
@@ -145,7 +161,8 @@ def write_consep(root: Path, splits: dict[str, int] = CONSEP_SPLITS) -> dict[str
         labels.mkdir(parents=True)
         for i in range(1, n + 1):
             stem = f"{split.lower()}_{i}"
-            Image.new("RGBA", (SIDE, SIDE), (30 + 20 * k, 80, 190, 255)).save(images / f"{stem}.png")
+            rgba = np.dstack([coloured(30 + 20 * k, 80), np.full((SIDE, SIDE), 255, np.uint8)])
+            Image.fromarray(rgba, "RGBA").save(images / f"{stem}.png")
             inst = nuclei(k)
             savemat(
                 labels / f"{stem}.mat",
@@ -180,7 +197,7 @@ def write_lizard(root: Path, rows: tuple[tuple[str, str, int, int], ...] = LIZAR
     for k, (name, _, _, archive) in enumerate(rows):
         images = root / f"lizard_images{archive}" / f"Lizard_Images{archive}"
         images.mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (SIDE, SIDE), (20 + 25 * k, 70, 200)).save(images / f"{name}.png")
+        Image.fromarray(coloured(20 + 25 * k, 70), "RGB").save(images / f"{name}.png")
         savemat(
             labels / "Labels" / f"{name}.mat",
             {

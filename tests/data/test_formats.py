@@ -74,11 +74,12 @@ def stems(site: Site, key: str = "images") -> list[str]:
     return value
 
 
-def first_pixel_colours(images: object) -> set[tuple[float, ...]]:
+def reds(images: object) -> set[int]:
+    """The red value of each tile: the fixtures give each source image its own red."""
     import torch
 
     assert isinstance(images, torch.Tensor)
-    return {tuple(round(float(v), 4) for v in tile[:, 0, 0]) for tile in images}
+    return {round(float(tile[0, 0, 0]) * 255) for tile in images}
 
 
 @pytest.mark.parametrize(("fmt", "site_by"), sorted(EXPECTED))
@@ -104,7 +105,8 @@ def test_sites_split_by_source_image_with_the_exact_foreground(
         assert got == Fraction(foreground, len(images) * PIXELS), site.name
         assert site.info["source"] == fmt
         # Every fixture image has its own colour: held-out crops share none with training crops.
-        assert first_pixel_colours(site.train.images).isdisjoint(first_pixel_colours(site.test.images))
+        assert len(reds(site.train.images)) == len(images) - 1 and len(reds(site.test.images)) == 1
+        assert reds(site.train.images).isdisjoint(reds(site.test.images))
 
 
 @pytest.mark.parametrize(("fmt", "site_by"), sorted(EXPECTED))
@@ -160,10 +162,12 @@ def test_resize_mode_makes_one_tile_per_source_image(tmp_path: Path) -> None:
 def test_pannuke_values_are_read_as_0_to_255(tmp_path: Path) -> None:
     WRITERS["pannuke"](tmp_path)
     fold1 = load("pannuke", tmp_path)[0]
-    # Tile g is RGB (10 + 30 g, 100, 200) / 255.
-    reds = {round(float(r) * 255) for r in fold1.train.images[:, 0, 0, 0]}
-    assert reds | {round(float(r) * 255) for r in fold1.test.images[:, 0, 0, 0]} == {10, 40, 70, 100}
-    assert float(fold1.train.images[:, 2].max()) == pytest.approx(200 / 255)
+    # Tile g is red 10 + 30 g, green 100, blue 100 + 3x + 2y (x, y in 0..31) over 255.
+    assert reds(fold1.train.images) | reds(fold1.test.images) == {10, 40, 70, 100}
+    every = np.concatenate([fold1.train.images.numpy(), fold1.test.images.numpy()])
+    assert (every[:, 1] * 255).round().min() == (every[:, 1] * 255).round().max() == 100
+    assert (every[:, 2] * 255).round().min() == 100
+    assert float(every[:, 2].max()) * 255 == pytest.approx(255)
 
 
 # --------------------------------------------------------------------------- config
@@ -172,7 +176,9 @@ def test_pannuke_values_are_read_as_0_to_255(tmp_path: Path) -> None:
 def test_unset_format_keeps_every_published_hash() -> None:
     """Hashes of the default and of a folder config, computed before `format`/`site_by` existed."""
     base = ExperimentConfig()
-    folder = validate(dataclasses.replace(base, data=DataConfig(source="/data/tiles", sites=2, tile_mode="resize")))
+    folder = validate(
+        dataclasses.replace(base, data=DataConfig(source="/data/tiles", sites=2, tile_mode="resize"))
+    )
     assert config_hash(base) == "f3cbd45b0d400aae6657c902a5fb5ec41110d62b07ca74211c167ff21a099a83"
     assert config_hash(folder) == "f40b360006154d58b1fa91ef735fd3b1825757f2686d34113d56712ac784658c"
     with_format = dataclasses.replace(folder, data=dataclasses.replace(folder.data, format="pannuke"))
@@ -218,6 +224,8 @@ def test_monuseg_organ_needs_a_name_in_the_inventory(tmp_path: Path) -> None:
     WRITERS["monuseg"](tmp_path)
     for path in tmp_path.rglob("TCGA-18-5592-01Z-00-DX1.*"):
         path.rename(path.with_name("TCGA-ZZ-0000-01Z-00-DX1" + path.suffix))
-    with pytest.raises(DataError, match=r"TCGA-ZZ-0000-01Z-00-DX1\.tif is not in the MoNuSeg organ inventory"):
+    with pytest.raises(
+        DataError, match=r"TCGA-ZZ-0000-01Z-00-DX1\.tif is not in the MoNuSeg organ inventory"
+    ):
         load("monuseg", tmp_path, site_by="organ")
     assert [s.name for s in load("monuseg", tmp_path, site_by="tss")] == ["tss-A7", "tss-G9"]
