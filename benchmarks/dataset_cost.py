@@ -13,7 +13,7 @@ device given:
   default U-Net, median of ``--steps`` steps after 3 warm-up steps;
 - **evaluate**: milliseconds per tile of the forward pass used for held-out Dice, batch 64.
 
-Usage: ``python benchmarks/dataset_cost.py [--device cpu] [--threads 2] [--steps 20] [--json]``
+Usage: ``python benchmarks/dataset_cost.py [--device cpu] [--threads 2] [--steps 20] [--no-read] [--json]``
 """
 
 from __future__ import annotations
@@ -153,6 +153,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--no-read", action="store_true", help="Measure training and evaluation only.")
     args = parser.parse_args()
     import torch
 
@@ -164,7 +165,12 @@ def main() -> None:
         "loadavg": Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else None,
     }
     with tempfile.TemporaryDirectory() as tmp:
-        for fmt, writer in (("pannuke", write_pannuke), ("monuseg", write_monuseg), ("consep", write_consep)):
+        formats = (
+            ()
+            if args.no_read
+            else (("pannuke", write_pannuke), ("monuseg", write_monuseg), ("consep", write_consep))
+        )
+        for fmt, writer in formats:
             root = Path(tmp) / fmt
             root.mkdir()
             writer(root, IMAGES, rng)
