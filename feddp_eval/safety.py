@@ -34,6 +34,7 @@ INT_LIMITS: dict[str, int] = {
     "data.train_tiles": 1_000_000,
     "data.test_tiles": 1_000_000,
     "data.tile_size": 4096,
+    "data.level": 64,
     "model.depth": 10,
     "model.width": 4096,
     "model.groups": 4096,

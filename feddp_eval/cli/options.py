@@ -50,6 +50,10 @@ SiteByOpt = Annotated[
         "format's choices, its default first)."
     ),
 ]
+LevelOpt = Annotated[
+    int | None,
+    typer.Option(help="Pyramid level a whole-slide format reads (0: full resolution)."),
+]
 DefenseOpt = Annotated[
     str | None,
     typer.Option(

@@ -49,6 +49,7 @@ class DataConfig:
             authors ship it (``feddp-eval list formats``); empty: ``images/`` + ``masks/`` pairs.
         site_by: How the format splits the dataset into sites (each format lists its choices;
             the first is its default); empty: the format's default.
+        level: Pyramid level a whole-slide format reads (0 = full resolution).
     """
 
     source: str = "synthetic"
@@ -61,6 +62,7 @@ class DataConfig:
     difficulty: Difficulty = field(default="easy", metadata=ADDED)
     format: str | None = field(default=None, metadata=ADDED)
     site_by: str | None = field(default=None, metadata=ADDED)
+    level: int = field(default=0, metadata=ADDED)
 
 
 @dataclass(frozen=True)

@@ -216,6 +216,38 @@ def write_lizard(root: Path, rows: tuple[tuple[str, str, int, int], ...] = LIZAR
     return expected
 
 
+# --------------------------------------------------------------------------- whole-slide regions
+
+WSI_SIDE = 64  # level 0; levels 1 and 2 are 32 and 16 px
+
+
+def write_wsi(root: Path, sites: tuple[str, ...] = ("lab-a", "lab-b")) -> dict[str, int]:
+    """Pyramidal tiled TIFF regions (levels 64, 32, 16 px as sub-IFDs, as tifffile and OpenSlide
+    write them) in ``<site>/regions/``, with level-0 masks in ``<site>/masks/``. Region k's mask is
+    rows 8..23 x cols 8..(15 + 4k) at level 0; returns its foreground at level 1 (every second row
+    and column from 0: 8 rows x (4 + 2k) columns)."""
+    import tifffile
+
+    expected, k = {}, 0
+    for site in sites:
+        (root / site / "regions").mkdir(parents=True)
+        (root / site / "masks").mkdir(parents=True)
+        for _ in range(2):
+            y, x = np.mgrid[0:WSI_SIDE, 0:WSI_SIDE]
+            pixels = np.stack([np.full_like(x, 30 + 40 * k), 60 + x, 60 + 2 * y], axis=2).astype(np.uint8)
+            path = root / site / "regions" / f"region-{k}.tif"
+            with tifffile.TiffWriter(path) as tif:
+                tif.write(pixels, subifds=2, photometric="rgb", tile=(16, 16))
+                tif.write(pixels[::2, ::2], subfiletype=1, photometric="rgb", tile=(16, 16))
+                tif.write(pixels[::4, ::4], subfiletype=1, photometric="rgb", tile=(16, 16))
+            mask = np.zeros((WSI_SIDE, WSI_SIDE), dtype=np.uint8)
+            mask[8:24, 8 : 16 + 4 * k] = 255
+            Image.fromarray(mask).save(root / site / "masks" / f"region-{k}.png")
+            expected[f"region-{k}"] = 8 * (4 + 2 * k)
+            k += 1
+    return expected
+
+
 def write_v73_mat(path: Path) -> None:
     """A MATLAB v7.3 file's opening as MATLAB writes it: a 128-byte text header with version 0x0200,
     padded to 512 bytes, then an HDF5 superblock signature (the file is HDF5 inside)."""
@@ -224,4 +256,10 @@ def write_v73_mat(path: Path) -> None:
     path.write_bytes(header.ljust(512, b"\x00") + b"\x89HDF\r\n\x1a\n" + b"\x00" * 512)
 
 
-WRITERS = {"pannuke": write_pannuke, "monuseg": write_monuseg, "consep": write_consep, "lizard": write_lizard}
+WRITERS = {
+    "pannuke": write_pannuke,
+    "monuseg": write_monuseg,
+    "consep": write_consep,
+    "lizard": write_lizard,
+    "wsi": write_wsi,
+}

@@ -2,7 +2,7 @@
 
 Every ``feddp-eval`` line of a bash block after ``<!-- datasets-command -->`` runs in a folder
 holding the fixtures under the names the page uses (``PanNuke``, ``MoNuSeg``, ``CoNSeP``,
-``Lizard``) and a copy of the page's TOML files, with flags appended that only make it small
+``Lizard``, ``Regions``) and a copy of the page's TOML files, with flags appended that only make it small
 (the tiny model, one round, two attack iterations, one seed and noise, one job): the data layout,
 the format, the site split and the config files are the page's own.
 """
@@ -23,7 +23,13 @@ from tests.data.format_fixtures import WRITERS
 
 DOCS = Path(__file__).parents[2] / "docs"
 PAGE = DOCS / "datasets.md"
-FOLDERS = {"pannuke": "PanNuke", "monuseg": "MoNuSeg", "consep": "CoNSeP", "lizard": "Lizard"}
+FOLDERS = {
+    "pannuke": "PanNuke",
+    "monuseg": "MoNuSeg",
+    "consep": "CoNSeP",
+    "lizard": "Lizard",
+    "wsi": "Regions",
+}
 SMALL = {
     "attack": ["--iterations", "2", "--quiet"],
     "sweep": [

@@ -134,6 +134,7 @@ def test_each_format_defaults_to_its_first_site_by(tmp_path: Path) -> None:
         "lizard": ("source",),
         "monuseg": ("tss",),
         "pannuke": ("fold",),
+        "wsi": (),
     }
 
 
@@ -229,3 +230,47 @@ def test_monuseg_organ_needs_a_name_in_the_inventory(tmp_path: Path) -> None:
     ):
         load("monuseg", tmp_path, site_by="organ")
     assert [s.name for s in load("monuseg", tmp_path, site_by="tss")] == ["tss-A7", "tss-G9"]
+
+
+# --------------------------------------------------------------------------- whole-slide regions
+
+
+@pytest.mark.parametrize(("level", "side"), [(0, 64), (1, 32), (2, 16)])
+def test_wsi_reads_the_pyramid_level_and_samples_the_mask_to_it(
+    tmp_path: Path, level: int, side: int
+) -> None:
+    from tests.data.format_fixtures import write_wsi
+
+    write_wsi(tmp_path)
+    sites = load("wsi", tmp_path, level=level)
+    assert [s.name for s in sites] == ["lab-a", "lab-b"]
+    crops = (side // TILE) ** 2
+    for site, regions in zip(sites, ([0, 1], [2, 3]), strict=True):
+        assert stems(site) == [f"region-{k}" for k in regions]
+        assert (len(site.train), len(site.test)) == (crops, crops)
+        # Region k's level-0 mask: rows 8..23 x cols 8..(15 + 4k); level L keeps every 2**L-th pixel.
+        step = 2**level
+        want = sum((16 // step) * ((8 + 4 * k) // step) for k in regions)
+        got = int(site.train.masks.sum() + site.test.masks.sum())
+        assert Fraction(got, 2 * side * side) == Fraction(want, 2 * side * side)
+        # Green is 60 + x at level 0: level L's column j is x = j * 2**L.
+        every = np.concatenate([site.train.images.numpy(), site.test.images.numpy()])
+        assert sorted({round(float(v) * 255) for v in every[:, 1, 0, :].ravel()})[:2] == [60, 60 + step]
+
+
+def test_wsi_refuses_a_level_the_region_lacks_and_a_missing_mask(tmp_path: Path) -> None:
+    from tests.data.format_fixtures import write_wsi
+
+    write_wsi(tmp_path)
+    with pytest.raises(
+        DataError, match=r"region-0\.tif has 3 pyramid level\(s\) \(0\.\.2\), so `data\.level` = 3"
+    ):
+        load("wsi", tmp_path, level=3)
+    (tmp_path / "lab-b" / "masks" / "region-3.png").unlink()
+    with pytest.raises(DataError, match=r"region-3\.tif has no mask"):
+        load("wsi", tmp_path)
+
+
+def test_level_is_refused_for_a_format_without_levels() -> None:
+    with pytest.raises(ConfigError, match=r"`data.level` \(1\) is a pyramid level, which format 'monuseg'"):
+        validate(ExperimentConfig(data=DataConfig(source="/d", format="monuseg", level=1)))

@@ -23,6 +23,7 @@ TRAIN_TILES = {
     "monuseg": {"tss-A7": 4, "tss-G9": 4},
     "consep": {"site-0": 8, "site-1": 8},  # tiny.toml: 2 sites of 3 images
     "lizard": {"consep": 4, "glas": 4},
+    "wsi": {"lab-a": 16, "lab-b": 16},  # 64 px regions at level 0
 }
 SITES = {fmt: set(tiles) for fmt, tiles in TRAIN_TILES.items()}
 
@@ -151,6 +152,18 @@ def _lizard_missing_image(root: Path) -> str:
     return "lists 'glas_2' but no glas_2.png"
 
 
+def _wsi_missing_mask(root: Path) -> str:
+    (root / "lab-a" / "masks" / "region-1.png").unlink()
+    return "region-1.tif has no mask"
+
+
+def _wsi_mask_size(root: Path) -> str:
+    from PIL import Image
+
+    Image.new("L", (48, 64)).save(root / "lab-b" / "masks" / "region-2.png")
+    return "region-2.png is 48x64 (WxH) but region"
+
+
 def _lizard_no_info(root: Path) -> str:
     next(root.rglob("info.csv")).unlink()
     return "no info.csv under"
@@ -168,6 +181,8 @@ MALFORMED: dict[str, tuple[str, Callable[[Path], str]]] = {
     "consep-no-inst-map": ("consep", _consep_no_inst_map),
     "lizard-missing-image": ("lizard", _lizard_missing_image),
     "lizard-no-info": ("lizard", _lizard_no_info),
+    "wsi-missing-mask": ("wsi", _wsi_missing_mask),
+    "wsi-mask-size": ("wsi", _wsi_mask_size),
 }
 
 

@@ -53,18 +53,25 @@ def get_format(name: str | None) -> DatasetFormat:
     return FORMATS.create(name or default_format())
 
 
-def format_problems(source: str, name: str | None, site_by: str | None) -> list[str]:
-    """What is wrong with ``data.format`` and ``data.site_by`` (every problem; nothing is read)."""
-    if name is None and site_by is None:
+def format_problems(source: str, name: str | None, site_by: str | None, level: int = 0) -> list[str]:
+    """What is wrong with ``data.format``, ``data.site_by`` and ``data.level`` (every problem; nothing
+    is read)."""
+    if name is None and site_by is None and level == 0:
         return []
     if source == "synthetic":
         return [
-            "`data.format` and `data.site_by` read a dataset folder, but `data.source` is 'synthetic'; "
-            "give the folder as `data.source` (--data DIR) or drop them"
+            "`data.format`, `data.site_by` and `data.level` read a dataset folder, but `data.source` is "
+            "'synthetic'; give the folder as `data.source` (--data DIR) or drop them"
         ]
     if name is not None and name not in FORMATS:
         return [f"`data.format` must be one of {', '.join(FORMATS.names())}, but got {name!r}"]
     fmt = get_format(name)
+    if level != 0 and not fmt.reads_levels:
+        readers = ", ".join(n for n in FORMATS.names() if FORMATS.get(n).reads_levels)
+        return [
+            f"`data.level` ({level}) is a pyramid level, which format {fmt.name!r} does not read; "
+            f"drop it or use a format that does ({readers})"
+        ]
     if site_by is None or site_by in fmt.site_by:
         return []
     if not fmt.site_by:
@@ -86,6 +93,7 @@ def options_of(data: Any, *, seed: int) -> LoadOptions:
         seed=seed,
         site_by=data.site_by,
         n_sites=data.sites,
+        level=data.level,
     )
 
 
@@ -101,7 +109,7 @@ def planned_site_count(data: Any) -> int | None:
     """How many sites ``data`` yields, from file names and metadata only (``None``: cannot tell yet;
     loading will say why)."""
     root = Path(data.source)
-    if not root.is_dir() or format_problems(data.source, data.format, data.site_by):
+    if not root.is_dir() or format_problems(data.source, data.format, data.site_by, data.level):
         return None
     try:
         return get_format(data.format).count_sites(root, options_of(data, seed=0))

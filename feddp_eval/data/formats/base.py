@@ -61,6 +61,7 @@ class LoadOptions:
     seed: int = 0
     site_by: str | None = None
     n_sites: int | None = None
+    level: int = 0
 
 
 class DatasetFormat:
@@ -72,12 +73,14 @@ class DatasetFormat:
         site_by: The ways this format can split into sites; the first is the default. Empty: the
             format takes no ``site_by`` (its layout says the sites).
         default: Whether this is the format of a data folder given without ``format``.
+        reads_levels: Whether ``data.level`` (a pyramid level) means anything to this format.
     """
 
     name: ClassVar[str]
     summary: ClassVar[str] = ""
     site_by: ClassVar[tuple[str, ...]] = ()
     default: ClassVar[bool] = False
+    reads_levels: ClassVar[bool] = False
 
     def groups(self, root: Path, options: LoadOptions) -> list[SiteGroup]:
         """The sites' source images, from file names and metadata only (no pixels are read)."""
@@ -171,6 +174,23 @@ def _load_site(format_name: str, group: SiteGroup, options: LoadOptions) -> Site
         "test_images": sorted(test),
     }
     return Site(name=group.name, train=train, test=held, info=info)
+
+
+def dealt(root: Path, sources: list[Source], options: LoadOptions) -> list[SiteGroup]:
+    """``sources`` dealt into ``options.n_sites`` sites (``site-0``, …) by a shuffle seeded with the
+    data seed; too few images for that many sites is an error with the largest count that works."""
+    from feddp_eval.data.tiling import deal
+
+    n_sites = options.n_sites or 1
+    if n_sites > 1 and len(sources) < 2 * n_sites:
+        raise DataError(
+            f"{root} has {len(sources)} image(s), too few for {n_sites} sites with a train and a test "
+            f"image each; use sites <= {max(1, len(sources) // 2)} or add images"
+        )
+    parts = deal(sources, n_sites, seed=options.seed)
+    return [
+        SiteGroup(f"site-{i}", str(root), tuple(sources[j] for j in part)) for i, part in enumerate(parts)
+    ]
 
 
 # --------------------------------------------------------------------------- shared refusals

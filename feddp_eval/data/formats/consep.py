@@ -16,7 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from feddp_eval.data.formats import FORMATS
-from feddp_eval.data.formats.base import DatasetFormat, LoadOptions, SiteGroup, Source
+from feddp_eval.data.formats.base import DatasetFormat, LoadOptions, SiteGroup, Source, dealt
 from feddp_eval.data.formats.mat import mat_reader
 from feddp_eval.errors import DataError
 
@@ -75,20 +75,3 @@ def _label_of(image: Path) -> Path:
         f"image {image} has no label file {image.parent.parent / 'Labels' / (image.stem + '.mat')}; "
         f"add the .mat from the download or remove the image"
     )
-
-
-def dealt(root: Path, sources: list[Source], options: LoadOptions) -> list[SiteGroup]:
-    """``sources`` dealt into ``options.n_sites`` sites (``site-0``, …) by a shuffle seeded with the
-    data seed; too few images for that many sites is an error with the largest count that works."""
-    from feddp_eval.data.tiling import deal
-
-    n_sites = options.n_sites or 1
-    if n_sites > 1 and len(sources) < 2 * n_sites:
-        raise DataError(
-            f"{root} has {len(sources)} image(s), too few for {n_sites} sites with a train and a test "
-            f"image each; use sites <= {max(1, len(sources) // 2)} or add images"
-        )
-    parts = deal(sources, n_sites, seed=options.seed)
-    return [
-        SiteGroup(f"site-{i}", str(root), tuple(sources[j] for j in part)) for i, part in enumerate(parts)
-    ]
