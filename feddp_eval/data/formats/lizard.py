@@ -69,6 +69,8 @@ def _images(root: Path) -> dict[str, Path]:
         p for p in root.rglob("*") if p.is_dir() and p.name.lower().startswith("lizard_images")
     ):
         for image in sorted(folder.glob("*.png")):
+            if image.name.startswith("."):  # macOS resource forks in the zips' __MACOSX copies
+                continue
             if image.stem in images and images[image.stem].parent != folder:
                 raise DataError(f"{images[image.stem]} and {image} share the name {image.stem!r}; keep one")
             images[image.stem] = image
