@@ -223,3 +223,25 @@ def test_bad_format_flags_are_refused_before_training(
     out = tmp_path / "run"
     assert_refused(invoke(["attack", "-c", tiny_toml, *args, "--out", out, "-q"]), needle)
     assert not out.exists()
+
+
+def test_data_format_folder_is_the_layout_it_always_was(tmp_path: Path, tiny_toml: Path) -> None:
+    """Naming the default format changes nothing but the config hash: same sites, same tiles."""
+    from PIL import Image
+
+    for site in ("lab-a", "lab-b"):
+        for k in range(2):
+            for sub in ("images", "masks"):
+                (tmp_path / "data" / site / sub).mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (16, 16), (40 * k + 20, 90, 200)).save(
+                tmp_path / "data" / site / "images" / f"t{k}.png"
+            )
+            Image.new("L", (16, 16), 255 * k).save(tmp_path / "data" / site / "masks" / f"t{k}.png")
+    runs = {}
+    for name, extra in (("plain", []), ("named", ["--data-format", "folder"])):
+        out = tmp_path / name
+        args = ["train", "-c", str(tiny_toml), "--data", str(tmp_path / "data"), *extra]
+        result = runner.invoke(app, [*args, "--rounds", "1", "--out", str(out), "-q"])
+        assert result.exit_code == 0, result.output
+        runs[name] = (out / "metrics.csv").read_text()
+    assert runs["plain"] == runs["named"]
