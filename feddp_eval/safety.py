@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from feddp_eval.errors import NonFiniteError
@@ -36,6 +35,7 @@ INT_LIMITS: dict[str, int] = {
     "data.train_tiles": 1_000_000,
     "data.test_tiles": 1_000_000,
     "data.tile_size": 4096,
+    "data.level": 64,
     "model.depth": 10,
     "model.width": 4096,
     "model.groups": 4096,
@@ -223,21 +223,9 @@ def planned_sites(data: Any) -> int | None:
     """How many sites a run of ``data`` will have, known without loading a tile (``None``: unknown)."""
     if data.source == "synthetic":
         return int(data.sites)
-    root = Path(data.source)
-    if not root.is_dir():
-        return None
-    if (root / "images").is_dir() or (root / "masks").is_dir():
-        return int(data.sites)
-    try:
-        return sum(
-            1
-            for p in root.iterdir()
-            if p.is_dir()
-            and not p.name.startswith(".")
-            and ((p / "images").is_dir() or (p / "masks").is_dir())
-        )
-    except OSError:
-        return None
+    from feddp_eval.data.formats import planned_site_count  # file names and metadata only
+
+    return planned_site_count(data)
 
 
 def target_problem(config: ExperimentConfig) -> str | None:

@@ -45,5 +45,16 @@ def list_defenses() -> None:
         typer.echo(f"{name:12s} {DEFENSES.get(name).summary}")
 
 
+@list_app.command("formats")
+def list_formats() -> None:
+    """The registered dataset formats (--data-format), with their site_by choices (default first)."""
+    from feddp_eval.data.formats import FORMATS
+
+    for name in FORMATS.names():
+        fmt = FORMATS.get(name)
+        choices = f"site_by: {', '.join(fmt.site_by)}" if fmt.site_by else "site_by: (its layout)"
+        typer.echo(f"{name:10s} {fmt.summary}\n{'':10s} {choices}")
+
+
 def main() -> None:  # pragma: no cover - console-script entry point
     app()

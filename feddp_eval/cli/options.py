@@ -35,6 +35,25 @@ DataOpt = Annotated[
         "Default: the embedded synthetic H&E sites."
     ),
 ]
+DataFormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data-format",
+        help="How --data is laid out: a dataset format read as its authors ship it (`feddp-eval list "
+        "formats`). Default: images/ + masks/ pairs.",
+    ),
+]
+SiteByOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="How --data-format splits the dataset into sites (`feddp-eval list formats` shows each "
+        "format's choices, its default first)."
+    ),
+]
+LevelOpt = Annotated[
+    int | None,
+    typer.Option(help="Pyramid level a whole-slide format reads (0: full resolution)."),
+]
 DefenseOpt = Annotated[
     str | None,
     typer.Option(

@@ -45,6 +45,11 @@ class DataConfig:
         tile_mode: How real images become tiles: ``crop`` (non-overlapping) or ``resize``.
         difficulty: Synthetic tiles: ``easy``, or ``hard`` (crowded, pale and hyperchromatic
             nuclei, dark look-alikes, blur, stain drift within a site; see ``feddp_eval.data.hard``).
+        format: How the folder ``source`` is laid out: a registered dataset format, read as its
+            authors ship it (``feddp-eval list formats``); empty: ``images/`` + ``masks/`` pairs.
+        site_by: How the format splits the dataset into sites (each format lists its choices;
+            the first is its default); empty: the format's default.
+        level: Pyramid level a whole-slide format reads (0 = full resolution).
     """
 
     source: str = "synthetic"
@@ -55,6 +60,9 @@ class DataConfig:
     test_fraction: float = 0.25
     tile_mode: TileMode = "crop"
     difficulty: Difficulty = field(default="easy", metadata=ADDED)
+    format: str | None = field(default=None, metadata=ADDED)
+    site_by: str | None = field(default=None, metadata=ADDED)
+    level: int = field(default=0, metadata=ADDED)
 
 
 @dataclass(frozen=True)

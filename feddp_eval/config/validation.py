@@ -72,6 +72,12 @@ def _data(d: DataConfig, m: ModelConfig, need: Need) -> None:
         f"`data.tile_size` ({d.tile_size}) must be divisible by 2**model.depth ({pooling})",
     )
     need(0 < d.test_fraction < 1, f"`data.test_fraction` must be in (0, 1), but got {d.test_fraction}")
+    need(d.level >= 0, f"`data.level` must be a pyramid level >= 0, but got {d.level}")
+    if d.format is not None or d.site_by is not None or d.level != 0:  # else no format is imported
+        from feddp_eval.data.formats import format_problems
+
+        for problem in format_problems(d.source, d.format, d.site_by, d.level):
+            need(False, problem)
 
 
 def _model(m: ModelConfig, need: Need) -> None:

@@ -13,22 +13,25 @@ never land in both splits. Reading one file is :mod:`feddp_eval.data.image_files
 
 from __future__ import annotations
 
-import hashlib
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor
 
 from feddp_eval.data.image_files import IMAGE_SUFFIXES, SUFFIX_LIST, read_image, read_mask
+from feddp_eval.data.tiling import (
+    MODES,
+    check_image_and_mask,
+    check_options,
+    deal,
+    held_out_stems,
+    tile_pair,
+    warn_if_no_foreground,
+)
 from feddp_eval.data.types import Site, TileSet
 from feddp_eval.errors import ConfigError, DataError
 
 __all__ = ["IMAGE_SUFFIXES", "MODES", "find_pairs", "load_folder_sites", "read_image", "read_mask"]
-
-MODES: tuple[str, ...] = ("crop", "resize")
 
 Pair = tuple[Path, Path]
 
@@ -103,63 +106,13 @@ def _check_unmatched(
     )
 
 
-# --------------------------------------------------------------------------- tiling
-
-
-MIN_SIDE = 2  # px: a 1-pixel image scaled up to a tile holds one colour and no structure
+# --------------------------------------------------------------------------- reading
 
 
 def _load_pair(image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarray]:
     image, mask = read_image(image_path), read_mask(mask_path)
-    if min(image.shape[:2]) < MIN_SIDE:
-        height, width = image.shape[:2]
-        raise DataError(
-            f"image {image_path} is {width}x{height} px: too small to tile (it would become flat colour); "
-            f"remove it or use images at least {MIN_SIDE} px on each side"
-        )
-    if image.shape[:2] != mask.shape:
-        ih, iw = image.shape[:2]
-        mh, mw = mask.shape
-        raise DataError(
-            f"image {image_path} is {iw}x{ih} (WxH) but mask {mask_path} is {mw}x{mh}; "
-            f"save the mask at the image's size"
-        )
+    check_image_and_mask(image, mask, image_name=str(image_path), mask_name=str(mask_path))
     return image, mask
-
-
-def _tile_pair(image: np.ndarray, mask: np.ndarray, *, tile_size: int, mode: str) -> tuple[Tensor, Tensor]:
-    """Cut or resize one image and its mask into (n, 3, T, T) and (n, 1, T, T) tiles."""
-    pixels = torch.from_numpy(image).permute(2, 0, 1)
-    labels = torch.from_numpy(mask).to(torch.float32)[None]
-    height, width = mask.shape
-    if mode == "resize":
-        pixels, labels = _resize(pixels, labels, (tile_size, tile_size))
-        return pixels[None], labels[None]
-    if min(height, width) < tile_size:
-        pixels, labels = _resize(pixels, labels, _upscaled_size(height, width, tile_size))
-    return _crop_grid(pixels, tile_size), _crop_grid(labels, tile_size)
-
-
-def _upscaled_size(height: int, width: int, tile_size: int) -> tuple[int, int]:
-    """Keep the aspect ratio and make the short side exactly ``tile_size``."""
-    scale = tile_size / min(height, width)
-    return max(tile_size, round(height * scale)), max(tile_size, round(width * scale))
-
-
-def _resize(pixels: Tensor, labels: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
-    """Bilinear (antialiased) for the image, nearest for the mask, so it stays binary."""
-    smooth = F.interpolate(pixels[None], size=size, mode="bilinear", align_corners=False, antialias=True)
-    nearest = F.interpolate(labels[None], size=size, mode="nearest-exact")
-    return smooth[0].clamp(0.0, 1.0), nearest[0]
-
-
-def _crop_grid(array: Tensor, tile_size: int) -> Tensor:
-    """Non-overlapping (C, T, T) crops in row-major order; the edge remainder is dropped."""
-    channels, height, width = array.shape
-    rows, cols = height // tile_size, width // tile_size
-    grid = array[:, : rows * tile_size, : cols * tile_size]
-    grid = grid.reshape(channels, rows, tile_size, cols, tile_size).permute(1, 3, 0, 2, 4)
-    return grid.reshape(rows * cols, channels, tile_size, tile_size).contiguous()
 
 
 # --------------------------------------------------------------------------- sites
@@ -203,7 +156,7 @@ def load_folder_sites(
             number of site sub-folders.
         DataError: the folder, a file, or a site cannot be used.
     """
-    _check_options(tile_size=tile_size, n_sites=n_sites, test_fraction=test_fraction, mode=mode)
+    check_options(tile_size=tile_size, n_sites=n_sites, test_fraction=test_fraction, mode=mode)
     root = Path(root)
     site_pairs = _site_pairs(root, n_sites=n_sites, seed=seed)
     sites = [
@@ -218,22 +171,8 @@ def load_folder_sites(
         )
         for name, folder, pairs in site_pairs
     ]
-    _warn_if_no_foreground(sites, root)
+    warn_if_no_foreground(sites, str(root))
     return sites
-
-
-def _check_options(*, tile_size: int, n_sites: int | None, test_fraction: float, mode: str) -> None:
-    problems = []
-    if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < 1:
-        problems.append(f"`tile_size` must be an integer >= 1, but got {tile_size!r}")
-    if n_sites is not None and (isinstance(n_sites, bool) or not isinstance(n_sites, int) or n_sites < 1):
-        problems.append(f"`n_sites` must be an integer >= 1 or None, but got {n_sites!r}")
-    if not isinstance(test_fraction, int | float) or not 0.0 < test_fraction < 1.0:
-        problems.append(f"`test_fraction` must be in (0, 1), but got {test_fraction!r}")
-    if mode not in MODES:
-        problems.append(f"`mode` must be one of {', '.join(MODES)}, but got {mode!r}")
-    if problems:
-        raise ConfigError(problems)
 
 
 def _site_pairs(root: Path, *, n_sites: int | None, seed: int) -> list[tuple[str, Path, list[Pair]]]:
@@ -274,34 +213,13 @@ def _site_folders(root: Path) -> list[tuple[str, Path]]:
 
 def _deal(pairs: list[Pair], n_sites: int, *, seed: int, root: Path) -> list[list[Pair]]:
     """Seeded shuffle, then contiguous parts whose sizes differ by at most one."""
-    # One site is checked by _test_stems, whose message names the site instead.
+    # One site is checked by held_out_stems, whose message names the site instead.
     if n_sites > 1 and len(pairs) < 2 * n_sites:
         raise DataError(
             f"{root} has {len(pairs)} image(s), too few for {n_sites} sites with a train and a "
             f"test image each; use n_sites <= {max(1, len(pairs) // 2)} or add images"
         )
-    order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed)).tolist()
-    base, extra = divmod(len(pairs), n_sites)
-    parts, start = [], 0
-    for index in range(n_sites):
-        size = base + (1 if index < extra else 0)
-        parts.append(sorted((pairs[i] for i in order[start : start + size]), key=lambda pair: pair[0].stem))
-        start += size
-    return parts
-
-
-def _test_stems(name: str, folder: Path, stems: list[str], *, test_fraction: float, seed: int) -> set[str]:
-    """Held-out stems, seeded by (seed, site name) so other sites do not change them."""
-    if len(stems) < 2:
-        raise DataError(
-            f"site {name!r} ({folder}) has {len(stems)} image(s); a train/test split needs "
-            f"at least 2: add images to it or use fewer sites"
-        )
-    n_test = min(len(stems) - 1, max(1, int(len(stems) * test_fraction + 0.5)))
-    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
-    generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
-    order = torch.randperm(len(stems), generator=generator).tolist()
-    return {stems[i] for i in order[:n_test]}
+    return [[pairs[i] for i in part] for part in deal(pairs, n_sites, seed=seed)]
 
 
 def _build_site(
@@ -315,7 +233,7 @@ def _build_site(
     seed: int,
 ) -> Site:
     stems = [image.stem for image, _ in pairs]
-    test = _test_stems(name, folder, stems, test_fraction=test_fraction, seed=seed)
+    test = held_out_stems(name, str(folder), stems, test_fraction=test_fraction, seed=seed)
     train_pairs = [pair for pair in pairs if pair[0].stem not in test]
     test_pairs = [pair for pair in pairs if pair[0].stem in test]
     info: dict[str, object] = {
@@ -336,19 +254,7 @@ def _build_site(
 def _tile_set(pairs: list[Pair], *, tile_size: int, mode: str) -> TileSet:
     images, masks = [], []
     for image_path, mask_path in pairs:
-        pixels, labels = _tile_pair(*_load_pair(image_path, mask_path), tile_size=tile_size, mode=mode)
+        pixels, labels = tile_pair(*_load_pair(image_path, mask_path), tile_size=tile_size, mode=mode)
         images.append(pixels)
         masks.append(labels)
     return TileSet(torch.cat(images), torch.cat(masks))
-
-
-def _warn_if_no_foreground(sites: list[Site], root: Path) -> None:
-    """Warn (not fail): empty masks are normal per file, but not across the whole data set."""
-    if any(bool(site.train.masks.any() or site.test.masks.any()) for site in sites):
-        return
-    warnings.warn(
-        f"no mask tile under {root} has a foreground pixel (value > 0); Dice will be "
-        f"degenerate: check that the masks mark foreground with non-zero values",
-        UserWarning,
-        stacklevel=2,
-    )

@@ -10,7 +10,7 @@ from feddp_eval.errors import ConfigError
 
 
 def build_sites(data: DataConfig, *, seed: int) -> list[Site]:
-    """The embedded synthetic sites, or the sites of a real image folder."""
+    """The embedded synthetic sites, or the sites of a dataset folder read as ``data.format``."""
     if data.source == "synthetic":
         from feddp_eval.data.synthetic import synthetic_sites
 
@@ -25,14 +25,6 @@ def build_sites(data: DataConfig, *, seed: int) -> list[Site]:
     root = Path(data.source)
     if not root.is_dir():
         raise ConfigError(f"`data.source` must be 'synthetic' or an existing folder, but got {data.source!r}")
-    from feddp_eval.data.folder import load_folder_sites
+    from feddp_eval.data.formats import load_sites
 
-    has_split_layout = (root / "images").is_dir()
-    return load_folder_sites(
-        root,
-        tile_size=data.tile_size,
-        n_sites=data.sites if has_split_layout else None,
-        test_fraction=data.test_fraction,
-        mode=data.tile_mode,
-        seed=seed,
-    )
+    return load_sites(data, seed=seed)
