@@ -13,6 +13,8 @@ anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from feddp_eval.cli.app import app, list_app
@@ -57,4 +59,19 @@ def list_formats() -> None:
 
 
 def main() -> None:  # pragma: no cover - console-script entry point
+    import warnings
+
+    default = warnings.showwarning
+
+    def one_line(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        """The toolkit's own warnings (data conversions, empty masks) as one yellow line."""
+        if issubclass(category, UserWarning) and filename.startswith(_PACKAGE_ROOT):
+            typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = one_line
     app()
+
+
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[1]) + "/"  # feddp_eval/

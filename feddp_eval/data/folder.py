@@ -23,6 +23,7 @@ from feddp_eval.data.tiling import (
     MODES,
     check_image_and_mask,
     check_options,
+    conversions_summarised,
     deal,
     held_out_stems,
     tile_pair,
@@ -159,18 +160,19 @@ def load_folder_sites(
     check_options(tile_size=tile_size, n_sites=n_sites, test_fraction=test_fraction, mode=mode)
     root = Path(root)
     site_pairs = _site_pairs(root, n_sites=n_sites, seed=seed)
-    sites = [
-        _build_site(
-            name,
-            folder,
-            pairs,
-            tile_size=tile_size,
-            test_fraction=test_fraction,
-            mode=mode,
-            seed=seed,
-        )
-        for name, folder, pairs in site_pairs
-    ]
+    with conversions_summarised(str(root)):
+        sites = [
+            _build_site(
+                name,
+                folder,
+                pairs,
+                tile_size=tile_size,
+                test_fraction=test_fraction,
+                mode=mode,
+                seed=seed,
+            )
+            for name, folder, pairs in site_pairs
+        ]
     warn_if_no_foreground(sites, str(root))
     return sites
 
@@ -254,7 +256,9 @@ def _build_site(
 def _tile_set(pairs: list[Pair], *, tile_size: int, mode: str) -> TileSet:
     images, masks = [], []
     for image_path, mask_path in pairs:
-        pixels, labels = tile_pair(*_load_pair(image_path, mask_path), tile_size=tile_size, mode=mode)
+        pixels, labels = tile_pair(
+            *_load_pair(image_path, mask_path), tile_size=tile_size, mode=mode, name=str(image_path)
+        )
         images.append(pixels)
         masks.append(labels)
     return TileSet(torch.cat(images), torch.cat(masks))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +35,31 @@ def read_image(path: Path) -> np.ndarray:
         DataError: the file cannot be read or holds values that are not an image.
     """
     path = Path(path)
-    array = _unit_float(_read_array(path, for_mask=False), path)
-    return _to_rgb(array, path)
+    raw = _read_array(path, for_mask=False)
+    _warn_if_not_colour_8bit(raw, path)
+    return _to_rgb(_unit_float(raw, path), path)
+
+
+class ConversionWarning(UserWarning):
+    """An image was converted on reading in a way that H&E data should not need (grey, 16-bit)."""
+
+
+def _warn_if_not_colour_8bit(array: np.ndarray, path: Path) -> None:
+    """H&E tiles are 8-bit colour: say so when an image is grey or deeper, and how it was read."""
+    grey = array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 2))
+    deep = (
+        array.dtype.kind in "ui"
+        and array.dtype.itemsize > 1
+        and (array.dtype == np.uint16 or array.max() > 255)
+    )
+    if grey:
+        warnings.warn(
+            ConversionWarning(f"{path} is grey: read as RGB by repeating its one channel"), stacklevel=3
+        )
+    if deep:
+        warnings.warn(
+            ConversionWarning(f"{path} is 16-bit: read as RGB in [0, 1] by dividing by 65535"), stacklevel=3
+        )
 
 
 def read_mask(path: Path) -> np.ndarray:

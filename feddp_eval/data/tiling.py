@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from feddp_eval.errors import ConfigError, DataError
 
 MODES: tuple[str, ...] = ("crop", "resize")
 MIN_SIDE = 2  # px: a 1-pixel image scaled up to a tile holds one colour and no structure
+MAX_MAGNIFICATION = 2.0  # a tile may scale its image up by at most this: more invents the structure it learns
 
 
 def check_options(*, tile_size: int, n_sites: int | None, test_fraction: float, mode: str) -> None:
@@ -59,7 +61,9 @@ def check_image_and_mask(image: np.ndarray, mask: np.ndarray, *, image_name: str
 # --------------------------------------------------------------------------- tiling
 
 
-def tile_pair(image: np.ndarray, mask: np.ndarray, *, tile_size: int, mode: str) -> tuple[Tensor, Tensor]:
+def tile_pair(
+    image: np.ndarray, mask: np.ndarray, *, tile_size: int, mode: str, name: str = "image"
+) -> tuple[Tensor, Tensor]:
     """Cut or resize one source image and its mask into tiles.
 
     Args:
@@ -72,7 +76,19 @@ def tile_pair(image: np.ndarray, mask: np.ndarray, *, tile_size: int, mode: str)
 
     Returns:
         (n, 3, T, T) float32 images and (n, 1, T, T) float32 masks in {0, 1}.
+
+    Raises:
+        DataError: the image (``name``) would be magnified more than :data:`MAX_MAGNIFICATION` times
+            to fill a tile: a model trained on it learns interpolation, and its Dice means nothing.
     """
+    side = min(mask.shape)
+    if side * MAX_MAGNIFICATION < tile_size:
+        height, width = mask.shape
+        raise DataError(
+            f"{name} is {width}x{height} px: a {tile_size} px tile would magnify it "
+            f"{tile_size / side:.3g}x (at most {MAX_MAGNIFICATION:g}x); use a tile_size of at most "
+            f"{int(side * MAX_MAGNIFICATION)} or larger images"
+        )
     pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
     labels = torch.from_numpy(np.ascontiguousarray(mask)).to(torch.float32)[None]
     height, width = mask.shape
@@ -143,6 +159,31 @@ def deal(items: Sequence[object], n_sites: int, *, seed: int) -> list[list[int]]
         parts.append(sorted(order[start : start + size]))
         start += size
     return parts
+
+
+@contextmanager
+def conversions_summarised(where: str) -> Iterator[None]:
+    """Gather the per-image :class:`ConversionWarning` s of one data set into one warning per kind:
+    ``12 of the images under ROOT are grey: …, e.g. ROOT/a.png``."""
+    from feddp_eval.data.image_files import ConversionWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConversionWarning)
+        yield
+    kinds: dict[str, list[str]] = {}
+    for record in caught:
+        if not issubclass(record.category, ConversionWarning):
+            warnings.warn_explicit(record.message, record.category, record.filename, record.lineno)
+            continue
+        file, _, how = str(record.message).partition(" is ")
+        kinds.setdefault(how, []).append(file)
+    for how, files in kinds.items():
+        warnings.warn(
+            f"{len(files)} image(s) under {where} {'are' if len(files) > 1 else 'is'} {how} "
+            f"(e.g. {files[0]}); H&E tiles are 8-bit colour, so check these are the images you meant",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def warn_if_no_foreground(sites: list[Site], where: str) -> None:

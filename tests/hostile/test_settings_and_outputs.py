@@ -211,3 +211,35 @@ def test_files_follow_the_umask(tiny_toml: Path, tmp_path: Path) -> None:
         assert stat.S_IMODE((tmp_path / "run" / "summary.json").stat().st_mode) == 0o600
     finally:
         os.umask(old)
+
+
+def test_images_too_small_for_the_tile_are_refused_by_name(tiny_toml: Path, tmp_path: Path) -> None:
+    """Issue #21: 3 px images scaled up to 16 px tiles used to train silently and report a Dice."""
+    data = _folder(tmp_path, [32, 3, 32, 32])
+    out = tmp_path / "run"
+    outcome = invoke(["train", "-c", tiny_toml, "--data", data, "--sites", "1", "--out", out, "-q"])
+    assert_refused(outcome, "t1.png is 3x3 px: a 16 px tile would magnify it 5.33x (at most 2x)")
+    assert not out.exists()
+
+
+def test_grey_and_16_bit_images_train_with_a_warning_naming_the_conversion(
+    tiny_toml: Path, tmp_path: Path
+) -> None:
+    import numpy as np
+    from PIL import Image
+
+    data = _folder(tmp_path, [32, 32, 32, 32])
+    Image.new("L", (32, 32), 120).save(data / "images" / "t0.png")
+    Image.fromarray(np.full((32, 32), 40000, dtype=np.uint16)).save(data / "images" / "t1.png")
+    with pytest.warns(UserWarning) as caught:
+        outcome = invoke(
+            ["train", "-c", tiny_toml, "--data", data, "--sites", "1", "--out", tmp_path / "r", "-q"]
+        )
+    assert outcome.code == 0, outcome
+    said = [str(w.message) for w in caught]
+    assert any(
+        f"2 image(s) under {data} are grey: read as RGB by repeating its one channel" in s for s in said
+    )
+    assert any(
+        f"1 image(s) under {data} is 16-bit: read as RGB in [0, 1] by dividing by 65535" in s for s in said
+    )

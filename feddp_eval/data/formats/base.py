@@ -140,12 +140,13 @@ def load_groups(name: str, root: Path, groups: Sequence[SiteGroup], options: Loa
     Raises:
         DataError: a file cannot be used (the message names it), or no site can be split.
     """
-    from feddp_eval.data.tiling import check_options, warn_if_no_foreground
+    from feddp_eval.data.tiling import check_options, conversions_summarised, warn_if_no_foreground
 
     check_options(
         tile_size=options.tile_size, n_sites=None, test_fraction=options.test_fraction, mode=options.mode
     )
-    sites = [_load_site(name, group, options) for group in usable_groups(groups, warn=True)]
+    with conversions_summarised(str(root)):
+        sites = [_load_site(name, group, options) for group in usable_groups(groups, warn=True)]
     warn_if_no_foreground(sites, str(root))
     return sites
 
@@ -162,7 +163,12 @@ def _load_site(format_name: str, group: SiteGroup, options: LoadOptions) -> Site
     )
     splits: dict[bool, tuple[list[torch.Tensor], list[torch.Tensor]]] = {False: ([], []), True: ([], [])}
     for source in group.sources:
-        pixels, labels = tile_pair(*source.read(), tile_size=options.tile_size, mode=options.mode)
+        pixels, labels = tile_pair(
+            *source.read(),
+            tile_size=options.tile_size,
+            mode=options.mode,
+            name=f"{group.where}/{source.stem}",
+        )
         images, masks = splits[source.stem in test]
         images.append(pixels)
         masks.append(labels)
