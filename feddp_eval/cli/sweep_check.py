@@ -29,7 +29,10 @@ from feddp_eval.cli.options import (
     BudgetOpt,
     ClipOpt,
     DeltaOpt,
+    AddressOpt,
     DeviceOpt,
+    EngineOpt,
+    ExecutorOpt,
     IterationsOpt,
     JobsOpt,
     JsonOpt,
@@ -61,6 +64,7 @@ SWEEP_FLAGS = {
     "accountant": "defense.accountant",
     "audit": "train.audit",
     "audit_canaries": "train.audit_canaries",
+    "engine": "train.engine",
 }
 
 
@@ -75,6 +79,9 @@ def sweep(
     config: SweepConfigOpt = None,
     out: SweepOutOpt = Path("runs/sweep"),
     jobs: JobsOpt = 1,
+    executor: ExecutorOpt = None,
+    address: AddressOpt = None,
+    engine: EngineOpt = None,
     rounds: RoundsOpt = None,
     iterations: IterationsOpt = None,
     budget: BudgetOpt = None,
@@ -105,6 +112,8 @@ def sweep(
         "seeds": seeds,
         "attack_seeds": attack_seeds,
         "targets": targets,
+        "executor": executor,
+        "address": address,
     }
     with user_errors():
         overrides = {**flags(options, SWEEP_FLAGS), "attack.target_round": parse_round(target_round)}
@@ -144,6 +153,8 @@ def _sweep_plan(
         "seeds": grid["seeds"],
         "attack_seeds": grid["attack_seeds"],
         "targets": numbers(grid["targets"], int, "--targets"),
+        "executor": grid["executor"],
+        "address": grid["address"],
     }
     return base, dataclasses.replace(spec, **{k: v for k, v in parsed.items() if v is not None})
 
