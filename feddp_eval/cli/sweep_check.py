@@ -22,6 +22,7 @@ from feddp_eval.cli.app import (
 )
 from feddp_eval.cli.options import (
     AccountantOpt,
+    AddressOpt,
     AttackOptionOpt,
     AttackSeedsOpt,
     AuditCanariesOpt,
@@ -29,7 +30,6 @@ from feddp_eval.cli.options import (
     BudgetOpt,
     ClipOpt,
     DeltaOpt,
-    AddressOpt,
     DeviceOpt,
     EngineOpt,
     ExecutorOpt,
