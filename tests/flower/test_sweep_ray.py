@@ -94,6 +94,48 @@ def test_ray_writes_the_bytes_the_process_pool_writes_and_the_pool_never_imports
     assert '"run_dir": "runs/' in scores  # the driver's relative path, not a node's scratch folder
 
 
+def _group_processes(pgid: int) -> dict[int, str]:
+    """Command lines of the live processes of process group ``pgid``, read from /proc."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found[int(stat.parent.name)] = command
+    return found
+
+
+@pytest.mark.ray
+def test_sigterm_to_the_driver_stops_every_ray_task_and_process(tmp_path: Path, sweep_toml: Path) -> None:
+    command = _sweep(sweep_toml, tmp_path / "sweep", "--executor", "ray", "--quiet")
+    command[command.index("30")] = "5000"  # attacks that would run for minutes
+    driver = subprocess.Popen(
+        command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        # Ray titles a worker process after the task it runs: wait until one is computing.
+        while not any(
+            "_train_task" in c or "_finish_task" in c for c in _group_processes(driver.pid).values()
+        ):
+            assert driver.poll() is None and time.monotonic() < deadline, "no Ray task started"
+            time.sleep(0.1)
+        driver.terminate()  # SIGTERM to the driver alone, as `kill PID` sends it
+        _, stderr = driver.communicate(timeout=TIMEOUT_S)
+        assert driver.returncode == 130 and "run the same command again to resume" in stderr, stderr[-3000:]
+        deadline = time.monotonic() + 60  # generous: a loaded machine is slow to reap Ray's processes
+        while (left := _group_processes(driver.pid)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not left, f"Ray processes outlived the sweep: {left}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+
+
 # --------------------------------------------------------------------------- a cluster on 127.0.0.1
 
 
@@ -189,8 +231,8 @@ def cluster(tmp_path: Path) -> Iterator[_Cluster]:
         yield started
     finally:
         started.stop()
-        assert not any(_group_alive(p.pid) for p in started.groups), "a Ray process outlived the test"
         shutil.rmtree(temp, ignore_errors=True)
+    assert not any(_group_alive(p.pid) for p in started.groups), "a Ray process outlived the test"
 
 
 def _digests(out: Path) -> dict[str, tuple[str, int]]:

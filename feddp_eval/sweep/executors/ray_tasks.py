@@ -36,6 +36,7 @@ CONNECT_TIMEOUT_S = 5.0
 """How long to wait for a cluster's address to answer before saying it cannot be reached (Ray itself
 would retry for minutes)."""
 ATTACKS_DIR = "attacks"
+SCRATCH_PREFIX = "feddp-sweep-task-"
 INSTALL_HINT = "install it with `pip install 'feddp-eval[flower]'` (Flower's simulation extra brings Ray)"
 
 
@@ -90,7 +91,8 @@ def run_ray(
         )
     ray = _import_ray()
     threads = task_threads(jobs)
-    with terminate_as_interrupt(), _connected(ray, address, cpus=jobs * threads):
+    # SIGTERM's handler after ray.init, which installs a crash handler of its own that aborts on it.
+    with _connected(ray, address, cpus=jobs * threads), terminate_as_interrupt():
         _Driver(ray, out, work, threads, jobs, on_stage, finished).run(todo)
 
 
@@ -349,10 +351,22 @@ def _scratch(threads: int) -> Iterator[Path]:
 
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+    _remove_orphaned_scratch()
     previous = os.getcwd()
-    with tempfile.TemporaryDirectory(prefix="feddp-sweep-task-") as folder:
+    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as folder:
         os.chdir(folder)
         try:
             yield Path(folder)
         finally:
             os.chdir(previous)
+
+
+def _remove_orphaned_scratch() -> None:
+    """Scratch folders of worker processes that died (a cancelled task or a killed node leaves its
+    folder behind): each is named after its process id, and removed once that process is gone."""
+    import shutil
+
+    for folder in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = folder.name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists() and Path("/proc/self").exists():
+            shutil.rmtree(folder, ignore_errors=True)
