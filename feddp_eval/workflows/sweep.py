@@ -71,7 +71,7 @@ def run_sweep(
         spec: A :class:`~feddp_eval.sweep.SweepSpec`.
         out: The sweep folder.
         jobs: Workers; each takes one training run and its attacks at a time (with ``spec.executor =
-            "ray"``: the local Ray's size, and each task's thread count is this machine's cores / jobs).
+            "ray"``: the local Ray's size; each task computes with the threads a ``--jobs`` worker would).
         command: The command line recorded in ``sweep.json`` (default ``sys.argv``).
         on_start: Called once with (points already finished, points in the grid).
         on_stage: Called with a short description whenever a point enters a stage.

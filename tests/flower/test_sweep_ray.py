@@ -250,9 +250,13 @@ def test_a_worker_node_lost_mid_sweep_keeps_its_points_and_the_rerun_computes_th
     cluster: _Cluster, tmp_path: Path, sweep_toml: Path
 ) -> None:
     out = tmp_path / "sweep"
+    command = _sweep(sweep_toml, out, "--executor", "ray", "--address", cluster.address, "--json")
+    headless = _run(command)  # the head alone has no CPUs: refused, not queued forever
+    assert headless.returncode == 2 and "largest node has 0" in headless.stderr, headless.stderr[-3000:]
+    assert len(headless.stderr.strip().splitlines()) == 1 and not out.exists(), headless.stderr
+
     t0 = time.monotonic()
     node = cluster.start_node()
-    command = _sweep(sweep_toml, out, "--executor", "ray", "--address", cluster.address, "--json")
     # The attacks long enough that the kill lands before the last point is back.
     command[command.index("30")] = "60"
     driver = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -43,5 +43,10 @@ class PointWork:
 
 
 def task_threads(jobs: int) -> int:
-    """Torch threads of each of ``jobs`` parallel workers: this machine's cores shared evenly."""
+    """Torch threads of each of ``jobs`` workers: with one, this process's own count (``--jobs 1`` runs
+    the points here, with ``OMP_NUM_THREADS`` or every core); with more, the cores shared evenly."""
+    if jobs <= 1:
+        import torch
+
+        return int(torch.get_num_threads())
     return max(1, (os.cpu_count() or 1) // jobs)

@@ -15,6 +15,7 @@ computes only what is missing, exactly as after a Ctrl-C.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -68,7 +69,8 @@ def run_ray(
         out: The sweep folder (on the driver).
         todo: Unfinished points, grouped by training run, in the order to submit them.
         jobs: Local Ray: tasks at once. Each task declares and computes with ``task_threads(jobs)``
-            CPUs (this machine's cores / jobs), as the process pool's workers do.
+            CPUs (this machine's cores / jobs; with 1, this process's torch threads), as the process
+            pool's workers do.
         address: ``None`` (start a local Ray), ``HOST:PORT`` or ``auto`` (join a running cluster).
         work: The point function.
         on_stage: Called with a short description as runs come back.
@@ -115,8 +117,8 @@ def _connected(ray: Any, address: str | None, *, cpus: int) -> Iterator[None]:
     # Ray's notice that a later version stops hiding GPUs from tasks that ask for none: this sweep
     # declares a GPU for every task of a cuda config, and wants the others kept off the GPU as now.
     warnings.filterwarnings("ignore", message="Tip: In future versions of Ray", category=FutureWarning)
-    if address is None:
-        ray.init(num_cpus=cpus, include_dashboard=False, **quiet)
+    if address is None:  # "local": a new Ray even when RAY_ADDRESS names a cluster
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, **quiet)
     else:
         resolved = reachable(address)
         try:
@@ -204,6 +206,7 @@ class _Driver:
         self.pending: dict[Any, tuple[str, _Group, SweepPoint]] = {}
 
     def run(self, todo: list[list[SweepPoint]]) -> None:
+        self._check_fits()
         try:
             for group in todo:
                 self._submit(group)
@@ -214,8 +217,19 @@ class _Driver:
                         self._collect(ref)
         except BaseException:
             for ref in list(self.pending):  # stop every task still queued or running
-                self.ray.cancel(ref, force=True)
+                with contextlib.suppress(Exception):  # already finished, or the cluster is gone
+                    self.ray.cancel(ref, force=True)
             raise
+
+    def _check_fits(self) -> None:
+        """Refuse a cluster where no node has the CPUs a task declares: Ray would queue it forever."""
+        largest = max((n["Resources"].get("CPU", 0.0) for n in self.ray.nodes() if n["Alive"]), default=0.0)
+        if largest < self.threads:
+            raise ClusterError(
+                f"each task declares {self.threads} CPUs (its torch threads at --jobs {self.jobs} on this "
+                f"machine of {os.cpu_count()} cores) but the cluster's largest node has {largest:g}; raise "
+                "--jobs (more jobs, fewer threads each), or start the nodes with more --num-cpus"
+            )
 
     def _options(self, point: SweepPoint, **extra: Any) -> dict[str, Any]:
         gpus = 1.0 / self.jobs if point.config.device.startswith("cuda") else 0.0
