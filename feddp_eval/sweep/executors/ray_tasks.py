@@ -204,6 +204,8 @@ class _Driver:
         self.on_stage, self.finished = on_stage, finished
         self.jobs = jobs
         self.pending: dict[Any, tuple[str, _Group, SweepPoint]] = {}
+        # Made once: Ray exports a remote function to the cluster the first time it is called.
+        self.train, self.finish = ray.remote(_train_task), ray.remote(_finish_task)
 
     def run(self, todo: list[list[SweepPoint]]) -> None:
         self._check_fits()
@@ -242,7 +244,7 @@ class _Driver:
         run_dir = self.out / first.run_dir
         summary = finished_summary(run_dir, first.config)
         if summary is None:
-            train = self.ray.remote(_train_task).options(**self._options(first, num_returns=2))
+            train = self.train.options(**self._options(first, num_returns=2))
             summary_ref, files_ref = train.remote(self.work, *_plain(first), self.threads)
             group = _Group(points, summary_ref, files_ref, trained=False)
             self.pending[summary_ref] = ("run", group, first)
@@ -250,9 +252,8 @@ class _Driver:
             files = read_files(run_dir)
             files = {k: v for k, v in files.items() if not k.startswith(f"{ATTACKS_DIR}/")}
             group = _Group(points, summary, self.ray.put(files), trained=True)
-        finish = self.ray.remote(_finish_task)
         for point in points:
-            ref = finish.options(**self._options(point)).remote(
+            ref = self.finish.options(**self._options(point)).remote(
                 self.work, *_plain(point), group.summary, group.files, self.threads
             )
             group.waiting.add(point.key)
