@@ -46,6 +46,13 @@ def _load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+def _threads(jobs: int) -> int:
+    """Torch threads per worker, as ``feddp_eval.sweep.executors.task_threads`` gives them to the sweep
+    (with one job: the sweep process's own count, which OMP_NUM_THREADS sets)."""
+    cores = os.cpu_count() or 1
+    return int(os.environ.get("OMP_NUM_THREADS", cores)) if jobs <= 1 else max(1, cores // jobs)
+
+
 def _sweep(
     folder: Path, config: Path, args: argparse.Namespace, jobs: int, executor: str
 ) -> dict[str, object]:
@@ -64,7 +71,7 @@ def _sweep(
     return {
         "executor": executor,
         "jobs": jobs,
-        "threads": max(1, (os.cpu_count() or 1) // jobs),
+        "threads": _threads(jobs),
         "points": report["computed"],
         "seconds": seconds,
         "per_minute": 60 * report["computed"] / seconds,
