@@ -109,7 +109,10 @@ def _group_processes(pgid: int) -> dict[int, str]:
 
 
 @pytest.mark.ray
-def test_sigterm_to_the_driver_stops_every_ray_task_and_process(tmp_path: Path, sweep_toml: Path) -> None:
+@pytest.mark.parametrize("stop", ["sigterm-to-the-driver", "ctrl-c-to-the-group"])
+def test_a_stopped_sweep_stops_every_ray_task_and_process(
+    tmp_path: Path, sweep_toml: Path, stop: str
+) -> None:
     command = _sweep(sweep_toml, tmp_path / "sweep", "--executor", "ray", "--quiet")
     command[command.index("30")] = "5000"  # attacks that would run for minutes
     driver = subprocess.Popen(
@@ -123,7 +126,10 @@ def test_sigterm_to_the_driver_stops_every_ray_task_and_process(tmp_path: Path, 
         ):
             assert driver.poll() is None and time.monotonic() < deadline, "no Ray task started"
             time.sleep(0.1)
-        driver.terminate()  # SIGTERM to the driver alone, as `kill PID` sends it
+        if stop == "sigterm-to-the-driver":
+            driver.terminate()  # SIGTERM to the driver alone, as `kill PID` sends it
+        else:
+            os.killpg(driver.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
         _, stderr = driver.communicate(timeout=TIMEOUT_S)
         assert driver.returncode == 130 and "run the same command again to resume" in stderr, stderr[-3000:]
         deadline = time.monotonic() + 60  # generous: a loaded machine is slow to reap Ray's processes
@@ -255,7 +261,6 @@ def test_a_worker_node_lost_mid_sweep_keeps_its_points_and_the_rerun_computes_th
     assert headless.returncode == 2 and "largest node has 0" in headless.stderr, headless.stderr[-3000:]
     assert len(headless.stderr.strip().splitlines()) == 1 and not out.exists(), headless.stderr
 
-    t0 = time.monotonic()
     node = cluster.start_node()
     # The attacks long enough that the kill lands before the last point is back.
     command[command.index("30")] = "60"
@@ -265,10 +270,8 @@ def test_a_worker_node_lost_mid_sweep_keeps_its_points_and_the_rerun_computes_th
         while not list(out.glob("points/*/row.json")) and driver.poll() is None:
             assert time.monotonic() < deadline, "no point finished on the cluster"
             time.sleep(0.05)
-        print("first point", time.monotonic() - t0)
         cluster.kill(node)
         _, stderr = driver.communicate(timeout=TIMEOUT_S)
-        print("driver out", time.monotonic() - t0)
     finally:
         if driver.poll() is None:
             driver.kill()
@@ -277,13 +280,14 @@ def test_a_worker_node_lost_mid_sweep_keeps_its_points_and_the_rerun_computes_th
     finished = len(list(out.glob("points/*/row.json")))
     assert finished == 1, "the kill must land mid-sweep for this test to mean anything"
     assert driver.returncode == 1, stderr[-3000:]
-    assert "was lost" in stderr and "run the same command again" in stderr
-    assert len(stderr.strip().splitlines()) == 1, stderr  # one line, no traceback
+    # Our one line last; above it at most Ray's own report of the dead node, never a traceback.
+    assert "was lost" in stderr.strip().splitlines()[-1] and "run the same command again" in stderr
+    assert "Traceback" not in stderr, stderr
 
     cluster.start_node()
     again = _run(command)
-    print("rerun", time.monotonic() - t0)
     assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.startswith("{"), again.stdout[:3000] + again.stderr[-3000:]
     report = json.loads(again.stdout)
     assert report["computed"] == 1 and report["missing"] == []
     after = _digests(out)

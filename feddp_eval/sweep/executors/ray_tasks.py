@@ -20,6 +20,7 @@ import functools
 import logging
 import os
 import socket
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -117,18 +118,21 @@ def _connected(ray: Any, address: str | None, *, cpus: int) -> Iterator[None]:
     # Ray's notice that a later version stops hiding GPUs from tasks that ask for none: this sweep
     # declares a GPU for every task of a cuda config, and wants the others kept off the GPU as now.
     warnings.filterwarnings("ignore", message="Tip: In future versions of Ray", category=FutureWarning)
-    if address is None:  # "local": a new Ray even when RAY_ADDRESS names a cluster
-        ray.init(address="local", num_cpus=cpus, include_dashboard=False, **quiet)
-    else:
-        resolved = reachable(address)
+    resolved = None if address is None else reachable(address)
+    # Ray's driver prints the cluster's events ("node … marked dead") to stdout from a thread of its
+    # own; stdout is for --json alone, so they go to stderr while Ray is connected.
+    with contextlib.redirect_stdout(sys.stderr):
+        if resolved is None:  # "local": a new Ray even when RAY_ADDRESS names a cluster
+            ray.init(address="local", num_cpus=cpus, include_dashboard=False, **quiet)
+        else:
+            try:
+                ray.init(address=resolved, **quiet)
+            except ConnectionError as exc:
+                raise ClusterError(f"cannot join the Ray cluster at {address!r}: {exc}") from None
         try:
-            ray.init(address=resolved, **quiet)
-        except ConnectionError as exc:
-            raise ClusterError(f"cannot join the Ray cluster at {address!r}: {exc}") from None
-    try:
-        yield
-    finally:
-        ray.shutdown()
+            yield
+        finally:
+            ray.shutdown()
 
 
 def reachable(address: str) -> str:
