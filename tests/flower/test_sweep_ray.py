@@ -1,9 +1,12 @@
 """``feddp-eval sweep --executor ray``: the same results.csv as the process pool, a cluster of a head
-and a worker node on 127.0.0.1 that loses its worker mid-sweep, and refusals in one line.
+and a worker node on 127.0.0.1 that loses its worker mid-sweep, a stop that stops every Ray process,
+and refusals in one line.
 
-Marked ``ray`` (CI runs it): starts a local Ray, and a head and a worker node with ``ray start``;
-every process it starts is stopped by its process group, never by name (``ray stop`` would stop every
-Ray on the machine). Points are tiny: 16 px tiles, one round, a few dozen attack iterations.
+Marked ``ray`` (CI runs it; no skip): starts a local Ray, and a head and a worker node with
+``ray start``; every process it starts is stopped by its process group, never by name (``ray stop``
+would stop every Ray on the machine). Points are tiny: 16 px tiles, one round, a few dozen attack
+iterations. The file took 140 s on 2 cores at load average 12.6 (other jobs on the machine); most
+of it is process start-up (Ray's services, each worker's torch import).
 """
 
 from __future__ import annotations
