@@ -266,13 +266,13 @@ def test_a_worker_node_lost_mid_sweep_keeps_its_points_and_the_rerun_computes_th
 
     node = cluster.start_node()
     # The attacks long enough that the kill lands before the last point is back.
-    command[command.index("30")] = "60"
+    command[command.index("30")] = "100"
     driver = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + TIMEOUT_S
         while not list(out.glob("points/*/row.json")) and driver.poll() is None:
             assert time.monotonic() < deadline, "no point finished on the cluster"
-            time.sleep(0.05)
+            time.sleep(0.02)
         cluster.kill(node)
         _, stderr = driver.communicate(timeout=TIMEOUT_S)
     finally:

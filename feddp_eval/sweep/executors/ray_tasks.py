@@ -115,13 +115,13 @@ def _connected(ray: Any, address: str | None, *, cpus: int) -> Iterator[None]:
     import warnings
 
     quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
-    # Ray's notice that a later version stops hiding GPUs from tasks that ask for none: this sweep
-    # declares a GPU for every task of a cuda config, and wants the others kept off the GPU as now.
-    warnings.filterwarnings("ignore", message="Tip: In future versions of Ray", category=FutureWarning)
     resolved = None if address is None else reachable(address)
     # Ray's driver prints the cluster's events ("node … marked dead") to stdout from a thread of its
     # own; stdout is for --json alone, so they go to stderr while Ray is connected.
-    with contextlib.redirect_stdout(sys.stderr):
+    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+        # Ray's notice that a later version stops hiding GPUs from tasks that ask for none: this sweep
+        # declares a GPU for every task of a cuda config, and wants the others kept off the GPU as now.
+        warnings.filterwarnings("ignore", message="Tip: In future versions of Ray", category=FutureWarning)
         if resolved is None:  # "local": a new Ray even when RAY_ADDRESS names a cluster
             ray.init(address="local", num_cpus=cpus, include_dashboard=False, **quiet)
         else:
