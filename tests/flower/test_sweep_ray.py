@@ -5,7 +5,7 @@ and refusals in one line.
 Marked ``ray`` (CI runs it; no skip): starts a local Ray, and a head and a worker node with
 ``ray start``; every process it starts is stopped by its process group, never by name (``ray stop``
 would stop every Ray on the machine). Points are tiny: 16 px tiles, one round, a few dozen attack
-iterations. The file took 140 s on 2 cores at load average 12.6 (other jobs on the machine); most
+iterations. The file took 140–149 s on 2 cores at load average 11.5–13.8 (other jobs on the machine); most
 of it is process start-up (Ray's services, each worker's torch import).
 """
 
