@@ -83,6 +83,19 @@ def test_sweep_table_in_toml(tmp_path: Path, tiny_config: ExperimentConfig) -> N
     assert "`sweep.noise`" in str(raised.value) and "`sweep.seeds`" in str(raised.value)
 
 
+def test_the_executor_is_a_sweep_setting(tmp_path: Path, tiny_config: ExperimentConfig) -> None:
+    path = tmp_path / "exp.toml"
+    path.write_text(to_toml(tiny_config) + '\n[sweep]\nexecutor = "ray"\naddress = "auto"\n')
+    _, spec = load_sweep_config(path)
+    assert (spec.executor, spec.address) == ("ray", "auto")
+    assert _valid(spec).executor == "ray"
+    path.write_text(to_toml(tiny_config) + '\n[sweep]\nexecutor = "slurm"\n')
+    with pytest.raises(ConfigError, match=r"`sweep\.executor`"):
+        load_sweep_config(path)
+    with pytest.raises(ConfigError, match=r"needs `sweep\.executor"):
+        _valid(SweepSpec(address="10.0.0.1:6379"))  # the process pool has no cluster to join
+
+
 # --------------------------------------------------------------------------- end to end
 
 SWEEP_ARGS = ["--noise", "0.01,1.1", "--iterations", "40"]

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from feddp_eval.config import AccountantName, AttackBudget, Device, EngineName, MaskKnowledge
+from feddp_eval.sweep.grid import ExecutorName
 
 # Choices are the config's own Literal types: one list of values, shown by --help and checked by typer.
 ConfigOpt = Annotated[
@@ -188,4 +189,27 @@ SweepConfigOpt = Annotated[
     ),
 ]
 SweepOutOpt = Annotated[Path, typer.Option(help="Sweep folder (resumable: rerun the same command).")]
-JobsOpt = Annotated[int, typer.Option(min=1, help="Points run in parallel processes.")]
+JobsOpt = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Points run in parallel processes (with --executor ray: the local Ray's size; each task "
+        "computes with cores / JOBS threads either way).",
+    ),
+]
+ExecutorOpt = Annotated[
+    ExecutorName | None,
+    typer.Option(
+        help="How the points run: process (a pool of --jobs processes here; the default) or ray (Ray "
+        "tasks on a local Ray, or on the cluster at --address; needs the flower extra). Same results. "
+        "Default: \\[sweep] executor, else process.",
+    ),
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="With --executor ray: join the running Ray cluster at HOST:PORT (its head's `ray start "
+        "--head --port`), or auto (RAY_ADDRESS, or the cluster started on this machine). Default: "
+        "\\[sweep] address, else start a local Ray for the sweep.",
+    ),
+]

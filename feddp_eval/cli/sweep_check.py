@@ -21,6 +21,7 @@ from feddp_eval.cli.app import (
 )
 from feddp_eval.cli.options import (
     AccountantOpt,
+    AddressOpt,
     AttackOptionOpt,
     AttackSeedsOpt,
     AuditCanariesOpt,
@@ -31,6 +32,8 @@ from feddp_eval.cli.options import (
     DataOpt,
     DeltaOpt,
     DeviceOpt,
+    EngineOpt,
+    ExecutorOpt,
     IterationsOpt,
     JobsOpt,
     JsonOpt,
@@ -68,6 +71,7 @@ SWEEP_FLAGS = {
     "accountant": "defense.accountant",
     "audit": "train.audit",
     "audit_canaries": "train.audit_canaries",
+    "engine": "train.engine",
 }
 
 
@@ -82,6 +86,9 @@ def sweep(
     config: SweepConfigOpt = None,
     out: SweepOutOpt = Path("runs/sweep"),
     jobs: JobsOpt = 1,
+    executor: ExecutorOpt = None,
+    address: AddressOpt = None,
+    engine: EngineOpt = None,
     rounds: RoundsOpt = None,
     data: DataOpt = None,
     data_format: DataFormatOpt = None,
@@ -116,6 +123,8 @@ def sweep(
         "seeds": seeds,
         "attack_seeds": attack_seeds,
         "targets": targets,
+        "executor": executor,
+        "address": address,
     }
     with user_errors():
         overrides = {**flags(options, SWEEP_FLAGS), "attack.target_round": parse_round(target_round)}
@@ -156,6 +165,8 @@ def _sweep_plan(
         "seeds": grid["seeds"],
         "attack_seeds": grid["attack_seeds"],
         "targets": numbers(grid["targets"], int, "--targets"),
+        "executor": grid["executor"],
+        "address": grid["address"],
     }
     return base, dataclasses.replace(spec, **{k: v for k, v in parsed.items() if v is not None})
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,11 +10,13 @@ from typing import Any
 from feddp_eval.config import ExperimentConfig
 from feddp_eval.errors import ConfigError
 from feddp_eval.io import write_json
-from feddp_eval.sweep import stage_seconds
+from feddp_eval.sweep import longest_first, stage_seconds
+from feddp_eval.sweep.executors import PointWork
 from feddp_eval.workflows.attack import preflight_attack
 from feddp_eval.workflows.attack_run import attack_run, utility_row
-from feddp_eval.workflows.sweep_workers import run_parallel
-from feddp_eval.workflows.train import run_train
+from feddp_eval.workflows.train import TrainResult, run_train
+
+__all__ = ["WORK", "SweepResult", "finish_point", "longest_first", "run_sweep", "train_point"]
 
 
 @dataclass(frozen=True)
@@ -59,14 +61,17 @@ def run_sweep(
     """Train → capture → attack → score every point of a privacy–utility grid; resumable.
 
     Points are keyed by config hash: a finished point (``points/<key>/row.json``) is never
-    recomputed, so an interrupted sweep (Ctrl-C, kill -9, power loss) picks up where it stopped
-    and ends with the same ``results.csv``. Points sharing a training run train it once.
+    recomputed, so an interrupted sweep (Ctrl-C, kill -9, power loss, a cluster node lost) picks up
+    where it stopped and ends with the same ``results.csv``. Points sharing a training run train it
+    once. ``spec.executor`` picks how the points run (a process pool, or Ray tasks on a local Ray or
+    the cluster at ``spec.address``); it changes no result.
 
     Args:
         config: The base experiment (its seed is the first seed; its defense is replaced per point).
         spec: A :class:`~feddp_eval.sweep.SweepSpec`.
         out: The sweep folder.
-        jobs: Worker processes; each takes one training run and its attacks at a time.
+        jobs: Workers; each takes one training run and its attacks at a time (with ``spec.executor =
+            "ray"``: the local Ray's size; each task computes with the threads a ``--jobs`` worker would).
         command: The command line recorded in ``sweep.json`` (default ``sys.argv``).
         on_start: Called once with (points already finished, points in the grid).
         on_stage: Called with a short description whenever a point enters a stage.
@@ -99,20 +104,20 @@ def run_sweep(
     # empty sweep is left behind looking like a result.
     with discard_new_sweep(out):
         write_json(out / SWEEP_FILE, sweep_manifest(config, spec, points, command or sys.argv))
-        return _run_points(out, config, points, jobs, on_start, on_stage, on_point)
+        return _run_points(out, spec, points, jobs, on_start, on_stage, on_point)
 
 
 def _run_points(
     out: Path,
-    config: ExperimentConfig,
+    spec: Any,
     points: list[Any],
     jobs: int,
     on_start: Callable[[int, int], None] | None,
     on_stage: Callable[[str], None] | None,
     on_point: Callable[[str], None] | None,
 ) -> SweepResult:
-    """Compute the sweep's unfinished points (grouped by training run), serially or in ``jobs``
-    processes, rebuilding the tables after each; the finished rows in grid order."""
+    """Compute the sweep's unfinished points (grouped by training run) with ``spec.executor``,
+    rebuilding the tables after each; the finished rows in grid order."""
     from feddp_eval.sweep import finished_rows, group_by_run, write_tables
 
     done = finished_rows(out, points)
@@ -131,15 +136,22 @@ def _run_points(
         if on_point:
             on_point(labels[key])
 
-    if jobs <= 1 or len(todo) <= 1:
-        from feddp_eval.metrics.perceptual import LPIPSMetric
+    if spec.executor == "ray":  # Ray is imported on this path alone
+        from feddp_eval.sweep.executors.ray_tasks import run_ray
 
-        lpips = LPIPSMetric(config.attack.lpips_net)
-        for group in todo:
-            for key in sweep_group(out, group, lpips, on_stage):
-                finished(key)
+        run_ray(
+            out,
+            longest_first(todo),
+            jobs=jobs,
+            address=spec.address,
+            work=WORK,
+            on_stage=on_stage,
+            finished=finished,
+        )
     else:
-        run_parallel(out, longest_first(todo), jobs, on_stage, finished, sweep_group)
+        from feddp_eval.sweep.executors.pool import run_pool
+
+        run_pool(out, todo, jobs=jobs, work=WORK, on_stage=on_stage, finished=finished)
     rows = finished_rows(out, points)
     return SweepResult(
         out,
@@ -149,55 +161,45 @@ def _run_points(
     )
 
 
-def longest_first(groups: list[list[Any]]) -> list[list[Any]]:
-    """The groups in the order workers should take them: the likely longest first, so that no worker is
-    left with a long group while the other idles at the end. An optimisation attack costs more than its
-    training run; sample-level DP-SGD trains at about twice a plain run's cost. Ties keep plan order.
-    (The order of work changes no result: rows are written per point and tabled in plan order.)"""
-    from feddp_eval.config import MODEL_MODIFICATIONS
-
-    def cost(group: list[Any]) -> tuple[int, int]:
-        inversions = sum(
-            1 for p in group if not p.utility_only and p.config.attack.name not in MODEL_MODIFICATIONS
-        )
-        return (inversions, int(group[0].config.defense.name == "dp-sgd"))
-
-    return sorted(groups, key=cost, reverse=True)
+def train_point(root: Path, point: Any) -> dict[str, Any]:
+    """Train (or reuse) ``point``'s run in ``root / point.run_dir``; its summary."""
+    return run_train(point.config, run_dir=root / point.run_dir).summary
 
 
-def sweep_group(
-    out: Path, group: list[Any], lpips: Any, on_stage: Callable[[str], None] | None
-) -> Iterator[str]:
-    """Train (or reuse) one run and attack it for every point in ``group``; yields finished keys."""
+def finish_point(root: Path, point: Any, summary: dict[str, Any], lpips: Any) -> dict[str, Any]:
+    """``point``'s results row from its trained run in ``root / point.run_dir``: the attack (its files
+    written under the run) and its scores, or a utility-only seed's row; paths relative to ``root``."""
     import os
 
-    from feddp_eval.sweep import point_dir
-
-    first = group[0]
-    if on_stage:
-        on_stage(f"training {first.setting} seed {first.config.seed}")
-    trained = run_train(first.config, run_dir=out / first.run_dir)
-    for point in group:
-        a = point.config.attack
-        if point.utility_only:  # a seed beyond `sweep.attack_seeds`: its utility, no attack
-            row = utility_row(point.config, trained)
-        else:
-            if on_stage:
-                on_stage(f"attacking {point.label}")
-            outcome = attack_run(point.config, trained, lpips)
-            row, scenario = outcome.row, outcome.scenario
-            row.update(
-                target_site=scenario["site_index"],  # -1 resolved to the site actually attacked
-                mask=scenario["mask"],
-                tiles=Path(os.path.relpath(row["tiles"], out)).as_posix(),
-            )
+    trained = TrainResult(root / point.run_dir, summary, reused=True)
+    a = point.config.attack
+    if point.utility_only:  # a seed beyond `sweep.attack_seeds`: its utility, no attack
+        row = utility_row(point.config, trained)
+    else:
+        outcome = attack_run(point.config, trained, lpips)
+        row, scenario = outcome.row, outcome.scenario
         row.update(
-            key=point.key,
-            config_hash=point.train_hash,
-            seed=point.config.seed,
-            target_round=a.target_round,
-            train_seconds=trained.summary["seconds"],
-            run_dir=first.run_dir,
+            target_site=scenario["site_index"],  # -1 resolved to the site actually attacked
+            mask=scenario["mask"],
+            tiles=Path(os.path.relpath(row["tiles"], root)).as_posix(),
         )
-        write_json(point_dir(out, point.key) / "row.json", row)  # the "done" marker, written last
-        yield point.key
+    row.update(
+        key=point.key,
+        config_hash=point.train_hash,
+        seed=point.config.seed,
+        target_round=a.target_round,
+        train_seconds=summary["seconds"],
+        run_dir=point.run_dir,
+    )
+    return row
+
+
+def lpips_metric(net: str) -> Any:
+    """The LPIPS scorer with backbone ``net`` (a worker builds it once)."""
+    from feddp_eval.metrics.perceptual import LPIPSMetric
+
+    return LPIPSMetric(net)
+
+
+WORK = PointWork(train=train_point, finish=finish_point, lpips=lpips_metric)
+"""The sweep's point function, as every executor runs it."""
