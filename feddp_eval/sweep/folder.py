@@ -68,6 +68,26 @@ def check_sweep_dir(out: Path) -> None:
         raise RunDirError(f"{out} is a file; --out must be a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / SWEEP_FILE).exists():
         raise RunDirError(f"{out} is not empty and holds no sweep ({SWEEP_FILE}); choose another --out")
+    if (out / SWEEP_FILE).exists():
+        _check_ours(out / SWEEP_FILE)
+
+
+def _check_ours(path: Path) -> None:
+    """A ``sweep.json`` feddp-eval wrote (its format and version keys), not someone else's file of that
+    name: a sweep would write over it."""
+    from feddp_eval.io import read_json
+
+    try:
+        manifest = read_json(path)
+    except RunDirError as exc:
+        raise RunDirError(
+            f"{exc}; it is not a sweep feddp-eval wrote, so it is left alone: choose another --out"
+        ) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or "feddp_eval" not in manifest:
+        raise RunDirError(
+            f"{path} was not written by this feddp-eval's sweep (no `feddp_eval` key and format {FORMAT}); "
+            "it is left alone: choose another --out"
+        )
 
 
 def point_dir(out: Path, key: str) -> Path:

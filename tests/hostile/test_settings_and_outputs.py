@@ -243,3 +243,18 @@ def test_grey_and_16_bit_images_train_with_a_warning_naming_the_conversion(
     assert any(
         f"1 image(s) under {data} is 16-bit: read as RGB in [0, 1] by dividing by 65535" in s for s in said
     )
+
+
+@pytest.mark.parametrize(
+    "content", ['{"format": 1, "points": []}', '{"my": "notes"}', "[1, 2]", "not json"], ids=str
+)
+def test_a_foreign_sweep_json_is_never_overwritten(tiny_toml: Path, tmp_path: Path, content: str) -> None:
+    """Issue #21: a sweep.json feddp-eval did not write (another tool's, a hand-made one) is refused."""
+    out = tmp_path / "theirs"
+    out.mkdir()
+    (out / "sweep.json").write_text(content)
+    outcome = invoke(["sweep", "-c", tiny_toml, "--out", out, "--noise", "0.5", "--iterations", "2", "-q"])
+    assert_refused(outcome, "choose another --out")
+    assert (out / "sweep.json").read_text() == content and sorted(p.name for p in out.iterdir()) == [
+        "sweep.json"
+    ]
