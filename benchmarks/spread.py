@@ -12,6 +12,7 @@ any run breaks is printed as BROKEN and the script exits 1.
 
     python benchmarks/spread.py                               # every case, 5 seeds, threads 1 2 4, both ISAs
     python benchmarks/spread.py --cases bk-step --seeds 3
+    python benchmarks/spread.py --log a.jsonl ...; python benchmarks/spread.py --table-from a.jsonl b.jsonl
 """
 
 from __future__ import annotations
@@ -55,22 +56,31 @@ def worker(cases: list[str], seeds: list[int], threads: int) -> None:
             print(json.dumps({"case": case, "seed": seed, "values": values, "seconds": seconds}), flush=True)
 
 
-def run_config(isa: str, threads: int, cases: list[str], seeds: list[int]) -> list[dict]:
+def run_config(isa: str, threads: int, cases: list[str], seeds: list[int], log: Path | None) -> list[dict]:
+    """One (instruction set, threads) configuration in a fresh process; each record is also appended
+    to ``log`` (JSON lines) as it arrives, so an interrupted run keeps what it measured."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), **ISA_ENV[isa], "PYTHONPATH": str(ROOT)}
     command = [sys.executable, __file__, "--worker", "--threads", str(threads)]
     command += ["--cases", ",".join(cases), "--seeds", ",".join(map(str, seeds))]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{isa}, {threads} threads failed:\n{done.stderr[-3000:]}")
-    records = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    for record in records:
-        record.update(isa=isa, threads=threads)
-        print(
-            f"  {isa:6s} t={threads} {record['case']} seed {record['seed']}: "
-            + ", ".join(f"{k}={v:.4g}" for k, v in record["values"].items()),
-            file=sys.stderr,
-            flush=True,
-        )
+    records = []
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) as child:
+        assert child.stdout is not None
+        for line in child.stdout:
+            if not line.startswith("{"):
+                continue
+            record = {**json.loads(line), "isa": isa, "threads": threads}
+            records.append(record)
+            if log is not None:
+                with log.open("a") as handle:
+                    handle.write(json.dumps(record) + "\n")
+            print(
+                f"  {isa:6s} t={threads} {record['case']} seed {record['seed']}: "
+                + ", ".join(f"{k}={v:.4g}" for k, v in record["values"].items()),
+                file=sys.stderr,
+                flush=True,
+            )
+    if child.returncode != 0:
+        raise SystemExit(f"{isa}, {threads} threads failed (exit {child.returncode})")
     return records
 
 
@@ -108,7 +118,10 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds")
     parser.add_argument("--threads", default="1,2,4", help="comma-separated thread counts")
     parser.add_argument("--isa", default="native,avx2", help="comma-separated: native, avx2")
-    parser.add_argument("--json", type=Path, help="also write every record here")
+    parser.add_argument("--log", type=Path, help="append every record here as it arrives (JSON lines)")
+    parser.add_argument(
+        "--table-from", type=Path, nargs="+", help="print the table of earlier --log files and exit"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     module = load_cases()
@@ -120,11 +133,17 @@ def main() -> None:
     unknown = [c for c in cases if c not in module.CASES]
     if unknown:
         raise SystemExit(f"unknown case(s) {unknown}; known: {', '.join(module.CASES)}")
-    records = []
+    records: list[dict] = []
     start = time.perf_counter()
-    for isa in args.isa.split(","):
+    if args.table_from:
+        records = [json.loads(line) for path in args.table_from for line in path.read_text().splitlines()]
+        configs = sorted({(r["isa"], r["threads"]) for r in records})
+        args.seeds = ",".join(str(s) for s in sorted({r["seed"] for r in records}))
+        args.isa = ",".join(sorted({isa for isa, _ in configs}))
+        args.threads = ",".join(str(t) for t in sorted({t for _, t in configs}))
+    for isa in [] if args.table_from else args.isa.split(","):
         for threads in (int(t) for t in args.threads.split(",")):
-            records += run_config(isa, threads, cases, seeds)
+            records += run_config(isa, threads, cases, seeds, args.log)
     lines, broken = table(records, module.BOUNDS)
     cpu = next(
         (
@@ -139,8 +158,6 @@ def main() -> None:
         f"{time.perf_counter() - start:.0f} s; load average {os.getloadavg()[0]:.1f}"
     )
     print("\n".join(lines))
-    if args.json:
-        args.json.write_text(json.dumps(records, indent=1))
     sys.exit(1 if broken else 0)
 
 
