@@ -61,8 +61,9 @@ def test_lbfgs_refinement_climbs_from_30_db_on_a_smooth_unet(one_tile, make_view
     refined = ATTACKS.create("inverting-gradients", **settings, refine=60, refine_float64=True)
     recon = refined.reconstruct(view, seed=seed, start=start)
     gain = psnr(tiles.images[0], recon.images[0]) - psnr(tiles.images[0], start[0])
-    # Gain over the 30 dB start, seeds 0–4 × OMP_NUM_THREADS 1, 2, 4 (identical to 0.01 dB across
-    # thread counts): +1.53, +1.54, +1.38, +1.99, +1.40 dB (min +1.38). Signed Adam, same budget and
-    # start: +0.02 to +0.70 dB. The bar sits below the refinement's minimum, above Adam's maximum.
+    # Gain over the 30 dB start, seeds 0–4 × OMP_NUM_THREADS 1, 2 (identical to 0.01 dB across thread
+    # counts; OMP_NUM_THREADS=4 gives torch 2 threads on the 2-core machine, seed 0 again +1.53):
+    # +1.53, +1.54, +1.38, +1.99, +1.40 dB (min +1.38). Signed Adam, same budget and start: +0.02 to
+    # +0.70 dB. The bar sits below the refinement's minimum and above Adam's maximum.
     assert gain > 1.0
     assert recon.objective < 2e-3  # measured 5.7e-4 to 1.6e-3 (start: ~1e-2)
