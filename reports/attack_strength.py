@@ -41,17 +41,18 @@ class KnownLeak:
         return self.psnr - self.guess_psnr
 
 
-# Measured for issue #22 (one-tile config: `[data] train_tiles = [48, 32, 24, 1]`, 500 iterations,
-# 1 restart, masks known); the basin benchmark (benchmarks/inversion_basin.py, RESULTS.md) says why.
+# Measured for issue #22 on 2026-12-04 (one-tile config: `[data] train_tiles = [48, 32, 24, 1]`, 500
+# iterations, 1 restart, masks known; round 1 is the same with any --rounds; OMP_NUM_THREADS=2; the
+# issue's own run gave 21.29 dB / 0.354); the basin benchmark (RESULTS.md) says why.
 KNOWN_LEAKS: dict[str, KnownLeak] = {
     "inverting-gradients": KnownLeak(
         attack="inverting-gradients",
         recipe="default",
-        psnr=21.29,
+        psnr=21.61,
         guess_psnr=23.51,
-        ssim=0.354,
+        ssim=0.370,
         guess_ssim=0.558,
-        command="feddp-eval attack -c one-tile.toml --defense none",
+        command="feddp-eval attack -c one-tile.toml --defense none --rounds 1",
     ),
 }
 
