@@ -62,6 +62,9 @@ class AttackConfig:
         colour_weight: Weight of a penalty holding each tile's mean colour at the site's public
             mean colour. GroupNorm makes the update nearly blind to a tile's global colour, so
             without it the colour drifts; 0 turns it off (and it is off without a prior).
+        refine: L-BFGS iterations (strong-Wolfe line search, free pixels) after the main loop,
+            from its best iterate (:mod:`attacks.refine`); 0: none.
+        refine_float64: Run the refinement in float64 (model, update and pixels).
     """
 
     # One default for the schedule: the "quick" budget of [attack] (AttackSettings.BUDGETS).
@@ -75,6 +78,8 @@ class AttackConfig:
     fraction_weight: float = 1.0
     colour_weight: float = 0.0
     mask_model: Literal["free", "stain"] = "free"
+    refine: int = 0
+    refine_float64: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -86,6 +91,8 @@ class AttackConfig:
             problems.append(f"`time_budget` must be > 0 seconds, but got {self.time_budget}")
         if self.image not in ("pixels", "stain"):
             problems.append(f"`image` must be 'pixels' or 'stain', but got {self.image!r}")
+        if self.refine < 0:
+            problems.append(f"`refine` must be >= 0 L-BFGS iterations, but got {self.refine}")
         if self.init not in ("prior", "uniform"):
             problems.append(f"`init` must be 'prior' or 'uniform', but got {self.init!r}")
         if problems:
@@ -128,6 +135,7 @@ class Attack(ABC):
         progress: Progress | None = None,
         observer: Observer | None = None,
         observe_every: int = 25,
+        start: torch.Tensor | None = None,
     ) -> Reconstruction:
         """The tiles (and masks) the attacker recovers from ``view``.
 
@@ -139,10 +147,15 @@ class Attack(ABC):
             observer: Called every ``observe_every`` iterations with (iteration, best images so
                 far, their objective); a caller may score them (the attack never reads the truth).
             observe_every: Iterations between ``observer`` calls (>= 1).
+            start: (N, 3, H, W) tiles in [0, 1] to start every restart from instead of the
+                attack's own start. For basin benchmarks (start near the truth: does the attack come
+                back?); the attack workflow never passes it, so the attack never reads the truth.
         """
         if observe_every < 1:
             raise ValueError(f"`observe_every` must be >= 1 iteration, but got {observe_every}")
-        return self.run(view, RunOptions(seed, torch.device(device), progress, observer, observe_every))
+        return self.run(
+            view, RunOptions(seed, torch.device(device), progress, observer, observe_every, start)
+        )
 
     @abstractmethod
     def run(self, view: ServerView, options: RunOptions) -> Reconstruction:
@@ -158,6 +171,7 @@ class RunOptions:
     progress: Progress | None
     observer: Observer | None
     observe_every: int
+    start: torch.Tensor | None = None
 
 
 ATTACKS: Registry[Attack] = Registry("attack")

@@ -8,11 +8,12 @@ the non-finite stop, keeping the best iterate, the time budget and progress live
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from abc import abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor, nn
@@ -22,6 +23,7 @@ from attacks.base import Attack, RunOptions
 from attacks.images import ImageVariables, init_images, mean_colours
 from attacks.mask_variables import MaskVariables
 from attacks.masks import estimate_foreground_fraction
+from attacks.refine import lbfgs_refine
 from attacks.simulate import Params, flatten, simulate_update
 from attacks.threat_model import ObservedRound, Observer, Progress, Reconstruction, ServerView
 from feddp_eval.models.unet import UNet
@@ -88,8 +90,9 @@ class GradientInversion(Attack):
         """Called before optimising with the number of elements of each parameter, in flattening order."""
         self.sizes = sizes
 
-    def regulariser(self, images: Tensor) -> Tensor:
-        """Image prior added to the objective (none by default). ``images``: (N, 3, H, W)."""
+    def regulariser(self, images: Tensor, *, refining: bool = False) -> Tensor:
+        """Image prior added to the objective (none by default). ``images``: (N, 3, H, W);
+        ``refining``: whether the L-BFGS refinement (:mod:`attacks.refine`) asks."""
         return images.new_zeros(())
 
     def make_scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
@@ -118,10 +121,12 @@ class GradientInversion(Attack):
         seed, device, progress = options.seed, options.device, options.progress
         observer, observe_every = options.observer, options.observe_every
         start = time.perf_counter()
-        problem = self._problem(view, seed=seed, device=device)
+        problem = self._problem(view, seed=seed, device=device, start=options.start)
         best, iteration, stopped = self._optimise(
             problem, start=start, progress=progress, observer=observer, observe_every=observe_every
         )
+        if self.config.refine and stopped in ("budget", "converged"):
+            iteration, stopped = self._refine(problem, best, iteration, start=start, progress=progress)
         winner = best.winner
         if observer and iteration % observe_every != 0:
             observer(iteration, best.images[winner].clamp(0, 1).cpu(), float(best.value[winner]))
@@ -136,7 +141,19 @@ class GradientInversion(Attack):
             history=best.history,
         )
 
-    def _problem(self, view: ServerView, *, seed: int, device: torch.device) -> _Problem:
+    def objective_at(self, view: ServerView, images: Tensor, *, refining: bool = False) -> float:
+        """The attack's objective at ``images`` (N, 3, H, W) in [0, 1], with the view's masks (or the
+        unknown masks' start): a basin benchmark's yardstick (the value at the truth). With the stain
+        image model, ``images`` are first fitted by it, so the value is at their stain fit."""
+        problem = self._problem(view, seed=0, device=torch.device("cpu"), start=images)
+        one_restart = self._objective(problem, refining=refining)
+        with torch.no_grad():
+            x, m = problem.images.render()[0], problem.masks.render()[0]
+            return float(one_restart(x, m))
+
+    def _problem(
+        self, view: ServerView, *, seed: int, device: torch.device, start: Tensor | None = None
+    ) -> _Problem:
         """The model, the captured rounds and the starting variables, on ``device``."""
         cfg = self.config
         observed = view.observed
@@ -146,8 +163,11 @@ class GradientInversion(Attack):
         self.prepare([weights[0][name].numel() for name in names])
         generator = torch.Generator().manual_seed(seed)
         shape = (cfg.restarts, view.n_images, view.tile_size, view.tile_size)
-        init = cfg.init if view.prior is not None else "uniform"
-        images = init_images(cfg.image, init, shape, prior=view.prior, generator=generator)
+        if start is not None:  # a caller's start (basin benchmarks), exactly
+            images = init_images(cfg.image, "prior", shape, prior=start, generator=generator, noise=0.0)
+        else:
+            init = cfg.init if view.prior is not None else "uniform"
+            images = init_images(cfg.image, init, shape, prior=view.prior, generator=generator)
         images = ImageVariables(
             images.kind, *(t.detach().to(device).requires_grad_() for t in images.tensors())
         )
@@ -167,8 +187,8 @@ class GradientInversion(Attack):
             ),
         )
 
-    def _closure(self, problem: _Problem) -> Callable[[], Tensor]:
-        """The objective of every restart at the current variables, (R,)."""
+    def _objective(self, problem: _Problem, *, refining: bool = False) -> Callable[[Tensor, Tensor], Tensor]:
+        """The objective of one restart, ``(images (N, 3, H, W), masks (N, 1, H, W)) -> scalar``."""
         cfg, p = self.config, problem
 
         def match(x: Tensor, m: Tensor) -> Tensor:
@@ -179,12 +199,18 @@ class GradientInversion(Attack):
             return distances[0] if len(distances) == 1 else torch.stack(distances).mean()
 
         def one_restart(x: Tensor, m: Tensor) -> Tensor:
-            value = match(x, m) + self.regulariser(x)
+            value = match(x, m) + self.regulariser(x, refining=refining)
             if p.colour is not None:
                 value = value + cfg.colour_weight * (x.mean(dim=(-2, -1)) - p.colour).pow(2).sum(-1).mean()
             if p.fraction is not None:
                 value = value + cfg.fraction_weight * (m.mean() - p.fraction) ** 2
             return value
+
+        return one_restart
+
+    def _closure(self, problem: _Problem) -> Callable[[], Tensor]:
+        """The objective of every restart at the current variables, (R,)."""
+        one_restart, p = self._objective(problem), problem
 
         def closure() -> Tensor:
             return vmap(one_restart)(p.images.render(), p.masks.render())
@@ -233,6 +259,47 @@ class GradientInversion(Attack):
                 stopped = reason
                 break
         return best, iteration, stopped
+
+    def _refine(
+        self, problem: _Problem, best: _Best, iteration: int, *, start: float, progress: Progress | None
+    ) -> tuple[int, str]:
+        """L-BFGS from the winning restart's best iterate (:func:`attacks.refine.lbfgs_refine`), in
+        float64 when asked; the winner's best iterate is replaced when the refinement lowers its
+        objective. Returns the iterations run in all and why the refinement stopped."""
+        cfg = self.config
+        dtype = torch.float64 if cfg.refine_float64 else torch.float32
+        p = problem
+        converted = replace(
+            p,
+            model=copy.deepcopy(p.model).to(dtype),
+            weights=[{k: v.to(dtype) for k, v in w.items()} for w in p.weights],
+            targets=[t.to(dtype) for t in p.targets],
+            colour=None if p.colour is None else p.colour.to(dtype),
+        )
+        winner = best.winner
+        total = cfg.iterations + cfg.refine
+
+        def on_chunk(done: int, value: float) -> None:
+            best.history.append((iteration + done, value))
+            if progress:
+                progress(iteration + done, total, min(value, float(best.value.min())))
+
+        deadline = None if cfg.time_budget is None else start + cfg.time_budget
+        images, masks, value, done, stopped = lbfgs_refine(
+            self._objective(converted, refining=True),
+            best.images[winner].to(dtype),
+            best.masks[winner].to(dtype),
+            mask_free=p.masks.known is None,
+            iterations=cfg.refine,
+            deadline=deadline,
+            on_chunk=on_chunk,
+        )
+        # Compared in the refinement's own objective (its regulariser may be annealed): the start
+        # is its first evaluation, so the refinement never returns worse than the first phase.
+        best.images[winner] = images.to(best.images.dtype)
+        best.masks[winner] = masks.to(best.masks.dtype)
+        best.value[winner] = value
+        return iteration + done, stopped
 
     def _stop(
         self, iteration: int, history: list[tuple[int, float]], current: float, start: float

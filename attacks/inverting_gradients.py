@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -33,13 +34,21 @@ class InvertingGradientsConfig(AttackConfig):
     Attributes:
         lr: Adam step size on the sign of the gradient.
         tv_weight: Weight of the total-variation prior.
-        per_layer: Average 1 − cosine over parameter tensors instead of over their concatenation,
-            so early layers (whose gradients carry the image) weigh as much as late ones.
+        per_layer: Average the distance over parameter tensors instead of taking it over their
+            concatenation, so early layers (whose gradients carry the image) weigh as much as late ones.
+        objective: ``cosine`` (the paper's 1 − cosine, blind to the update's length) or ``l2``: the
+            squared L2 distance between the simulated and the captured update relative to the
+            captured one's squared norm. The update is lr × gradient, so its length is information
+            the cosine throws away; L2's minimum is the truth and it is smooth for L-BFGS.
+        refine_tv_weight: TV weight during the L-BFGS refinement (``refine``); ``None``: ``tv_weight``.
+            Annealing it (smaller than ``tv_weight``) lets the refinement leave the regulariser's bias.
     """
 
     lr: float = 0.03
     tv_weight: float = 0.3
     per_layer: bool = False
+    objective: Literal["cosine", "l2"] = "cosine"
+    refine_tv_weight: float | None = None
     image: ImageKind = "stain"
     init: InitKind = "prior"
     colour_weight: float = 10.0
@@ -48,6 +57,10 @@ class InvertingGradientsConfig(AttackConfig):
         super().__post_init__()
         if self.lr <= 0 or self.tv_weight < 0:
             raise ConfigError(f"`lr` must be > 0 and `tv_weight` >= 0, but got {self.lr}, {self.tv_weight}")
+        if self.objective not in ("cosine", "l2"):
+            raise ConfigError(f"`objective` must be 'cosine' or 'l2', but got {self.objective!r}")
+        if self.refine_tv_weight is not None and self.refine_tv_weight < 0:
+            raise ConfigError(f"`refine_tv_weight` must be >= 0, but got {self.refine_tv_weight}")
 
 
 def total_variation(images: Tensor) -> Tensor:
@@ -55,6 +68,21 @@ def total_variation(images: Tensor) -> Tensor:
     dx = (images[..., :, 1:] - images[..., :, :-1]).abs().mean()
     dy = (images[..., 1:, :] - images[..., :-1, :]).abs().mean()
     return dx + dy
+
+
+def cosine_distance(simulated: Tensor, target: Tensor, floor: Tensor | float = 0.0) -> Tensor:
+    """1 − cosine similarity of two flat updates (``floor`` is unused: the cosine has no scale)."""
+    return 1.0 - F.cosine_similarity(simulated, target, dim=0, eps=1e-12)
+
+
+def relative_l2(simulated: Tensor, target: Tensor, floor: Tensor | float = 0.0) -> Tensor:
+    """``‖simulated − target‖² / max(‖target‖², floor)``: 0 exactly at the captured update.
+
+    ``floor`` keeps a parameter whose captured update is (near) zero, such as a convolution bias
+    that GroupNorm cancels, from weighing its rounding noise without bound.
+    """
+    scale = torch.maximum(target.pow(2).sum(), torch.as_tensor(floor, dtype=target.dtype))
+    return (simulated - target).pow(2).sum() / scale.clamp_min(1e-30)
 
 
 @ATTACKS.register("inverting-gradients")
@@ -67,13 +95,17 @@ class InvertingGradients(GradientInversion):
     config: InvertingGradientsConfig
 
     def distance(self, simulated: Tensor, target: Tensor) -> Tensor:
+        one = relative_l2 if self.config.objective == "l2" else cosine_distance
         if not self.config.per_layer:
-            return 1.0 - F.cosine_similarity(simulated, target, dim=0, eps=1e-12)
+            return one(simulated, target)
         pieces = zip(simulated.split(self.sizes), target.split(self.sizes), strict=True)
-        return torch.stack([1.0 - F.cosine_similarity(s, t, dim=0, eps=1e-12) for s, t in pieces]).mean()
+        floor = target.pow(2).sum() * 1e-6 / len(self.sizes)
+        return torch.stack([one(s, t, floor) for s, t in pieces]).mean()
 
-    def regulariser(self, images: Tensor) -> Tensor:
-        return self.config.tv_weight * total_variation(images)
+    def regulariser(self, images: Tensor, *, refining: bool = False) -> Tensor:
+        cfg = self.config
+        weight = cfg.refine_tv_weight if refining and cfg.refine_tv_weight is not None else cfg.tv_weight
+        return weight * total_variation(images) if weight else images.new_zeros(())
 
     def make_optimizer(self, image: list[Tensor], mask: list[Tensor]) -> torch.optim.Optimizer:
         groups = [{"params": image, "lr": self.config.lr}]

@@ -26,7 +26,8 @@ class AttackerKnowledge:
     Architecture, global weights and loss are always known to the server in this
     threat model. Each client hyper-parameter can be withheld; the attacker then
     falls back to the stated guess. ``mask="known"`` (default) hands the attacker
-    the true masks: the worst case, an upper bound on leakage.
+    the true masks: the most it could know (knowledge can be an upper bound; what an attack
+    rebuilds with it is a lower bound on leakage, never an upper one).
     """
 
     lr: bool = True  # unknown: the cosine objective is scale-free, so only multi-step attacks suffer

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from feddp_eval.errors import RunDirError
 from feddp_eval.io import atomic_write_bytes, atomic_write_text, write_csv
+from reports.attack_strength import strength_sentences
 from reports.feddp import claim_sentences
 from reports.results import ResultsSet, load_results
 from reports.summary import (
@@ -74,7 +75,7 @@ def build_report(source: str | Path, output: str | Path, *, title: str | None = 
     results = load_results(source)
     title = title or f"feddp-eval report: {Path(source).resolve().name}"
     summaries = summarize(results.rows)
-    sentences = verdicts(summaries) + claim_sentences(summaries)
+    sentences = verdicts(summaries) + strength_sentences(summaries) + claim_sentences(summaries)
     note = mask_prior_note(summaries)
     from reports.style import rc_params
 

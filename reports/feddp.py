@@ -119,7 +119,11 @@ def _leakage(summaries: Sequence[SettingSummary], at: SettingSummary) -> str:
         if (s.defense, s.noise) != (at.defense, at.noise):
             continue
         gap = s.leakage_gap_db
-        verdict = "cannot be judged" if s.leaks is None else ("leaks" if s.leaks else "does not leak")
+        verdict = (
+            "cannot be judged"
+            if s.leaks is None
+            else ("leaks (at least this much)" if s.leaks else "rebuilt no more than the guess")
+        )
         margin = "" if gap is None else f" ({gap:+.1f} dB vs {s.reference[0]})"
         parts.append(f"the {s.threat_label}'s {s.attack} {verdict}{margin}")
     return "; ".join(parts) or "no attack was run at this setting"

@@ -61,7 +61,9 @@ def threat_model(defenses: Sequence[str], mask_known: bool) -> tuple[str, list[s
         "the loss, and the client's local hyper-parameters (learning rate, local steps, batch size, number "
         "of tiles). "
         + (
-            "It also knows the true masks: the worst case, so the leakage shown is an upper bound."
+            "It also knows the true masks: the most it could know. What the attack rebuilds is a lower "
+            "bound on what such an attacker could rebuild, not an upper bound: a stronger attack may "
+            "rebuild more."
             if mask_known
             else "It does not know the masks and reconstructs them jointly with the images."
         )

@@ -1,6 +1,9 @@
 """The leakage verdicts: one sentence per defense over its settings, read against the attacker's prior.
 
 Pure functions over :class:`~reports.summary.SettingSummary`; see :data:`LEAK_MARGIN_DB` for the rule.
+An attack's success is a lower bound on what its attacker could rebuild, never an upper bound: a
+setting where it gains nothing over the guess is worded "this attack rebuilt no more than the guess",
+never "does not leak", and a leak is "at least" the margin measured.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ def defense_verdict(defense: str, settings: Sequence[SettingSummary]) -> str:
     """The verdict sentence of one defense over its settings (sorted by noise)."""
     if defense == "none":
         s = settings[0]
-        return f"Without a defense the attack {_leak_phrase(s)}."
+        return f"Without a defense {_leak_phrase(s)}."
     judged = [s for s in settings if s.leaks is not None]
     if not judged:
         return f"{defense}: no PSNR or prior PSNR was measured, so leakage cannot be judged."
@@ -43,31 +46,33 @@ def defense_verdict(defense: str, settings: Sequence[SettingSummary]) -> str:
     if len(leaking) == len(judged):
         smallest = min(judged, key=lambda s: s.leakage_gap_db or 0.0)
         text = (
-            f"{defense} leaked at every tested noise ({noises}): mean PSNR stayed more than "
-            f"{LEAK_MARGIN_DB:g} dB above {smallest.reference[0]} "
-            f"(smallest gap {smallest.leakage_gap_db:+.1f} dB at σ = {fmt_noise(smallest.noise)})."
+            f"{defense} leaks at every tested noise ({noises}): the attack's mean PSNR stayed more than "
+            f"{LEAK_MARGIN_DB:g} dB above {smallest.reference[0]}, so the update gives at least "
+            f"{smallest.leakage_gap_db:+.1f} dB over it (smallest gap, at σ = {fmt_noise(smallest.noise)})."
         )
     elif not leaking:
         first = judged[0]
         text = (
-            f"{defense} never leaked at the tested noises ({noises}): mean PSNR never exceeded "
-            f"{first.reference[0]} by more than {LEAK_MARGIN_DB:g} dB; at the smallest, "
+            f"{defense}: at every tested noise ({noises}) this attack rebuilt no more than the guess: "
+            f"its mean PSNR never exceeded {first.reference[0]} by more than {LEAK_MARGIN_DB:g} dB "
+            f"(a lower bound on leakage: a stronger attack may rebuild more); at the smallest, "
             f"σ = {fmt_noise(first.noise)} ({fmt_privacy(first)}), Dice changes by "
             f"{fmt_dice_change(first)} vs undefended."
         )
     elif judged[-1].leaks:
         text = (
             f"{defense}: leakage does not stop within the tested noises: it leaks at σ = "
-            f"{', '.join(fmt_noise(s.noise) for s in leaking)} and not at σ = "
-            f"{', '.join(fmt_noise(s.noise) for s in judged if not s.leaks)}."
+            f"{', '.join(fmt_noise(s.noise) for s in leaking)}; at σ = "
+            f"{', '.join(fmt_noise(s.noise) for s in judged if not s.leaks)} this attack rebuilt no more "
+            "than the guess."
         )
     else:
         stop = next(s for i, s in enumerate(judged) if not any(t.leaks for t in judged[i:]))
         text = (
-            f"{defense}: leakage stops at σ = {fmt_noise(stop.noise)} ({fmt_privacy(stop)}): mean PSNR "
-            f"{stop.mean('psnr'):.1f} dB is at most {LEAK_MARGIN_DB:g} dB above {stop.reference[0]}'s "
-            f"{stop.reference[1]:.1f} dB, and Dice changes by {fmt_dice_change(stop)} "
-            "vs undefended."
+            f"{defense}: from σ = {fmt_noise(stop.noise)} ({fmt_privacy(stop)}) this attack rebuilt no more "
+            f"than the guess: mean PSNR {stop.mean('psnr'):.1f} dB is at most {LEAK_MARGIN_DB:g} dB above "
+            f"{stop.reference[0]}'s {stop.reference[1]:.1f} dB, and Dice changes by "
+            f"{fmt_dice_change(stop)} vs undefended."
         )
     if defense == "central-dp":
         text += " (central-dp noises only the aggregate, so it is not expected to stop a curious server.)"
@@ -77,10 +82,17 @@ def defense_verdict(defense: str, settings: Sequence[SettingSummary]) -> str:
 def _leak_phrase(s: SettingSummary) -> str:
     gap = s.leakage_gap_db
     if gap is None:
-        return "could not be judged (no PSNR or prior PSNR)"
-    verb = "leaks" if s.leaks else "does not leak"
+        return "the attack could not be judged (no PSNR or prior PSNR)"
     (name, prior), psnr = s.reference, s.mean("psnr")
-    return f"{verb}: mean PSNR {psnr:.1f} dB vs {prior:.1f} dB for {name} ({gap:+.1f} dB)"
+    if s.leaks:
+        return (
+            f"the update leaks: at least {gap:+.1f} dB over {name} "
+            f"(the attack's mean PSNR {psnr:.1f} dB vs {prior:.1f} dB)"
+        )
+    return (
+        f"this attack rebuilt no more than the guess: mean PSNR {psnr:.1f} dB vs {prior:.1f} dB for "
+        f"{name} ({gap:+.1f} dB; a lower bound on leakage, not a proof of none)"
+    )
 
 
 def _noise_range(settings: Sequence[SettingSummary]) -> str:

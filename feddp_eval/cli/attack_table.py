@@ -122,6 +122,16 @@ def _notes(first: dict[str, Any], scenario: dict[str, Any], grid: Any) -> list[s
         )
     elif first["mask_dice"] is None:
         lines.append(f"mask Dice: {MISSING}, the attacker was given the true masks")
+    if first.get("threat") != "malicious":
+        from reports.attack_strength import strength_sentence
+
+        lines.append(
+            "An attack's result is a lower bound on what its attacker could rebuild, never an upper "
+            "bound: 'vs prior' at or below 0 means this attack rebuilt no more than the guess."
+        )
+        strength = strength_sentence(str(first.get("attack")))
+        if strength:
+            lines.append(strength)
     lines.append(f"threat: {scenario['threat']}")
     if first.get("lpips_missing"):
         lines.append(f"[yellow]LPIPS missing: {first['lpips_missing']}[/yellow]")

@@ -136,7 +136,8 @@ IterationsOpt = Annotated[int | None, typer.Option(help="Attack iterations per r
 MaskOpt = Annotated[
     MaskKnowledge | None,
     typer.Option(
-        help="known: the attacker has the true masks (worst case, default); unknown: recovered jointly."
+        help="known: the attacker has the true masks (the most it could know, default); "
+        "unknown: recovered jointly."
     ),
 ]
 

@@ -193,7 +193,7 @@ def attack(
     """Train with and without DP, invert the same client's update in both, and compare leakage.
 
     Default scenario: the smallest site (a handful of tiles, one local step) in round 1, attacked by
-    Inverting Gradients with an H&E stain prior; the attacker knows the masks (worst case).
+    Inverting Gradients with an H&E stain prior; the attacker knows the masks (the most it could know).
     Training runs are reused when their config is unchanged.
     """
     from feddp_eval.cli.attack_table import print_attack_table

@@ -171,8 +171,9 @@ class AttackSettings:
             iterations, 1 restart: the default), ``standard`` (2,000 × 1) or ``thorough``
             (4,000 × 2, the order of the papers' budgets). An explicit ``iterations`` or
             ``restarts`` wins over the preset.
-        mask: ``known`` (the attacker has the true masks: worst case, upper bound on
-            leakage) or ``unknown`` (recovered jointly with the image).
+        mask: ``known`` (the attacker has the true masks: the most it could know; what the
+            attack rebuilds is still a lower bound on leakage) or ``unknown`` (recovered jointly
+            with the image).
         target_site: Site index whose update is attacked; -1 = the site with the fewest tiles.
         target_round: Round whose update is attacked, or ``"all"``: every round the site took part
             in, inverted jointly (multi-round honest server).

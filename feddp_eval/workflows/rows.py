@@ -137,7 +137,7 @@ def threat_text(attack: Any, mask: str, rounds: list[int] | None = None) -> str:
         "honest-but-curious server; sees each client's released update; knows architecture, "
         "global weights, loss and local hyper-parameters"
         + (
-            "; knows the true masks (worst case: an upper bound on leakage)"
+            "; knows the true masks (the most it could know; what it rebuilds is a lower bound on leakage)"
             if mask == "known"
             else "; recovers the masks jointly with the images"
         )

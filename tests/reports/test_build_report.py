@@ -52,8 +52,11 @@ def test_pdf_has_sections_numbers_and_verdicts(built_report: Any) -> None:
         "local-dp 1 5 1e-05 client rdp 2 0.685 ± 0.007 0.521 ± 0.008 0.895 ± 0.007 — -15.4% (lower, 2 seeds)"
         in table_page
     )
-    assert "leakage stops at σ = 0.1 (ε = 20, δ = 1e-05, sample-level, rdp)" in text
-    assert "local-dp leaked at every tested noise (σ = 0.01 to 1)" in text
+    assert (
+        "from σ = 0.1 (ε = 20, δ = 1e-05, sample-level, rdp) this attack rebuilt no more than the guess"
+        in text
+    )
+    assert "local-dp leaks at every tested noise (σ = 0.01 to 1)" in text
     assert "mask-painted prior" in text and "honest-but-curious server" in text
     assert "σ=0.01 · PSNR 19.0 dB" in text  # gallery row label: seed 0's PSNR at σ=0.01
     assert "prior guess: masks painted in the site's colours · PSNR 14.5 dB" in text  # seed 0's mask prior
@@ -90,7 +93,7 @@ def test_markdown_holds_the_same_table_and_verdicts(built_report: Any) -> None:
     assert built_report.result.markdown == built_report.result.pdf.with_suffix(".md")
     assert "| dp-sgd | 0.1 | 20 | 1e-05 | sample | rdp | 2 | 0.805 ± 0.014 |" in md
     assert "| dp-sgd | 0.1 | 20 | 15.0 ± 0.2 |" in md
-    assert "- dp-sgd: leakage stops at σ = 0.1" in md and "Missing results" not in md
+    assert "- dp-sgd: from σ = 0.1" in md and "Missing results" not in md
     assert "`0000abcdef01`: `" + "00" * 32 + "`" in md
 
 

@@ -29,7 +29,7 @@ def test_the_crossing_is_interpolated_in_log_sigma_between_the_bracketing_settin
     text = " ".join(claim_sentences(summaries))
     assert "dp-sgd costs that much at σ ≈ 0.0757 (between the tested σ = 0.01 and 0.1)" in text
     assert "At σ = 0.1 (ε = 20, δ = 1e-05, sample-level, rdp; Dice -0.6% (lower, 2 seeds))" in text
-    assert "the honest server's inverting-gradients does not leak" in text
+    assert "the honest server's inverting-gradients rebuilt no more than the guess" in text
     assert "local-dp costs that much already at the smallest tested σ = 0.01" in text
 
 

@@ -124,13 +124,13 @@ def test_verdict_names_the_noise_where_leakage_stops() -> None:
     rows = _constructed("dp-sgd", {0.001: 6.0, 0.01: 3.0, 0.03: 0.5, 0.1: 0.2})
     none, dp = verdicts(summarize(rows))
     assert none == (
-        "Without a defense the attack leaks: mean PSNR 22.0 dB vs 14.0 dB for the mean-colour prior "
-        "(+8.0 dB)."
+        "Without a defense the update leaks: at least +8.0 dB over the mean-colour prior (the attack's "
+        "mean PSNR 22.0 dB vs 14.0 dB)."
     )
     change = 100 * ((0.8 - 0.2 * 0.03) - 0.8) / 0.8
     assert dp == (
-        "dp-sgd: leakage stops at σ = 0.03 (ε = 333, δ = 1e-05, sample-level, rdp): mean PSNR 14.5 dB is "
-        "at most "
+        "dp-sgd: from σ = 0.03 (ε = 333, δ = 1e-05, sample-level, rdp) this attack rebuilt no more than "
+        "the guess: mean PSNR 14.5 dB is at most "
         f"1 dB above the mean-colour prior's 14.0 dB, and Dice changes by {change:+.1f}% "
         "(1 seed: cannot tell) vs undefended."
     )
@@ -140,23 +140,26 @@ def test_verdict_names_the_noise_where_leakage_stops() -> None:
 def test_verdict_leaks_everywhere_never_and_inconsistently() -> None:
     everywhere = verdicts(summarize(_constructed("local-dp", {0.1: 5.0, 1.0: 1.5})))[1]
     assert everywhere == (
-        "local-dp leaked at every tested noise (σ = 0.1 to 1): mean PSNR stayed more than 1 dB above the "
-        "mean-colour prior (smallest gap +1.5 dB at σ = 1)."
+        "local-dp leaks at every tested noise (σ = 0.1 to 1): the attack's mean PSNR stayed more than 1 dB "
+        "above the mean-colour prior, so the update gives at least +1.5 dB over it (smallest gap, at σ = 1)."
     )
     never = verdicts(summarize(_constructed("dp-sgd", {0.5: 0.9, 2.0: -0.5})))[1]
-    assert never.startswith("dp-sgd never leaked at the tested noises (σ = 0.5 to 2)")
+    assert never.startswith(
+        "dp-sgd: at every tested noise (σ = 0.5 to 2) this attack rebuilt no more than the guess"
+    )
+    assert "a lower bound on leakage" in never
     assert (
         "at the smallest, σ = 0.5 (ε = 20, δ = 1e-05, sample-level, rdp), Dice changes by -12.5% "
         "(1 seed: cannot tell) vs undefended" in never
     )
     mixed = verdicts(summarize(_constructed("dp-sgd", {0.1: 0.5, 1.0: 2.0})))[1]
     assert (
-        mixed
-        == "dp-sgd: leakage does not stop within the tested noises: it leaks at σ = 1 and not at σ = 0.1."
+        mixed == "dp-sgd: leakage does not stop within the tested noises: it leaks at σ = 1; at σ = 0.1 this "
+        "attack rebuilt no more than the guess."
     )
     central = verdicts(summarize(_constructed("central-dp", {1.0: 8.0})))[1]
     assert (
-        central.startswith("central-dp leaked at every tested noise")
+        central.startswith("central-dp leaks at every tested noise")
         and "not expected to stop a curious server" in central
     )
 
@@ -191,8 +194,11 @@ def test_several_attacks_are_kept_apart() -> None:
     headers, cells = table(summaries, utility_columns())
     assert headers[0] == "attack" and cells[1][:3] == ["dlg", "dp-sgd", "0.1"]
     sentences = verdicts(summaries)
-    assert sentences[1].startswith("[honest server · dlg] dp-sgd leaked at every tested noise")
-    assert sentences[3].startswith("[honest server · inverting-gradients] dp-sgd never leaked")
+    assert sentences[1].startswith("[honest server · dlg] dp-sgd leaks at every tested noise")
+    assert sentences[3].startswith(
+        "[honest server · inverting-gradients] dp-sgd: at every tested noise (σ = 0.1) this attack rebuilt "
+        "no more than the guess"
+    )
 
 
 def test_with_masks_known_leakage_is_read_against_the_mask_painted_prior() -> None:
@@ -205,10 +211,10 @@ def test_with_masks_known_leakage_is_read_against_the_mask_painted_prior() -> No
     assert summaries[0].leakage_gap_db == pytest.approx(0.5) and summaries[0].leaks is False
     none, dp = verdicts(summaries)
     assert none == (
-        "Without a defense the attack does not leak: mean PSNR 22.0 dB vs 21.5 dB for the mask-painted "
-        "prior (+0.5 dB)."
+        "Without a defense this attack rebuilt no more than the guess: mean PSNR 22.0 dB vs 21.5 dB for "
+        "the mask-painted prior (+0.5 dB; a lower bound on leakage, not a proof of none)."
     )
-    assert dp.startswith("dp-sgd never leaked") and "never exceeded the mask-painted prior" in dp
+    assert dp.startswith("dp-sgd: at every tested noise") and "never exceeded the mask-painted prior" in dp
     note = mask_prior_note(summaries)
     assert note is not None
     assert "that guess scores a mean PSNR of 21.5 dB; the site's mean colour alone scores 14.0 dB" in note
@@ -262,8 +268,12 @@ def test_threat_models_get_their_own_sections_and_labelled_verdicts() -> None:
         ("Malicious server", {"imprint"}, 2),
     ]
     sentences = verdicts(summaries)
-    assert sentences[0].startswith("[malicious server · imprint] Without a defense the attack leaks")
-    assert any(s.startswith("[honest server · inverting-gradients] dp-sgd never leaked") for s in sentences)
+    assert sentences[0].startswith(
+        "[malicious server · imprint] Without a defense the update leaks: at least"
+    )
+    assert any(
+        s.startswith("[honest server · inverting-gradients] dp-sgd: at every tested noise") for s in sentences
+    )
 
 
 def test_a_dice_change_is_flagged_when_it_is_within_seed_noise() -> None:
