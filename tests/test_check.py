@@ -204,7 +204,7 @@ def test_lost_noise_fails_the_imprint_arm(tmp_path: Path, tiny_config) -> None: 
     """A dp-sgd arm whose noise is (nearly) gone lets the malicious server read the tiles: exit 1."""
     from feddp_eval.config import to_toml, with_overrides
 
-    lost = with_overrides(tiny_config, {"defense.name": "dp-sgd", "defense.noise": 1e-9, "train.rounds": 1})
+    lost = with_overrides(tiny_config, {"defense.name": "dp-sgd", "defense.noise": 1e-6, "train.rounds": 1})
     (tmp_path / "scenario.toml").write_text(to_toml(lost))
     baseline = tmp_path / "baseline.toml"
     baseline.write_text(

@@ -4,6 +4,7 @@ left behind (issue #16)."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -88,8 +89,12 @@ def test_binary_config_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_non_finite_training_stops_naming_round_and_site(tiny_toml: Path, tmp_path: Path) -> None:
+    # A learning rate no client could use is refused up front now (train.lr <= 10); a Dice weight of
+    # 1e38 still makes the very first update overflow.
+    diverging = tmp_path / "diverging.toml"
+    diverging.write_text(re.sub(r"(?m)^dice_weight = .*$", "dice_weight = 1e38", tiny_toml.read_text()))
     out = tmp_path / "run"
-    outcome = invoke(["train", "--config", tiny_toml, "--lr", "1e30", "--out", out, "--quiet"])
+    outcome = invoke(["train", "--config", diverging, "--out", out, "--quiet"])
     assert_refused(outcome, "round 1")
     assert "site 0" in outcome.stderr and "not finite" in outcome.stderr
     assert not out.exists()  # never reported as a result
