@@ -82,8 +82,10 @@ class UtilitySeeds:
     """Trains every arm at the extra seeds ``seed + 1 … seed + n - 1`` in worker processes, while the
     first seed trains and is attacked in this one, so utility gets paired seeds for little wall time.
 
-    Worker processes compute with one thread each and take the cores this process leaves (one on a
-    2-core machine). Each run is a normal training run in ``<out>/<config hash>``, reused when finished.
+    Worker processes compute with one thread each, and while they run this process gives up as many of
+    its threads (one of two on a 2-core machine): OpenMP threads that share a core with a busy worker
+    spin at every barrier, which made the headline 3× slower. Each run is a normal training run in
+    ``<out>/<config hash>``, reused when finished.
     """
 
     def __init__(self, arms: list[ExperimentConfig], n: int, out: Path) -> None:
@@ -93,6 +95,7 @@ class UtilitySeeds:
         self.out = out
         self.futures: list[list[Any]] = [[] for _ in arms]
         self.pool: Any = None
+        self.threads = 0  # this process's thread count before the workers started
 
     @property
     def pending(self) -> int:
@@ -104,7 +107,11 @@ class UtilitySeeds:
             import os
             from concurrent.futures import ProcessPoolExecutor
 
+            import torch
+
             workers = max(1, min(self.pending, (os.cpu_count() or 2) - 1))
+            self.threads = torch.get_num_threads()
+            torch.set_num_threads(max(1, self.threads - workers))
             context = multiprocessing.get_context("spawn")
             self.pool = ProcessPoolExecutor(workers, mp_context=context)
             self.futures = [
@@ -115,7 +122,10 @@ class UtilitySeeds:
 
     def __exit__(self, *exc: object) -> None:
         if self.pool is not None:
+            import torch
+
             self.pool.shutdown(wait=exc[0] is None, cancel_futures=True)
+            torch.set_num_threads(self.threads)
 
     def dice(self, first: list[float]) -> list[list[float]]:
         """Each arm's pooled Dice per seed, the attacked first seed's (``first``) leading."""
