@@ -28,8 +28,7 @@ from collections import defaultdict
 from pathlib import Path
 from types import ModuleType
 
-ROOT = Path(__file__).resolve().parents[1]
-ISA_ENV = {"native": {}, "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}}
+from _harness import ISA_ENV, ROOT, cpu_model
 
 
 def load_cases() -> ModuleType:
@@ -145,14 +144,7 @@ def main() -> None:
         for threads in (int(t) for t in args.threads.split(",")):
             records += run_config(isa, threads, cases, seeds, args.log)
     lines, broken = table(records, module.BOUNDS)
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        "unknown CPU",
-    )
+    cpu = cpu_model()
     print(
         f"{cpu}; seeds {args.seeds}; threads {args.threads}; ISA {args.isa}; "
         f"{time.perf_counter() - start:.0f} s; load average {os.getloadavg()[0]:.1f}"

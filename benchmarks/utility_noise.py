@@ -22,8 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-ISA_ENV = {"native": {}, "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}}
+from _harness import ISA_ENV, ROOT, cpu_model
 
 
 def worker(config_path: str | None, noise: float, defense: str, seeds: int, out: Path) -> None:
@@ -82,14 +81,7 @@ def main() -> None:
             reference, defended = (" ".join(f"{d:.3f}" for d in dice[a]) for a in ("reference", "defended"))
             lines.append(f"| {isa} | {threads} | {reference} | {defended} | {delta.label()} |")
             print(lines[-1], file=sys.stderr, flush=True)
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        "unknown CPU",
-    )
+    cpu = cpu_model()
     print(
         f"{cpu}; {args.defense} σ={args.noise:g} vs none; {args.seeds} paired seeds; "
         f"{time.perf_counter() - start:.0f} s; load average {os.getloadavg()[0]:.1f}"
