@@ -258,7 +258,7 @@ def write_baseline(
             arms.setdefault(str(row["defense"]), []).append(row)
     lines = [
         "# Written by `feddp-eval check --write-baseline` from "
-        + (f"{len(repeats)} runs ({', '.join(labels)})" if labels else f"{len(repeats)} run(s)")
+        + (f"{len(repeats)} runs ({'; '.join(labels)})" if labels else f"{len(repeats)} run(s)")
         + "; each bound sits max(margin, spread over the runs)",
         "# beyond the worst run. Edit the bounds as policy.",
         f"scenario = {_quote(scenario)}",

@@ -171,7 +171,7 @@ def test_written_baseline_sits_outside_the_spread_of_its_repeats(tmp_path: Path)
     assert bounds["none.psnr_min"].value == pytest.approx(worst - 1.9, abs=1e-4)
     assert bounds["dp-sgd.psnr_max"].value == pytest.approx(ROWS[1]["psnr"] + 1.0, abs=1e-4)  # no spread
     assert all(v.passed for rows in repeats for v in evaluate(list(bounds.values()), rows))
-    assert "# 3 run(s):" in path.read_text() and "3 runs (a, b, c)" in path.read_text()
+    assert "# 3 run(s):" in path.read_text() and "3 runs (a; b; c)" in path.read_text()
 
 
 def test_check_without_baseline_is_a_usage_error() -> None:
