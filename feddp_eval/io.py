@@ -63,6 +63,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+def is_atomic_leftover(path: Path) -> bool:
+    """A temporary file :func:`atomic_write_bytes` left behind when its process was killed mid-write."""
+    return path.is_file() and path.name.startswith(".") and path.name.endswith(".tmp")
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 

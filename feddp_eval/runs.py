@@ -15,7 +15,7 @@ from typing import Any
 from feddp_eval import __version__
 from feddp_eval.config import ExperimentConfig, config_hash, to_toml
 from feddp_eval.errors import OutputError, RunDirError
-from feddp_eval.io import atomic_write_text, read_json, write_json
+from feddp_eval.io import atomic_write_text, is_atomic_leftover, read_json, write_json
 from feddp_eval.runcheck import summary_problem
 
 MANIFEST = "manifest.json"
@@ -35,7 +35,7 @@ def finished_summary(run_dir: Path, config: ExperimentConfig) -> dict[str, Any] 
     Raises:
         RunDirError: ``run_dir`` holds something else (another config, or not a run at all).
     """
-    if not run_dir.exists() or not any(run_dir.iterdir()):
+    if not _holds_anything(run_dir):
         return None
     if not (run_dir / CONFIG).exists():
         raise RunDirError(f"{run_dir} is not empty and holds no feddp-eval run; choose another --out")
@@ -63,8 +63,8 @@ def finished_summary(run_dir: Path, config: ExperimentConfig) -> dict[str, Any] 
 
 def prepare_run_dir(run_dir: Path, config: ExperimentConfig, *, force: bool = False) -> None:
     """Empty ``run_dir`` of an unfinished (or, with ``force``, any) earlier run and write the config."""
-    if run_dir.exists() and (force or (run_dir / CONFIG).exists()):
-        if not (run_dir / CONFIG).exists() and any(run_dir.iterdir()):
+    if run_dir.is_dir() and (force or (run_dir / CONFIG).exists() or not _holds_anything(run_dir)):
+        if not (run_dir / CONFIG).exists() and _holds_anything(run_dir):
             raise RunDirError(f"{run_dir} is not empty and holds no feddp-eval run; refusing to delete it")
         shutil.rmtree(run_dir)
     try:
@@ -74,6 +74,15 @@ def prepare_run_dir(run_dir: Path, config: ExperimentConfig, *, force: bool = Fa
             f"cannot create run directory {run_dir} ({exc.strerror or exc}); choose a writable --out"
         ) from None
     atomic_write_text(run_dir / CONFIG, to_toml(config))
+
+
+def _holds_anything(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds more than the temporary files of a write that a kill interrupted.
+
+    A sweep or train killed while it wrote the run's first file (``config.toml``) leaves only such a
+    file; the folder is then an unstarted run, not a stranger's folder.
+    """
+    return run_dir.is_dir() and any(not is_atomic_leftover(entry) for entry in run_dir.iterdir())
 
 
 def write_manifest(

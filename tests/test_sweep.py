@@ -240,6 +240,17 @@ def test_sweep_refuses_a_folder_that_is_not_a_sweep(tmp_path: Path, sweep_toml: 
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
+def test_a_sweep_killed_while_writing_sweep_json_is_taken_as_unstarted(tmp_path: Path) -> None:
+    from feddp_eval.errors import RunDirError
+    from feddp_eval.sweep.folder import check_sweep_dir
+
+    (tmp_path / ".sweep.json.q8z1.tmp").write_text("{")
+    check_sweep_dir(tmp_path)  # only a killed write's leftover: nothing of anyone's to protect
+    (tmp_path / ".notes.tmp.txt").write_text("mine")
+    with pytest.raises(RunDirError, match="holds no sweep"):
+        check_sweep_dir(tmp_path)
+
+
 def test_sweep_flags_are_checked(tmp_path: Path, sweep_toml: Path) -> None:
     result = runner.invoke(
         app, ["sweep", "-c", str(sweep_toml), "--noise", "0.1,abc", "--out", str(tmp_path)]

@@ -115,6 +115,22 @@ def test_refuses_to_write_into_a_foreign_folder(tmp_path: Path, tiny_config: Exp
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
 
 
+def test_a_run_killed_while_writing_its_config_is_started_afresh(
+    tmp_path: Path, tiny_config: ExperimentConfig
+) -> None:
+    """SIGKILL between the temporary file and its rename leaves only ``.config.toml.<x>.tmp``.
+
+    That folder is an unstarted run, not a stranger's: it is cleared and trained (CI once caught a
+    killed sweep refusing its own folder this way).
+    """
+    killed = tmp_path / "run"
+    killed.mkdir()
+    (killed / ".config.toml.k3v9x.tmp").write_text("half a config")
+    result = run_train(tiny_config, run_dir=killed)
+    assert not result.reused and sorted(p.name for p in killed.iterdir() if p.name.startswith(".")) == []
+    assert (killed / "config.toml").exists()
+
+
 def test_cli_json_carries_the_pooled_final_scores(tmp_path: Path, tiny_toml: Path) -> None:
     out = tmp_path / "run"
     result = runner.invoke(

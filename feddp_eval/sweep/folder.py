@@ -28,6 +28,7 @@ from typing import Any
 from feddp_eval import schema
 from feddp_eval.config import ExperimentConfig, to_dict
 from feddp_eval.errors import RunDirError
+from feddp_eval.io import is_atomic_leftover
 from feddp_eval.sweep.grid import SweepSpec
 from feddp_eval.sweep.points import SweepPoint
 
@@ -66,7 +67,8 @@ def check_sweep_dir(out: Path) -> None:
     """Refuse a non-empty folder that is not a sweep: a sweep never writes over someone else's files."""
     if out.exists() and not out.is_dir():
         raise RunDirError(f"{out} is a file; --out must be a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / SWEEP_FILE).exists():
+    started = out.is_dir() and any(not is_atomic_leftover(entry) for entry in out.iterdir())
+    if started and not (out / SWEEP_FILE).exists():
         raise RunDirError(f"{out} is not empty and holds no sweep ({SWEEP_FILE}); choose another --out")
     if (out / SWEEP_FILE).exists():
         _check_ours(out / SWEEP_FILE)

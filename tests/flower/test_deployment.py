@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from loopback import free_ports
 
 from feddp_eval.config import ExperimentConfig, load_config, to_toml
 from feddp_eval.federated.capture import list_captures
@@ -30,16 +30,6 @@ from .conftest import children
 ROOT = Path(__file__).parents[2]
 BIN = Path(sys.executable).parent
 TIMEOUT_S = 240
-
-
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def _descendants(pid: int) -> set[int]:
@@ -54,7 +44,7 @@ def _descendants(pid: int) -> set[int]:
 @pytest.fixture
 def federation(tmp_path: Path) -> Iterator[dict[str, object]]:
     """A SuperLink and 2 SuperNodes (partition-id 0 and 1); stopped, with everything they started."""
-    link, *nodes = _free_ports(3)
+    link, *nodes = free_ports(3)
     env = {
         **os.environ,
         "FLWR_HOME": str(tmp_path / "flwr-home"),

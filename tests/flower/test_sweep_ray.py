@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from loopback import free_ports
 
 from feddp_eval.config import ExperimentConfig, to_toml, with_overrides
 
@@ -148,23 +149,13 @@ def test_a_stopped_sweep_stops_every_ray_task_and_process(
 # --------------------------------------------------------------------------- a cluster on 127.0.0.1
 
 
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 class _Cluster:
     """A Ray head with no CPUs (tasks run on the worker node) and one worker node of 1 CPU, each
     ``ray start --block`` in a process group of its own, stopped by that group."""
 
     def __init__(self, temp: Path, logs: Path) -> None:
         self.temp, self.logs = temp, logs
-        self.port, client, agent_head, agent_node = _free_ports(4)
+        self.port, client, agent_head, agent_node = free_ports(4)
         self.address = f"127.0.0.1:{self.port}"
         common = ["--block", "--disable-usage-stats", f"--temp-dir={temp}", "--node-ip-address=127.0.0.1"]
         self.head_command = [
@@ -307,7 +298,7 @@ def test_an_unreachable_cluster_is_one_line_and_exit_2(tmp_path: Path, sweep_tom
 
     from feddp_eval.cli import app
 
-    (closed,) = _free_ports(1)  # nothing listens there
+    (closed,) = free_ports(1)  # nothing listens there
     cases = {
         f"127.0.0.1:{closed}": "cannot reach the Ray cluster at 127.0.0.1",
         "head-node": "must be HOST:PORT",
