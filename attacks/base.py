@@ -53,6 +53,11 @@ class AttackConfig:
         restarts: Independent starts, optimised as one batch; the best objective wins.
         time_budget: Stop after this many seconds (``None``: no limit).
         tolerance: Stop when the best objective moved less than this over the last 100 iterations.
+        plateau: Stop on a plateau (``stopped = "plateau"``): checked every 25 iterations once 3/8 of
+            the iterations have run (where Inverting Gradients first lowers its step), the loop stops when
+            the best objective fell by less than this fraction of itself over the last 100 iterations.
+            It reads only the objective, never the truth; 0 runs every iteration. The toolkit's
+            ``[attack] plateau`` sets it (0.01); an attack built directly gets 0.
         image: ``pixels`` (free RGB in the box) or ``stain`` (H&E optical-density prior).
         init: Start from the site's public mean colour (``prior``) or from ``uniform`` noise.
         mask_lr: Step size on the mask logits when the mask is unknown.
@@ -72,6 +77,7 @@ class AttackConfig:
     restarts: int = AttackSettings.BUDGETS["quick"][1]
     time_budget: float | None = None
     tolerance: float = 0.0
+    plateau: float = 0.0
     image: ImageKind = "pixels"
     init: InitKind = "uniform"
     mask_lr: float = 0.1
@@ -91,6 +97,8 @@ class AttackConfig:
             problems.append(f"`time_budget` must be > 0 seconds, but got {self.time_budget}")
         if self.image not in ("pixels", "stain"):
             problems.append(f"`image` must be 'pixels' or 'stain', but got {self.image!r}")
+        if not 0 <= self.plateau < 1:
+            problems.append(f"`plateau` must be in [0, 1) (a fraction), but got {self.plateau}")
         if self.refine < 0:
             problems.append(f"`refine` must be >= 0 L-BFGS iterations, but got {self.refine}")
         if self.init not in ("prior", "uniform"):

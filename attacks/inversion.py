@@ -125,7 +125,7 @@ class GradientInversion(Attack):
         best, iteration, stopped = self._optimise(
             problem, start=start, progress=progress, observer=observer, observe_every=observe_every
         )
-        if self.config.refine and stopped in ("budget", "converged"):
+        if self.config.refine and stopped in ("budget", "converged", "plateau"):
             iteration, stopped = self._refine(problem, best, iteration, start=start, progress=progress)
         winner = best.winner
         if observer and iteration % observe_every != 0:
@@ -304,10 +304,18 @@ class GradientInversion(Attack):
     def _stop(
         self, iteration: int, history: list[tuple[int, float]], current: float, start: float
     ) -> str | None:
-        """``time`` past the time budget, ``converged`` when flat over the last 100 iterations, else None."""
+        """``time`` past the time budget, ``converged`` when flat over the last 100 iterations, ``plateau``
+        when the best objective fell by less than ``plateau`` of itself over them (see
+        :class:`~attacks.base.AttackConfig`), else None. ``history`` holds the best objective at
+        iteration 1 and every 25th, so ``history[-5]`` is 100 iterations back at a multiple of 25."""
         cfg = self.config
         if cfg.time_budget is not None and time.perf_counter() - start > cfg.time_budget:
             return "time"
+        checked = iteration % 25 == 0 and 3 * cfg.iterations <= 8 * iteration < 8 * cfg.iterations
+        if cfg.plateau and checked and len(history) > 4:  # at the budget itself it stopped for the budget
+            before = history[-5][1]
+            if math.isfinite(before) and before - current <= cfg.plateau * abs(before):
+                return "plateau"
         if (
             cfg.tolerance
             and iteration % 100 == 0

@@ -16,7 +16,13 @@ from feddp_eval.errors import ConfigError
 
 # The paper's recipe in this toolkit's terms (attack setting ``recipe = "paper"``): free RGB pixels
 # from uniform noise, signed Adam at lr 0.1, no colour penalty (the TV weight stays this toolkit's).
-PAPER_RECIPE: dict[str, object] = {"image": "pixels", "init": "uniform", "lr": 0.1, "colour_weight": 0.0}
+PAPER_RECIPE: dict[str, object] = {
+    "image": "pixels",
+    "init": "uniform",
+    "lr": 0.1,
+    "colour_weight": 0.0,
+    "plateau": 0.0,  # the paper runs its whole budget
+}
 
 
 @dataclass(frozen=True)

@@ -123,7 +123,7 @@ class Reconstruction:
         restart_objectives: Best objective of every restart.
         iterations: Iterations run (per restart, all in one batch).
         seconds: Wall-clock time.
-        stopped: Why the loop ended: ``budget``, ``converged``, ``time`` or ``non-finite``.
+        stopped: Why the loop ended: ``budget``, ``converged``, ``plateau``, ``time`` or ``non-finite``.
         history: (iteration, best objective over restarts) every few iterations.
     """
 

@@ -46,7 +46,9 @@ class KnownLeak:
 
 # Measured for issue #22 on 2026-12-04 (one-tile config: `[data] train_tiles = [48, 32, 24, 1]`, 500
 # iterations, 1 restart, masks known; round 1 is the same with any --rounds; OMP_NUM_THREADS=2; the
-# issue's own run gave 21.29 dB / 0.354); the basin benchmark (RESULTS.md) says why.
+# issue's own run gave 21.29 dB / 0.354); the basin benchmark (RESULTS.md) says why. Re-measured on
+# 2026-12-05 with `[attack] plateau = 0.01` (issue #23): it stops at 225 iterations with the same
+# 21.6 dB / 0.370 (`settings` are the attack's own defaults, which run every iteration).
 KNOWN_LEAKS: dict[str, KnownLeak] = {
     "inverting-gradients": KnownLeak(
         attack="inverting-gradients",
@@ -61,6 +63,7 @@ KNOWN_LEAKS: dict[str, KnownLeak] = {
             "restarts": 1,
             "time_budget": None,
             "tolerance": 0.0,
+            "plateau": 0.0,
             "image": "stain",
             "init": "prior",
             "mask_lr": 0.1,

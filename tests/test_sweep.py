@@ -359,3 +359,27 @@ def test_sigterm_to_the_sweep_alone_stops_its_workers_too(tmp_path: Path, sweep_
         time.sleep(0.1)
     os.killpg(process.pid, signal.SIGKILL)
     pytest.fail("a worker outlived the sweep it belonged to")
+
+
+def test_points_re_keyed_by_a_changed_attack_setting_are_counted_and_training_is_reused(
+    tmp_path: Path, tiny_config: ExperimentConfig
+) -> None:
+    """A sweep folder from before a setting changed its attacks' keys (as `attack.plateau` did in
+    issue #23): the old points stay, unread and counted; the attacks recompute on the same runs."""
+    from feddp_eval.pipeline import run_sweep
+
+    def config(plateau: float) -> ExperimentConfig:
+        attack = dataclasses.replace(tiny_config.attack, iterations=10, plateau=plateau)
+        train = dataclasses.replace(tiny_config.train, rounds=1)
+        return dataclasses.replace(tiny_config, train=train, attack=attack)
+
+    out, spec = tmp_path / "sweep", SweepSpec(noises=(0.0,))
+    first = run_sweep(config(0.0), spec, out=out, command=["test"])
+    assert (first.computed, first.unplanned) == (1, 0)
+    again = run_sweep(config(0.0), spec, out=out, command=["test"])
+    assert (again.computed, again.unplanned) == (0, 0)
+    moved = run_sweep(config(0.01), spec, out=out, command=["test"])
+    assert (moved.computed, moved.unplanned) == (1, 1)
+    assert moved.rows[0]["run_dir"] == first.rows[0]["run_dir"]  # the same training run, reused
+    assert len(list((out / "runs").iterdir())) == 1
+    assert moved.to_json()["unplanned"] == 1

@@ -72,6 +72,8 @@ def _table(result: Any) -> Any:
     for name in ("share_30db", "share_40db"):
         label = "tiles " + schema.column(name).label
         table.add_row(label, *[_share(r.get(name), s["tiles"]) for r in rows], *blank)
+    if first.get("threat") != "malicious":  # an analytic attack has no iterations to count
+        table.add_row("iterations", *[_iterations(r) for r in rows], *blank)
     if first.get("threat") == "malicious":
         read = [f"{r.get('tiles_read')} ({r.get('tiles_alone')} alone)" for r in rows]
         table.add_row("tiles read", *read, *blank)
@@ -92,6 +94,14 @@ def _epsilon_cell(row: dict[str, Any]) -> str:
     if row["epsilon"] is None:
         return schema.format_epsilon(None)
     return f"{schema.format_epsilon(row['epsilon'])} ({row['delta']:g})"
+
+
+def _iterations(row: dict[str, Any]) -> str:
+    """``312 (plateau)``: the iterations the inversion used, and why it stopped when not at its budget."""
+    used, stopped = row.get("iterations"), row.get("stopped")
+    if used is None:
+        return MISSING
+    return f"{used}" if stopped in (None, "budget") else f"{used}\n({stopped})"
 
 
 def _count(value: int | None, total: int) -> str:

@@ -183,6 +183,13 @@ def _print_sweep(result: Any) -> None:
     print_not_run(console, result.rows)
     if result.missing:
         console.print(f"[yellow]{len(result.missing)} point(s) not finished; rerun to resume[/yellow]")
+    if result.unplanned:
+        console.print(
+            f"[yellow]{result.unplanned} finished point(s) in {result.out_dir} are not in this grid: another "
+            "grid's, or computed before a change re-keyed them (`attack.plateau`, issue #23, re-keyed every "
+            "honest-server attack). They are kept and not read; their "
+            "training runs were reused where the training hash matched.[/yellow]"
+        )
     seconds = stage_seconds(result.rows)
     console.print(
         f"time of the finished points: {seconds['total']:.0f} s, training {seconds['training']:.0f} s "

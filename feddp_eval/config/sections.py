@@ -180,6 +180,10 @@ class AttackSettings:
         rounds_used: With ``target_round = "all"``: invert only the first N rounds the site took
             part in (0 = all of them).
         time_budget: Seconds per attack (0 = no limit).
+        plateau: An inversion stops when its best objective fell by less than this fraction of itself
+            over the last 100 iterations, checked every 25 once 3/8 of the iterations have run (the
+            rule reads the objective only, never the truth); the attack table says how many
+            iterations each arm used. 0 runs the whole budget.
         image: ``stain`` (H&E optical-density prior) or ``pixels`` (free RGB, as in the papers);
             empty: the attack's own default.
         init: ``prior`` (start at the site's public mean colour) or ``uniform`` noise; empty: the
@@ -217,6 +221,7 @@ class AttackSettings:
     target_round: int | str = 1  # a round, or "all"; checked by validate()
     rounds_used: int = 0
     time_budget: float = 0.0
+    plateau: float = 0.01
     image: Literal["stain", "pixels"] | None = None
     init: Literal["prior", "uniform"] | None = None
     recipe: Literal["default", "paper"] = "default"

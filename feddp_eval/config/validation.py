@@ -20,7 +20,7 @@ from feddp_eval.safety import merge_problems, setting_problems
 Need = Callable[[bool, str], None]
 
 # What [attack] sets for every attack; an [attack.<name>] table may not set them again.
-SHARED_ATTACK_SETTINGS = frozenset({"iterations", "restarts", "time_budget", "image", "init"})
+SHARED_ATTACK_SETTINGS = frozenset({"iterations", "restarts", "time_budget", "plateau", "image", "init"})
 
 
 def validate(config: ExperimentConfig) -> ExperimentConfig:
@@ -152,6 +152,7 @@ def _attack(a: AttackSettings, t: TrainConfig, need: Need) -> None:
         f"`attack.target_site` must be a site index or -1 (smallest site), but got {a.target_site}",
     )
     need(a.time_budget >= 0, f"`attack.time_budget` must be >= 0 (0 = none), but got {a.time_budget}")
+    need(0 <= a.plateau < 1, f"`attack.plateau` must be in [0, 1) (0 = no stop), but got {a.plateau}")
     need(a.imprint_bins >= 2, f"`attack.imprint_bins` must be >= 2, but got {a.imprint_bins}")
     need(
         math.isfinite(a.imprint_gain) and a.imprint_gain > 0,

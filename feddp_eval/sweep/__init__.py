@@ -23,6 +23,7 @@ from feddp_eval.sweep.folder import (
     point_dir,
     stage_seconds,
     sweep_manifest,
+    unplanned_points,
     write_tables,
 )
 from feddp_eval.sweep.grid import (
@@ -63,6 +64,7 @@ __all__ = [
     "point_key",
     "stage_seconds",
     "sweep_manifest",
+    "unplanned_points",
     "validate_spec",
     "write_tables",
 ]

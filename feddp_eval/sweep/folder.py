@@ -113,6 +113,18 @@ def finished_rows(out: Path, points: Iterable[SweepPoint]) -> dict[str, dict[str
     return done
 
 
+def unplanned_points(out: Path, points: Iterable[SweepPoint]) -> int:
+    """How many finished points in ``out`` this grid does not name: another grid's, or points computed
+    before a setting that changes results changed their key (``attack.plateau`` in issue #23 changed
+    every honest-server attack's). They are kept and never read; their training runs are reused
+    wherever the training hash still matches."""
+    planned = {point.key for point in points}
+    folder = out / "points"
+    if not folder.is_dir():
+        return 0
+    return sum(1 for d in folder.iterdir() if d.name not in planned and (d / "row.json").is_file())
+
+
 def write_tables(out: Path, points: Sequence[SweepPoint]) -> int:
     """Rebuild ``results.csv`` and ``runtime.csv`` from the finished points, in plan order."""
     from feddp_eval.io import write_csv

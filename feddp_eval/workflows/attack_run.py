@@ -296,6 +296,7 @@ def attack_settings(a: Any) -> dict[str, Any]:
         "iterations": iterations,
         "restarts": restarts,
         "time_budget": a.time_budget or None,
+        "plateau": a.plateau,
     }
     if a.recipe == "paper":
         from attacks.inverting_gradients import PAPER_RECIPE

@@ -27,6 +27,7 @@ class SweepResult:
     rows: list[dict[str, Any]]
     missing: list[str]
     computed: int
+    unplanned: int = 0  # finished points in the folder that this grid does not name (kept, not read)
 
     @property
     def results(self) -> Path:
@@ -42,6 +43,7 @@ class SweepResult:
             "finished": len(self.rows),
             "computed": self.computed,
             "missing": self.missing,
+            "unplanned": self.unplanned,
             "seconds": stage_seconds(self.rows),
             "rows": self.rows,
         }
@@ -118,9 +120,10 @@ def _run_points(
 ) -> SweepResult:
     """Compute the sweep's unfinished points (grouped by training run) with ``spec.executor``,
     rebuilding the tables after each; the finished rows in grid order."""
-    from feddp_eval.sweep import finished_rows, group_by_run, write_tables
+    from feddp_eval.sweep import finished_rows, group_by_run, unplanned_points, write_tables
 
     done = finished_rows(out, points)
+    unplanned = unplanned_points(out, points)
     todo = [[p for p in group if p.key not in done] for group in group_by_run(points)]
     todo = [group for group in todo if group]
     write_tables(out, points)
@@ -158,6 +161,7 @@ def _run_points(
         [rows[p.key] for p in points if p.key in rows],
         [p.label for p in points if p.key not in rows],
         computed,
+        unplanned,
     )
 
 

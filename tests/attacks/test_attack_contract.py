@@ -69,3 +69,32 @@ def test_stain_tied_unknown_masks_follow_haematoxylin(make_view) -> None:
     assert recon.masks.shape == (2, 1, 16, 16)
     assert float(recon.masks.min()) >= 0.0 and float(recon.masks.max()) <= 1.0
     assert float(recon.masks.std()) > 0  # tied to the (varying) haematoxylin, not a constant
+
+
+def test_the_plateau_rule_reads_the_objective_only_and_waits_for_three_eighths() -> None:
+    """`plateau`: checked every 25 iterations from 3/8 of the budget, never at the budget itself;
+    stops when the best objective fell by no more than that fraction over the last 100 iterations."""
+    attack = ATTACKS.create("inverting-gradients", iterations=400, plateau=0.01)
+    flat = [(1, 2.0)] + [(25 * k, 1.0) for k in range(1, 16)]
+    falling = [(1, 2.0)] + [(25 * k, 1.0 - 0.01 * k) for k in range(1, 16)]
+    stop = attack._stop
+    assert stop(125, flat[:6], 1.0, start=float("inf")) is None  # before 3/8 of 400 = 150
+    assert stop(150, flat[:7], 1.0, start=float("inf")) == "plateau"
+    assert stop(160, flat[:7], 1.0, start=float("inf")) is None  # not a checkpoint
+    # 0.98 → 0.94 over the last 100 iterations, a 4% fall: still descending, no stop
+    assert stop(150, falling[:7], falling[6][1], start=float("inf")) is None
+    assert stop(400, flat, 1.0, start=float("inf")) is None  # the budget ends it, as "budget"
+    never = ATTACKS.create("inverting-gradients", iterations=400)
+    assert never.config.plateau == 0 and never._stop(150, flat[:7], 1.0, start=float("inf")) is None
+    with pytest.raises(ConfigError, match="`plateau` must be in"):
+        ATTACKS.create("inverting-gradients", plateau=1.0)
+
+
+def test_an_inversion_that_plateaus_stops_and_says_so(make_view) -> None:
+    tiles = synthesize_tiles(1, tile_size=16, seed=5)
+    view = make_view(tiles, LocalRecipe(batches=((0,),), lr=0.05))
+    # plateau 0.999: any 100 iterations that lower the objective by less than 99.9% count as flat
+    recon = ATTACKS.create("inverting-gradients", iterations=400, plateau=0.999).reconstruct(view)
+    assert (recon.stopped, recon.iterations) == ("plateau", 150)
+    full = ATTACKS.create("inverting-gradients", iterations=400).reconstruct(view)
+    assert (full.stopped, full.iterations) == ("budget", 400)

@@ -91,7 +91,7 @@ def test_attack_settings_from_budget_recipe_and_explicit_choices() -> None:
         config = with_overrides(ExperimentConfig(), {f"attack.{k}": v for k, v in overrides.items()})
         return attack_settings(config.attack)
 
-    assert settings() == {"iterations": 500, "restarts": 1, "time_budget": None}  # today's default
+    assert settings() == {"iterations": 500, "restarts": 1, "time_budget": None, "plateau": 0.01}  # default
     paper = settings(recipe="paper", budget="standard")
     assert paper == {
         "iterations": 2000,
@@ -101,6 +101,7 @@ def test_attack_settings_from_budget_recipe_and_explicit_choices() -> None:
         "init": "uniform",
         "lr": 0.1,
         "colour_weight": 0.0,
+        "plateau": 0.0,
     }
     attack = ATTACKS.create("inverting-gradients", **settings(recipe="paper", init="prior"))
     assert (attack.config.image, attack.config.init, attack.config.lr) == ("pixels", "prior", 0.1)
