@@ -48,8 +48,9 @@ class ResultsSet:
 
 
 def row_columns() -> tuple[str, ...]:
-    """What a row may hold: the sweep's results.csv columns plus its runtime.csv ones (merged by key)."""
-    results = schema.result_columns()
+    """What a row may hold: the sweep's results.csv columns (the swept settings too, empty when the
+    sweep did not vary them) plus its runtime.csv ones (merged by key)."""
+    results = schema.result_columns(schema.swept_columns())
     return (*results, *(c for c in schema.runtime_columns() if c not in results))
 
 
