@@ -99,6 +99,7 @@ def _sections(
 ) -> list[tuple[str, Figure]]:
     """Every page, in order, with its section title."""
     from reports.curves import curve_pages
+    from reports.frontier import frontier_pages
     from reports.gallery import gallery_pages
     from reports.tables import summary_table_pages
     from reports.text_pages import reproducibility_pages, title_page
@@ -116,6 +117,7 @@ def _sections(
             (f"{prefix}Reconstruction gallery", gallery_pages(mine, rows)),
         ]
     groups += [
+        ("Honest-server frontier", frontier_pages(results.rows)),  # only when batch size or steps vary
         ("Per-site utility", training_pages(summaries, results.rows)),
         ("Reproducibility", reproducibility_pages(results)),
     ]
