@@ -153,3 +153,6 @@ def test_a_sweep_over_batch_sizes_rows_carry_them(tmp_path: Path, tiny_config: E
         assert train["local_steps"] == tiny.train.local_steps  # every row holds both settings
         run = (out / row["run_dir"] / "config.toml").read_text()
         assert f"batch_size = {row['batch_size']}" in run
+    report = runner.invoke(app, ["report", str(out), "-o", str(tmp_path / "r.pdf"), "--json"])
+    assert report.exit_code == 0, report.output
+    assert json.loads(report.stdout)["pages"].count("Honest-server frontier") == 1
