@@ -156,3 +156,27 @@ def test_a_sweep_over_batch_sizes_rows_carry_them(tmp_path: Path, tiny_config: E
     report = runner.invoke(app, ["report", str(out), "-o", str(tmp_path / "r.pdf"), "--json"])
     assert report.exit_code == 0, report.output
     assert json.loads(report.stdout)["pages"].count("Honest-server frontier") == 1
+
+
+def test_the_sweep_table_keeps_batch_sizes_apart() -> None:
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from feddp_eval.cli.render import sweep_tables
+
+    def row(defense: str, batch: int, dice: float) -> dict[str, Any]:
+        noise = 0.0 if defense == "none" else 1.1
+        setting = {"attack": "inverting-gradients", "threat": "honest", "defense": defense, "noise": noise}
+        return setting | {"batch_size": batch, "local_steps": 0, "dice": dice, "psnr": 20.0, "seed": 3}
+
+    rows = [row("none", 1, 0.8), row("none", 4, 0.5), row("dp-sgd", 1, 0.4), row("dp-sgd", 4, 0.5)]
+    (table,) = sweep_tables(SimpleNamespace(rows=rows))
+    assert [c.header for c in table.columns][:4] == ["defense", "σ", "batch", "ε"]  # local steps not varied
+    console = Console(width=200, record=True)
+    console.print(table)
+    lines = [line.split("│") for line in console.export_text().splitlines() if "│" in line]
+    cells = {(c[1].strip(), c[3].strip()): (c[5].strip(), c[-2].strip()) for c in lines[1:]}
+    # Dice and ΔDice per batch size, each against the undefended run of its own batch size
+    assert cells[("dp-sgd", "1")][0] == "0.400" and cells[("dp-sgd", "1")][1].startswith("-50.0%")
+    assert cells[("dp-sgd", "4")][0] == "0.500" and cells[("dp-sgd", "4")][1].startswith("+0.0%")
