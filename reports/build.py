@@ -179,6 +179,7 @@ def summary_markdown(
     mask_note: str | None,
 ) -> str:
     """summary.md: what was compared, the verdicts, the missing notice and the same two tables as the PDF."""
+    from reports.frontier import frontier_markdown
     from reports.tables import footnote
     from reports.text_pages import compared, reproducibility_lines, verdict_rule
 
@@ -204,6 +205,7 @@ def summary_markdown(
         "",
     ]
     lines += [markdown_table(*table(summaries, leakage_columns())), ""]
+    lines += frontier_markdown(results.rows)
     lpips_missing = [str(r["lpips_missing"]) for r in results.rows if r.get("lpips_missing")]
     lines += [footnote(lpips_missing), "", "## Reproducibility", ""]
     for heading, items in reproducibility_lines(results).items():

@@ -23,7 +23,15 @@ from matplotlib.image import AxesImage
 
 from feddp_eval.schema import MISSING, setting_label
 from reports.style import LANDSCAPE, new_page
-from reports.summary import LEAK_MARGIN_DB, SettingSummary, defense_rank, fmt_privacy, level, summarize
+from reports.summary import (
+    LEAK_MARGIN_DB,
+    SettingSummary,
+    defense_rank,
+    fmt_privacy,
+    level,
+    markdown_table,
+    summarize,
+)
 
 Cell = tuple[int, int]
 """(batch size, local steps) of a training run."""
@@ -101,6 +109,24 @@ def frontier_caption() -> str:
         "result. Local steps 0 train local_epochs passes. The other pages pool these cells per defense "
         "setting."
     )
+
+
+def frontier_markdown(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """summary.md's lines of the frontier (empty without it): one table per arm, margins in dB, local
+    steps down and batch sizes across, then :func:`frontier_caption`."""
+    panels = frontier_panels(rows)
+    if not panels:
+        return []
+    lines = ["## Honest-server frontier", ""]
+    for panel in panels:
+        name = f"{panel.attack} · {panel.label}" if len({p.attack for p in panels}) > 1 else panel.label
+        headers = ["local steps \\ batch size", *(str(b) for b in panel.batch_sizes)]
+        cells = [
+            [str(k), *(MISSING if m is None else f"{m:+.1f}" for m in line)]
+            for k, line in zip(panel.local_steps, panel.matrix(), strict=True)
+        ]
+        lines += [f"### {name} ({_privacy(panel)})", "", markdown_table(headers, cells), ""]
+    return [*lines, frontier_caption(), ""]
 
 
 def frontier_pages(rows: Sequence[dict[str, Any]]) -> list[Figure]:

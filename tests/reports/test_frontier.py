@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from reports import build_report
-from reports.frontier import frontier_caption, frontier_pages, frontier_panels
+from reports.frontier import frontier_caption, frontier_markdown, frontier_pages, frontier_panels
 
 
 def _row(batch: int | None, steps: int | None, **values: Any) -> dict[str, Any]:
@@ -102,9 +102,18 @@ def test_the_page_annotates_every_cell_and_says_a_margin_is_a_lower_bound(rows: 
     assert "rebuilt no more than the guess" in frontier_caption()
 
 
+def test_summary_markdown_holds_the_same_matrices(rows: list[dict[str, Any]]) -> None:
+    text = "\n".join(frontier_markdown(rows))
+    assert "### none (ε = ∞, no formal guarantee)" in text
+    assert "| 1 | +6.0 | +0.5 |\n| 3 | +1.0 | – |" in text
+    assert "### dp-sgd σ=0.5 (δ = 1e-05, sample-level, rdp)" in text and "| 1 | +1.0 | -1.0 |" in text
+    assert frontier_markdown(rows[:1]) == []
+
+
 def test_a_report_without_the_axes_has_no_frontier_page(synthetic_sweep: Any, tmp_path: Path) -> None:
     result = build_report(synthetic_sweep.root, tmp_path / "report.pdf")
     assert "Honest-server frontier" not in result.pages
+    assert "Honest-server frontier" not in result.markdown.read_text()
 
 
 def test_a_report_over_batch_sizes_has_the_page(synthetic_sweep: Any, tmp_path: Path) -> None:
@@ -120,4 +129,5 @@ def test_a_report_over_batch_sizes_has_the_page(synthetic_sweep: Any, tmp_path: 
         writer.writerows(lines)
     result = build_report(synthetic_sweep.root, tmp_path / "report.pdf")
     assert result.pages.count("Honest-server frontier") == 2  # 7 arms: 6 panels, then 1
+    assert result.markdown.read_text().count("local steps \\ batch size") == 7
     assert result.pages.index("Honest-server frontier") > result.pages.index("Reconstruction gallery")
