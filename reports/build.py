@@ -205,9 +205,8 @@ def summary_markdown(
         "",
     ]
     lines += [markdown_table(*table(summaries, leakage_columns())), ""]
-    lines += frontier_markdown(results.rows)
     lpips_missing = [str(r["lpips_missing"]) for r in results.rows if r.get("lpips_missing")]
-    lines += [footnote(lpips_missing), "", "## Reproducibility", ""]
+    lines += [footnote(lpips_missing), "", *frontier_markdown(results.rows), "## Reproducibility", ""]
     for heading, items in reproducibility_lines(results).items():
         lines += [f"### {heading}", "", "```", *items, "```", ""]
     hashes = [f"- `{r.get('key')}`: `{r.get('config_hash') or '?'}`" for r in results.rows]

@@ -121,9 +121,13 @@ def frontier_markdown(rows: Sequence[dict[str, Any]]) -> list[str]:
     for panel in panels:
         name = f"{panel.attack} · {panel.label}" if len({p.attack for p in panels}) > 1 else panel.label
         headers = ["local steps \\ batch size", *(str(b) for b in panel.batch_sizes)]
+        epsilons = panel.matrix("epsilon")
         cells = [
-            [str(k), *(MISSING if m is None else f"{m:+.1f}" for m in line)]
-            for k, line in zip(panel.local_steps, panel.matrix(), strict=True)
+            [
+                str(k),
+                *(_cell_text(m, e, panel.defense, unit="", sep=", ") for m, e in zip(line, eps, strict=True)),
+            ]
+            for k, line, eps in zip(panel.local_steps, panel.matrix(), epsilons, strict=True)
         ]
         lines += [f"### {name} ({_privacy(panel)})", "", markdown_table(headers, cells), ""]
     return [*lines, frontier_caption(), ""]
@@ -208,12 +212,15 @@ def _panel(ax: Axes, panel: FrontierPanel, limit: float, *, with_attack: bool) -
     return image
 
 
-def _cell_text(margin: float | None, epsilon: float | None, defense: str) -> str:
+def _cell_text(
+    margin: float | None, epsilon: float | None, defense: str, *, unit: str = " dB", sep: str = "\n"
+) -> str:
+    """``+1.2 dB`` and, under a defense with an accountant, the cell's ``ε 3.4`` below it."""
     if margin is None:
         return MISSING
-    text = f"{margin:+.1f} dB"
+    text = f"{margin:+.1f}{unit}"
     if defense != "none" and epsilon is not None and math.isfinite(epsilon):
-        text += f"\nε {epsilon:.3g}"
+        text += f"{sep}ε {epsilon:.3g}"
     return text
 
 

@@ -106,7 +106,10 @@ def test_summary_markdown_holds_the_same_matrices(rows: list[dict[str, Any]]) ->
     text = "\n".join(frontier_markdown(rows))
     assert "### none (ε = ∞, no formal guarantee)" in text
     assert "| 1 | +6.0 | +0.5 |\n| 3 | +1.0 | – |" in text
-    assert "### dp-sgd σ=0.5 (δ = 1e-05, sample-level, rdp)" in text and "| 1 | +1.0 | -1.0 |" in text
+    assert (
+        "### dp-sgd σ=0.5 (δ = 1e-05, sample-level, rdp)" in text
+        and "| 1 | +1.0, ε 2 | -1.0, ε 0.5 |" in text
+    )
     assert frontier_markdown(rows[:1]) == []
 
 
