@@ -56,6 +56,9 @@ class Column:
         lower, upper: The valid range of the value.
         file: ``results`` (``results.csv``), ``runtime`` (``runtime.csv``: wall-clock, kept apart
             so that results.csv is reproducible byte for byte) or ``row`` (rows only).
+        swept: A training setting a sweep may vary (``sweep.batch_sizes``): every sweep row holds it,
+            but ``results.csv`` has its column only when the sweep varies it, so a sweep without that
+            axis writes the same file as before the axis existed.
         description: One line for documentation.
     """
 
@@ -73,6 +76,7 @@ class Column:
     lower: float = -math.inf
     upper: float = math.inf
     file: Literal["results", "runtime", "row"] = "results"
+    swept: bool = False
     description: str = ""
 
     @property
@@ -370,6 +374,25 @@ COLUMNS: tuple[Column, ...] = (
     Column("attack", "setting", "attack", "str", description="the attack's registered name"),
     Column("target_site", "setting", "site", "int", description="the attacked site's index"),
     Column("target_round", "setting", "round", "round", description="the attacked round, or all"),
+    Column(
+        "batch_size",
+        "setting",
+        "batch",
+        "int",
+        lower=1.0,
+        swept=True,
+        description="the clients' local batch size (`train.batch_size`; a column when the sweep varies it)",
+    ),
+    Column(
+        "local_steps",
+        "setting",
+        "local steps",
+        "int",
+        lower=0.0,
+        swept=True,
+        description="local optimizer steps per round, 0: `train.local_epochs` passes (a column when the "
+        "sweep varies it)",
+    ),
     Column("rounds_used", "setting", "rounds used", "int", description="rounds inverted jointly"),
     Column("restarts", "setting", "restarts", "int"),
     Column("mask", "setting", "mask", "str", description="known or unknown to the attacker"),
@@ -401,9 +424,16 @@ def columns(*, kind: Iterable[Kind] | None = None) -> tuple[Column, ...]:
     return tuple(c for c in COLUMNS if kinds is None or c.kind in kinds)
 
 
-def result_columns() -> tuple[str, ...]:
-    """``results.csv``'s header."""
-    return tuple(c.name for c in COLUMNS if c.file == "results")
+def result_columns(swept: Iterable[str] = ()) -> tuple[str, ...]:
+    """``results.csv``'s header, with the :func:`swept_columns` named in ``swept`` (those the sweep
+    varies; the others are left out, so a sweep without them writes the header it always wrote)."""
+    varied = set(swept)
+    return tuple(c.name for c in COLUMNS if c.file == "results" and (not c.swept or c.name in varied))
+
+
+def swept_columns() -> tuple[str, ...]:
+    """The training settings a sweep may vary, each a ``results.csv`` column only when it does."""
+    return tuple(c.name for c in COLUMNS if c.swept)
 
 
 def runtime_columns() -> tuple[str, ...]:

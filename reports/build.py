@@ -99,6 +99,7 @@ def _sections(
 ) -> list[tuple[str, Figure]]:
     """Every page, in order, with its section title."""
     from reports.curves import curve_pages
+    from reports.frontier import frontier_pages
     from reports.gallery import gallery_pages
     from reports.tables import summary_table_pages
     from reports.text_pages import reproducibility_pages, title_page
@@ -116,6 +117,7 @@ def _sections(
             (f"{prefix}Reconstruction gallery", gallery_pages(mine, rows)),
         ]
     groups += [
+        ("Honest-server frontier", frontier_pages(results.rows)),  # only when batch size or steps vary
         ("Per-site utility", training_pages(summaries, results.rows)),
         ("Reproducibility", reproducibility_pages(results)),
     ]
@@ -177,6 +179,7 @@ def summary_markdown(
     mask_note: str | None,
 ) -> str:
     """summary.md: what was compared, the verdicts, the missing notice and the same two tables as the PDF."""
+    from reports.frontier import frontier_markdown
     from reports.tables import footnote
     from reports.text_pages import compared, reproducibility_lines, verdict_rule
 
@@ -203,7 +206,7 @@ def summary_markdown(
     ]
     lines += [markdown_table(*table(summaries, leakage_columns())), ""]
     lpips_missing = [str(r["lpips_missing"]) for r in results.rows if r.get("lpips_missing")]
-    lines += [footnote(lpips_missing), "", "## Reproducibility", ""]
+    lines += [footnote(lpips_missing), "", *frontier_markdown(results.rows), "## Reproducibility", ""]
     for heading, items in reproducibility_lines(results).items():
         lines += [f"### {heading}", "", "```", *items, "```", ""]
     hashes = [f"- `{r.get('key')}`: `{r.get('config_hash') or '?'}`" for r in results.rows]

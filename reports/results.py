@@ -48,8 +48,9 @@ class ResultsSet:
 
 
 def row_columns() -> tuple[str, ...]:
-    """What a row may hold: the sweep's results.csv columns plus its runtime.csv ones (merged by key)."""
-    results = schema.result_columns()
+    """What a row may hold: the sweep's results.csv columns (the swept settings too, empty when the
+    sweep did not vary them) plus its runtime.csv ones (merged by key)."""
+    results = schema.result_columns(schema.swept_columns())
     return (*results, *(c for c in schema.runtime_columns() if c not in results))
 
 
@@ -115,6 +116,7 @@ def _load_sweep(root: Path) -> ResultsSet:
     rows = _read_results_csv(root / "results.csv")
     rows += _finished_point_rows(root, points, {row.get("key") for row in rows})
     _merge_runtime(rows, root / "runtime.csv")
+    _fill_training(rows, points)
     for row in rows:
         row["run_path"] = _resolve(row.get("run_dir"), root)
         row["tiles_path"] = _resolve(row.get("tiles"), root)
@@ -176,6 +178,17 @@ def _merge_runtime(rows: list[dict[str, Any]], path: Path) -> None:
         for name, value in timing.get(row.get("key"), {}).items():
             if name != "key" and row.get(name) is None:
                 row[name] = value
+
+
+def _fill_training(rows: list[dict[str, Any]], points: list[dict[str, Any]]) -> None:
+    """The training settings a sweep did not vary (no results.csv column) from its planned points, so
+    every row of a sweep over batch sizes also says its local steps; sweeps that predate them stay empty."""
+    planned = {point.get("key"): point for point in points}
+    for row in rows:
+        point = planned.get(row.get("key"), {})
+        for name in schema.swept_columns():
+            if row.get(name) is None:
+                row[name] = point.get(name)
 
 
 # --------------------------------------------------------------------------- attack results

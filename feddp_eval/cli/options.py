@@ -179,13 +179,30 @@ TargetsOpt = Annotated[
     str | None,
     typer.Option(help="Comma-separated site indices whose update is attacked (-1: the smallest site)."),
 ]
+SweepBatchSizesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--batch-size",
+        help="Comma-separated local batch sizes to train at (e.g. 1,4,8); each is a training run of its "
+        "own. Default: the config's train.batch_size.",
+    ),
+]
+SweepLocalStepsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--local-steps",
+        help="Comma-separated local optimizer steps per round to train at (e.g. 1,3; 0: local_epochs "
+        "passes). With --batch-size, the report maps where the honest server stops leaking. Default: "
+        "the config's train.local_steps.",
+    ),
+]
 SweepConfigOpt = Annotated[
     Path | None,
     typer.Option(
         "--config",
         "-c",
         help="Experiment TOML; an optional \\[sweep] table sets noises, defenses, attacks, seeds, "
-        "targets. Flags override it.",
+        "targets, batch_sizes, local_steps. Flags override it.",
         dir_okay=True,  # refused by read_toml in one line
     ),
 ]

@@ -189,8 +189,8 @@ def delta_dice_label(row: dict[str, Any]) -> str | None:
 
 
 def sweep_tables(result: Any) -> list[Any]:
-    """One table per attack (honest server first, then malicious), one line per (defense, σ): means
-    over seeds and targets."""
+    """One table per attack (honest server first, then malicious), one line per (defense, σ) and, in a
+    sweep over them, per local batch size and local steps: means over seeds and targets."""
     rows = result.rows
     attacks = sorted(
         {row.get("attack") or "?" for row in rows},
@@ -213,9 +213,10 @@ SWEEP_COLUMNS = (
 def _sweep_attack_table(mine: list[dict[str, Any]], attack: str) -> Any:
     from rich.table import Table
 
-    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    axes = _varied_training(mine)
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in mine:
-        groups.setdefault((row["defense"], row["noise"]), []).append(row)
+        groups.setdefault((row["defense"], float(row["noise"]), *(row.get(a) for a in axes)), []).append(row)
     painted = any(r.get("mask_prior_psnr") is not None for r in mine)
     columns = [schema.column(n) for n in SWEEP_COLUMNS if painted or n != "mask_prior_psnr"]
     threat = "malicious server" if any(r.get("threat") == "malicious" for r in mine) else "honest server"
@@ -225,22 +226,37 @@ def _sweep_attack_table(mine: list[dict[str, Any]], attack: str) -> Any:
         if any(r.get("epsilon_lower_bound") is not None for r in mine)
         else []
     )
-    for header in ("defense", "σ", "ε", *(c.label for c in [*audited, *columns]), "ΔDice"):
+    training = [schema.column(a).label for a in axes]
+    for header in ("defense", "σ", *training, "ε", *(c.label for c in [*audited, *columns]), "ΔDice"):
         table.add_column(header, justify="left" if header == "defense" else "right")
-    changes = _dice_changes(mine)
-    for (name, noise), rows in groups.items():
+    changes = _dice_changes(mine, axes)
+    for key, rows in groups.items():
+        name, noise, *cell = key
         epsilons = [r["epsilon"] for r in rows if r.get("epsilon") is not None]
         cells = [_mean_cell(c, _mean(rows, c.name)) for c in [*audited, *columns]]
         epsilon = schema.format_epsilon(mean(epsilons) if epsilons else None)
-        table.add_row(name, f"{noise:g}", epsilon, *cells, changes.get((name, float(noise)), MISSING))
+        table.add_row(name, f"{noise:g}", *map(str, cell), epsilon, *cells, changes.get(key, MISSING))
     return table
 
 
-def _dice_changes(rows: list[dict[str, Any]]) -> dict[tuple[str, float], str]:
-    """ΔDice of each setting against the undefended one, flagged when within seed noise."""
+def _varied_training(rows: list[dict[str, Any]]) -> list[str]:
+    """The training settings (:func:`feddp_eval.schema.swept_columns`) that differ among ``rows``."""
+    return [name for name in schema.swept_columns() if len({r.get(name) for r in rows}) > 1]
+
+
+def _dice_changes(rows: list[dict[str, Any]], axes: list[str]) -> dict[tuple[Any, ...], str]:
+    """ΔDice of each setting against the undefended one trained at the same ``axes`` values (batch size,
+    local steps), flagged when within seed noise; keyed by (defense, σ, *those values)."""
     from reports.summary import fmt_dice_change, summarize
 
-    return {(s.defense, s.noise): fmt_dice_change(s) for s in summarize(rows)}
+    cells: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        cells.setdefault(tuple(row.get(a) for a in axes), []).append(row)
+    return {
+        (s.defense, s.noise, *cell): fmt_dice_change(s)
+        for cell, mine in cells.items()
+        for s in summarize(mine)
+    }
 
 
 def _mean_cell(column: schema.Column, value: float | None) -> str:

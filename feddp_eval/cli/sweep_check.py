@@ -46,8 +46,10 @@ from feddp_eval.cli.options import (
     SeedsOpt,
     SiteByOpt,
     SweepAttackOpt,
+    SweepBatchSizesOpt,
     SweepConfigOpt,
     SweepDefenseOpt,
+    SweepLocalStepsOpt,
     SweepNoiseOpt,
     SweepOutOpt,
     TargetRoundOpt,
@@ -83,6 +85,8 @@ def sweep(
     seeds: SeedsOpt = None,
     attack_seeds: AttackSeedsOpt = None,
     targets: TargetsOpt = None,
+    batch_sizes: SweepBatchSizesOpt = None,
+    local_steps: SweepLocalStepsOpt = None,
     config: SweepConfigOpt = None,
     out: SweepOutOpt = Path("runs/sweep"),
     jobs: JobsOpt = 1,
@@ -109,7 +113,8 @@ def sweep(
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Privacy–utility sweep: train → capture → attack → score at every noise level, defense and seed.
+    """Privacy–utility sweep: train → capture → attack → score at every noise level, defense and seed
+    (and, given --batch-size or --local-steps, at every local batch size and step count).
 
     Each point is keyed by its config hash: finished points are never recomputed, so an interrupted
     sweep resumes where it stopped and ends with the same results.csv. Then render the comparison
@@ -123,6 +128,8 @@ def sweep(
         "seeds": seeds,
         "attack_seeds": attack_seeds,
         "targets": targets,
+        "batch_sizes": batch_sizes,
+        "local_steps": local_steps,
         "executor": executor,
         "address": address,
     }
@@ -165,6 +172,8 @@ def _sweep_plan(
         "seeds": grid["seeds"],
         "attack_seeds": grid["attack_seeds"],
         "targets": numbers(grid["targets"], int, "--targets"),
+        "batch_sizes": numbers(grid["batch_sizes"], int, "--batch-size"),
+        "local_steps": numbers(grid["local_steps"], int, "--local-steps"),
         "executor": grid["executor"],
         "address": grid["address"],
     }

@@ -1,9 +1,9 @@
 """Privacy–utility sweeps: the grid, its points, the sweep folder, and the executors that run them.
 
-A sweep crosses defenses × noise levels × seeds × attacks × target sites. Each combination is a
-*point*, keyed by the hash of its resolved config (training and attack settings together). The
-undefended reference (``none``, σ = 0) is always part of the grid: utility changes and leakage are
-read against it.
+A sweep crosses defenses × noise levels × seeds × local batch sizes × local steps × attacks × target
+sites. Each combination is a *point*, keyed by the hash of its resolved config (training and attack
+settings together). The undefended reference (``none``, σ = 0) is always part of the grid: utility
+changes and leakage are read against it.
 
 - :mod:`.grid`: the ``[sweep]`` table (:class:`SweepSpec`), checked and loaded.
 - :mod:`.points`: the grid's points and the training runs they share.
@@ -35,12 +35,14 @@ from feddp_eval.sweep.grid import (
     validate_spec,
 )
 from feddp_eval.sweep.points import (
+    TRAINING_AXES,
     UTILITY_ONLY,
     SweepPoint,
     group_by_run,
     longest_first,
     plan,
     point_key,
+    swept_axes,
 )
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "RESULTS_FILE",
     "RUNTIME_FILE",
     "SWEEP_FILE",
+    "TRAINING_AXES",
     "UTILITY_ONLY",
     "SweepPoint",
     "SweepSpec",
@@ -64,6 +67,7 @@ __all__ = [
     "point_key",
     "stage_seconds",
     "sweep_manifest",
+    "swept_axes",
     "unplanned_points",
     "validate_spec",
     "write_tables",

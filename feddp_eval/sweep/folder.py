@@ -7,7 +7,8 @@ On disk (``DIR`` is the sweep folder)::
     runs/<hash12>/             one training run per (defense, noise, seed), reused by config hash
     points/<key>/row.json      a finished point's results row; its presence means "done"
     results.csv                the tidy table: one row per finished point, in grid order, with the
-                               columns of :func:`feddp_eval.schema.result_columns`
+                               columns of :func:`feddp_eval.schema.result_columns` (the training
+                               settings the grid varies among them, e.g. batch_size)
     runtime.csv                per finished point: wall-clock seconds. Kept apart so that
                                results.csv is byte-identical whether or not the sweep was
                                interrupted, and whichever executor ran it (at a fixed thread count:
@@ -56,6 +57,8 @@ def sweep_manifest(
             "attacks": list(spec.attacks),
             "seeds": spec.seed_list(base.seed),
             "targets": list(spec.targets),
+            "batch_sizes": list(spec.batch_sizes),
+            "local_steps": list(spec.local_steps),
             "attack_seeds": spec.attack_seeds,
         },
         "base_config": to_dict(base),
@@ -126,12 +129,14 @@ def unplanned_points(out: Path, points: Iterable[SweepPoint]) -> int:
 
 
 def write_tables(out: Path, points: Sequence[SweepPoint]) -> int:
-    """Rebuild ``results.csv`` and ``runtime.csv`` from the finished points, in plan order."""
+    """Rebuild ``results.csv`` and ``runtime.csv`` from the finished points, in plan order; results.csv
+    has a column for each training setting the grid varies (``SweepPoint.swept``)."""
     from feddp_eval.io import write_csv
 
     done = finished_rows(out, points)
     rows = [done[p.key] for p in points if p.key in done]
-    for name, header in ((RESULTS_FILE, schema.result_columns()), (RUNTIME_FILE, schema.runtime_columns())):
+    results = schema.result_columns(points[0].swept if points else ())
+    for name, header in ((RESULTS_FILE, results), (RUNTIME_FILE, schema.runtime_columns())):
         write_csv(out / name, [schema.pick(r, header) for r in rows], header)
     return len(rows)
 

@@ -1,6 +1,7 @@
 """The grid of a privacy–utility sweep: the ``[sweep]`` table, its validation, and its loading.
 
-A sweep crosses defenses × noise levels × seeds × attacks × target sites; :mod:`.points` turns the
+A sweep crosses defenses × noise levels × seeds × local batch sizes × local steps × attacks × target
+sites; :mod:`.points` turns the
 grid into points, :mod:`.folder` owns the sweep folder, :mod:`.executors` runs the points. Nothing
 here imports torch.
 """
@@ -38,6 +39,10 @@ class SweepSpec:
         attacks: Attacks run on every training run's target update.
         seeds: How many seeds: the experiment seed, seed + 1, ...
         targets: Site indices whose update is attacked (-1: the smallest site).
+        batch_sizes: Local batch sizes (``train.batch_size``) to train at; empty: the experiment's.
+        local_steps: Local optimizer steps per round (``train.local_steps``; 0: ``train.local_epochs``
+            passes) to train at; empty: the experiment's. Each (batch size, local steps) pair is a
+            training run of its own; crossing them maps where the honest server stops leaking.
         attack_seeds: Attack only the first this many seeds (``None``: every seed). The later seeds
             train for utility alone: one row per setting and target, under the first honest-server
             attack's name, with every attack cell empty and ``stopped = "utility only"``. Utility
@@ -52,6 +57,8 @@ class SweepSpec:
     attacks: tuple[str, ...] = ("inverting-gradients",)
     seeds: int = 1
     targets: tuple[int, ...] = (-1,)
+    batch_sizes: tuple[int, ...] = ()
+    local_steps: tuple[int, ...] = ()
     attack_seeds: int | None = None
     executor: ExecutorName = "process"
     address: str | None = None
@@ -100,6 +107,7 @@ def validate_spec(
         problems.append(f"`sweep.targets` must be site indices or -1 (smallest site), but got {spec.targets}")
     if not spec.targets or any(t < -1 for t in spec.targets):
         problems.append(f"`sweep.targets` must be site indices or -1 (smallest site), but got {spec.targets}")
+    problems += _training_axis_problems(spec)
     if spec.executor not in EXECUTORS:
         problems.append(f"`sweep.executor` must be one of {', '.join(EXECUTORS)}, but got {spec.executor!r}")
     if spec.address is not None and spec.executor != "ray":
@@ -116,7 +124,25 @@ def validate_spec(
         defenses=tuple(dict.fromkeys(spec.defenses)),
         attacks=tuple(dict.fromkeys(spec.attacks)),
         targets=tuple(dict.fromkeys(spec.targets)),
+        batch_sizes=tuple(dict.fromkeys(spec.batch_sizes)),
+        local_steps=tuple(dict.fromkeys(spec.local_steps)),
     )
+
+
+def _training_axis_problems(spec: SweepSpec) -> list[str]:
+    """The batch sizes and local step counts a run cannot use (``train.*``'s own bounds)."""
+    problems = []
+    axes = (
+        ("batch_sizes", spec.batch_sizes, "train.batch_size", 1),
+        ("local_steps", spec.local_steps, "train.local_steps", 0),
+    )
+    for name, values, field, low in axes:
+        limit = INT_LIMITS[field]
+        bad = [v for v in values if not low <= v <= limit]
+        if bad:
+            zero = " (0: `train.local_epochs` passes)" if low == 0 else ""
+            problems.append(f"`sweep.{name}` must be in {low}..{limit}{zero}, but got {bad}")
+    return problems
 
 
 def load_sweep_config(path: str | Path) -> tuple[ExperimentConfig, SweepSpec]:

@@ -1,4 +1,5 @@
-"""A sweep's points: one (defense, noise, seed, attack, target) each, keyed by config hash.
+"""A sweep's points: one (defense, noise, seed, batch size, local steps, attack, target) each, keyed
+by config hash.
 
 Points that share a training run form a *group*, the unit an executor schedules. Nothing here imports
 torch.
@@ -8,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,15 +21,24 @@ from feddp_eval.sweep.grid import SweepSpec
 UTILITY_ONLY = "utility only"
 """``stopped`` of a row trained for utility and not attacked (a seed beyond ``sweep.attack_seeds``)."""
 
+TRAINING_AXES: dict[str, Callable[[ExperimentConfig], int]] = {
+    "batch_size": lambda config: config.train.batch_size,
+    "local_steps": lambda config: config.train.local_steps,
+}
+"""The training settings a sweep may vary (``sweep.batch_sizes``, ``sweep.local_steps``), by their
+results column (:func:`feddp_eval.schema.swept_columns`): how to read each off a point's config."""
+
 
 @dataclass(frozen=True)
 class SweepPoint:
-    """One (defense, noise, seed, attack, target) combination; ``utility_only``: trained, not attacked
-    (a seed beyond ``sweep.attack_seeds``)."""
+    """One (defense, noise, seed, batch size, local steps, attack, target) combination;
+    ``utility_only``: trained, not attacked (a seed beyond ``sweep.attack_seeds``); ``swept``: the
+    :data:`TRAINING_AXES` its grid varies (named in its label, and columns of ``results.csv``)."""
 
     key: str
     config: ExperimentConfig
     utility_only: bool = False
+    swept: tuple[str, ...] = ()
 
     @property
     def train_hash(self) -> str:
@@ -47,7 +58,14 @@ class SweepPoint:
     def label(self) -> str:
         a = self.config.attack
         what = UTILITY_ONLY if self.utility_only else a.name
-        return f"{self.setting} seed {self.config.seed} ({what}, site {a.target_site})"
+        axes = "".join(f", {name.replace('_', ' ')} {value}" for name, value in self.training().items())
+        return f"{self.setting} seed {self.config.seed}{axes} ({what}, site {a.target_site})"
+
+    def training(self, *, every: bool = False) -> dict[str, int]:
+        """The training settings its grid varies (``every``: all of :data:`TRAINING_AXES`), by column."""
+        return {
+            name: read(self.config) for name, read in TRAINING_AXES.items() if every or name in self.swept
+        }
 
     def describe(self) -> dict[str, Any]:
         d, a = self.config.defense, self.config.attack
@@ -60,6 +78,7 @@ class SweepPoint:
             "attack": a.name,
             "utility_only": self.utility_only,
             "target_site": a.target_site,
+            **self.training(every=True),
             "run_dir": self.run_dir,
         }
 
@@ -73,26 +92,43 @@ def point_key(config: ExperimentConfig, *, utility_only: bool = False) -> str:
 
 def plan(base: ExperimentConfig, spec: SweepSpec) -> list[SweepPoint]:
     """Every point of a validated grid: the undefended reference first, then each defense by
-    ascending noise; within a setting, seeds, then attacks, then targets. Seeds beyond
-    ``spec.attack_seeds`` get one utility-only point per target, under the first honest-server
-    attack (the first attack when every one is a malicious server's)."""
+    ascending noise; within a setting, seeds, then batch sizes, then local steps, then attacks, then
+    targets. Seeds beyond ``spec.attack_seeds`` get one utility-only point per training setting and
+    target, under the first honest-server attack (the first attack when every one is a malicious
+    server's). A grid without batch sizes or local steps trains at the base config's."""
     settings = [("none", 0.0)] + [(d, n) for d in spec.defenses for n in spec.noises if n > 0]
     honest = [a for a in spec.attacks if a not in MODEL_MODIFICATIONS] or list(spec.attacks)
+    trainings = [
+        dataclasses.replace(base.train, batch_size=batch, local_steps=steps)
+        for batch, steps in itertools.product(
+            spec.batch_sizes or (base.train.batch_size,), spec.local_steps or (base.train.local_steps,)
+        )
+    ]
+    swept = swept_axes(spec)
     points = []
     for defense, noise in settings:
         for index, seed in enumerate(spec.seed_list(base.seed)):
             utility_only = spec.attack_seeds is not None and index >= spec.attack_seeds
-            for attack in honest[:1] if utility_only else spec.attacks:
+            for train, attack in itertools.product(trainings, honest[:1] if utility_only else spec.attacks):
                 for target in spec.targets:
-                    config = _point_config(base, defense, noise, seed, attack, target)
+                    config = _point_config(
+                        dataclasses.replace(base, train=train), defense, noise, seed, attack, target
+                    )
                     key = point_key(config, utility_only=utility_only)
-                    points.append(SweepPoint(key, config, utility_only))
+                    points.append(SweepPoint(key, config, utility_only, swept))
     return points
+
+
+def swept_axes(spec: SweepSpec) -> tuple[str, ...]:
+    """The :data:`TRAINING_AXES` the grid gives more than one value."""
+    values = {"batch_size": spec.batch_sizes, "local_steps": spec.local_steps}
+    return tuple(name for name in TRAINING_AXES if len(set(values[name])) > 1)
 
 
 def _point_config(
     base: ExperimentConfig, defense: str, noise: float, seed: int, attack: str, target: int
 ) -> ExperimentConfig:
+    """``base`` (its training settings already the point's) with the point's defense, seed and attack."""
     return validate(
         dataclasses.replace(
             base,

@@ -192,6 +192,7 @@ def finish_point(root: Path, point: Any, summary: dict[str, Any], lpips: Any) ->
         config_hash=point.train_hash,
         seed=point.config.seed,
         target_round=a.target_round,
+        **point.training(every=True),  # in every row; a results.csv column when the grid varies it
         train_seconds=summary["seconds"],
         run_dir=point.run_dir,
     )

@@ -85,7 +85,7 @@ def run_parallel(
             pool.submit(
                 _sweep_worker,
                 str(out),
-                [(p.key, to_dict(p.config), p.utility_only) for p in group],
+                [(p.key, to_dict(p.config), p.utility_only, p.swept) for p in group],
                 threads,
                 messages,
                 work,
@@ -148,7 +148,11 @@ def _drain(messages: Any, on_stage: Stage, finished: Callable[[str], None], queu
 
 
 def _sweep_worker(
-    out: str, points: list[tuple[str, dict[str, Any], bool]], threads: int, messages: Any, work: PointWork
+    out: str,
+    points: list[tuple[str, dict[str, Any], bool, tuple[str, ...]]],
+    threads: int,
+    messages: Any,
+    work: PointWork,
 ) -> None:
     """One worker process: a training run and its attacks (configs travel as plain dicts)."""
     import torch
@@ -156,7 +160,10 @@ def _sweep_worker(
     from feddp_eval.config import from_dict
 
     torch.set_num_threads(threads)
-    group = [SweepPoint(key, from_dict(ExperimentConfig, raw), utility) for key, raw, utility in points]
+    group = [
+        SweepPoint(key, from_dict(ExperimentConfig, raw), utility, tuple(swept))
+        for key, raw, utility, swept in points
+    ]
     lpips = work.lpips(group[0].config.attack.lpips_net)
     for key in run_group(Path(out), group, work, lpips, lambda message: messages.put(("stage", message))):
         messages.put(("point", key))
