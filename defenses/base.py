@@ -36,6 +36,7 @@ from torch import nn
 from feddp_eval.config import DefenseConfig
 from feddp_eval.errors import ConfigError
 from feddp_eval.federated.hooks import ClientDefense, ClientPlan, PrivacyRecord, TrainingHooks
+from feddp_eval.plugins import DefenseCard, file_defense
 from feddp_eval.registry import Registry
 
 History = list[tuple[float, float, int]]
@@ -49,6 +50,14 @@ class Defense(TrainingHooks):
         side: ``client`` (trains or releases on the clients) or ``server`` (wraps aggregation).
         protects_against_server: Whether the server that captures updates is kept out.
         granularity: What one unit of protection is: ``sample-level``, ``client-level`` or ``none``.
+        protects: The report's sentence: what the defense does and whom it protects (empty: the
+            report calls it a custom defense).
+        caveat: What the report's verdict adds after this defense's sentence, beginning after its
+            name (``"noises only the aggregate, ..."``); empty for nothing.
+        colour: Its colour on the report's figures (``None``: a spare Okabe–Ito colour, by name).
+        marker: Its matplotlib marker on the report's figures (``None``: the spare marker).
+        report_order: Its place in the report's tables and figures (``None``: after every ordered
+            defense, alphabetically).
         notes: Warnings about the guarantee found while setting up (shown to the user).
     """
 
@@ -57,6 +66,11 @@ class Defense(TrainingHooks):
     side: ClassVar[Literal["client", "server"]] = "client"
     protects_against_server: ClassVar[bool] = True
     granularity: ClassVar[str] = "none"
+    protects: ClassVar[str] = ""
+    caveat: ClassVar[str] = ""
+    colour: ClassVar[str | None] = None
+    marker: ClassVar[str | None] = None
+    report_order: ClassVar[int | None] = None
 
     def __init__(self, config: DefenseConfig) -> None:
         self.config = config
@@ -166,7 +180,23 @@ def gaussian_record(
     )
 
 
-DEFENSES: Registry[Defense] = Registry("defense")
+def card(cls: type[Defense]) -> DefenseCard:
+    """What a registered defense declares, as the core and the report read it."""
+    return DefenseCard(
+        name=cls.name,
+        side=cls.side,
+        granularity=cls.granularity,
+        protects_against_server=cls.protects_against_server,
+        protects=cls.protects,
+        caveat=cls.caveat,
+        colour=cls.colour,
+        marker=cls.marker,
+        order=cls.report_order,
+    )
+
+
+# Each defense files its card as it registers: the report and the sweep read it from the core.
+DEFENSES: Registry[Defense] = Registry("defense", on_register=lambda cls: file_defense(card(cls)))
 
 
 def names_on(side: str) -> list[str]:

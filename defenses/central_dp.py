@@ -34,6 +34,15 @@ class CentralDP(GaussianDefense):
         "final model, NOT against the server"
     )
     protects_against_server = False
+    protects = (
+        "noises only the aggregate at the server, protecting the final model from third "
+        "parties but NOT the updates the server sees: expect leakage like the undefended run "
+        "(client-level ε)"
+    )
+    caveat = "noises only the aggregate, so it is not expected to stop a curious server"
+    colour = "#009E73"
+    marker = "D"
+    report_order = 3
 
     def __init__(self, config: DefenseConfig) -> None:
         super().__init__(config)

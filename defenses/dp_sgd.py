@@ -30,6 +30,13 @@ class DPSGD(GaussianDefense):
 
     granularity = "sample-level"
     summary = "sample-level DP-SGD in each client's local training (Opacus): clip C, noise σ, ε per client"
+    protects = (
+        "clips and noises each example's gradient, protecting each training tile in each "
+        "released update (sample-level ε)"
+    )
+    colour = "#0072B2"
+    marker = "o"
+    report_order = 1
 
     def __init__(self, config: DefenseConfig) -> None:
         super().__init__(config)

@@ -27,6 +27,10 @@ class LocalUpdateNoise(GaussianDefense):
 
     granularity = "client-level"
     summary = "FedDP update noise: each client clips its update to C and adds N(0, (σC)²) before release"
+    protects = "clips and noises each client's whole update before release, FedDP-style (client-level ε)"
+    colour = "#D55E00"
+    marker = "^"
+    report_order = 2
 
     def setup(self, model: nn.Module, plans: Sequence[ClientPlan]) -> None:
         super().setup(model, plans)

@@ -13,6 +13,10 @@ class NoDefense(Defense):
 
     summary = "no defense: raw updates reach the server (the reference arm)"
     protects_against_server = False
+    protects = "protects nothing"
+    colour = "#000000"
+    marker = "s"
+    report_order = 0
 
     def __init__(self, config: DefenseConfig) -> None:
         super().__init__(config)

@@ -25,9 +25,12 @@ class Registry(Generic[T]):
         ... class DLG(Attack): ...
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, *, on_register: Callable[[type[T]], None] | None = None) -> None:
+        """``on_register`` is called with each class once it is registered (and named): how a plugin
+        package files what its classes declare where the core reads it (:mod:`feddp_eval.plugins`)."""
         self.kind = kind
         self._entries: dict[str, type[T]] = {}
+        self._on_register = on_register
 
     def register(self, name: str) -> Callable[[type[T]], type[T]]:
         """Class decorator registering ``cls`` under ``name``; duplicate names are errors."""
@@ -41,6 +44,8 @@ class Registry(Generic[T]):
                 )
             self._entries[name] = cls
             cls.name = name  # type: ignore[attr-defined]
+            if self._on_register is not None:
+                self._on_register(cls)
             return cls
 
         return decorator

@@ -9,11 +9,11 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from feddp_eval.plugins import defense_card, defense_cards
+
 PORTRAIT = (8.27, 11.69)  # A4, inches
 LANDSCAPE = (11.69, 8.27)
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442")
-DEFENSE_COLORS = {"none": "#000000", "dp-sgd": "#0072B2", "local-dp": "#D55E00", "central-dp": "#009E73"}
-DEFENSE_MARKERS = {"none": "s", "dp-sgd": "o", "local-dp": "^", "central-dp": "D"}
 RC = {
     "pdf.fonttype": 42,  # TrueType: the text stays real text that pypdf and readers can extract
     "font.family": "DejaVu Sans",
@@ -38,17 +38,24 @@ def rc_params() -> dict[str, Any]:
     return {**RC, "axes.prop_cycle": cycler(color=list(OKABE_ITO))}
 
 
+SPARE_MARKER = "v"
+
+
 def defense_color(defense: str) -> str:
-    """A stable Okabe–Ito colour per defense; unknown defenses get the remaining colours by name."""
-    if defense in DEFENSE_COLORS:
-        return DEFENSE_COLORS[defense]
-    spare = [c for c in OKABE_ITO if c not in DEFENSE_COLORS.values()]
+    """The colour the defense declares; the others get the Okabe–Ito colours no defense declares, by
+    name (stable across reports)."""
+    card = defense_card(defense)
+    if card is not None and card.colour is not None:
+        return card.colour
+    taken = {c.colour for c in defense_cards()}
+    spare = [c for c in OKABE_ITO if c not in taken]
     return spare[sum(map(ord, defense)) % len(spare)]
 
 
 def defense_marker(defense: str) -> str:
-    """A stable marker per defense, so series differ by shape as well as colour."""
-    return DEFENSE_MARKERS.get(defense, "v")
+    """The marker the defense declares, so series differ by shape as well as colour; else the spare."""
+    card = defense_card(defense)
+    return card.marker if card is not None and card.marker is not None else SPARE_MARKER
 
 
 def new_page(size: tuple[float, float] = PORTRAIT) -> Figure:

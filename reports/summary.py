@@ -15,20 +15,11 @@ import numpy as np
 
 from feddp_eval import schema
 from feddp_eval.metrics.significance import PairedDelta
+from feddp_eval.plugins import defense_card
 from feddp_eval.schema import setting_label
 
 LEAK_MARGIN_DB = 1.0
 """A setting leaks when its mean PSNR exceeds the mean PSNR of the prior guess by more than this."""
-DEFENSE_ORDER = ("none", "dp-sgd", "local-dp", "central-dp")
-DEFENSE_PROTECTS = {
-    "none": "protects nothing",
-    "dp-sgd": "clips and noises each example's gradient, protecting each training tile in each "
-    "released update (sample-level ε)",
-    "local-dp": "clips and noises each client's whole update before release, FedDP-style (client-level ε)",
-    "central-dp": "noises only the aggregate at the server, protecting the final model from third "
-    "parties but NOT the updates the server sees: expect leakage like the undefended run "
-    "(client-level ε)",
-}
 
 
 @dataclass(frozen=True)
@@ -118,9 +109,19 @@ def stat(values: Iterable[Any]) -> Stat:
     return Stat(float(np.mean(data)), sd, int(data.size))
 
 
-def defense_rank(defense: str) -> tuple[int, str]:
-    """Sort key: none first, then the built-in defenses, then the rest alphabetically."""
-    return (DEFENSE_ORDER.index(defense) if defense in DEFENSE_ORDER else len(DEFENSE_ORDER), defense)
+def defense_rank(defense: str) -> tuple[int, int, str]:
+    """Sort key: the defenses that declare a report order in that order (the undefended reference
+    first), then the rest alphabetically."""
+    card = defense_card(defense)
+    if card is None or card.order is None:
+        return (1, 0, defense)
+    return (0, card.order, defense)
+
+
+def defense_protects(defense: str) -> str:
+    """What ``defense`` does and whom it protects, as the defense declares it."""
+    card = defense_card(defense)
+    return card.protects if card is not None and card.protects else "a custom defense (see its documentation)"
 
 
 def summarize(rows: Sequence[dict[str, Any]]) -> list[SettingSummary]:

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from reports.results import ResultsSet, point_label
 from reports.runfiles import read_run
 from reports.style import TextFlow
-from reports.summary import DEFENSE_PROTECTS, LEAK_MARGIN_DB, SettingSummary, defense_rank, fmt_noise
+from reports.summary import LEAK_MARGIN_DB, SettingSummary, defense_protects, defense_rank, fmt_noise
 
 MAX_MISSING_ON_TITLE = 12
 
@@ -68,7 +68,7 @@ def threat_model(defenses: Sequence[str], mask_known: bool) -> tuple[str, list[s
             else "It does not know the masks and reconstructs them jointly with the images."
         )
     )
-    lines = [f"{d}: {DEFENSE_PROTECTS.get(d, 'a custom defense (see its documentation)')}." for d in defenses]
+    lines = [f"{d}: {defense_protects(d)}." for d in defenses]
     return text, lines
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from feddp_eval.plugins import defense_card
 from reports.summary import (
     LEAK_MARGIN_DB,
     SettingSummary,
@@ -74,8 +75,9 @@ def defense_verdict(defense: str, settings: Sequence[SettingSummary]) -> str:
             f"{stop.reference[0]}'s {stop.reference[1]:.1f} dB, and Dice changes by "
             f"{fmt_dice_change(stop)} vs undefended."
         )
-    if defense == "central-dp":
-        text += " (central-dp noises only the aggregate, so it is not expected to stop a curious server.)"
+    card = defense_card(defense)
+    if card is not None and card.caveat:
+        text += f" ({defense} {card.caveat}.)"
     return text
 
 

@@ -89,3 +89,20 @@ def test_unknown_name_lists_the_known_ones() -> None:
 def test_unknown_name_in_empty_registry() -> None:
     with pytest.raises(ConfigError, match=r"known widgets: \(none\)"):
         Registry[Widget]("widget").get("any")
+
+
+def test_on_register_is_called_with_each_class_once_named() -> None:
+    seen: list[tuple[str, str]] = []
+
+    def note(cls: type[Widget]) -> None:
+        seen.append((cls.__name__, cls.name))  # type: ignore[attr-defined]
+
+    widgets: Registry[Widget] = Registry("widget", on_register=note)
+
+    @widgets.register("small")
+    class Small(Widget):
+        pass
+
+    with pytest.raises(ValueError, match="already registered"):
+        widgets.register("small")(Widget)
+    assert seen == [("Small", "small")]

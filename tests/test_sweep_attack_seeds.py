@@ -81,6 +81,7 @@ def test_utility_rows_count_for_dice_and_not_for_leakage(
 
 
 def test_workers_take_the_longest_groups_first(tiny_config: ExperimentConfig) -> None:
+    import defenses  # noqa: F401  # the order reads each defense's declared granularity, as run_sweep's does
     from feddp_eval.workflows.sweep import longest_first
 
     spec = _valid(

@@ -247,6 +247,7 @@ def _varied_training(rows: list[dict[str, Any]]) -> list[str]:
 def _dice_changes(rows: list[dict[str, Any]], axes: list[str]) -> dict[tuple[Any, ...], str]:
     """ΔDice of each setting against the undefended one trained at the same ``axes`` values (batch size,
     local steps), flagged when within seed noise; keyed by (defense, σ, *those values)."""
+    import defenses  # noqa: F401  # the summary orders the defenses as each declares (feddp_eval.plugins)
     from reports.summary import fmt_dice_change, summarize
 
     cells: dict[tuple[Any, ...], list[dict[str, Any]]] = {}

@@ -228,6 +228,7 @@ def report(
     are missing or unfinished are named, and everything that exists is still rendered.
     """
     with user_errors():
+        import defenses  # noqa: F401  # the report reads what each defense declares (feddp_eval.plugins)
         from reports import build_report
 
         result = build_report(source, output or source / "report.pdf", title=title)

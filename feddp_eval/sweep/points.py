@@ -16,6 +16,7 @@ from typing import Any
 
 from feddp_eval import schema
 from feddp_eval.config import MODEL_MODIFICATIONS, ExperimentConfig, config_hash, validate
+from feddp_eval.plugins import defense_card
 from feddp_eval.sweep.grid import SweepSpec
 
 UTILITY_ONLY = "utility only"
@@ -154,16 +155,23 @@ def group_by_run(points: Sequence[SweepPoint]) -> list[list[SweepPoint]]:
     return list(groups.values())
 
 
+def _per_sample(defense: str) -> bool:
+    """Whether ``defense`` protects each sample (as it declares): it clips every sample's gradient,
+    which makes its training the slow kind."""
+    card = defense_card(defense)
+    return card is not None and card.granularity == "sample-level"
+
+
 def longest_first(groups: list[list[SweepPoint]]) -> list[list[SweepPoint]]:
     """The groups in the order workers should take them: the likely longest first, so that no worker is
     left with a long group while the other idles at the end. An optimisation attack costs more than its
-    training run; sample-level DP-SGD trains at about twice a plain run's cost. Ties keep plan order.
+    training run; sample-level DP (DP-SGD) trains at about twice a plain run's cost. Ties keep plan order.
     (The order of work changes no result: rows are written per point and tabled in plan order.)"""
 
     def cost(group: list[SweepPoint]) -> tuple[int, int]:
         inversions = sum(
             1 for p in group if not p.utility_only and p.config.attack.name not in MODEL_MODIFICATIONS
         )
-        return (inversions, int(group[0].config.defense.name == "dp-sgd"))
+        return (inversions, int(_per_sample(group[0].config.defense.name)))
 
     return sorted(groups, key=cost, reverse=True)

@@ -130,6 +130,7 @@ def test_every_training_command_has_the_audit_flags(command: str) -> None:
 def test_the_report_draws_epsilon_beside_the_audit_bound() -> None:
     """With audited rows the first curves page gains a panel: ε and ε̂ of each defense against σ, the
     undefended ε̂ as a line; without them, no such panel."""
+    import defenses  # noqa: F401  # the curves draw each defense in the colour it declares
     from reports.curves import curve_pages
     from reports.summary import summarize
 

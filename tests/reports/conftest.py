@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
+import defenses as _defense_plugins  # noqa: F401  # files each defense's card (colour, order, sentence) reports read
 from reports.results import row_columns
 
 # ------------------------------------------------------------------ reports fixtures (tests/reports only)

@@ -1,0 +1,70 @@
+"""What the plugins declare about themselves, for the core and for the other plugins to read.
+
+The core never imports a plugin, and a plugin never imports another (``docs/architecture.md``). Where
+one of them needs what only a plugin knows (the report a defense's colour and the sentence that says
+what it protects, the sweep a defense's granularity), the plugin files a card here when it is
+registered, and the reader looks the card up by the registered name. The plugin packages fill these
+catalogues when they are imported, so the entry points and the workflows import them first (as they
+do before they validate a config).
+
+Cards are plain data: reading one imports no torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from feddp_eval.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DefenseCard:
+    """What a registered defense declares (the class attributes of ``defenses.base.Defense``).
+
+    Attributes:
+        name: The registered name.
+        side: ``client`` or ``server``.
+        granularity: ``sample-level``, ``client-level`` or ``none``.
+        protects_against_server: Whether the server that captures updates is kept out.
+        protects: The report's sentence: what the defense does and whom it protects ("" when it
+            declares none: the report then calls it a custom defense).
+        caveat: What the report's verdict adds after this defense's sentence ("" for nothing).
+        colour: Its colour on the report's figures (``None``: one of the spare colours, by name).
+        marker: Its marker on the report's figures (``None``: the spare marker).
+        order: Its place in the report's tables and figures (``None``: after every ordered defense,
+            alphabetically).
+    """
+
+    name: str
+    side: str
+    granularity: str
+    protects_against_server: bool
+    protects: str = ""
+    caveat: str = ""
+    colour: str | None = None
+    marker: str | None = None
+    order: int | None = None
+
+
+_DEFENSES: dict[str, DefenseCard] = {}
+
+
+def file_defense(card: DefenseCard) -> None:
+    """File a defense's card (called by the ``defenses`` registry as each defense registers)."""
+    _DEFENSES[card.name] = card
+
+
+def defense_cards() -> list[DefenseCard]:
+    """Every filed defense card, by name; an error when no defense plugin was loaded."""
+    if not _DEFENSES:
+        raise ConfigError(
+            "no defense has declared itself: the defense plugins are not loaded; `import defenses` "
+            "first (the CLI and the workflows do)"
+        )
+    return [_DEFENSES[name] for name in sorted(_DEFENSES)]
+
+
+def defense_card(name: str) -> DefenseCard | None:
+    """The card of the defense registered as ``name``; ``None`` for a name no plugin registered (a
+    composed ``client+server`` name, or one from results written by a plugin no longer installed)."""
+    return {card.name: card for card in defense_cards()}.get(name)
