@@ -75,3 +75,17 @@ def test_breaching_inputs_refuse_a_multi_step_recipe(script: ModuleType, scenari
     two_steps = LocalRecipe(batches=((0, 1, 2, 3),) * 2, lr=0.05)
     with pytest.raises(ValueError, match="one SGD step"):
         script.breaching_inputs(dataclasses.replace(scenario.view, recipe=two_steps))
+
+
+def test_time_to_quality_reads_the_first_snapshot_at_the_bar(script: ModuleType) -> None:
+    ours = [(1.0, 15.0), (2.0, 17.0), (3.0, 18.0), (4.0, 18.5)]
+    theirs = [(2.0, 12.0), (6.0, 16.0), (10.0, 17.5), (12.0, 17.9)]
+    assert script.time_to(ours, 17.9) == 3.0 and script.time_to(theirs, 17.9) == 12.0
+    assert script.time_to(ours, 19.0) is None
+    assert script.psnr_at(theirs, 4.0) == 12.0 and script.psnr_at(ours, 0.5) is None
+    text, raw = script.quality_table({"ours": ours, "breaching": theirs}, {"ours": "a", "breaching": "b"})
+    assert raw["target_psnr"] == 17.9 and raw["speedup_to_target"] == 4.0
+    assert raw["ours"] == {"seconds_to_target": 3.0, "psnr_at_ours_end": 18.5, "psnr_at_breaching_end": 18.5}
+    assert raw["breaching"]["psnr_at_ours_end"] == 12.0 and "4.00× faster (target ≥ 3×)" in text
+    _, never = script.quality_table({"ours": ours[:2], "breaching": theirs}, {"ours": "a", "breaching": "b"})
+    assert never["speedup_to_target"] is None
