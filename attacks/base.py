@@ -11,6 +11,7 @@ The threat-model objects are importable from here as well as from :mod:`attacks.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Literal
 
@@ -121,6 +122,8 @@ class Attack(ABC):
     # model it sends (and so the training run). Results of the two are never mixed on one curve.
     threat: ClassVar[str] = "honest-but-curious server"
     Config: ClassVar[type[AttackConfig]] = AttackConfig
+    # Named settings over ``Config``'s defaults that ``[attack] recipe`` selects (``default``: none).
+    recipes: ClassVar[Mapping[str, Mapping[str, object]]] = {"default": {}}
 
     def __init__(self, config: AttackConfig | None = None, **overrides: Any) -> None:
         base = config or self.Config()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -98,6 +99,7 @@ class InvertingGradients(GradientInversion):
 
     summary = "Geiping et al. 2020: cosine distance + TV prior, signed Adam, box projection, restarts"
     Config = InvertingGradientsConfig
+    recipes: ClassVar[Mapping[str, Mapping[str, object]]] = {"default": {}, "paper": PAPER_RECIPE}
     config: InvertingGradientsConfig
 
     def distance(self, simulated: Tensor, target: Tensor) -> Tensor:

@@ -291,6 +291,8 @@ def attack_settings(a: Any) -> dict[str, Any]:
     """The attack's constructor settings from :class:`~feddp_eval.config.AttackSettings` ``a``:
     the schedule (budget or explicit), the time limit, the recipe, the attack's own
     ``[attack.<name>]`` table (over the recipe), and an explicit image/init."""
+    from attacks import ATTACKS
+
     iterations, restarts = a.schedule
     settings: dict[str, Any] = {
         "iterations": iterations,
@@ -298,10 +300,7 @@ def attack_settings(a: Any) -> dict[str, Any]:
         "time_budget": a.time_budget or None,
         "plateau": a.plateau,
     }
-    if a.recipe == "paper":
-        from attacks.inverting_gradients import PAPER_RECIPE
-
-        settings.update(PAPER_RECIPE)
+    settings.update(ATTACKS.get(a.name).recipes[a.recipe])  # a recipe the attack lacks: refused by validate()
     settings.update(a.options.get(a.name, {}))
     chosen = {"image": a.image, "init": a.init}
     settings.update({k: v for k, v in chosen.items() if v is not None})
