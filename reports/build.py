@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -72,22 +72,37 @@ def build_report(source: str | Path, output: str | Path, *, title: str | None = 
     from reports.runfiles import read_run
 
     read_run.cache_clear()  # a notebook may rebuild while a sweep is still writing its runs
-    results = load_results(source)
+    every = load_results(source)
     title = title or f"feddp-eval report: {Path(source).resolve().name}"
+    results, cell_note = _one_cell(every)  # the frontier page alone reads every cell
     summaries = summarize(results.rows)
     sentences = verdicts(summaries) + strength_sentences(summaries) + claim_sentences(summaries)
+    sentences += [cell_note] if cell_note else []
     note = mask_prior_note(summaries)
     from reports.style import rc_params
 
     with matplotlib.rc_context(cast(Any, rc_params())):
-        sections = _sections(results, summaries, sentences, title, note)
+        sections = _sections(results, summaries, sentences, title, note, every.rows)
         _write_pdf(pdf, sections, title)
     markdown, csv = pdf.with_suffix(".md"), pdf.with_suffix(".csv")
-    atomic_write_text(markdown, summary_markdown(results, summaries, sentences, title=title, mask_note=note))
+    text = summary_markdown(results, summaries, sentences, title=title, mask_note=note, every=every.rows)
+    atomic_write_text(markdown, text)
     write_csv(csv, csv_rows(summaries), csv_columns())
     return ReportResult(
         pdf, markdown, csv, [name for name, _ in sections], list(results.missing), len(results.rows)
     )
+
+
+def _one_cell(results: ResultsSet) -> tuple[ResultsSet, str | None]:
+    """``results`` cut to the one (batch size, local steps) cell the pages other than the frontier
+    read (:func:`reports.frontier.one_cell`; the base config's cell when the sweep has it)."""
+    from reports.frontier import one_cell
+
+    train = (results.meta.get("base_config") or {}).get("train") or {}
+    known = {"batch_size", "local_steps"} <= set(train)
+    base = (int(train["batch_size"]), int(train["local_steps"])) if known else None
+    rows, note = one_cell(results.rows, base)
+    return (replace(results, rows=rows) if note else results), note
 
 
 def _sections(
@@ -96,8 +111,10 @@ def _sections(
     sentences: Sequence[str],
     title: str,
     note: str | None,
+    every: Sequence[dict[str, Any]],
 ) -> list[tuple[str, Figure]]:
-    """Every page, in order, with its section title."""
+    """Every page, in order, with its section title; ``every`` holds the rows of every cell, which
+    the frontier page alone reads."""
     from reports.curves import curve_pages
     from reports.frontier import frontier_pages
     from reports.gallery import gallery_pages
@@ -117,7 +134,7 @@ def _sections(
             (f"{prefix}Reconstruction gallery", gallery_pages(mine, rows)),
         ]
     groups += [
-        ("Honest-server frontier", frontier_pages(results.rows)),  # only when batch size or steps vary
+        ("Honest-server frontier", frontier_pages(every)),  # only when batch size or steps vary
         ("Per-site utility", training_pages(summaries, results.rows)),
         ("Reproducibility", reproducibility_pages(results)),
     ]
@@ -177,8 +194,10 @@ def summary_markdown(
     *,
     title: str,
     mask_note: str | None,
+    every: Sequence[dict[str, Any]] | None = None,
 ) -> str:
-    """summary.md: what was compared, the verdicts, the missing notice and the same two tables as the PDF."""
+    """summary.md: what was compared, the verdicts, the missing notice and the same two tables as the
+    PDF; the frontier's matrices from ``every`` cell's rows (default: ``results.rows``)."""
     from reports.frontier import frontier_markdown
     from reports.tables import footnote
     from reports.text_pages import compared, reproducibility_lines, verdict_rule
@@ -206,7 +225,8 @@ def summary_markdown(
     ]
     lines += [markdown_table(*table(summaries, leakage_columns())), ""]
     lpips_missing = [str(r["lpips_missing"]) for r in results.rows if r.get("lpips_missing")]
-    lines += [footnote(lpips_missing), "", *frontier_markdown(results.rows), "## Reproducibility", ""]
+    frontier = frontier_markdown(results.rows if every is None else every)
+    lines += [footnote(lpips_missing), "", *frontier, "## Reproducibility", ""]
     for heading, items in reproducibility_lines(results).items():
         lines += [f"### {heading}", "", "```", *items, "```", ""]
     hashes = [f"- `{r.get('key')}`: `{r.get('config_hash') or '?'}`" for r in results.rows]

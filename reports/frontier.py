@@ -96,6 +96,31 @@ def frontier_panels(rows: Sequence[dict[str, Any]]) -> list[FrontierPanel]:
     return [FrontierPanel(a, d, n, batch_sizes, local_steps, arms[(a, d, n)]) for a, d, n in order]
 
 
+def one_cell(rows: Sequence[dict[str, Any]], base: Cell | None) -> tuple[list[dict[str, Any]], str | None]:
+    """The rows every page but the frontier reads, and the sentence that says so.
+
+    When the rows span several (batch size, local steps) cells, pooling them would average settings
+    that leak differently into one verdict or curve; the other pages then read one cell: the base
+    config's (``base``) when the sweep has it, else the smallest. Rows without the settings (an
+    older sweep) and a single cell are returned as they are, with no sentence."""
+    cells = sorted({(int(r["batch_size"]), int(r["local_steps"])) for r in rows if _has_cell(r)})
+    if len(cells) < 2:
+        return list(rows), None
+    chosen = base if base in cells else cells[0]
+    kept = [r for r in rows if _has_cell(r) and (int(r["batch_size"]), int(r["local_steps"])) == chosen]
+    batch, steps = chosen
+    return kept, (
+        f"This sweep trained {len(cells)} (local batch size, local steps) cells; every page but the "
+        f"honest-server frontier reads one of them, batch size {batch} with {steps} local steps"
+        f"{' (the base config’s)' if chosen == base else ''}, so that no verdict or curve pools settings "
+        "that leak differently."
+    )
+
+
+def _has_cell(row: dict[str, Any]) -> bool:
+    return row.get("batch_size") is not None and row.get("local_steps") is not None
+
+
 def frontier_caption() -> str:
     """What a cell means, in the verdicts' words (:mod:`reports.verdicts`)."""
     return (
@@ -106,8 +131,8 @@ def frontier_caption() -> str:
         "rebuild, never an upper bound: a cell at or below the threshold says this attack rebuilt no "
         "more than the guess there, not that the setting does not leak; a stronger attack may rebuild "
         f"more. ε (at the δ of the panel's title) is the accountant's for that cell's run. {MISSING}: no "
-        "result. Local steps 0 train local_epochs passes. The other pages pool these cells per defense "
-        "setting."
+        "result. Local steps 0 train local_epochs passes. The other pages read one cell (the base "
+        "config's when swept, else the smallest), which the verdicts name."
     )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from reports import build_report
-from reports.frontier import frontier_caption, frontier_markdown, frontier_pages, frontier_panels
+from reports.frontier import frontier_caption, frontier_markdown, frontier_pages, frontier_panels, one_cell
 
 
 def _row(batch: int | None, steps: int | None, **values: Any) -> dict[str, Any]:
@@ -134,3 +134,17 @@ def test_a_report_over_batch_sizes_has_the_page(synthetic_sweep: Any, tmp_path: 
     assert result.pages.count("Honest-server frontier") == 2  # 7 arms: 6 panels, then 1
     assert result.markdown.read_text().count("local steps \\ batch size") == 7
     assert result.pages.index("Honest-server frontier") > result.pages.index("Reconstruction gallery")
+    # every other page reads one cell: the base config's batch size is not in the sweep, so the smallest
+    assert "reads one of them, batch size 1 with 1 local steps, so that" in result.markdown.read_text()
+
+
+def test_the_other_pages_read_one_cell_the_base_configs_when_present(rows: list[dict[str, Any]]) -> None:
+    kept, note = one_cell(rows, base=(4, 1))
+    assert {(r["batch_size"], r["local_steps"]) for r in kept} == {(4, 1)} and len(kept) == 2
+    assert note is not None and "4 (local batch size, local steps) cells" in note
+    assert "batch size 4 with 1 local steps (the base config’s)" in note
+    smallest, note = one_cell(rows, base=(8, 0))  # the base config's cell was not swept
+    assert {(r["batch_size"], r["local_steps"]) for r in smallest} == {(1, 1)} and len(smallest) == 4
+    assert note is not None and "base config" not in note
+    single = [r for r in rows if (r["batch_size"], r["local_steps"]) in ((1, 1), (None, None))]
+    assert one_cell(single, base=(1, 1)) == (single, None)  # one cell (and rows without one): as they are
