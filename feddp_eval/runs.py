@@ -17,16 +17,14 @@ from feddp_eval.config import ExperimentConfig, config_hash, to_toml
 from feddp_eval.errors import OutputError, RunDirError
 from feddp_eval.io import atomic_write_text, is_atomic_leftover, read_json, write_json
 from feddp_eval.runcheck import summary_problem
+from feddp_eval.rundir.names import CONFIG, MANIFEST, SUMMARY, run_key, short
 
-MANIFEST = "manifest.json"
-CONFIG = "config.toml"
-SUMMARY = "summary.json"
 _PACKAGES = ("torch", "numpy", "opacus", "scipy", "scikit-image", "safetensors")
 
 
 def default_run_dir(config: ExperimentConfig, root: str | Path = "runs") -> Path:
     """``runs/<first 12 hex digits of the config hash>``."""
-    return Path(root) / config_hash(config)[:12]
+    return Path(root) / run_key(config)
 
 
 def finished_summary(run_dir: Path, config: ExperimentConfig) -> dict[str, Any] | None:
@@ -47,8 +45,8 @@ def finished_summary(run_dir: Path, config: ExperimentConfig) -> dict[str, Any] 
     wanted = config_hash(config)
     if manifest.get("config_hash") not in (None, wanted):
         raise RunDirError(
-            f"{run_dir} holds a run of another config (hash {manifest['config_hash'][:12]}, this one "
-            f"{wanted[:12]}); choose another --out, or pass --force to replace it"
+            f"{run_dir} holds a run of another config (hash {short(manifest['config_hash'])}, this one "
+            f"{short(wanted)}); choose another --out, or pass --force to replace it"
         )
     if manifest.get("status") == "complete" and (run_dir / SUMMARY).exists():
         summary = read_json(run_dir / SUMMARY)

@@ -8,6 +8,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from feddp_eval.rundir.names import short
 from reports.results import ResultsSet, point_label
 from reports.runfiles import read_run
 from reports.style import TextFlow
@@ -169,7 +170,7 @@ def reproducibility_lines(results: ResultsSet) -> dict[str, list[str]]:
     finished = {r.get("key") for r in results.rows}
     hashes = {r.get("key"): r.get("config_hash") for r in results.rows}
     points = [
-        f"{p.get('key')}  {str(p.get('config_hash') or hashes.get(p.get('key')) or '?')[:12]}  "
+        f"{p.get('key')}  {short(str(p.get('config_hash') or hashes.get(p.get('key')) or '?'))}  "
         f"{'done   ' if p.get('key') in finished else 'MISSING'}  {point_label(p)}"
         for p in results.points
     ]

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from feddp_eval.config import ExperimentConfig, config_hash, from_dict, reference_config, to_dict, validate
+from feddp_eval.config import ExperimentConfig, from_dict, reference_config, to_dict, validate
 from feddp_eval.errors import ConfigError
 from feddp_eval.io import read_json
+from feddp_eval.rundir.names import run_key
 from feddp_eval.workflows.attack import delta_dice_cells, run_attack
 
 
@@ -60,7 +61,7 @@ def test_attack_trains_paired_seeds_and_reads_their_dice(
     dice = []
     for arm in (reference_config(config), config):
         runs = [to_dict(arm) | {"seed": arm.seed + i} for i in range(3)]
-        hashes = [config_hash(validate(from_dict(ExperimentConfig, r)))[:12] for r in runs]
+        hashes = [run_key(validate(from_dict(ExperimentConfig, r))) for r in runs]
         dice.append([read_json(tmp_path / h / "summary.json")["dice"] for h in hashes])
     none, dp = result.rows
     assert [none["utility_seeds"], dp["utility_seeds"]] == [3, 3]

@@ -17,6 +17,7 @@ from typing import Any
 from feddp_eval import schema
 from feddp_eval.config import MODEL_MODIFICATIONS, ExperimentConfig, config_hash, validate
 from feddp_eval.plugins import defense_card
+from feddp_eval.rundir.names import attack_key, short
 from feddp_eval.sweep.grid import SweepSpec
 
 UTILITY_ONLY = "utility only"
@@ -48,7 +49,7 @@ class SweepPoint:
     @property
     def run_dir(self) -> str:
         """The training run's folder, relative to the sweep folder."""
-        return f"runs/{self.train_hash[:12]}"
+        return f"runs/{short(self.train_hash)}"
 
     @property
     def setting(self) -> str:
@@ -87,8 +88,10 @@ class SweepPoint:
 def point_key(config: ExperimentConfig, *, utility_only: bool = False) -> str:
     """A point's key: its config hash with the attack (a utility-only point's differs from the attacked
     point of the same config, so raising ``attack_seeds`` later attacks it instead of reusing it)."""
+    if not utility_only:
+        return attack_key(config)
     digest = config_hash(config, include_attack=True)
-    return hashlib.sha256(f"utility:{digest}".encode()).hexdigest()[:12] if utility_only else digest[:12]
+    return short(hashlib.sha256(f"utility:{digest}".encode()).hexdigest())
 
 
 def plan(base: ExperimentConfig, spec: SweepSpec) -> list[SweepPoint]:

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from feddp_eval import schema
-from feddp_eval.config import ExperimentConfig, config_hash, reference_config
+from feddp_eval.config import ExperimentConfig, reference_config
 from feddp_eval.errors import ConfigError
 from feddp_eval.io import write_json
+from feddp_eval.rundir.names import attack_dir_name, run_key
 from feddp_eval.workflows.attack_run import attack_run
 from feddp_eval.workflows.train import run_train
 
@@ -51,7 +52,7 @@ def run_attack(
     out = Path(out)
     lpips = LPIPSMetric(config.attack.lpips_net)  # loads backbone weights once for every arm
     arms = ([reference_config(config)] if reference and config.defense.name != "none" else []) + [config]
-    results_dir = out / f"attack-{config_hash(config, include_attack=True)[:12]}"
+    results_dir = out / attack_dir_name(config)
     outcomes = []
     with UtilitySeeds(arms, config.attack.utility_seeds, out) as utility:
         if on_stage and utility.pending:
@@ -60,7 +61,7 @@ def run_attack(
             label = schema.setting_label(arm.defense.name, arm.defense.noise)
             if on_stage:
                 on_stage(f"training [{label}]")
-            trained = run_train(arm, run_dir=out / config_hash(arm)[:12])
+            trained = run_train(arm, run_dir=out / run_key(arm))
             if on_stage:
                 on_stage(f"attacking [{label}]")
             outcomes.append(attack_run(arm, trained, lpips, on_iteration=on_iteration))
@@ -115,7 +116,7 @@ class UtilitySeeds:
             context = multiprocessing.get_context("spawn")
             self.pool = ProcessPoolExecutor(workers, mp_context=context)
             self.futures = [
-                [self.pool.submit(train_for_dice, c, self.out / config_hash(c)[:12]) for c in configs]
+                [self.pool.submit(train_for_dice, c, self.out / run_key(c)) for c in configs]
                 for configs in self.extra
             ]
         return self

@@ -7,9 +7,10 @@ import importlib.util
 from pathlib import Path
 
 from feddp_eval.audit import audit_run
-from feddp_eval.config import ExperimentConfig, config_hash, from_dict, validate, with_overrides
+from feddp_eval.config import ExperimentConfig, from_dict, validate, with_overrides
 from feddp_eval.io import read_json
 from feddp_eval.pipeline import run_train
+from feddp_eval.rundir.names import run_key
 
 
 def _tiny() -> ExperimentConfig:
@@ -30,7 +31,7 @@ def test_an_audited_flower_run_audits_as_the_local_one(tmp_path: Path) -> None:
     runs = {}
     for engine in ("local", "flower"):
         config = with_overrides(base, {"train.engine": engine})
-        runs[engine] = run_train(config, run_dir=tmp_path / config_hash(config)[:12]).run_dir
+        runs[engine] = run_train(config, run_dir=tmp_path / run_key(config)).run_dir
     local, flower = (read_json(runs[e] / "privacy.json") for e in ("local", "flower"))
     assert flower == local and local["audit"]["guesses"] > 0
     assert audit_run(runs["flower"]).to_dict() == audit_run(runs["local"]).to_dict()

@@ -17,7 +17,6 @@ import pytest
 from feddp_eval.config import (
     DefenseConfig,
     ExperimentConfig,
-    config_hash,
     load_config,
     validate,
     with_overrides,
@@ -25,6 +24,7 @@ from feddp_eval.config import (
 from feddp_eval.federated.capture import list_captures
 from feddp_eval.io import read_json
 from feddp_eval.pipeline import run_attack, run_train
+from feddp_eval.rundir.names import run_key
 
 RUN_FILES = ("metrics.csv", "privacy.json", "model.safetensors", "sites.json")
 
@@ -52,7 +52,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     dirs = {}
     for engine in ("local", "flower"):
         config = with_overrides(local, {"train.engine": engine})
-        dirs[engine] = run_train(config, run_dir=out / config_hash(config)[:12]).run_dir
+        dirs[engine] = run_train(config, run_dir=out / run_key(config)).run_dir
     return dirs
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from feddp_eval.config import ExperimentConfig, config_hash, to_toml, with_overrides
+from feddp_eval.config import ExperimentConfig, to_toml, with_overrides
+from feddp_eval.rundir.names import run_key
 
 
 @pytest.fixture(scope="package")
@@ -36,7 +37,7 @@ def attacked(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRe
     toml.write_text(to_toml(config))
     return {
         "out": root / "runs",
-        "run": Path(f"runs/{config_hash(config)[:12]}"),
+        "run": Path("runs") / run_key(config),
         "results": Path("runs") / result.out_dir.name,
         "toml": toml,
     }
