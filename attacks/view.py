@@ -12,7 +12,7 @@ from attacks.base import AttackerKnowledge, ObservedRound, ServerView
 from attacks.simulate import LocalRecipe, simulate_update
 from feddp_eval.config import ModelConfig
 from feddp_eval.federated.capture import CapturedUpdate, sample_indices
-from feddp_eval.runcheck import check_tensor_file, expected_shapes
+from feddp_eval.rundir.check import check_tensor_file, expected_shapes
 
 
 def local_recipe(

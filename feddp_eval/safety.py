@@ -8,7 +8,7 @@ prior's. The gate: a bound with nothing to judge is no verdict (exit 2), not a r
 Fail fast: an unknown attack or a target site the run will not have is refused before training
 (a target site the run will not sample in the target round: :func:`feddp_eval.federated.loop.
 sampling_problem`, beside the sampling). Run-directory files are checked in
-:mod:`feddp_eval.runcheck`.
+:mod:`feddp_eval.rundir.check`.
 
 Nothing here imports torch at module level.
 """

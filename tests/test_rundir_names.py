@@ -6,7 +6,7 @@ from pathlib import Path
 
 from feddp_eval.config import ExperimentConfig, validate, with_overrides
 from feddp_eval.rundir.names import KEY_LENGTH, attack_dir_name, attack_key, run_key, short
-from feddp_eval.runs import default_run_dir
+from feddp_eval.rundir.prepare import default_run_dir
 from feddp_eval.sweep.points import SweepPoint, point_key
 
 BASE = validate(ExperimentConfig())

@@ -12,7 +12,7 @@ import torch
 from feddp_eval.config import ExperimentConfig, validate
 from feddp_eval.errors import NonFiniteError, RunDirError
 from feddp_eval.io import save_tensors
-from feddp_eval.runcheck import capture_problems, inside, safetensors_shapes
+from feddp_eval.rundir.check import capture_problems, inside, safetensors_shapes
 from feddp_eval.safety import (
     arm_problems,
     failed_reconstruction,

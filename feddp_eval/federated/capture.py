@@ -25,7 +25,7 @@ from torch import Tensor
 from feddp_eval.data.types import TileSet
 from feddp_eval.errors import RunDirError
 from feddp_eval.io import load_tensors, read_json, save_tensors, write_json
-from feddp_eval.runcheck import capture_problems, inside, safetensors_shapes
+from feddp_eval.rundir.check import capture_problems, inside, safetensors_shapes
 
 CAPTURES = "captures"
 GROUND_TRUTH = "ground_truth"

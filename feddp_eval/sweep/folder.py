@@ -102,7 +102,7 @@ def point_dir(out: Path, key: str) -> Path:
 def finished_rows(out: Path, points: Iterable[SweepPoint]) -> dict[str, dict[str, Any]]:
     """Rows of the points already finished in ``out``."""
     from feddp_eval.io import read_json
-    from feddp_eval.runcheck import row_problem
+    from feddp_eval.rundir.check import row_problem
 
     done = {}
     for point in points:

@@ -119,7 +119,7 @@ def find_target(config: ExperimentConfig, run_dir: Path) -> Target:
     from attacks import ATTACKS, Attack
     from feddp_eval.federated.capture import load_ground_truth
     from feddp_eval.metrics.privacy import mask_painted_prior
-    from feddp_eval.runcheck import read_sites
+    from feddp_eval.rundir.check import read_sites
 
     a = config.attack
     sites = read_sites(run_dir)
@@ -163,7 +163,7 @@ def utility_row(config: ExperimentConfig, trained: TrainResult) -> dict[str, Any
     """A sweep row of a seed that is trained for utility and not attacked (``sweep.attack_seeds``):
     the training run's columns, every attack cell empty, ``stopped = "utility only"``."""
     from feddp_eval import schema
-    from feddp_eval.runcheck import read_sites
+    from feddp_eval.rundir.check import read_sites
     from feddp_eval.sweep import UTILITY_ONLY
 
     row: dict[str, Any] = dict.fromkeys(schema.result_columns())

@@ -77,7 +77,7 @@ def run_check(
     from feddp_eval.errors import RunDirError
     from feddp_eval.gate import arm_attack, audit_verdicts, evaluate, load_baseline
     from feddp_eval.io import read_json
-    from feddp_eval.runcheck import result_rows
+    from feddp_eval.rundir.check import result_rows
     from feddp_eval.safety import require_verdicts
 
     baseline = load_baseline(baseline_path)

@@ -11,7 +11,8 @@ from typing import Any
 from feddp_eval.config import ExperimentConfig, config_hash
 from feddp_eval.errors import ConfigError
 from feddp_eval.io import save_tensors, write_csv, write_json
-from feddp_eval.runs import SUMMARY, default_run_dir, finished_summary, prepare_run_dir, write_manifest
+from feddp_eval.rundir.names import CLIENTS, METRICS, MODEL, PRIVACY, SITES, SUMMARY
+from feddp_eval.rundir.prepare import default_run_dir, finished_summary, prepare_run_dir, write_manifest
 
 EVAL_COLUMNS = ("round", "site", "n_tiles", "dice", "jaccard", "accuracy")
 CLIENT_COLUMNS = ("round", "site", "n_samples", "local_steps", "train_loss", "seconds")
@@ -60,7 +61,7 @@ def run_train(
         force: Retrain even when a finished run of this config is there.
         on_round: Called with each :class:`~feddp_eval.federated.loop.RoundRecord`.
     """
-    from feddp_eval.runcheck import discard_unfinished
+    from feddp_eval.rundir.check import discard_unfinished
 
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
     if not force and (summary := finished_summary(run_dir, config)) is not None:
@@ -124,15 +125,15 @@ def _write_outputs(
     and the run summary."""
     from feddp_eval.audit import finish_audit
 
-    write_csv(run_dir / "metrics.csv", [row for r in result.rounds for row in r.evaluation], EVAL_COLUMNS)
-    write_csv(run_dir / "clients.csv", [row for r in result.rounds for row in r.clients], CLIENT_COLUMNS)
-    save_tensors(run_dir / "model.safetensors", dict(model.named_parameters()))
+    write_csv(run_dir / METRICS, [row for r in result.rounds for row in r.evaluation], EVAL_COLUMNS)
+    write_csv(run_dir / CLIENTS, [row for r in result.rounds for row in r.clients], CLIENT_COLUMNS)
+    save_tensors(run_dir / MODEL, dict(model.named_parameters()))
     privacy = result.privacy_summary()
     if (audit := finish_audit(run_dir, hooks, privacy)) is not None:
         privacy["audit"] = audit.to_dict()
-    write_json(run_dir / "privacy.json", privacy)
+    write_json(run_dir / PRIVACY, privacy)
     write_json(
-        run_dir / "sites.json",
+        run_dir / SITES,
         [
             {
                 "index": i,

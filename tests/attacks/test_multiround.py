@@ -188,7 +188,7 @@ def test_pipeline_attacks_every_round_and_records_convergence(sampled_run) -> No
     from feddp_eval.io import read_csv
     from feddp_eval.metrics.perceptual import LPIPSMetric
     from feddp_eval.pipeline import TrainResult, attack_run
-    from feddp_eval.runs import finished_summary
+    from feddp_eval.rundir.prepare import finished_summary
 
     config, run_dir = sampled_run
     trained = TrainResult(run_dir, finished_summary(run_dir, config), reused=True)

@@ -162,7 +162,7 @@ def test_the_report_draws_epsilon_beside_the_audit_bound() -> None:
 
 def test_a_results_file_with_a_malformed_audit_flag_is_refused(tmp_path: Path) -> None:
     from feddp_eval.errors import RunDirError
-    from feddp_eval.runcheck import result_rows
+    from feddp_eval.rundir.check import result_rows
 
     row = {"defense": "dp-sgd", "epsilon": 2.0, "epsilon_lower_bound": 0.1, "audit_violated": "no"}
     with pytest.raises(RunDirError, match="audit_violated = 'no', not 0 or 1"):

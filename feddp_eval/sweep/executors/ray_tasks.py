@@ -242,7 +242,7 @@ class _Driver:
         return {"num_cpus": self.threads, "num_gpus": gpus, "max_retries": 0, **extra}
 
     def _submit(self, points: list[SweepPoint]) -> None:
-        from feddp_eval.runs import finished_summary
+        from feddp_eval.rundir.prepare import finished_summary
 
         first = points[0]
         run_dir = self.out / first.run_dir

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from feddp_eval.errors import RunDirError
+from feddp_eval.rundir.names import MANIFEST, SITES
 
 if TYPE_CHECKING:
     from feddp_eval.config import ModelConfig
@@ -255,7 +256,7 @@ def read_sites(run_dir: Path) -> list[dict[str, Any]]:
     """
     from feddp_eval.io import read_json
 
-    path = run_dir / "sites.json"
+    path = run_dir / SITES
     sites = read_json(path)
     if not isinstance(sites, list) or not sites:
         raise RunDirError(f"{path} must list the run's sites, but holds {str(sites)[:80]!r}; retrain the run")
@@ -362,7 +363,7 @@ def _ours_unfinished(run_dir: Path, config_hash: str, *, existed: bool) -> bool:
     try:
         if not any(run_dir.iterdir()):
             return not existed
-        manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+        manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     return (
@@ -403,7 +404,7 @@ def discard_new_sweep(out: Path) -> Iterator[None]:
 def _anything_finished(out: Path) -> bool:
     if any((out / "points").glob("*/row.json")):
         return True
-    for manifest in (out / "runs").glob("*/manifest.json"):
+    for manifest in (out / "runs").glob(f"*/{MANIFEST}"):
         try:
             if json.loads(manifest.read_text(encoding="utf-8")).get("status") == "complete":
                 return True

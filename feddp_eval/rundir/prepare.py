@@ -16,7 +16,7 @@ from feddp_eval import __version__
 from feddp_eval.config import ExperimentConfig, config_hash, to_toml
 from feddp_eval.errors import OutputError, RunDirError
 from feddp_eval.io import atomic_write_text, is_atomic_leftover, read_json, write_json
-from feddp_eval.runcheck import summary_problem
+from feddp_eval.rundir.check import summary_problem
 from feddp_eval.rundir.names import CONFIG, MANIFEST, SUMMARY, run_key, short
 
 _PACKAGES = ("torch", "numpy", "opacus", "scipy", "scikit-image", "safetensors")
@@ -127,7 +127,7 @@ def _version(package: str) -> str | None:
 
 
 def _git_revision() -> str | None:
-    source = Path(__file__).resolve().parent.parent
+    source = Path(__file__).resolve().parents[2]  # the checkout holding feddp_eval/
     try:
         out = subprocess.run(
             ["git", "-C", str(source), "rev-parse", "HEAD"],
