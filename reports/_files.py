@@ -1,25 +1,15 @@
-"""Readers that turn a malformed results file into one clear :class:`RunDirError`."""
+"""The CSV reader of the report: a malformed file becomes one clear :class:`RunDirError`.
+
+JSON files are read with :func:`feddp_eval.io.read_json`, which refuses a malformed one the same way.
+"""
 
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
-from typing import Any
 
 from feddp_eval.errors import RunDirError
 from feddp_eval.io import regular_file
-
-
-def read_json_file(path: Path) -> Any:
-    """Parse a JSON file; a malformed one is a :class:`RunDirError` naming it."""
-    regular_file(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RunDirError(
-            f"{path} cannot be read as JSON ({exc}); re-run the command that wrote it"
-        ) from None
 
 
 def read_csv_file(path: Path) -> tuple[list[str], list[dict[str, str]]]:

@@ -16,10 +16,12 @@ from typing import Any, Literal
 
 from feddp_eval import schema
 from feddp_eval.errors import RunDirError
+from feddp_eval.io import read_json
+from feddp_eval.rundir.names import MANIFEST, METRICS
 from feddp_eval.schema import setting_label
 from feddp_eval.sweep import FORMAT as SWEEP_FORMAT
 from feddp_eval.sweep import UTILITY_ONLY
-from reports._files import read_csv_file, read_json_file
+from reports._files import read_csv_file
 
 REQUIRED_COLUMNS = ("defense", "noise", "dice", "psnr", "prior_psnr")
 
@@ -102,7 +104,7 @@ def load_results(source: str | Path) -> ResultsSet:
 
 
 def _load_sweep(root: Path) -> ResultsSet:
-    sweep = read_json_file(root / "sweep.json")
+    sweep = read_json(root / "sweep.json")
     if not isinstance(sweep, dict) or sweep.get("format") != SWEEP_FORMAT:
         found = sweep.get("format") if isinstance(sweep, dict) else type(sweep).__name__
         raise RunDirError(
@@ -157,7 +159,7 @@ def _finished_point_rows(root: Path, points: list[dict[str, Any]], known: set[An
     for point in points:
         path = root / "points" / str(point.get("key")) / "row.json"
         if point.get("key") not in known and path.is_file():
-            raw = read_json_file(path)
+            raw = read_json(path)
             if not isinstance(raw, dict) or not isinstance(raw.get("defense"), str):
                 raise RunDirError(f"{path} is not a results row; delete it and rerun the sweep")
             rows.append(_typed({c: raw.get(c) for c in row_columns()}, where=str(path)))
@@ -195,7 +197,7 @@ def _fill_training(rows: list[dict[str, Any]], points: list[dict[str, Any]]) -> 
 
 
 def _load_attack(root: Path) -> ResultsSet:
-    payload = read_json_file(root / "results.json")
+    payload = read_json(root / "results.json")
     if not isinstance(payload, dict) or not isinstance(payload.get("rows"), list):
         raise RunDirError(f"{root / 'results.json'} holds no `rows` list; re-run `feddp-eval attack`")
     scenario = payload.get("scenario") or {}
@@ -222,9 +224,9 @@ def _load_attack(root: Path) -> ResultsSet:
 def _fill_from_manifest(row: dict[str, Any]) -> None:
     """Attack rows carry no seed or config hash; the run's manifest knows both."""
     run = row.get("run_path")
-    if run is None or not (run / "manifest.json").is_file():
+    if run is None or not (run / MANIFEST).is_file():
         return
-    manifest = read_json_file(run / "manifest.json")
+    manifest = read_json(run / MANIFEST)
     if isinstance(manifest, dict):
         row["seed"] = _first(row.get("seed"), manifest.get("seed"))
         row["config_hash"] = _first(row.get("config_hash"), manifest.get("config_hash"))
@@ -240,8 +242,8 @@ def _missing_files(rows: list[dict[str, Any]]) -> list[str]:
         tiles, run = row.get("tiles_path"), row.get("run_path")
         if row.get("stopped") != UTILITY_ONLY:  # a utility-only seed has no tiles to show
             notes += _tiles_note(row, tiles)
-        if run is None or not (run / "metrics.csv").is_file():
-            notes.append(f"{point_label(row)}: training metrics {row.get('run_dir')}/metrics.csv missing")
+        if run is None or not (run / METRICS).is_file():
+            notes.append(f"{point_label(row)}: training metrics {row.get('run_dir')}/{METRICS} missing")
     return notes
 
 

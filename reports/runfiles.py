@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 
 from feddp_eval.errors import RunDirError
-from reports._files import read_csv_file, read_json_file
+from feddp_eval.io import read_json
+from feddp_eval.rundir.names import MANIFEST, METRICS, SUMMARY
+from reports._files import read_csv_file
 
 TILE_ARRAYS = ("true_images", "true_masks", "images", "masks", "prior_images")
 
@@ -42,11 +44,11 @@ def read_run(path: Path | None) -> RunFiles:
     if path is None or not path.is_dir():
         return RunFiles(path)
     metrics = []
-    if (path / "metrics.csv").is_file():
-        _, raw = read_csv_file(path / "metrics.csv")
-        metrics = [_metrics_row(cells, path / "metrics.csv", i + 2) for i, cells in enumerate(raw)]
-    manifest = _json_dict(path / "manifest.json")
-    summary = _json_dict(path / "summary.json")
+    if (path / METRICS).is_file():
+        _, raw = read_csv_file(path / METRICS)
+        metrics = [_metrics_row(cells, path / METRICS, i + 2) for i, cells in enumerate(raw)]
+    manifest = _json_dict(path / MANIFEST)
+    summary = _json_dict(path / SUMMARY)
     return RunFiles(path, metrics, manifest, summary)
 
 
@@ -67,7 +69,7 @@ def _metrics_row(cells: dict[str, Any], path: Path, line: int) -> dict[str, Any]
 def _json_dict(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
-    value = read_json_file(path)
+    value = read_json(path)
     return value if isinstance(value, dict) else {}
 
 
