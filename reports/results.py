@@ -17,7 +17,7 @@ from typing import Any, Literal
 from feddp_eval import schema
 from feddp_eval.errors import RunDirError
 from feddp_eval.io import read_json
-from feddp_eval.rundir.names import MANIFEST, METRICS
+from feddp_eval.rundir.names import MANIFEST, METRICS, RESULTS
 from feddp_eval.schema import setting_label
 from feddp_eval.sweep import FORMAT as SWEEP_FORMAT
 from feddp_eval.sweep import UTILITY_ONLY
@@ -80,7 +80,7 @@ def load_results(source: str | Path) -> ResultsSet:
         RunDirError: The directory is neither, a file in it is malformed, or no result row exists.
     """
     root = Path(source)
-    if root.is_file() and root.name in ("sweep.json", "results.json"):
+    if root.is_file() and root.name in ("sweep.json", RESULTS):
         root = root.parent
     if not root.is_dir():
         raise RunDirError(
@@ -88,7 +88,7 @@ def load_results(source: str | Path) -> ResultsSet:
         )
     if (root / "sweep.json").is_file():
         results = _load_sweep(root)
-    elif (root / "results.json").is_file():
+    elif (root / RESULTS).is_file():
         results = _load_attack(root)
     else:
         raise RunDirError(f"{root} holds neither a sweep (sweep.json) nor attack results (results.json)")
@@ -197,7 +197,7 @@ def _fill_training(rows: list[dict[str, Any]], points: list[dict[str, Any]]) -> 
 
 
 def _load_attack(root: Path) -> ResultsSet:
-    payload = read_json(root / "results.json")
+    payload = read_json(root / RESULTS)
     if not isinstance(payload, dict) or not isinstance(payload.get("rows"), list):
         raise RunDirError(f"{root / 'results.json'} holds no `rows` list; re-run `feddp-eval attack`")
     scenario = payload.get("scenario") or {}

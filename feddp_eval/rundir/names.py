@@ -10,8 +10,9 @@ from __future__ import annotations
 from feddp_eval.config import ExperimentConfig, config_hash
 
 KEY_LENGTH = 12
-"""Hex digits of a config hash that name a run (48 bits: no two configs of one project collide)."""
+"""Hex digits of a config hash that name a run (48 bits: in practice no two configs collide)."""
 
+# The files of a training run (``<out>/<run key>/``).
 CONFIG = "config.toml"
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
@@ -20,6 +21,8 @@ CLIENTS = "clients.csv"
 MODEL = "model.safetensors"
 PRIVACY = "privacy.json"
 SITES = "sites.json"
+RESULTS = "results.json"
+"""The attack results an ``attack-<attack key>`` folder holds (one row per arm, and the scenario)."""
 
 
 def short(digest: str) -> str:

@@ -11,7 +11,7 @@ from feddp_eval import schema
 from feddp_eval.config import ExperimentConfig, reference_config
 from feddp_eval.errors import ConfigError
 from feddp_eval.io import write_json
-from feddp_eval.rundir.names import attack_dir_name, run_key
+from feddp_eval.rundir.names import RESULTS, attack_dir_name, run_key
 from feddp_eval.workflows.attack_run import attack_run
 from feddp_eval.workflows.train import run_train
 
@@ -70,7 +70,7 @@ def run_attack(
         dice = utility.dice([o.row["dice"] for o in outcomes])
     rows = [{**o.row, **cells} for o, cells in zip(outcomes, delta_dice_cells(dice), strict=True)]
     scenario = outcomes[-1].scenario
-    write_json(results_dir / "results.json", {"scenario": scenario, "rows": rows})
+    write_json(results_dir / RESULTS, {"scenario": scenario, "rows": rows})
     from feddp_eval.viz import save_comparison_grid
 
     panels = [("prior", outcomes[-1].guess)]

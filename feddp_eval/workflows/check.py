@@ -78,6 +78,7 @@ def run_check(
     from feddp_eval.gate import arm_attack, audit_verdicts, evaluate, load_baseline
     from feddp_eval.io import read_json
     from feddp_eval.rundir.check import result_rows
+    from feddp_eval.rundir.names import RESULTS
     from feddp_eval.safety import require_verdicts
 
     baseline = load_baseline(baseline_path)
@@ -85,7 +86,7 @@ def run_check(
     check_arms(baseline)
     if results is not None:
         path = Path(results)
-        path = path / "results.json" if path.is_dir() else path
+        path = path / RESULTS if path.is_dir() else path
         if not path.is_file():
             raise RunDirError(f"{path} does not exist; pass an attack results.json or the folder holding it")
         rows = result_rows(read_json(path), path)
