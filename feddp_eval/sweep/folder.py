@@ -95,8 +95,12 @@ def _check_ours(path: Path) -> None:
         )
 
 
+POINTS_DIR = "points"
+ROW_FILE = "row.json"  # a finished point's results row; its presence means "done"
+
+
 def point_dir(out: Path, key: str) -> Path:
-    return out / "points" / key
+    return out / POINTS_DIR / key
 
 
 def finished_rows(out: Path, points: Iterable[SweepPoint]) -> dict[str, dict[str, Any]]:
@@ -106,7 +110,7 @@ def finished_rows(out: Path, points: Iterable[SweepPoint]) -> dict[str, dict[str
 
     done = {}
     for point in points:
-        path = point_dir(out, point.key) / "row.json"
+        path = point_dir(out, point.key) / ROW_FILE
         if path.is_file():
             row = read_json(path)
             problem = row_problem(row, point.key)
@@ -122,10 +126,10 @@ def unplanned_points(out: Path, points: Iterable[SweepPoint]) -> int:
     every honest-server attack's). They are kept and never read; their training runs are reused
     wherever the training hash still matches."""
     planned = {point.key for point in points}
-    folder = out / "points"
+    folder = out / POINTS_DIR
     if not folder.is_dir():
         return 0
-    return sum(1 for d in folder.iterdir() if d.name not in planned and (d / "row.json").is_file())
+    return sum(1 for d in folder.iterdir() if d.name not in planned and (d / ROW_FILE).is_file())
 
 
 def write_tables(out: Path, points: Sequence[SweepPoint]) -> int:

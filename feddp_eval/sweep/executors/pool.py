@@ -21,7 +21,7 @@ def run_group(
 ) -> Iterator[str]:
     """Train (or reuse) one run and finish every point in ``group`` on it; yields finished keys."""
     from feddp_eval.io import write_json
-    from feddp_eval.sweep.folder import point_dir
+    from feddp_eval.sweep.folder import ROW_FILE, point_dir
 
     first = group[0]
     if on_stage:
@@ -31,7 +31,7 @@ def run_group(
         if on_stage and not point.utility_only:
             on_stage(f"attacking {point.label}")
         row = work.finish(out, point, summary, lpips)
-        write_json(point_dir(out, point.key) / "row.json", row)  # the "done" marker, written last
+        write_json(point_dir(out, point.key) / ROW_FILE, row)  # the "done" marker, written last
         yield point.key
 
 

@@ -31,7 +31,7 @@ from typing import Any
 from feddp_eval.config import ExperimentConfig
 from feddp_eval.errors import FeddpError
 from feddp_eval.sweep.executors import PointWork, task_threads
-from feddp_eval.sweep.folder import Files, point_dir, read_files, write_files, write_run
+from feddp_eval.sweep.folder import ROW_FILE, Files, point_dir, read_files, write_files, write_run
 from feddp_eval.sweep.points import SweepPoint
 
 CONNECT_TIMEOUT_S = 5.0
@@ -275,7 +275,7 @@ class _Driver:
             self._write_run(group)
 
         write_files(self.out / point.run_dir, files)
-        write_json(point_dir(self.out, point.key) / "row.json", row)  # the "done" marker, written last
+        write_json(point_dir(self.out, point.key) / ROW_FILE, row)  # the "done" marker, written last
         group.waiting.discard(point.key)
         if not group.waiting:  # let the object store free the run's files
             group.files = group.summary = None
