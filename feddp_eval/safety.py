@@ -1,9 +1,10 @@
 """What feddp-eval refuses before it computes or reports anything it cannot stand behind.
 
-Settings: every number of an experiment must be finite and within a range that can run (a
-``clip`` of ``inf`` turns every DP update into ±inf; a ``noise`` of 1e300 overflows the
-accountant). Training: a non-finite update or model stops the run. Attacks: one whose update
-or weights are not finite is marked *not run* and its metrics are left absent, never the
+Settings are refused where they are declared: every number of an experiment must be finite and within
+a range that can run (a ``clip`` of ``inf`` turns every DP update into ±inf; a ``noise`` of 1e300
+overflows the accountant), each setting's range and ceiling in its field's metadata
+(:mod:`feddp_eval.config.fields`). Training: a non-finite update or model stops the run. Attacks:
+one whose update or weights are not finite is marked *not run* and its metrics are left absent, never the
 prior's. The gate: a bound with nothing to judge is no verdict (exit 2), not a regression.
 Fail fast: an unknown attack or a target site the run will not have is refused before training
 (a target site the run will not sample in the target round: :func:`feddp_eval.federated.loop.
@@ -15,9 +16,8 @@ Nothing here imports torch at module level.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from feddp_eval.errors import NonFiniteError
@@ -25,94 +25,7 @@ from feddp_eval.errors import NonFiniteError
 if TYPE_CHECKING:
     from torch import Tensor
 
-    from feddp_eval.config import DefenseConfig, ExperimentConfig
-
-# Largest values that still describe a run this toolkit can finish (and its accountant can
-# account): far beyond any real experiment, far below where arithmetic overflows.
-INT_LIMITS: dict[str, int] = {
-    "seed": 2**62,
-    "data.sites": 1024,
-    "data.train_tiles": 1_000_000,
-    "data.test_tiles": 1_000_000,
-    "data.tile_size": 4096,
-    "data.level": 64,
-    "model.depth": 10,
-    "model.width": 4096,
-    "model.groups": 4096,
-    "train.rounds": 1_000_000,
-    "train.local_epochs": 100_000,
-    "train.local_steps": 10_000_000,
-    "train.batch_size": 1_000_000,
-    "attack.iterations": 100_000_000,
-    "attack.restarts": 4096,
-    "attack.target_site": 1023,
-    "attack.target_round": 1_000_000,
-    "attack.imprint_bins": 1_000_000,
-}
-MAX_NOISE = 1e6  # σ: beyond this every update is noise; the accountant overflows near 1e150
-MAX_TARGET_EPSILON = 1e6
-
-
-# --------------------------------------------------------------------------- settings
-
-
-def setting_problems(config: ExperimentConfig) -> list[str]:
-    """Every number of ``config`` that is not finite or out of the range a run can use.
-
-    Returns:
-        One message per offending setting, naming it, its value and the allowed range.
-    """
-    problems: list[str] = []
-    for name, value in _numbers(config):
-        if isinstance(value, float) and not math.isfinite(value):
-            problems.append(f"`{name}` must be a finite number, but got {value}")
-        elif isinstance(value, int) and not isinstance(value, bool):
-            limit = INT_LIMITS.get(name)
-            if limit is not None and abs(value) > limit:
-                problems.append(f"`{name}` must be at most {limit}, but got {value}")
-    for at, d in (("defense", config.defense), ("defense.server", config.defense.server)):
-        if d is not None:
-            problems += _noise_problems(at, d)
-    return problems
-
-
-def _noise_problems(at: str, d: DefenseConfig) -> list[str]:
-    """The defense section ``at``'s noise, clip and target ε, beyond what a run can use."""
-    problems = []
-    if math.isfinite(d.noise) and d.noise > MAX_NOISE:
-        problems.append(
-            f"`{at}.noise` must be at most {MAX_NOISE:g} (beyond it every update is pure noise), "
-            f"but got {d.noise:g}"
-        )
-    if math.isfinite(d.noise) and math.isfinite(d.clip) and not math.isfinite(d.noise * d.clip):
-        problems.append(f"`{at}.noise` × `{at}.clip` overflows ({d.noise:g} × {d.clip:g}); lower them")
-    eps = d.target_epsilon
-    if eps is not None and math.isfinite(eps) and eps > MAX_TARGET_EPSILON:
-        problems.append(
-            f"`{at}.target_epsilon` must be at most {MAX_TARGET_EPSILON:g} (no privacy is left "
-            f"above it; use defense `none`), but got {eps:g}"
-        )
-    return problems
-
-
-def _numbers(config: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """(dotted name, value) of every number in a config dataclass; list items share their field's name."""
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        name = f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(value):
-            yield from _numbers(value, f"{name}.")
-        elif isinstance(value, tuple | list):
-            yield from ((name, v) for v in value if isinstance(v, int | float))
-        elif isinstance(value, int | float):
-            yield name, value
-
-
-def merge_problems(first: Sequence[str], rest: Sequence[str]) -> list[str]:
-    """``first`` then every problem of ``rest`` about a setting ``first`` does not already name."""
-    named = {p.split("`")[1] for p in first if p.count("`") >= 2}
-    return [*first, *(p for p in rest if p.count("`") < 2 or p.split("`")[1] not in named)]
-
+    from feddp_eval.config import ExperimentConfig
 
 # --------------------------------------------------------------------------- finiteness
 

@@ -94,7 +94,7 @@ def test_hostile_documents_load_or_fail_with_config_error(doc: dict[str, Any]) -
             assert str(path) in str(exc)
             return
     # What loads is runnable: every number finite and within range.
-    from feddp_eval.safety import setting_problems
+    from feddp_eval.config.validation import setting_problems
 
     assert setting_problems(config) == []
     assert math.isfinite(config.defense.noise) and math.isfinite(config.defense.clip)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from feddp_eval.config import ExperimentConfig, validate
+from feddp_eval.config.validation import merge_problems, setting_problems
 from feddp_eval.errors import NonFiniteError, RunDirError
 from feddp_eval.io import save_tensors
 from feddp_eval.rundir.check import capture_problems, inside, safetensors_shapes
@@ -17,10 +18,8 @@ from feddp_eval.safety import (
     arm_problems,
     failed_reconstruction,
     mark_not_run,
-    merge_problems,
     not_run_reason,
     require_finite,
-    setting_problems,
 )
 
 
@@ -37,8 +36,8 @@ def test_setting_problems_name_each_setting_and_value() -> None:
     )
     assert setting_problems(hostile) == [
         "`train.rounds` must be at most 1000000, but got 1000000000",
-        "`defense.clip` must be a finite number, but got inf",
         "`defense.noise` must be at most 1e+06 (beyond it every update is pure noise), but got 2e+06",
+        "`defense.clip` must be a finite number, but got inf",
     ]
 
 

@@ -1,8 +1,9 @@
 """MkDocs hook: pages built from the code and from ``benchmarks/RESULTS.md``, never copied by hand.
 
 - ``reference/configuration.md``: every setting of :class:`feddp_eval.config.ExperimentConfig`
-  (section, name, type, default, help), walked from the dataclasses' fields, their ``Attributes:``
-  docstrings and their metadata; then each registered attack's own ``[attack.<name>]`` settings.
+  (section, name, type, default, valid range, hash rule, help), walked from the dataclasses' fields,
+  their ``Attributes:`` docstrings and their metadata (``feddp_eval/config/fields.py``); then each
+  registered attack's own ``[attack.<name>]`` settings.
 - ``results.md``: ``benchmarks/RESULTS.md`` as it is, so the manual links measured numbers
   instead of repeating them.
 """
@@ -75,15 +76,17 @@ def _is_dataclass_field(owner: type, field: dataclasses.Field[Any]) -> bool:
 def _section(
     title: str, summary: str, cls: type, fields: list[dataclasses.Field[Any]], level: str = "##"
 ) -> list[str]:
+    from feddp_eval.config.fields import attribute_help
+
     hints = typing.get_type_hints(cls)
-    helps = _attribute_help(cls)
+    helps = attribute_help(cls)
     rows = [f"{level} `{title}`" if title.startswith("[") else f"{level} {title}", ""]
     if summary:
         rows += [summary, ""]
-    rows += ["| setting | type | default | hash | help |", "|---|---|---|---|---|"]
+    rows += ["| setting | type | default | valid | hash | help |", "|---|---|---|---|---|---|"]
     for f in fields:
         rows.append(
-            f"| `{f.name}` | {_type_name(hints[f.name])} | {_default(f)} | {_hash_rule(f)} "
+            f"| `{f.name}` | {_type_name(hints[f.name])} | {_default(f)} | {_valid(f)} | {_hash_rule(f)} "
             f"| {_cell(helps.get(f.name, ''))} |"
         )
     return [*rows, ""]
@@ -92,22 +95,6 @@ def _section(
 def _summary(cls: type) -> str:
     doc = inspect.cleandoc(cls.__doc__ or "")
     return doc.split("\n\n", 1)[0].replace("\n", " ")
-
-
-def _attribute_help(cls: type) -> dict[str, str]:
-    """``name: help`` entries of the Google-style ``Attributes:`` block, continuation lines joined."""
-    doc = inspect.cleandoc(cls.__doc__ or "")
-    found = re.search(r"^Attributes:\n((?:[ \t]+.*\n?|\n)*)", doc, re.M)
-    helps: dict[str, str] = {}
-    current = None
-    for line in (found.group(1) if found else "").splitlines():
-        entry = re.match(r"^ {4}(\w+): (.*)$", line)
-        if entry:
-            current = entry.group(1)
-            helps[current] = entry.group(2)
-        elif current and line.strip():
-            helps[current] += " " + line.strip()
-    return helps
 
 
 def _type_name(hint: Any) -> str:
@@ -139,6 +126,16 @@ def _default(f: dataclasses.Field[Any]) -> str:
     if dataclasses.is_dataclass(value):
         return "(its table's defaults)"
     return f"`{value!r}`".replace("'", '"')
+
+
+def _valid(f: dataclasses.Field[Any]) -> str:
+    """The declared range and ceiling (``feddp_eval.config.fields.setting``), as the error says them."""
+    parts = []
+    if (bounds := f.metadata.get("range")) is not None:
+        parts.append(bounds.text() + (f" ({bounds.note})" if bounds.note else ""))
+    if (most := f.metadata.get("most")) is not None:
+        parts.append(f"at most {most[0]:g}" if isinstance(most[0], float) else f"at most {most[0]:,}")
+    return _cell(", ".join(parts))
 
 
 def _hash_rule(f: dataclasses.Field[Any]) -> str:

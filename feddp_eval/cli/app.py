@@ -49,20 +49,6 @@ def emit_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def flags(given_options: Mapping[str, Any], keys: Mapping[str, str]) -> dict[str, Any]:
-    """Dotted config overrides from a command's options: ``keys`` maps an option's parameter name to its
-    config key (``{"rounds": "train.rounds"}``); a choice becomes its string and a path its text; an
-    option not given (``None``) stays ``None``."""
-    from enum import Enum
-
-    def plain(value: Any) -> Any:
-        if isinstance(value, Enum):
-            return value.value
-        return str(value) if isinstance(value, Path) else value
-
-    return {dotted: plain(given_options[name]) for name, dotted in keys.items()}
-
-
 def experiment(config: Path | None, overrides: Mapping[str, Any]) -> Any:
     """The config file (or the defaults) with the given flags applied (``None``: flag not given)."""
     import attacks  # noqa: F401  (installs the check of [attack.<name>] tables that validate runs)

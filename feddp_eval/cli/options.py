@@ -1,5 +1,10 @@
 """Options shared by several commands, each defined once.
 
+An option that sets one config setting is a :class:`SettingOption`: it names the setting's dotted
+key, its help is the setting's own docstring entry (:func:`feddp_eval.config.setting_help`), and
+:func:`setting_overrides` turns a command's given options into config overrides by those keys, so
+no command keeps a table of flag names.
+
 Plugin names are not listed here (that would import every plugin, and torch, for ``--help``):
 ``feddp-eval list attacks`` / ``list defenses`` print the registries, and an unknown name is an
 error listing the registered ones.
@@ -7,13 +12,90 @@ error listing the registered ones.
 
 from __future__ import annotations
 
+import typing
+from collections.abc import Callable, Mapping
+from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.models import OptionInfo
 
-from feddp_eval.config import AccountantName, AttackBudget, Device, EngineName, MaskKnowledge
+from feddp_eval.config import (
+    AccountantName,
+    AttackBudget,
+    Device,
+    EngineName,
+    ExperimentConfig,
+    MaskKnowledge,
+    OptimizerName,
+    setting_help,
+)
 from feddp_eval.sweep.grid import ExecutorName
+
+
+class SettingOption(OptionInfo):
+    """A command-line option that sets the config setting ``key`` (dotted, ``train.rounds``).
+
+    Its help is the setting's docstring entry; ``param_decls`` rename the option (``--data`` for
+    ``data.source``) and ``help`` adds a sentence for the command line.
+    """
+
+    def __init__(self, key: str, *param_decls: str, more: str = "") -> None:
+        text = setting_help(ExperimentConfig, key).replace("[", "\\[")  # rich markup reads [x] as a tag
+        super().__init__(default=..., param_decls=param_decls, help=f"{text} {more}".strip())
+        self.key = key
+
+
+def setting_overrides(command: Callable[..., Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted config overrides from ``command``'s options that are :class:`SettingOption` s, by the
+    parameter values in ``given`` (a command's ``ctx.params``); a choice becomes its string and a
+    path its text; an option not given (``None``) stays ``None``."""
+    overrides: dict[str, Any] = {}
+    for name, hint in typing.get_type_hints(command, include_extras=True).items():
+        for option in getattr(hint, "__metadata__", ()):
+            if isinstance(option, SettingOption):
+                value = given[name]
+                if isinstance(value, Enum):
+                    value = value.value
+                overrides[option.key] = str(value) if isinstance(value, Path) else value
+    return overrides
+
+
+# ---------------------------------------------------------------------------- options that set a setting
+
+SeedOpt = Annotated[int | None, SettingOption("seed")]
+DeviceOpt = Annotated[Device | None, SettingOption("device")]
+DataOpt = Annotated[Path | None, SettingOption("data.source", "--data")]
+DataFormatOpt = Annotated[str | None, SettingOption("data.format", "--data-format")]
+SiteByOpt = Annotated[str | None, SettingOption("data.site_by")]
+LevelOpt = Annotated[int | None, SettingOption("data.level")]
+SitesOpt = Annotated[int | None, SettingOption("data.sites")]
+TileSizeOpt = Annotated[int | None, SettingOption("data.tile_size")]
+RoundsOpt = Annotated[int | None, SettingOption("train.rounds")]
+LocalEpochsOpt = Annotated[int | None, SettingOption("train.local_epochs")]
+LocalStepsOpt = Annotated[int | None, SettingOption("train.local_steps")]
+BatchSizeOpt = Annotated[int | None, SettingOption("train.batch_size")]
+LrOpt = Annotated[float | None, SettingOption("train.lr")]
+OptimizerOpt = Annotated[OptimizerName | None, SettingOption("train.optimizer")]
+ClientFractionOpt = Annotated[float | None, SettingOption("train.client_fraction")]
+EngineOpt = Annotated[EngineName | None, SettingOption("train.engine")]
+AuditOpt = Annotated[bool | None, SettingOption("train.audit", "--audit/--no-audit")]
+AuditCanariesOpt = Annotated[int | None, SettingOption("train.audit_canaries")]
+ClipOpt = Annotated[float | None, SettingOption("defense.clip")]
+DeltaOpt = Annotated[float | None, SettingOption("defense.delta")]
+AccountantOpt = Annotated[AccountantName | None, SettingOption("defense.accountant")]
+PruneOpt = Annotated[float | None, SettingOption("defense.prune_ratio")]
+AttackOpt = Annotated[str | None, SettingOption("attack.name", "--attack")]
+TargetSiteOpt = Annotated[int | None, SettingOption("attack.target_site")]
+RoundsUsedOpt = Annotated[int | None, SettingOption("attack.rounds_used")]
+BudgetOpt = Annotated[AttackBudget | None, SettingOption("attack.budget")]
+IterationsOpt = Annotated[int | None, SettingOption("attack.iterations")]
+RestartsOpt = Annotated[int | None, SettingOption("attack.restarts")]
+MaskOpt = Annotated[MaskKnowledge | None, SettingOption("attack.mask")]
+UtilitySeedsOpt = Annotated[int | None, SettingOption("attack.utility_seeds", "--seeds")]
+
+# ---------------------------------------------------------------------------- other options
 
 # Choices are the config's own Literal types: one list of values, shown by --help and checked by typer.
 ConfigOpt = Annotated[
@@ -25,36 +107,8 @@ ConfigOpt = Annotated[
         dir_okay=True,  # a folder is refused by read_toml in one line, not a usage box
     ),
 ]
-SeedOpt = Annotated[int | None, typer.Option(help="Experiment seed; every random draw derives from it.")]
-DeviceOpt = Annotated[Device | None, typer.Option(help="Where to compute: auto picks CUDA when present.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or tables.")]
-DataOpt = Annotated[
-    Path | None,
-    typer.Option(
-        help="Real data folder (images/ + masks/, or one such sub-folder per site). "
-        "Default: the embedded synthetic H&E sites."
-    ),
-]
-DataFormatOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--data-format",
-        help="How --data is laid out: a dataset format read as its authors ship it (`feddp-eval list "
-        "formats`). Default: images/ + masks/ pairs.",
-    ),
-]
-SiteByOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="How --data-format splits the dataset into sites (`feddp-eval list formats` shows each "
-        "format's choices, its default first)."
-    ),
-]
-LevelOpt = Annotated[
-    int | None,
-    typer.Option(help="Pyramid level a whole-slide format reads (0: full resolution)."),
-]
 DefenseOpt = Annotated[
     str | None,
     typer.Option(
@@ -64,45 +118,11 @@ DefenseOpt = Annotated[
     ),
 ]
 NoiseOpt = Annotated[float | None, typer.Option(help="Noise multiplier σ of the chosen defense.")]
-ClipOpt = Annotated[
-    float | None,
-    typer.Option(help="Clipping bound C: per sample (dp-sgd) or per update (local-dp, central-dp)."),
-]
-DeltaOpt = Annotated[float | None, typer.Option(help="δ at which ε is reported.")]
-AccountantOpt = Annotated[AccountantName | None, typer.Option(help="Privacy accountant.")]
 TargetEpsOpt = Annotated[
     float | None,
     typer.Option(help="Calibrate σ so the whole planned run spends this ε (instead of --noise)."),
 ]
-PruneOpt = Annotated[float | None, typer.Option(help="prune: share of update coordinates set to zero.")]
-EngineOpt = Annotated[
-    EngineName | None,
-    typer.Option(
-        help="What runs the rounds: local (this process) or flower (Flower ClientApps on Flower's "
-        "Simulation Runtime, one SuperNode per site; needs the flower extra). Same numbers either way."
-    ),
-]
-RoundsOpt = Annotated[int | None, typer.Option(help="Federated rounds of every training run.")]
-AuditOpt = Annotated[
-    bool | None,
-    typer.Option(
-        "--audit/--no-audit",
-        help="Plant canaries and audit each training run: ε̂, a one-run lower bound on the code's ε, "
-        "beside the accountant's ε (ε̂ > ε fails `check`).",
-    ),
-]
-AuditCanariesOpt = Annotated[
-    int | None, typer.Option(help="Canaries the audit plants (m, default 1000; ε̂ can reach about ln m).")
-]
 
-AttackOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--attack",
-        help="Attack, by registered name (`feddp-eval list attacks`; default inverting-gradients). A "
-        "malicious server's attack (imprint) sends the target a modified model: its own training run.",
-    ),
-]
 AttackOptionOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -111,33 +131,11 @@ AttackOptionOpt = Annotated[
         "e.g. --attack-option tv_weight=0.1.",
     ),
 ]
-TargetSiteOpt = Annotated[
-    int | None, typer.Option(help="Site whose update is attacked (default: the smallest site).")
-]
 TargetRoundOpt = Annotated[
     str | None,
     typer.Option(
         help="Round whose update is attacked, or 'all': every round the site took part in, inverted "
         "jointly (multi-round honest server)."
-    ),
-]
-RoundsUsedOpt = Annotated[
-    int | None,
-    typer.Option(help="With --target-round all: invert only the first N rounds the site took part in."),
-]
-BudgetOpt = Annotated[
-    AttackBudget | None,
-    typer.Option(
-        help="Attack budget: quick (500 iterations, default), standard (2,000), thorough (4,000 x 2 "
-        "restarts); --iterations/--restarts win over it."
-    ),
-]
-IterationsOpt = Annotated[int | None, typer.Option(help="Attack iterations per restart.")]
-MaskOpt = Annotated[
-    MaskKnowledge | None,
-    typer.Option(
-        help="known: the attacker has the true masks (the most it could know, default); "
-        "unknown: recovered jointly."
     ),
 ]
 

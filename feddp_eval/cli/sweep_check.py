@@ -13,7 +13,6 @@ from feddp_eval.cli.app import (
     attack_options,
     emit_json,
     fail,
-    flags,
     names,
     numbers,
     parse_round,
@@ -54,30 +53,12 @@ from feddp_eval.cli.options import (
     SweepOutOpt,
     TargetRoundOpt,
     TargetsOpt,
+    setting_overrides,
 )
-
-SWEEP_FLAGS = {
-    "seed": "seed",
-    "device": "device",
-    "data": "data.source",
-    "data_format": "data.format",
-    "site_by": "data.site_by",
-    "level": "data.level",
-    "rounds": "train.rounds",
-    "iterations": "attack.iterations",
-    "budget": "attack.budget",
-    "rounds_used": "attack.rounds_used",
-    "mask": "attack.mask",
-    "clip": "defense.clip",
-    "delta": "defense.delta",
-    "accountant": "defense.accountant",
-    "audit": "train.audit",
-    "audit_canaries": "train.audit_canaries",
-    "engine": "train.engine",
-}
 
 
 def sweep(
+    ctx: typer.Context,
     noise: SweepNoiseOpt = None,
     defense: SweepDefenseOpt = None,
     attack_name: SweepAttackOpt = None,
@@ -120,7 +101,6 @@ def sweep(
     sweep resumes where it stopped and ends with the same results.csv. Then render the comparison
     report with `feddp-eval report OUT -o report.pdf`.
     """
-    options = locals()  # every option, by parameter name: mapped onto config keys below
     grid = {
         "noises": noise,
         "defenses": defense,
@@ -134,7 +114,8 @@ def sweep(
         "address": address,
     }
     with user_errors():
-        overrides = {**flags(options, SWEEP_FLAGS), "attack.target_round": parse_round(target_round)}
+        overrides = setting_overrides(sweep, ctx.params)
+        overrides["attack.target_round"] = parse_round(target_round)
         base, spec = _sweep_plan(config, overrides, grid, attack_options(attack_option))
         from feddp_eval.cli.render import sweep_progress
         from feddp_eval.pipeline import run_sweep

@@ -17,6 +17,7 @@ from feddp_eval.config.derive import (
     with_attack_options,
     with_overrides,
 )
+from feddp_eval.config.fields import ADDED, Range, setting, setting_help
 from feddp_eval.config.loading import (
     MAX_TOML_BYTES,
     config_hash,
@@ -27,7 +28,6 @@ from feddp_eval.config.loading import (
     to_toml,
 )
 from feddp_eval.config.sections import (
-    ADDED,
     MODEL_MODIFICATIONS,
     AccountantName,
     AttackBudget,
@@ -67,6 +67,7 @@ __all__ = [
     "MaskKnowledge",
     "ModelConfig",
     "OptimizerName",
+    "Range",
     "TileMode",
     "TrainConfig",
     "apply_defense",
@@ -78,6 +79,8 @@ __all__ = [
     "read_toml",
     "reference_config",
     "server_modification",
+    "setting",
+    "setting_help",
     "to_dict",
     "to_toml",
     "validate",

@@ -178,9 +178,10 @@ def config_hash(config: ExperimentConfig, *, include_attack: bool = False) -> st
 
 def _hashed(config: Any) -> dict[str, Any]:
     """``to_dict(config)`` without the settings added after hashes were first published that are still
-    at their default (field metadata :data:`~feddp_eval.config.sections.ADDED`): a new setting left alone
+    at their default (field metadata :data:`~feddp_eval.config.fields.ADDED`): a new setting left alone
     keeps every existing run's hash, so finished runs and sweep points are still found. A setting that
-    only matters under a switch (``added_with``) stays out whatever its value while the switch is off."""
+    only matters under a switch (``setting(only_with=...)``) stays out whatever its value while the
+    switch is off."""
     raw = to_dict(config)
     for f in fields(config):
         value = getattr(config, f.name)

@@ -6,8 +6,10 @@ A TOML file mirrors the sections (``[data]``, ``[model]``, ``[train]``, ``[defen
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final, Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from feddp_eval.config.fields import setting
 
 Device = Literal["auto", "cpu", "cuda"]
 OptimizerName = Literal["sgd", "adam"]
@@ -17,17 +19,6 @@ TileMode = Literal["crop", "resize"]
 Difficulty = Literal["easy", "hard"]
 AccountantName = Literal["rdp", "prv"]
 MaskKnowledge = Literal["known", "unknown"]
-
-
-ADDED: Final = {"hash": "omit-default"}
-"""Field metadata of a setting added after config hashes were first published: left at its
-default it stays out of the hash, so existing runs and sweep points keep their hashes."""
-
-
-def added_with(switch: str) -> dict[str, str]:
-    """:data:`ADDED` for a setting that only matters while the boolean field ``switch`` of the same
-    section is on: with ``switch`` off it stays out of the hash whatever its value."""
-    return {**ADDED, "only_with": switch}
 
 
 @dataclass(frozen=True)
@@ -53,16 +44,16 @@ class DataConfig:
     """
 
     source: str = "synthetic"
-    sites: int = 4
-    train_tiles: int | tuple[int, ...] = (48, 32, 24, 4)
-    test_tiles: int = 16
-    tile_size: int = 64
-    test_fraction: float = 0.25
+    sites: int = setting(4, ge=1, most=1024)
+    train_tiles: int | tuple[int, ...] = setting((48, 32, 24, 4), ge=1, most=1_000_000)
+    test_tiles: int = setting(16, ge=1, most=1_000_000)
+    tile_size: int = setting(64, ge=8, most=4096)
+    test_fraction: float = setting(0.25, gt=0, lt=1)
     tile_mode: TileMode = "crop"
-    difficulty: Difficulty = field(default="easy", metadata=ADDED)
-    format: str | None = field(default=None, metadata=ADDED)
-    site_by: str | None = field(default=None, metadata=ADDED)
-    level: int = field(default=0, metadata=ADDED)
+    difficulty: Difficulty = setting("easy", added=True)
+    format: str | None = setting(None, added=True)
+    site_by: str | None = setting(None, added=True)
+    level: int = setting(0, ge=0, note="a pyramid level", most=64, added=True)
 
 
 @dataclass(frozen=True)
@@ -76,9 +67,9 @@ class ModelConfig:
         activation: ``relu``, ``gelu`` or ``sigmoid``.
     """
 
-    depth: int = 2
-    width: int = 16
-    groups: int = 8
+    depth: int = setting(2, ge=1, most=10)
+    width: int = setting(16, ge=1, most=4096)
+    groups: int = setting(8, ge=1, most=4096)
     activation: Literal["relu", "gelu", "sigmoid"] = "relu"
 
 
@@ -107,19 +98,19 @@ class TrainConfig:
         audit_canaries: m, the canaries the audit plants (each a member with probability ½).
     """
 
-    rounds: int = 10
-    client_fraction: float = 1.0
-    local_epochs: int = 1
-    local_steps: int = 0
-    batch_size: int = 8
+    rounds: int = setting(10, ge=1, most=1_000_000)
+    client_fraction: float = setting(1.0, gt=0, le=1)
+    local_epochs: int = setting(1, ge=1, most=100_000)
+    local_steps: int = setting(0, ge=0, note="0 = use epochs", most=10_000_000)
+    batch_size: int = setting(8, ge=1, most=1_000_000)
     optimizer: OptimizerName = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    dice_weight: float = 1.0
-    engine: EngineName = field(default="local", metadata=ADDED)
-    audit: bool = field(default=False, metadata=ADDED)
-    audit_canaries: int = field(default=1000, metadata=added_with("audit"))
-    lr_schedule: LrSchedule = field(default="constant", metadata=ADDED)
+    lr: float = setting(0.05, gt=0, le=10, note="SGD on this loss diverges long before")
+    momentum: float = setting(0.9, ge=0, lt=1)
+    dice_weight: float = setting(1.0, ge=0)
+    engine: EngineName = setting("local", added=True)
+    audit: bool = setting(False, added=True)
+    audit_canaries: int = setting(1000, ge=2, only_with="audit")
+    lr_schedule: LrSchedule = setting("constant", added=True)
 
 
 @dataclass(frozen=True)
@@ -145,15 +136,17 @@ class DefenseConfig:
     """
 
     name: str = "none"
-    noise: float = 0.0
-    clip: float = 1.0
-    delta: float = 1e-5
+    noise: float = setting(0.0, ge=0, most=1e6, most_note="beyond it every update is pure noise")
+    clip: float = setting(1.0, gt=0)
+    delta: float = setting(1e-5, gt=0, lt=1)
     accountant: AccountantName = "rdp"
-    target_epsilon: float | None = None
-    prune_ratio: float = 0.9
+    target_epsilon: float | None = setting(
+        None, gt=0, most=1e6, most_note="no privacy is left above it; use defense `none`"
+    )
+    prune_ratio: float = setting(0.9, ge=0, lt=1)
     poisson_sampling: bool = True
     grad_sample_mode: Literal["ew", "hooks", "functorch", "bk"] = "ew"
-    server: DefenseConfig | None = field(default=None, metadata=ADDED)
+    server: DefenseConfig | None = setting(None, added=True)
 
 
 AttackBudget = Literal["quick", "standard", "thorough"]
@@ -213,24 +206,24 @@ class AttackSettings:
     }
 
     name: str = "inverting-gradients"
-    iterations: int | None = None
-    restarts: int | None = None
+    iterations: int | None = setting(None, ge=1, note="or empty: the budget's", most=100_000_000)
+    restarts: int | None = setting(None, ge=1, note="or empty: the budget's", most=4096)
     budget: AttackBudget = "quick"
     mask: MaskKnowledge = "known"
-    target_site: int = -1
-    target_round: int | str = 1  # a round, or "all"; checked by validate()
-    rounds_used: int = 0
-    time_budget: float = 0.0
-    plateau: float = 0.01
+    target_site: int = setting(-1, ge=-1, note="-1 = the smallest site", most=1023)
+    target_round: int | str = setting(1, ge=1, note="or 'all'", most=1_000_000)  # "all": validate()
+    rounds_used: int = setting(0, ge=0, note="0 = every round")
+    time_budget: float = setting(0.0, ge=0, note="0 = none")
+    plateau: float = setting(0.01, ge=0, lt=1, note="0 = no stop")
     image: Literal["stain", "pixels"] | None = None
     init: Literal["prior", "uniform"] | None = None
     recipe: Literal["default", "paper"] = "default"
     lpips_net: Literal["alex", "vgg"] = "alex"
-    imprint_bins: int = 128
-    imprint_gain: float = 1e4
-    convergence_every: int = 25
-    options: dict[str, dict[str, Any]] = field(default_factory=dict, metadata=ADDED)
-    utility_seeds: int = field(default=3, metadata=ADDED)
+    imprint_bins: int = setting(128, ge=2, most=1_000_000)
+    imprint_gain: float = setting(1e4, gt=0)
+    convergence_every: int = setting(25, ge=0, note="0 = off")
+    options: dict[str, dict[str, Any]] = setting(default_factory=dict, added=True)
+    utility_seeds: int = setting(3, ge=1, le=50, note="training seeds per arm", added=True)
 
     # TOML: a table under [attack] (``[attack.dlg]``) is that attack's entry in ``options``.
     NESTED_TABLES: ClassVar[str] = "options"
@@ -265,14 +258,14 @@ class ExperimentConfig:
         attack: The ``[attack]`` table.
     """
 
-    seed: int = 0
+    seed: int = setting(0, most=2**62)
     device: Device = "auto"
     capture: bool = True
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    defense: DefenseConfig = field(default_factory=DefenseConfig)
-    attack: AttackSettings = field(default_factory=AttackSettings)
+    data: DataConfig = setting(default_factory=DataConfig)
+    model: ModelConfig = setting(default_factory=ModelConfig)
+    train: TrainConfig = setting(default_factory=TrainConfig)
+    defense: DefenseConfig = setting(default_factory=DefenseConfig)
+    attack: AttackSettings = setting(default_factory=AttackSettings)
 
 
 # Attacks of a malicious server, which changes the model it sends one client in one round, and so

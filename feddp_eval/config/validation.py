@@ -1,10 +1,16 @@
-"""One validation pass over a whole config: every problem found is reported at once."""
+"""One validation pass over a whole config: every problem found is reported at once.
+
+A setting's own range and ceiling are declared with the setting (:mod:`~feddp_eval.config.fields`)
+and checked from there; what is written here ties settings together (a tile size divisible by the
+U-Net's pooling, a round before the last one) or asks a plugin.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from feddp_eval.config.fields import ceiling_problems, range_problems
 from feddp_eval.config.sections import (
     MODEL_MODIFICATIONS,
     AttackSettings,
@@ -15,7 +21,6 @@ from feddp_eval.config.sections import (
     TrainConfig,
 )
 from feddp_eval.errors import ConfigError
-from feddp_eval.safety import merge_problems, setting_problems
 
 Need = Callable[[bool, str], None]
 
@@ -32,8 +37,6 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
             problems.append(message)
 
     _data(config.data, config.model, need)
-    _model(config.model, need)
-    _train(config.train, need)
     need(
         config.capture or not config.train.audit,
         "`train.audit = true` scores canaries from the captured updates, but `capture` is false; "
@@ -43,7 +46,7 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     _attack(config.attack, config.train, need)
     _attack_rounds(config.attack, config.train, need)
     problems += attack_option_problems(config.attack)
-    problems = merge_problems(setting_problems(config), problems)
+    problems = merge_problems(setting_problems(config), [*range_problems(config), *problems])
     if problems:
         raise ConfigError(problems)
     return config
@@ -51,9 +54,6 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
 
 def _data(d: DataConfig, m: ModelConfig, need: Need) -> None:
     pooling = 2 ** min(max(m.depth, 0), 64)  # a hostile depth must not make 2**depth hang; reported apart
-    need(d.sites >= 1, f"`data.sites` must be >= 1, but got {d.sites}")
-    tiles = d.train_tiles if isinstance(d.train_tiles, tuple) else (d.train_tiles,)
-    need(all(n >= 1 for n in tiles), f"`data.train_tiles` must all be >= 1, but got {d.train_tiles}")
     if isinstance(d.train_tiles, tuple) and d.source == "synthetic":
         need(
             len(d.train_tiles) == d.sites,
@@ -65,42 +65,15 @@ def _data(d: DataConfig, m: ModelConfig, need: Need) -> None:
         f"`data.difficulty = {d.difficulty!r}` applies to synthetic tiles only, but `data.source` is "
         f"{d.source!r}; drop the difficulty or use source = 'synthetic'",
     )
-    need(d.test_tiles >= 1, f"`data.test_tiles` must be >= 1, but got {d.test_tiles}")
-    need(d.tile_size >= 8, f"`data.tile_size` must be >= 8, but got {d.tile_size}")
     need(
         m.depth > 64 or d.tile_size % pooling == 0,
         f"`data.tile_size` ({d.tile_size}) must be divisible by 2**model.depth ({pooling})",
     )
-    need(0 < d.test_fraction < 1, f"`data.test_fraction` must be in (0, 1), but got {d.test_fraction}")
-    need(d.level >= 0, f"`data.level` must be a pyramid level >= 0, but got {d.level}")
     if d.format is not None or d.site_by is not None or d.level != 0:  # else no format is imported
         from feddp_eval.data.formats import format_problems
 
         for problem in format_problems(d.source, d.format, d.site_by, d.level):
             need(False, problem)
-
-
-def _model(m: ModelConfig, need: Need) -> None:
-    need(m.depth >= 1, f"`model.depth` must be >= 1, but got {m.depth}")
-    need(m.width >= 1, f"`model.width` must be >= 1, but got {m.width}")
-    need(m.groups >= 1, f"`model.groups` must be >= 1, but got {m.groups}")
-
-
-def _train(t: TrainConfig, need: Need) -> None:
-    need(t.rounds >= 1, f"`train.rounds` must be >= 1, but got {t.rounds}")
-    need(
-        0 < t.client_fraction <= 1, f"`train.client_fraction` must be in (0, 1], but got {t.client_fraction}"
-    )
-    need(t.local_epochs >= 1, f"`train.local_epochs` must be >= 1, but got {t.local_epochs}")
-    need(t.local_steps >= 0, f"`train.local_steps` must be >= 0 (0 = use epochs), but got {t.local_steps}")
-    need(t.batch_size >= 1, f"`train.batch_size` must be >= 1, but got {t.batch_size}")
-    need(
-        math.isfinite(t.lr) and 0 < t.lr <= 10,
-        f"`train.lr` must be in (0, 10] (SGD on this loss diverges long before), but got {t.lr}",
-    )
-    need(0 <= t.momentum < 1, f"`train.momentum` must be in [0, 1), but got {t.momentum}")
-    need(t.dice_weight >= 0, f"`train.dice_weight` must be >= 0, but got {t.dice_weight}")
-    need(t.audit_canaries >= 2, f"`train.audit_canaries` must be >= 2, but got {t.audit_canaries}")
 
 
 FLOAT32_RESOLUTION = 2.0**-23  # the gap between 1 and the next float32: parameters and updates are float32
@@ -110,8 +83,6 @@ def _defense(defense: DefenseConfig, need: Need) -> None:
     for at, dp in (("defense", defense), ("defense.server", defense.server)):
         if dp is None:
             continue
-        need(math.isfinite(dp.noise) and dp.noise >= 0, f"`{at}.noise` must be >= 0, but got {dp.noise}")
-        need(dp.clip > 0, f"`{at}.clip` must be > 0, but got {dp.clip}")
         need(
             not 0 < dp.noise * dp.clip < FLOAT32_RESOLUTION,
             f"`{at}.noise` = {dp.noise:g} with clip {dp.clip:g} adds noise of std {dp.noise * dp.clip:.3g}, "
@@ -119,44 +90,13 @@ def _defense(defense: DefenseConfig, need: Need) -> None:
             "zero, and its ε would describe noise that was never added; use noise = 0 for none, or a σ "
             f"with σ·clip >= {FLOAT32_RESOLUTION:.3g}",
         )
-        need(0 < dp.delta < 1, f"`{at}.delta` must be in (0, 1), but got {dp.delta}")
-        need(0 <= dp.prune_ratio < 1, f"`{at}.prune_ratio` must be in [0, 1), but got {dp.prune_ratio}")
-        if dp.target_epsilon is not None:
-            need(dp.target_epsilon > 0, f"`{at}.target_epsilon` must be > 0, but got {dp.target_epsilon}")
 
 
 def _attack(a: AttackSettings, t: TrainConfig, need: Need) -> None:
     need(
-        a.iterations is None or a.iterations >= 1,
-        f"`attack.iterations` must be >= 1 (or empty: the budget's), but got {a.iterations}",
-    )
-    need(
-        a.restarts is None or a.restarts >= 1,
-        f"`attack.restarts` must be >= 1 (or empty: the budget's), but got {a.restarts}",
-    )
-    need(
         a.recipe == "default" or a.name == "inverting-gradients",
         f"`attack.recipe = {a.recipe!r}` exists for inverting-gradients only, but the attack is "
         f"{a.name!r}; drop the recipe or pick --attack inverting-gradients",
-    )
-    need(
-        1 <= a.utility_seeds <= 50,
-        f"`attack.utility_seeds` must be between 1 and 50 training seeds per arm, but got {a.utility_seeds}",
-    )
-    need(
-        a.convergence_every >= 0,
-        f"`attack.convergence_every` must be >= 0 iterations (0 = off), but got {a.convergence_every}",
-    )
-    need(
-        a.target_site >= -1,
-        f"`attack.target_site` must be a site index or -1 (smallest site), but got {a.target_site}",
-    )
-    need(a.time_budget >= 0, f"`attack.time_budget` must be >= 0 (0 = none), but got {a.time_budget}")
-    need(0 <= a.plateau < 1, f"`attack.plateau` must be in [0, 1) (0 = no stop), but got {a.plateau}")
-    need(a.imprint_bins >= 2, f"`attack.imprint_bins` must be >= 2, but got {a.imprint_bins}")
-    need(
-        math.isfinite(a.imprint_gain) and a.imprint_gain > 0,
-        f"`attack.imprint_gain` must be a finite number > 0, but got {a.imprint_gain}",
     )
 
 
@@ -167,10 +107,6 @@ def _attack_rounds(a: AttackSettings, t: TrainConfig, need: Need) -> None:
     )
     if isinstance(a.target_round, int):
         need(
-            a.target_round >= 1,
-            f"`attack.target_round` must be a round >= 1 or 'all', but got {a.target_round}",
-        )
-        need(
             t.rounds < 1 or a.target_round <= t.rounds,
             f"`attack.target_round` ({a.target_round}) is after the last round ({t.rounds})",
         )
@@ -179,10 +115,6 @@ def _attack_rounds(a: AttackSettings, t: TrainConfig, need: Need) -> None:
             f"`attack.rounds_used` ({a.rounds_used}) needs `attack.target_round = 'all'` (one round "
             f"is attacked now: {a.target_round}); set target_round to 'all' or drop rounds_used",
         )
-    need(
-        a.rounds_used >= 0,
-        f"`attack.rounds_used` must be >= 0 (0 = every round), but got {a.rounds_used}",
-    )
     need(
         t.rounds < 1 or a.rounds_used <= t.rounds,
         f"`attack.rounds_used` ({a.rounds_used}) is more than the run's {t.rounds} rounds",
@@ -218,3 +150,28 @@ def attack_option_problems(a: AttackSettings) -> list[str]:
             "`import attacks` before validating this config (the CLI and the workflows do)"
         ]
     return _attack_option_check(a)
+
+
+# --------------------------------------------------------------------------- what a run can use
+
+
+def setting_problems(config: ExperimentConfig) -> list[str]:
+    """Every number of ``config`` that is not finite or beyond what a run can use: each setting's
+    declared ceiling (:func:`~feddp_eval.config.fields.ceiling_problems`), and a noise whose
+    product with the clip overflows.
+
+    Returns:
+        One message per offending setting, naming it, its value and the allowed range.
+    """
+    problems = ceiling_problems(config)
+    for at, d in (("defense", config.defense), ("defense.server", config.defense.server)):
+        finite = d is not None and math.isfinite(d.noise) and math.isfinite(d.clip)
+        if d is not None and finite and not math.isfinite(d.noise * d.clip):
+            problems.append(f"`{at}.noise` × `{at}.clip` overflows ({d.noise:g} × {d.clip:g}); lower them")
+    return problems
+
+
+def merge_problems(first: Sequence[str], rest: Sequence[str]) -> list[str]:
+    """``first`` then every problem of ``rest`` about a setting ``first`` does not already name."""
+    named = {p.split("`")[1] for p in first if p.count("`") >= 2}
+    return [*first, *(p for p in rest if p.count("`") < 2 or p.split("`")[1] not in named)]

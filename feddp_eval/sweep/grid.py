@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from feddp_eval.config import ExperimentConfig, from_dict, read_toml, validate
+from feddp_eval.config.fields import ceiling
 from feddp_eval.errors import ConfigError
-from feddp_eval.safety import INT_LIMITS, MAX_NOISE
 
 MAX_SEEDS = 10_000
 ExecutorName = Literal["process", "ray"]
@@ -100,10 +100,11 @@ def validate_spec(
         problems.append(
             f"`sweep.attack_seeds` must be in 1..{spec.seeds} (`sweep.seeds`), but got {spec.attack_seeds}"
         )
-    too_loud = [n for n in spec.noises if math.isfinite(n) and n > MAX_NOISE]
+    loudest = ceiling(ExperimentConfig, "defense.noise")
+    too_loud = [n for n in spec.noises if math.isfinite(n) and n > loudest]
     if too_loud:
-        problems.append(f"`sweep.noises` must be at most {MAX_NOISE:g}, but got {too_loud}")
-    if any(t > INT_LIMITS["attack.target_site"] for t in spec.targets):
+        problems.append(f"`sweep.noises` must be at most {loudest:g}, but got {too_loud}")
+    if any(t > ceiling(ExperimentConfig, "attack.target_site") for t in spec.targets):
         problems.append(f"`sweep.targets` must be site indices or -1 (smallest site), but got {spec.targets}")
     if not spec.targets or any(t < -1 for t in spec.targets):
         problems.append(f"`sweep.targets` must be site indices or -1 (smallest site), but got {spec.targets}")
@@ -137,7 +138,7 @@ def _training_axis_problems(spec: SweepSpec) -> list[str]:
         ("local_steps", spec.local_steps, "train.local_steps", 0),
     )
     for name, values, field, low in axes:
-        limit = INT_LIMITS[field]
+        limit = ceiling(ExperimentConfig, field)
         bad = [v for v in values if not low <= v <= limit]
         if bad:
             zero = " (0: `train.local_epochs` passes)" if low == 0 else ""
