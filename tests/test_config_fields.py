@@ -152,3 +152,40 @@ def test_a_flag_sets_its_setting_end_to_end() -> None:
     assert result.exit_code == 2
     assert "`train.rounds` must be >= 1" in result.output
     assert "`attack.utility_seeds` must be in [1, 50] (training seeds per arm)" in result.output
+
+
+def test_a_command_resolves_its_config_once_so_a_flag_can_fix_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file, the flags, the attack options and the defense arm are applied first and validated
+    once: a flag overrides a file value even when the file's value alone is refused, and a problem is
+    attributed to the file, or to the file with the flags."""
+    import feddp_eval.config
+    import feddp_eval.config.derive
+    from feddp_eval.cli.app import experiment
+    from feddp_eval.config import apply_defense, validate
+
+    toml = tmp_path / "bad.toml"
+    toml.write_text("[train]\nrounds = 0\n", encoding="utf-8")
+    calls: list[int] = []
+
+    def counted(config: ExperimentConfig) -> ExperimentConfig:
+        calls.append(1)
+        return validate(config)
+
+    monkeypatch.setattr(feddp_eval.config, "validate", counted)
+    monkeypatch.setattr(feddp_eval.config.derive, "validate", counted)
+    chosen = experiment(
+        toml,
+        {"train.rounds": 2, "train.lr": None},
+        options={"tv_weight": 0.1},
+        arm=lambda c: apply_defense(c, noise=1.1, check=False),
+        arm_flags=(1.1,),
+    )
+    assert (chosen.train.rounds, chosen.defense.name, chosen.defense.noise) == (2, "dp-sgd", 1.1)
+    assert chosen.attack.options == {"inverting-gradients": {"tv_weight": 0.1}}
+    assert len(calls) == 1
+    with pytest.raises(ConfigError, match=r"bad\.toml with the flags given: 2 problems"):
+        experiment(toml, {"train.lr": 20.0})
+    with pytest.raises(ConfigError, match=r"bad\.toml: `train\.rounds` must be >= 1"):
+        experiment(toml, {"train.lr": None})

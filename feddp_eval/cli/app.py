@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -49,13 +49,39 @@ def emit_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def experiment(config: Path | None, overrides: Mapping[str, Any]) -> Any:
-    """The config file (or the defaults) with the given flags applied (``None``: flag not given)."""
+def experiment(
+    config: Path | None,
+    overrides: Mapping[str, Any],
+    *,
+    options: Mapping[str, Any] | None = None,
+    arm: Callable[[Any], Any] | None = None,
+    arm_flags: tuple[Any, ...] = (),
+) -> Any:
+    """The command's config, resolved once: the file (or the defaults), the flags (``None``: not
+    given), the attack's own ``options`` (``--attack-option``) and the ``arm`` (the defense flags
+    ``arm_flags``, applied unvalidated), then one validation listing every problem; a problem is
+    attributed to the file, or to the file and the flags when flags were given."""
     import attacks  # noqa: F401  (installs the check of [attack.<name>] tables that validate runs)
-    from feddp_eval.config import ExperimentConfig, given, load_config, validate, with_overrides
+    from feddp_eval.config import (
+        ExperimentConfig,
+        given,
+        load_config,
+        validate,
+        with_attack_options,
+        with_overrides,
+    )
+    from feddp_eval.errors import ConfigError
 
-    base = load_config(config) if config else validate(ExperimentConfig())
-    return with_overrides(base, given(overrides))
+    flags = given(overrides)
+    base = load_config(config, check=False) if config else ExperimentConfig()
+    chosen = with_attack_options(with_overrides(base, flags, check=False), options or {}, check=False)
+    chosen = arm(chosen) if arm is not None else chosen
+    try:
+        return validate(chosen)
+    except ConfigError as exc:
+        flagged = any(v is not None for v in [*overrides.values(), *arm_flags]) or bool(options)
+        source = None if config is None else f"{config} with the flags given" if flagged else str(config)
+        raise ConfigError(exc.problems, source=source) from None
 
 
 def parse_round(text: str | None) -> int | str | None:

@@ -99,8 +99,14 @@ def train(
         from feddp_eval.config import apply_defense
         from feddp_eval.pipeline import run_train
 
-        base = experiment(config, setting_overrides(train, ctx.params))
-        chosen = apply_defense(base, defense=defense, noise=noise, target_epsilon=target_epsilon)
+        chosen = experiment(
+            config,
+            setting_overrides(train, ctx.params),
+            arm=lambda c: apply_defense(
+                c, defense=defense, noise=noise, target_epsilon=target_epsilon, check=False
+            ),
+            arm_flags=(defense, noise, target_epsilon),
+        )
         with round_progress(chosen.train.rounds, quiet) as on_round:
             result = run_train(chosen, run_dir=out, force=force, on_round=on_round)
     if json_output:
@@ -152,15 +158,20 @@ def attack(
     from feddp_eval.cli.render import attack_progress
 
     with user_errors():
-        from feddp_eval.config import defended_config, with_attack_options
+        from feddp_eval.config import defended_config
         from feddp_eval.pipeline import run_attack
 
         overrides = {
             **setting_overrides(attack, ctx.params),
             "attack.target_round": parse_round(target_round),
         }
-        chosen = with_attack_options(experiment(config, overrides), attack_options(attack_option))
-        chosen = defended_config(chosen, noise=noise, defense=defense)
+        chosen = experiment(
+            config,
+            overrides,
+            options=attack_options(attack_option),
+            arm=lambda c: defended_config(c, noise=noise, defense=defense, check=False),
+            arm_flags=(defense, noise),
+        )
         with attack_progress(quiet) as (on_stage, on_iteration):
             result = run_attack(
                 chosen, out=out, reference=reference, on_stage=on_stage, on_iteration=on_iteration

@@ -46,10 +46,14 @@ def given(overrides: Mapping[str, Any]) -> dict[str, Any]:
     return {key: UNSET if value is None else value for key, value in overrides.items()}
 
 
-def with_overrides(config: ExperimentConfig, overrides: Mapping[str, Any]) -> ExperimentConfig:
+def with_overrides(
+    config: ExperimentConfig, overrides: Mapping[str, Any], *, check: bool = True
+) -> ExperimentConfig:
     """``config`` with dotted-key overrides applied (``{"train.rounds": 3}``), validated.
 
-    A value of :data:`UNSET` leaves the field unchanged; ``None`` sets it to ``None``.
+    A value of :data:`UNSET` leaves the field unchanged; ``None`` sets it to ``None``. With
+    ``check=False`` the result is not validated: a command that derives its config in several steps
+    validates the end once (:func:`feddp_eval.cli.app.experiment`).
     """
     raw = to_dict(config)
     for dotted, value in overrides.items():
@@ -64,7 +68,8 @@ def with_overrides(config: ExperimentConfig, overrides: Mapping[str, Any]) -> Ex
         if leaf not in table:
             raise ConfigError(f"unknown override `{dotted}`")
         table[leaf] = list(value) if isinstance(value, tuple) else value
-    return validate(from_dict(ExperimentConfig, raw))
+    derived = from_dict(ExperimentConfig, raw)
+    return validate(derived) if check else derived
 
 
 def apply_defense(
@@ -74,6 +79,7 @@ def apply_defense(
     noise: float | None = None,
     target_epsilon: float | None = None,
     default_noise: float | None = None,
+    check: bool = True,
     **settings: Any,
 ) -> ExperimentConfig:
     """``config`` with the defense flags applied (``None``: not given); the one place they are read.
@@ -83,6 +89,7 @@ def apply_defense(
     - ``default_noise`` is the σ used when nothing about the defense was given or configured
       (``feddp-eval attack`` compares against σ = 1.1 by default).
     - ``settings``: further ``[defense]`` fields (``clip``, ``delta``, ...); ``None``: not given.
+    - ``check``: validate the result (as :func:`with_overrides`).
     """
     named = defense or config.defense.name
     untouched = defense is None and noise is None and target_epsilon is None and named == "none"
@@ -92,7 +99,7 @@ def apply_defense(
         named = "dp-sgd"
     overrides = {"defense.name": named, "defense.noise": noise, "defense.target_epsilon": target_epsilon}
     overrides |= {f"defense.{key}": value for key, value in settings.items()}
-    return with_overrides(config, given(overrides))
+    return with_overrides(config, given(overrides), check=check)
 
 
 def reference_config(config: ExperimentConfig) -> ExperimentConfig:
@@ -104,21 +111,25 @@ def reference_config(config: ExperimentConfig) -> ExperimentConfig:
 
 
 def defended_config(
-    config: ExperimentConfig, *, noise: float | None, defense: str | None
+    config: ExperimentConfig, *, noise: float | None, defense: str | None, check: bool = True
 ) -> ExperimentConfig:
     """The defended arm of ``feddp-eval attack``: :func:`apply_defense` with σ = 1.1 by default."""
-    return apply_defense(config, defense=defense, noise=noise, default_noise=ATTACK_DEFAULT_NOISE)
+    return apply_defense(
+        config, defense=defense, noise=noise, default_noise=ATTACK_DEFAULT_NOISE, check=check
+    )
 
 
 ATTACK_DEFAULT_NOISE = 1.1
 """σ of ``feddp-eval attack``'s defended arm when nothing else is said: the textbook DP-SGD value."""
 
 
-def with_attack_options(config: ExperimentConfig, options: Mapping[str, Any]) -> ExperimentConfig:
+def with_attack_options(
+    config: ExperimentConfig, options: Mapping[str, Any], *, check: bool = True
+) -> ExperimentConfig:
     """``config`` with settings of the chosen attack's own ``Config`` (``tv_weight=0.1``) merged into
-    its ``[attack.<name>]`` table; checked like the table."""
+    its ``[attack.<name>]`` table; checked like the table (``check``: as :func:`with_overrides`)."""
     if not options:
         return config
     name = config.attack.name
     merged = {**config.attack.options, name: {**config.attack.options.get(name, {}), **options}}
-    return with_overrides(config, {"attack.options": merged})
+    return with_overrides(config, {"attack.options": merged}, check=check)

@@ -139,13 +139,15 @@ def read_toml(path: str | Path, *, what: str = "config file") -> dict[str, Any]:
         raise ConfigError(f"{what} {path} cannot be read ({exc.strerror or exc}); give a TOML file") from None
 
 
-def load_config(path: str | Path) -> ExperimentConfig:
-    """Read a TOML experiment file; every problem in it is reported at once."""
+def load_config(path: str | Path, *, check: bool = True) -> ExperimentConfig:
+    """Read a TOML experiment file; every problem in it is reported at once (``check=False``: its
+    tables and types only, for a command that validates once after applying its flags)."""
     raw = read_toml(path)
     try:
         from feddp_eval.config.validation import validate
 
-        return validate(from_dict(ExperimentConfig, raw))
+        config = from_dict(ExperimentConfig, raw)
+        return validate(config) if check else config
     except ConfigError as exc:
         raise ConfigError(exc.problems, source=str(path)) from None
 
