@@ -29,6 +29,7 @@ from attacks.threat_model import (
 )
 from feddp_eval.config import AttackSettings
 from feddp_eval.errors import ConfigError
+from feddp_eval.plugins import AttackCard, file_attack
 from feddp_eval.registry import Registry
 
 __all__ = [
@@ -121,6 +122,11 @@ class Attack(ABC):
     # Who attacks: an honest-but-curious server only reads updates; a malicious one also changes the
     # model it sends (and so the training run). Results of the two are never mixed on one curve.
     threat: ClassVar[str] = "honest-but-curious server"
+    # A malicious server's attack names the modification of the model it sends (which trains a run of
+    # its own) and the [attack] settings that shape it, as ``{key in the config hash: AttackSettings
+    # field}``; ``None``: the attack only reads the captured updates.
+    modifies_model: ClassVar[str | None] = None
+    modification_settings: ClassVar[Mapping[str, str]] = {}
     Config: ClassVar[type[AttackConfig]] = AttackConfig
     # Named settings over ``Config``'s defaults that ``[attack] recipe`` selects (``default``: none).
     recipes: ClassVar[Mapping[str, Mapping[str, object]]] = {"default": {}}
@@ -185,4 +191,16 @@ class RunOptions:
     start: torch.Tensor | None = None
 
 
-ATTACKS: Registry[Attack] = Registry("attack")
+def card(cls: type[Attack]) -> AttackCard:
+    """What a registered attack declares, as the core and the report read it."""
+    return AttackCard(
+        name=cls.name,
+        threat=cls.threat,
+        modifies_model=cls.modifies_model,
+        modification_settings=tuple(cls.modification_settings.items()),
+        recipes=tuple(cls.recipes),
+    )
+
+
+# Each attack files its card as it registers: the config hash, validation and the sweep read it.
+ATTACKS: Registry[Attack] = Registry("attack", on_register=lambda cls: file_attack(card(cls)))

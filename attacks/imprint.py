@@ -28,7 +28,9 @@ each coordinate by its own running scale and breaks the ratio.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -137,6 +139,8 @@ class Imprint(Attack):
 
     summary = "Fowl et al. 2022 (malicious server): imprint block of brightness bins, tiles read off exactly"
     threat = THREAT
+    modifies_model = "imprint"
+    modification_settings: ClassVar[Mapping[str, str]] = {"bins": "imprint_bins", "gain": "imprint_gain"}
     Config = ImprintConfig
     config: ImprintConfig
 

@@ -6,7 +6,6 @@ import math
 from collections.abc import Callable
 
 from feddp_eval.config.sections import (
-    MODEL_MODIFICATIONS,
     AttackSettings,
     DataConfig,
     DefenseConfig,
@@ -15,6 +14,7 @@ from feddp_eval.config.sections import (
     TrainConfig,
 )
 from feddp_eval.errors import ConfigError
+from feddp_eval.plugins import AttackCard, attack_cards
 from feddp_eval.safety import merge_problems, setting_problems
 
 Need = Callable[[bool, str], None]
@@ -134,11 +134,7 @@ def _attack(a: AttackSettings, t: TrainConfig, need: Need) -> None:
         a.restarts is None or a.restarts >= 1,
         f"`attack.restarts` must be >= 1 (or empty: the budget's), but got {a.restarts}",
     )
-    need(
-        a.recipe == "default" or a.name == "inverting-gradients",
-        f"`attack.recipe = {a.recipe!r}` exists for inverting-gradients only, but the attack is "
-        f"{a.name!r}; drop the recipe or pick --attack inverting-gradients",
-    )
+    _attack_recipe(a, need)
     need(
         1 <= a.utility_seeds <= 50,
         f"`attack.utility_seeds` must be between 1 and 50 training seeds per arm, but got {a.utility_seeds}",
@@ -187,11 +183,34 @@ def _attack_rounds(a: AttackSettings, t: TrainConfig, need: Need) -> None:
         t.rounds < 1 or a.rounds_used <= t.rounds,
         f"`attack.rounds_used` ({a.rounds_used}) is more than the run's {t.rounds} rounds",
     )
+    if a.multi_round and (cards := _attack_cards("`attack.target_round = 'all'`", need)) is not None:
+        need(
+            not any(c.name == a.name and c.modifies_model is not None for c in cards),
+            f"`attack.name` {a.name!r} modifies the model the server sends in one round: give that round "
+            "as `attack.target_round` (a number), not 'all'",
+        )
+
+
+def _attack_recipe(a: AttackSettings, need: Need) -> None:
+    """A recipe other than ``default`` (which every attack has) is one the attack declares."""
+    if a.recipe == "default" or (cards := _attack_cards(f"`attack.recipe = {a.recipe!r}`", need)) is None:
+        return
+    owners = [c.name for c in cards if a.recipe in c.recipes]
     need(
-        not (a.name in MODEL_MODIFICATIONS and a.multi_round),
-        f"`attack.name` {a.name!r} modifies the model the server sends in one round: give that round "
-        "as `attack.target_round` (a number), not 'all'",
+        a.name in owners,
+        f"`attack.recipe = {a.recipe!r}` exists for {' and '.join(owners) or 'no attack'} only, but the "
+        f"attack is {a.name!r}; drop the recipe" + "".join(f" or pick --attack {n}" for n in owners[:1]),
     )
+
+
+def _attack_cards(what: str, need: Need) -> list[AttackCard] | None:
+    """What the attacks declare (:mod:`feddp_eval.plugins`); without the attack plugins loaded, ``None``
+    and a problem saying that ``what`` needs them."""
+    try:
+        return attack_cards()
+    except ConfigError as exc:
+        need(False, f"{what} is checked against what the attacks declare, but {exc.problems[0]}")
+        return None
 
 
 # Each attack plugin owns its ``Config`` and so the check of its ``[attack.<name>]`` table; the
