@@ -29,6 +29,7 @@ from attacks.threat_model import (
 )
 from feddp_eval.config import AttackSettings
 from feddp_eval.errors import ConfigError
+from feddp_eval.federated.malicious import ModelModification
 from feddp_eval.plugins import AttackCard, file_attack
 from feddp_eval.registry import Registry
 
@@ -138,6 +139,13 @@ class Attack(ABC):
         if unknown:
             raise ConfigError(f"unknown {self.name} settings {unknown}; known: {sorted(known)}")
         self.config = type(base)(**{**{f.name: getattr(base, f.name) for f in fields(base)}, **overrides})
+
+    @classmethod
+    def model_modification(cls, settings: AttackSettings) -> ModelModification | None:
+        """The malicious server this attack needs, built from the ``[attack]`` settings (its
+        ``modification_settings``), which the training run sends the target; ``None`` when the attack
+        only reads updates (``modifies_model`` is ``None``)."""
+        return None
 
     def __repr__(self) -> str:
         settings = ", ".join(f"{f.name}={getattr(self.config, f.name)!r}" for f in fields(self.config))

@@ -38,7 +38,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("feddp_eval/flower/dp.py", "local-dp"): "Flower's LocalDpMod is our local-dp",
     # Not yet moved (issue #26 item 2, attack side): the imprint server and its hash entry belong to the
     # imprint attack, the recipe check and the known-leak measurement to inverting-gradients.
-    ("feddp_eval/federated/malicious.py", "imprint"): "TODO: the imprint server should live in its attack",
     ("reports/attack_strength.py", "inverting-gradients"): "TODO: KNOWN_LEAKS should come from the attack",
 }
 

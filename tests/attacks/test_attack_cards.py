@@ -79,3 +79,12 @@ def test_a_fresh_process_without_the_attack_plugins_refuses_to_hash() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 3 and "`import attacks`" in done.stdout, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("name", ATTACKS.names())
+def test_an_attack_builds_a_server_exactly_when_its_card_says_it_modifies_the_model(name: str) -> None:
+    """The config hash reads the card, training runs the server the attack builds: they must agree."""
+    server = ATTACKS.get(name).model_modification(AttackSettings(name=name))
+    assert (server is None) == (plugins.attack_card(name).modifies_model is None)  # type: ignore[union-attr]
+    if server is not None:
+        assert server.describe.__doc__ and server.server_part({}) == {}
