@@ -30,7 +30,7 @@ from attacks.threat_model import (
 from feddp_eval.config import AttackSettings
 from feddp_eval.errors import ConfigError
 from feddp_eval.federated.malicious import ModelModification
-from feddp_eval.plugins import AttackCard, file_attack
+from feddp_eval.plugins import AttackCard, KnownLeak, file_attack
 from feddp_eval.registry import Registry
 
 __all__ = [
@@ -131,6 +131,9 @@ class Attack(ABC):
     Config: ClassVar[type[AttackConfig]] = AttackConfig
     # Named settings over ``Config``'s defaults that ``[attack] recipe`` selects (``default``: none).
     recipes: ClassVar[Mapping[str, Mapping[str, object]]] = {"default": {}}
+    # What the attack rebuilt where the update is known to leak (the report prints it beside an honest
+    # server's verdicts); ``None``: not measured.
+    known_leak: ClassVar[KnownLeak | None] = None
 
     def __init__(self, config: AttackConfig | None = None, **overrides: Any) -> None:
         base = config or self.Config()
@@ -207,6 +210,7 @@ def card(cls: type[Attack]) -> AttackCard:
         modifies_model=cls.modifies_model,
         modification_settings=tuple(cls.modification_settings.items()),
         recipes=tuple(cls.recipes),
+        known_leak=cls.known_leak,
     )
 
 

@@ -13,6 +13,7 @@ Cards are plain data: reading one imports no torch.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from feddp_eval.errors import ConfigError
@@ -72,6 +73,33 @@ def defense_card(name: str) -> DefenseCard | None:
 
 
 @dataclass(frozen=True)
+class KnownLeak:
+    """An attack's measurement on the textbook leak (one tile, one local step, masks known, no defense):
+    the yardstick the report prints beside an honest server's verdicts.
+
+    Attributes:
+        recipe: The attack's recipe (``[attack] recipe``) that was measured.
+        psnr: The reconstruction's PSNR in dB; ``guess_psnr``: the painted-mask guess's.
+        ssim: The reconstruction's SSIM; ``guess_ssim``: the guess's.
+        command: How it was measured.
+        settings: The attack's ``Config`` as it was measured (``dataclasses.asdict``): a test fails when
+            the attack's defaults move away from it, so the measurement cannot go stale unnoticed.
+    """
+
+    recipe: str
+    psnr: float
+    guess_psnr: float
+    ssim: float
+    guess_ssim: float
+    command: str
+    settings: Mapping[str, object]
+
+    @property
+    def margin_db(self) -> float:
+        return self.psnr - self.guess_psnr
+
+
+@dataclass(frozen=True)
 class AttackCard:
     """What a registered attack declares (the class attributes of ``attacks.base.Attack``).
 
@@ -84,6 +112,7 @@ class AttackCard:
         modification_settings: ``(key, field)`` pairs: the ``[attack]`` settings (fields of
             ``AttackSettings``) that shape the modification, under the key the config hash gives them.
         recipes: The names ``[attack] recipe`` may select for this attack (``default`` always).
+        known_leak: Its measurement on the textbook leak (``None``: not measured).
     """
 
     name: str
@@ -91,6 +120,7 @@ class AttackCard:
     modifies_model: str | None = None
     modification_settings: tuple[tuple[str, str], ...] = ()
     recipes: tuple[str, ...] = ("default",)
+    known_leak: KnownLeak | None = None
 
 
 _ATTACKS: dict[str, AttackCard] = {}

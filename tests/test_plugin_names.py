@@ -36,9 +36,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     # in a defense plugin it would make the plugin depend on Flower (an optional extra).
     ("feddp_eval/flower/dp.py", "central-dp"): "Flower's server-side fixed clipping is our central-dp",
     ("feddp_eval/flower/dp.py", "local-dp"): "Flower's LocalDpMod is our local-dp",
-    # Not yet moved (issue #26 item 2, attack side): the imprint server and its hash entry belong to the
-    # imprint attack, the recipe check and the known-leak measurement to inverting-gradients.
-    ("reports/attack_strength.py", "inverting-gradients"): "TODO: KNOWN_LEAKS should come from the attack",
 }
 
 
