@@ -29,6 +29,8 @@ from attacks.threat_model import (
 )
 from feddp_eval.config import AttackSettings
 from feddp_eval.errors import ConfigError
+from feddp_eval.federated.malicious import ModelModification
+from feddp_eval.plugins import AttackCard, KnownLeak, file_attack
 from feddp_eval.registry import Registry
 
 __all__ = [
@@ -121,9 +123,17 @@ class Attack(ABC):
     # Who attacks: an honest-but-curious server only reads updates; a malicious one also changes the
     # model it sends (and so the training run). Results of the two are never mixed on one curve.
     threat: ClassVar[str] = "honest-but-curious server"
+    # A malicious server's attack names the modification of the model it sends (which trains a run of
+    # its own) and the [attack] settings that shape it, as ``{key in the config hash: AttackSettings
+    # field}``; ``None``: the attack only reads the captured updates.
+    modifies_model: ClassVar[str | None] = None
+    modification_settings: ClassVar[Mapping[str, str]] = {}
     Config: ClassVar[type[AttackConfig]] = AttackConfig
     # Named settings over ``Config``'s defaults that ``[attack] recipe`` selects (``default``: none).
     recipes: ClassVar[Mapping[str, Mapping[str, object]]] = {"default": {}}
+    # What the attack rebuilt where the update is known to leak (the report prints it beside an honest
+    # server's verdicts); ``None``: not measured.
+    known_leak: ClassVar[KnownLeak | None] = None
 
     def __init__(self, config: AttackConfig | None = None, **overrides: Any) -> None:
         base = config or self.Config()
@@ -132,6 +142,13 @@ class Attack(ABC):
         if unknown:
             raise ConfigError(f"unknown {self.name} settings {unknown}; known: {sorted(known)}")
         self.config = type(base)(**{**{f.name: getattr(base, f.name) for f in fields(base)}, **overrides})
+
+    @classmethod
+    def model_modification(cls, settings: AttackSettings) -> ModelModification | None:
+        """The malicious server this attack needs, built from the ``[attack]`` settings (its
+        ``modification_settings``), which the training run sends the target; ``None`` when the attack
+        only reads updates (``modifies_model`` is ``None``)."""
+        return None
 
     def __repr__(self) -> str:
         settings = ", ".join(f"{f.name}={getattr(self.config, f.name)!r}" for f in fields(self.config))
@@ -185,4 +202,17 @@ class RunOptions:
     start: torch.Tensor | None = None
 
 
-ATTACKS: Registry[Attack] = Registry("attack")
+def card(cls: type[Attack]) -> AttackCard:
+    """What a registered attack declares, as the core and the report read it."""
+    return AttackCard(
+        name=cls.name,
+        threat=cls.threat,
+        modifies_model=cls.modifies_model,
+        modification_settings=tuple(cls.modification_settings.items()),
+        recipes=tuple(cls.recipes),
+        known_leak=cls.known_leak,
+    )
+
+
+# Each attack files its card as it registers: the config hash, validation and the sweep read it.
+ATTACKS: Registry[Attack] = Registry("attack", on_register=lambda cls: file_attack(card(cls)))

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from attacks.base import AttackerKnowledge, ObservedRound, ServerView
+from attacks.imprint.block import imprinted_shapes
 from attacks.simulate import LocalRecipe, simulate_update
 from feddp_eval.config import ModelConfig
 from feddp_eval.federated.capture import CapturedUpdate, sample_indices
@@ -97,7 +98,9 @@ def _one_round(capture: CapturedUpdate, knowledge: AttackerKnowledge, public: di
     n_used = len({i for batch in metadata["batches"] for i in batch})
     n_images = n_used if knowledge.n_samples else int(metadata["batch_size"])
     # Names, shapes and sizes are checked against the model from the headers, before any data is read.
-    expected = expected_shapes(public["model"], tile_size=public["tile_size"], imprint=metadata.get("model"))
+    expected = expected_shapes(public["model"])
+    if (sent := metadata.get("model")) is not None:  # a malicious server sent its imprinted model
+        expected = imprinted_shapes(expected, bins=int(sent.get("bins", 0)), tile_size=public["tile_size"])
     check_tensor_file(capture.file("update_file"), expected, what="the captured update")
     check_tensor_file(capture.file("global_file"), expected, what="the weights sent")
     return ServerView(

@@ -7,85 +7,30 @@ known, no defense, the textbook leak (Geiping et al. 2020; Hatamizadeh et al. 20
 tile matches the update to |1 − cos| < 1e-4. These are reference measurements of the default attack
 on the default scenario's data, with the command that made them; they are not computed from the run
 being reported, and are re-measured whenever the attack changes (``docs/guides/honest-server.md``).
+Each attack declares its own measurement (``Attack.known_leak``, filed on its card in
+:mod:`feddp_eval.plugins`); the report reads it by the attack's name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+from feddp_eval.plugins import KnownLeak, attack_cards
 from reports.summary import SettingSummary
 
-
-@dataclass(frozen=True)
-class KnownLeak:
-    """One measurement of an attack on the textbook leak.
-
-    Attributes:
-        attack: Registered attack name; ``recipe``: its recipe (``[attack] recipe``).
-        psnr: The reconstruction's PSNR in dB; ``guess_psnr``: the painted-mask guess's.
-        ssim: The reconstruction's SSIM; ``guess_ssim``: the guess's.
-        command: How it was measured.
-        settings: The attack's ``Config`` as it was measured (``dataclasses.asdict``): a test fails when
-            the attack's defaults move away from it, so the measurement cannot go stale unnoticed.
-    """
-
-    attack: str
-    recipe: str
-    psnr: float
-    guess_psnr: float
-    ssim: float
-    guess_ssim: float
-    command: str
-    settings: dict[str, object]
-
-    @property
-    def margin_db(self) -> float:
-        return self.psnr - self.guess_psnr
+__all__ = ["KnownLeak", "known_leaks", "strength_sentence", "strength_sentences"]
 
 
-# Measured for issue #22 on 2026-12-04 (one-tile config: `[data] train_tiles = [48, 32, 24, 1]`, 500
-# iterations, 1 restart, masks known; round 1 is the same with any --rounds; OMP_NUM_THREADS=2; the
-# issue's own run gave 21.29 dB / 0.354); the basin benchmark (RESULTS.md) says why. Re-measured on
-# 2026-12-05 with `[attack] plateau = 0.01` (issue #23): it stops at 225 iterations with the same
-# 21.6 dB / 0.370 (`settings` are the attack's own defaults, which run every iteration).
-KNOWN_LEAKS: dict[str, KnownLeak] = {
-    "inverting-gradients": KnownLeak(
-        attack="inverting-gradients",
-        recipe="default",
-        psnr=21.61,
-        guess_psnr=23.51,
-        ssim=0.370,
-        guess_ssim=0.558,
-        command="feddp-eval attack -c one-tile.toml --defense none --rounds 1",
-        settings={
-            "iterations": 500,
-            "restarts": 1,
-            "time_budget": None,
-            "tolerance": 0.0,
-            "plateau": 0.0,
-            "image": "stain",
-            "init": "prior",
-            "mask_lr": 0.1,
-            "fraction_weight": 1.0,
-            "colour_weight": 10.0,
-            "mask_model": "free",
-            "refine": 0,
-            "refine_float64": False,
-            "lr": 0.03,
-            "tv_weight": 0.3,
-            "per_layer": False,
-            "objective": "cosine",
-            "refine_tv_weight": None,
-        },
-    ),
-}
+def known_leaks() -> dict[str, KnownLeak]:
+    """Each attack's declared measurement on the textbook leak, by attack name (an error when no attack
+    plugin is loaded: ``import attacks`` first, as the CLI does)."""
+    return {card.name: card.known_leak for card in attack_cards() if card.known_leak is not None}
 
 
 def strength_sentence(attack: str) -> str | None:
     """The sentence a report or table prints beside an honest-server verdict, or ``None`` when the
     attack has no known-leak measurement."""
-    known = KNOWN_LEAKS.get(attack)
+    known = known_leaks().get(attack)
     if known is None:
         return None
     weak = known.margin_db <= 1.0

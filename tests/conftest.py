@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import attacks  # noqa: F401  # files each attack's card: config hashes and checks read them, as in the CLI
 from feddp_eval.config import ExperimentConfig, from_dict, validate
 
 TINY = {

@@ -36,12 +36,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     # in a defense plugin it would make the plugin depend on Flower (an optional extra).
     ("feddp_eval/flower/dp.py", "central-dp"): "Flower's server-side fixed clipping is our central-dp",
     ("feddp_eval/flower/dp.py", "local-dp"): "Flower's LocalDpMod is our local-dp",
-    # Not yet moved (issue #26 item 2, attack side): the imprint server and its hash entry belong to the
-    # imprint attack, the recipe check and the known-leak measurement to inverting-gradients.
-    ("feddp_eval/config/sections.py", "imprint"): "TODO: MODEL_MODIFICATIONS; the attack should declare it",
-    ("feddp_eval/federated/malicious.py", "imprint"): "TODO: the imprint server should live in its attack",
-    ("feddp_eval/config/validation.py", "inverting-gradients"): "TODO: the attack should declare its recipes",
-    ("reports/attack_strength.py", "inverting-gradients"): "TODO: KNOWN_LEAKS should come from the attack",
 }
 
 

@@ -209,6 +209,7 @@ def report(
     are missing or unfinished are named, and everything that exists is still rendered.
     """
     with user_errors():
+        import attacks  # noqa: F401  # the report reads what each attack declares (its known-leak yardstick)
         import defenses  # noqa: F401  # the report reads what each defense declares (feddp_eval.plugins)
         from reports import build_report
 

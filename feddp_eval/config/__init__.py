@@ -28,7 +28,6 @@ from feddp_eval.config.loading import (
     to_toml,
 )
 from feddp_eval.config.sections import (
-    MODEL_MODIFICATIONS,
     AccountantName,
     AttackBudget,
     AttackSettings,
@@ -52,7 +51,6 @@ __all__ = [
     "ADDED",
     "ATTACK_DEFAULT_NOISE",
     "MAX_TOML_BYTES",
-    "MODEL_MODIFICATIONS",
     "UNSET",
     "AccountantName",
     "AttackBudget",

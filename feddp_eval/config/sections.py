@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from feddp_eval.config.fields import setting
+from feddp_eval.plugins import attack_card
 
 Device = Literal["auto", "cpu", "cuda"]
 OptimizerName = Literal["sgd", "adam"]
@@ -219,6 +220,8 @@ class AttackSettings:
     init: Literal["prior", "uniform"] | None = None
     recipe: Literal["default", "paper"] = "default"
     lpips_net: Literal["alex", "vgg"] = "alex"
+    # The imprint attack's settings stay here with `recipe` (not in its [attack.imprint] table): moving
+    # them would change every attack hash and the TOML format. The attack's card says which it reads.
     imprint_bins: int = setting(128, ge=2, most=1_000_000)
     imprint_gain: float = setting(1e4, gt=0)
     convergence_every: int = setting(25, ge=0, note="0 = off")
@@ -268,20 +271,24 @@ class ExperimentConfig:
     attack: AttackSettings = setting(default_factory=AttackSettings)
 
 
-# Attacks of a malicious server, which changes the model it sends one client in one round, and so
-# changes that training run: attack name → the modification. Every other attack only reads captures.
-MODEL_MODIFICATIONS = {"imprint": "imprint"}
-
-
 def server_modification(config: ExperimentConfig) -> dict[str, Any] | None:
-    """What a malicious server sends instead of the global model (``None``: an honest server)."""
+    """What a malicious server sends instead of the global model (``None``: an honest server).
+
+    The attack declares it on its card (:mod:`feddp_eval.plugins`): the modification's name and the
+    ``[attack]`` settings that shape it. A malicious server changes the model it sends one client in
+    one round, and so that training run; every other attack only reads captures.
+
+    Raises:
+        ConfigError: No attack plugin is loaded (``import attacks`` first): an attack's name alone
+            does not say whether it trains a run of its own.
+    """
     a = config.attack
-    if a.name not in MODEL_MODIFICATIONS:
+    card = attack_card(a.name)
+    if card is None or card.modifies_model is None:
         return None
     return {
-        "modification": MODEL_MODIFICATIONS[a.name],
+        "modification": card.modifies_model,
         "site": a.target_site,
         "round": a.target_round,
-        "bins": a.imprint_bins,
-        "gain": a.imprint_gain,
+        **{key: getattr(a, setting) for key, setting in card.modification_settings},
     }

@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 
 from feddp_eval.config.fields import ceiling_problems, range_problems
 from feddp_eval.config.sections import (
-    MODEL_MODIFICATIONS,
     AttackSettings,
     DataConfig,
     DefenseConfig,
@@ -21,6 +20,7 @@ from feddp_eval.config.sections import (
     TrainConfig,
 )
 from feddp_eval.errors import ConfigError
+from feddp_eval.plugins import AttackCard, attack_cards
 
 Need = Callable[[bool, str], None]
 
@@ -43,7 +43,7 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         "set capture = true or turn the audit off",
     )
     _defense(config.defense, need)
-    _attack(config.attack, config.train, need)
+    _attack_recipe(config.attack, need)
     _attack_rounds(config.attack, config.train, need)
     problems += attack_option_problems(config.attack)
     problems = merge_problems(setting_problems(config), [*range_problems(config), *problems])
@@ -92,14 +92,6 @@ def _defense(defense: DefenseConfig, need: Need) -> None:
         )
 
 
-def _attack(a: AttackSettings, t: TrainConfig, need: Need) -> None:
-    need(
-        a.recipe == "default" or a.name == "inverting-gradients",
-        f"`attack.recipe = {a.recipe!r}` exists for inverting-gradients only, but the attack is "
-        f"{a.name!r}; drop the recipe or pick --attack inverting-gradients",
-    )
-
-
 def _attack_rounds(a: AttackSettings, t: TrainConfig, need: Need) -> None:
     need(
         isinstance(a.target_round, int) or a.target_round == "all",
@@ -119,11 +111,34 @@ def _attack_rounds(a: AttackSettings, t: TrainConfig, need: Need) -> None:
         t.rounds < 1 or a.rounds_used <= t.rounds,
         f"`attack.rounds_used` ({a.rounds_used}) is more than the run's {t.rounds} rounds",
     )
+    if a.multi_round and (cards := _attack_cards("`attack.target_round = 'all'`", need)) is not None:
+        need(
+            not any(c.name == a.name and c.modifies_model is not None for c in cards),
+            f"`attack.name` {a.name!r} modifies the model the server sends in one round: give that round "
+            "as `attack.target_round` (a number), not 'all'",
+        )
+
+
+def _attack_recipe(a: AttackSettings, need: Need) -> None:
+    """A recipe other than ``default`` (which every attack has) is one the attack declares."""
+    if a.recipe == "default" or (cards := _attack_cards(f"`attack.recipe = {a.recipe!r}`", need)) is None:
+        return
+    owners = [c.name for c in cards if a.recipe in c.recipes]
     need(
-        not (a.name in MODEL_MODIFICATIONS and a.multi_round),
-        f"`attack.name` {a.name!r} modifies the model the server sends in one round: give that round "
-        "as `attack.target_round` (a number), not 'all'",
+        a.name in owners,
+        f"`attack.recipe = {a.recipe!r}` exists for {' and '.join(owners) or 'no attack'} only, but the "
+        f"attack is {a.name!r}; drop the recipe" + "".join(f" or pick --attack {n}" for n in owners[:1]),
     )
+
+
+def _attack_cards(what: str, need: Need) -> list[AttackCard] | None:
+    """What the attacks declare (:mod:`feddp_eval.plugins`); without the attack plugins loaded, ``None``
+    and a problem saying that ``what`` needs them."""
+    try:
+        return attack_cards()
+    except ConfigError as exc:
+        need(False, f"{what} is checked against what the attacks declare, but {exc.problems[0]}")
+        return None
 
 
 # Each attack plugin owns its ``Config`` and so the check of its ``[attack.<name>]`` table; the

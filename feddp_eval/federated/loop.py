@@ -20,7 +20,7 @@ from feddp_eval.federated.aggregation import Aggregator, FedAvg
 from feddp_eval.federated.capture import CaptureWriter
 from feddp_eval.federated.client import ClientResult, client_round, round_train, steps_per_round
 from feddp_eval.federated.hooks import ClientDefense, ClientPlan, TrainingHooks, Update, privacy_summary
-from feddp_eval.federated.malicious import ImprintServer
+from feddp_eval.federated.malicious import ModelModification
 from feddp_eval.metrics.utility import ConfusionCounts, binarise, confusion_counts, pooled, utility_scores
 from feddp_eval.safety import planned_sites, require_finite
 from feddp_eval.seeding import generator
@@ -123,7 +123,7 @@ class FedAvgJob:
     hooks: TrainingHooks = field(default_factory=TrainingHooks)
     capture: CaptureWriter | None = None
     on_round: Callable[[RoundRecord], None] | None = None
-    malicious: ImprintServer | None = None
+    malicious: ModelModification | None = None
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def run_fedavg(
     hooks: TrainingHooks | None = None,
     capture: CaptureWriter | None = None,
     on_round: Callable[[RoundRecord], None] | None = None,
-    malicious: ImprintServer | None = None,
+    malicious: ModelModification | None = None,
 ) -> FedAvgResult:
     """Train ``model`` with FedAvg across ``sites`` in this process (see :func:`train_job`)."""
     job = FedAvgJob(sites, model, train, seed, device, hooks or TrainingHooks(), capture, on_round, malicious)
@@ -159,7 +159,7 @@ def train_job(job: FedAvgJob) -> FedAvgResult:
     defense, capture each released update, aggregate (by sample count, unless a server-side
     defense wraps the aggregator), and evaluate the new global model on every site's held-out
     tiles. A malicious server sends its target client a modified model in its target round,
-    captures that update whole and aggregates only the U-Net's part of it.
+    captures that update whole and aggregates only the global model's part of it.
     """
     job.model.to(job.device)
     plans = client_plans(job.sites, job.train)
@@ -237,7 +237,9 @@ def _client(
             metadata["model"] = job.malicious.describe(site)
         job.capture.write_update(round_index, i, answer.update, metadata, global_weights=sent_weights)
     row = client_row(round_index, site, answer.local)
-    return (answer.update if sent_weights is None else ImprintServer.server_part(answer.update)), row
+    if job.malicious is not None and sent_weights is not None:
+        return job.malicious.server_part(answer.update), row
+    return answer.update, row
 
 
 def client_row(round_index: int, site: Site, local: ClientResult) -> dict[str, Any]:

@@ -112,27 +112,14 @@ def safetensors_shapes(
     return shapes
 
 
-def expected_shapes(
-    model: ModelConfig, *, tile_size: int, imprint: Mapping[str, Any] | None = None
-) -> dict[str, tuple[int, ...]]:
-    """Names and shapes of the tensors a captured update (or the weights sent) must hold.
-
-    An honest server's are the U-Net's parameters; a malicious server's imprinted model adds an
-    ``imprint.`` block of ``imprint["bins"]`` bins and prefixes the U-Net's with ``body.``.
-    """
+def expected_shapes(model: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the tensors a captured update (or the weights sent) must hold: the U-Net's
+    parameters. A malicious server's modified model holds others, which its attack knows (the imprint
+    attack's ``imprinted_shapes``)."""
     from feddp_eval.models.unet import UNet
 
     net = UNet(depth=model.depth, width=model.width, groups=model.groups, activation=model.activation)
-    shapes = {name: tuple(p.shape) for name, p in net.named_parameters()}
-    if imprint is None:
-        return shapes
-    bins, features = int(imprint.get("bins", 0)), 3 * tile_size * tile_size
-    return {
-        **{f"body.{name}": shape for name, shape in shapes.items()},
-        "imprint.encoder.weight": (bins, features),
-        "imprint.encoder.bias": (bins,),
-        "imprint.decoder.weight": (features, bins),
-    }
+    return {name: tuple(p.shape) for name, p in net.named_parameters()}
 
 
 def check_tensor_file(path: Path, expected: Mapping[str, tuple[int, ...]], *, what: str) -> None:

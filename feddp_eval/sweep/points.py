@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from feddp_eval import schema
-from feddp_eval.config import MODEL_MODIFICATIONS, ExperimentConfig, config_hash, validate
-from feddp_eval.plugins import defense_card
+from feddp_eval.config import ExperimentConfig, config_hash, validate
+from feddp_eval.plugins import defense_card, modifies_model
 from feddp_eval.rundir.names import attack_key, short
 from feddp_eval.sweep.grid import SweepSpec
 
@@ -101,7 +101,7 @@ def plan(base: ExperimentConfig, spec: SweepSpec) -> list[SweepPoint]:
     target, under the first honest-server attack (the first attack when every one is a malicious
     server's). A grid without batch sizes or local steps trains at the base config's."""
     settings = [("none", 0.0)] + [(d, n) for d in spec.defenses for n in spec.noises if n > 0]
-    honest = [a for a in spec.attacks if a not in MODEL_MODIFICATIONS] or list(spec.attacks)
+    honest = [a for a in spec.attacks if not modifies_model(a)] or list(spec.attacks)
     trainings = [
         dataclasses.replace(base.train, batch_size=batch, local_steps=steps)
         for batch, steps in itertools.product(
@@ -172,9 +172,7 @@ def longest_first(groups: list[list[SweepPoint]]) -> list[list[SweepPoint]]:
     (The order of work changes no result: rows are written per point and tabled in plan order.)"""
 
     def cost(group: list[SweepPoint]) -> tuple[int, int]:
-        inversions = sum(
-            1 for p in group if not p.utility_only and p.config.attack.name not in MODEL_MODIFICATIONS
-        )
+        inversions = sum(1 for p in group if not p.utility_only and not modifies_model(p.config.attack.name))
         return (inversions, int(_per_sample(group[0].config.defense.name)))
 
     return sorted(groups, key=cost, reverse=True)

@@ -40,7 +40,7 @@ def imprint_facts(capture: Any, truth: Any, recon: Any) -> dict[str, Any]:
     """How many true tiles were alone in an imprint slot (scoring side), and how many the attack read."""
     from collections import Counter
 
-    from feddp_eval.models.imprint import slot_of
+    from attacks.imprint import slot_of
 
     thresholds = capture.metadata.get("model", {}).get("thresholds", [])
     slots = Counter(slot_of(float(b), thresholds) for b in truth.images.mean(dim=(1, 2, 3)))

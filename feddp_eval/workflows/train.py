@@ -189,14 +189,15 @@ def _otsu_reference(sites: Any) -> dict[str, Any]:
 
 
 def malicious_server(config: ExperimentConfig) -> Any:
-    """The malicious server (an ``ImprintServer``) an ``imprint`` attack needs, else ``None``."""
+    """The malicious server (a :class:`~feddp_eval.federated.malicious.ModelModification`) that an
+    attack which modifies the model needs, built by that attack (the ``imprint`` attack's imprint
+    server); ``None`` for an honest server's attack, as its card (and so the config hash) says."""
+    from attacks import ATTACKS
     from feddp_eval.config import server_modification
-    from feddp_eval.federated.malicious import ImprintServer
 
-    server = server_modification(config)
-    if server is None:
+    if server_modification(config) is None:
         return None
-    return ImprintServer(site=server["site"], round=server["round"], bins=server["bins"], gain=server["gain"])
+    return ATTACKS.get(config.attack.name).model_modification(config.attack)
 
 
 def public_statistics(site: Any) -> dict[str, Any]:

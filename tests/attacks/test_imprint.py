@@ -8,15 +8,8 @@ import pytest
 import torch
 
 from attacks import ATTACKS, AttackerKnowledge, ServerView
-from attacks.imprint import THREAT, Imprint, read_slots, slot_ratios
-from attacks.simulate import LocalRecipe
-from feddp_eval.config import ExperimentConfig, ModelConfig, TrainConfig, config_hash, from_dict, validate
-from feddp_eval.data.synthetic import synthesize_tiles
-from feddp_eval.data.types import Site, TileSet
-from feddp_eval.federated.loop import run_fedavg
-from feddp_eval.federated.malicious import ImprintServer
-from feddp_eval.metrics.privacy import psnr
-from feddp_eval.models.imprint import (
+from attacks.imprint import THREAT, Imprint, ImprintServer, read_slots, slot_ratios
+from attacks.imprint.block import (
     ENCODER_BIAS,
     ENCODER_WEIGHT,
     brightness_thresholds,
@@ -24,6 +17,12 @@ from feddp_eval.models.imprint import (
     slot_of,
     strip_imprint,
 )
+from attacks.simulate import LocalRecipe
+from feddp_eval.config import ExperimentConfig, ModelConfig, TrainConfig, config_hash, from_dict, validate
+from feddp_eval.data.synthetic import synthesize_tiles
+from feddp_eval.data.types import Site, TileSet
+from feddp_eval.federated.loop import run_fedavg
+from feddp_eval.metrics.privacy import psnr
 from feddp_eval.models.loss import segmentation_loss
 from feddp_eval.models.unet import UNet
 

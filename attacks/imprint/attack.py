@@ -1,7 +1,7 @@
 """Imprint (Fowl et al., ICLR 2022, "Robbing the Fed"): a malicious server reads tiles out of one update.
 
 The server sent the target client the U-Net behind an imprint block
-(:mod:`feddp_eval.models.imprint`): bins on the tile's mean brightness with
+(:mod:`attacks.imprint.block`, sent by :mod:`attacks.imprint.server`): bins on the tile's mean brightness with
 increasing thresholds, all fed back through one decoder column. The client's
 update of that block holds, for every tile alone between two neighbouring
 thresholds, ``ΔW_slot = a · x`` and ``Δb_slot = a``; the tile is their ratio. No
@@ -28,14 +28,18 @@ each coordinate by its own running scale and breaks the ratio.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from attacks.base import ATTACKS, Attack, AttackConfig, Reconstruction, RunOptions, ServerView
+from attacks.imprint.block import ENCODER_BIAS, ENCODER_WEIGHT
+from attacks.imprint.server import MODIFICATION, ImprintServer
+from feddp_eval.config import AttackSettings
 from feddp_eval.errors import ConfigError, RunDirError
-from feddp_eval.models.imprint import ENCODER_BIAS, ENCODER_WEIGHT
 
 THREAT = "malicious server: modifies the model it sends (one round)"
 
@@ -137,8 +141,22 @@ class Imprint(Attack):
 
     summary = "Fowl et al. 2022 (malicious server): imprint block of brightness bins, tiles read off exactly"
     threat = THREAT
+    modifies_model = MODIFICATION
+    modification_settings: ClassVar[Mapping[str, str]] = {"bins": "imprint_bins", "gain": "imprint_gain"}
     Config = ImprintConfig
     config: ImprintConfig
+
+    @classmethod
+    def model_modification(cls, settings: AttackSettings) -> ImprintServer:
+        """The server that sends the imprinted model to ``target_site`` in ``target_round``."""
+        if not isinstance(settings.target_round, int):  # refused by validate() before training
+            raise ConfigError(f"the imprint server needs one round, but got {settings.target_round!r}")
+        return ImprintServer(
+            site=settings.target_site,
+            round=settings.target_round,
+            bins=settings.imprint_bins,
+            gain=settings.imprint_gain,
+        )
 
     def run(self, view: ServerView, options: RunOptions) -> Reconstruction:
         """Read the ``view.n_images`` strongest slots; fill tiles not found with the public guess.

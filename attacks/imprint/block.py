@@ -1,4 +1,4 @@
-"""The malicious server's model modification: an imprint block in front of the U-Net.
+"""The imprint attack's model modification: an imprint block in front of the U-Net.
 
 Fowl, Geiping, Czaja, Goldblum, Goldstein, "Robbing the Fed" (ICLR 2022). The
 server sends one client, in one round, a model whose first layer is a linear map
@@ -28,7 +28,7 @@ scale and breaks the ratio. Two tiles in one bin give their gradient-weighted bl
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from statistics import NormalDist
 
 import torch
@@ -38,6 +38,7 @@ from torch import Tensor, nn
 BODY = "body."  # parameter names of the U-Net behind it
 ENCODER_WEIGHT = "imprint.encoder.weight"
 ENCODER_BIAS = "imprint.encoder.bias"
+DECODER_WEIGHT = "imprint.decoder.weight"
 
 
 class ImprintBlock(nn.Module):
@@ -138,6 +139,20 @@ def build_imprinted(
     block.decoder.weight.copy_((scale * gain * signs).expand(features, len(thresholds)))
     device = next(body.parameters()).device
     return ImprintedModel(block.to(device), body)
+
+
+def imprinted_shapes(
+    body: Mapping[str, tuple[int, ...]], *, bins: int, tile_size: int
+) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of an imprinted model's parameters, from the U-Net's (``body``): the U-Net's
+    under ``body.``, and the block of ``bins`` bins on 3 × ``tile_size`` × ``tile_size`` tiles."""
+    features = 3 * tile_size * tile_size
+    return {
+        **{f"{BODY}{name}": shape for name, shape in body.items()},
+        ENCODER_WEIGHT: (bins, features),
+        ENCODER_BIAS: (bins,),
+        DECODER_WEIGHT: (features, bins),
+    }
 
 
 def strip_imprint(update: dict[str, Tensor]) -> dict[str, Tensor]:
