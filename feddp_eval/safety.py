@@ -23,31 +23,7 @@ from typing import TYPE_CHECKING, Any
 from feddp_eval.errors import NonFiniteError
 
 if TYPE_CHECKING:
-    from torch import Tensor
-
     from feddp_eval.config import ExperimentConfig
-
-# --------------------------------------------------------------------------- finiteness
-
-
-def require_finite(tensors: Mapping[str, Tensor], *, what: str, fix: str) -> None:
-    """Refuse a set of tensors holding NaN or inf.
-
-    Args:
-        tensors: Named tensors (weights or an update).
-        what: Where they come from, for the message (``"the update site 1 released in round 2"``).
-        fix: What the user can do about it.
-
-    Raises:
-        NonFiniteError: Naming ``what``, the first non-finite tensor and how many values are bad.
-    """
-    import torch
-
-    for name, tensor in tensors.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            bad = int((~torch.isfinite(tensor)).sum())
-            raise NonFiniteError(f"{what} is not finite ({bad} NaN/inf values in `{name}`); {fix}")
-
 
 # --------------------------------------------------------------------------- attacks that could not run
 
@@ -56,6 +32,8 @@ NOT_RUN = "not run"
 
 def unusable_view(view: Any) -> str | None:
     """Why a server view cannot be attacked (a non-finite update or weight), or ``None``."""
+    from feddp_eval.federated.finite import require_finite
+
     try:
         require_finite(view.update, what="the captured update", fix="")
         require_finite(view.global_weights, what="the weights the server sent", fix="")
@@ -88,61 +66,13 @@ def not_run_reason(row: Mapping[str, Any]) -> str | None:
     return None
 
 
-# --------------------------------------------------------------------------- the gate
-
-
-def arm_problems(arms: Sequence[str], *, defenses: Sequence[str], attacks: Sequence[str]) -> list[str]:
-    """Arms of a baseline that name no registered defense (``dp-sgd``) or attack (``imprint/dp-sgd``)."""
-    problems = []
-    for arm in dict.fromkeys(arms):
-        attack, _, defense = arm.rpartition("/")
-        if defense not in defenses:
-            problems.append(f"arm `{arm}` names no defense; known defenses: {', '.join(defenses)}")
-        elif attack and attack not in attacks:
-            problems.append(f"arm `{arm}` names no attack; known attacks: {', '.join(attacks)}")
-    return problems
-
-
-def require_verdicts(verdicts: Sequence[Any], rows: Sequence[Mapping[str, Any]], *, source: str) -> None:
-    """Refuse to pass or fail a gate when a bound has nothing to judge: an attack that could not run,
-    an arm absent from the results, or a metric they do not hold.
-
-    Raises:
-        NoVerdictError: Naming the first such bound and why (exit 2, not 1: this is no regression).
-    """
-    from feddp_eval.errors import NoVerdictError
-
-    for row in rows:
-        reason = not_run_reason(row)
-        if reason is not None:
-            arm = f"{row.get('attack')}/{row.get('defense')}"
-            raise NoVerdictError(f"{source}: the attack of arm {arm} could not run ({reason}); no verdict")
-    for verdict in verdicts:
-        if verdict.value is not None and math.isnan(verdict.value):
-            raise NoVerdictError(
-                f"{source}: arm {verdict.bound.arm} has {verdict.bound.metric} = NaN, which no bound can "
-                "judge; re-run the attack"
-            )
-        if verdict.value is None:
-            raise NoVerdictError(
-                f"{source}: no verdict on {verdict.message}; fix the baseline or the results"
-            )
-
-
 # --------------------------------------------------------------------------- fail fast
-
-
-def planned_sites(data: Any) -> int | None:
-    """How many sites a run of ``data`` will have, known without loading a tile (``None``: unknown)."""
-    if data.source == "synthetic":
-        return int(data.sites)
-    from feddp_eval.data.formats import planned_site_count  # file names and metadata only
-
-    return planned_site_count(data)
 
 
 def target_problem(config: ExperimentConfig) -> str | None:
     """Why ``attack.target_site`` cannot name a site of this run (checked before any training)."""
+    from feddp_eval.data.sites import planned_sites
+
     n = planned_sites(config.data)
     site = config.attack.target_site
     if n is not None and n > 0 and site >= n:

@@ -12,14 +12,14 @@ import torch
 from feddp_eval.config import ExperimentConfig, validate
 from feddp_eval.config.validation import merge_problems, setting_problems
 from feddp_eval.errors import NonFiniteError, RunDirError
+from feddp_eval.federated.finite import require_finite
+from feddp_eval.gate import arm_problems
 from feddp_eval.io import save_tensors
 from feddp_eval.rundir.check import capture_problems, inside, safetensors_shapes
 from feddp_eval.safety import (
-    arm_problems,
     failed_reconstruction,
     mark_not_run,
     not_run_reason,
-    require_finite,
 )
 
 

@@ -28,3 +28,12 @@ def build_sites(data: DataConfig, *, seed: int) -> list[Site]:
     from feddp_eval.data.formats import load_sites
 
     return load_sites(data, seed=seed)
+
+
+def planned_sites(data: DataConfig) -> int | None:
+    """How many sites a run of ``data`` will have, known without loading a tile (``None``: unknown)."""
+    if data.source == "synthetic":
+        return int(data.sites)
+    from feddp_eval.data.formats import planned_site_count  # file names and metadata only
+
+    return planned_site_count(data)

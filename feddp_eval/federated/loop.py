@@ -15,14 +15,15 @@ import torch
 from torch import nn
 
 from feddp_eval.config import ExperimentConfig, TrainConfig
+from feddp_eval.data.sites import planned_sites
 from feddp_eval.data.types import Site, TileSet
 from feddp_eval.federated.aggregation import Aggregator, FedAvg
 from feddp_eval.federated.capture import CaptureWriter
 from feddp_eval.federated.client import ClientResult, client_round, round_train, steps_per_round
+from feddp_eval.federated.finite import require_finite
 from feddp_eval.federated.hooks import ClientDefense, ClientPlan, TrainingHooks, Update, privacy_summary
 from feddp_eval.federated.malicious import ModelModification
 from feddp_eval.metrics.utility import ConfusionCounts, binarise, confusion_counts, pooled, utility_scores
-from feddp_eval.safety import planned_sites, require_finite
 from feddp_eval.seeding import generator
 
 POOLED = "pooled"

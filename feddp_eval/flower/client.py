@@ -24,6 +24,7 @@ from torch import nn
 from feddp_eval.config import TrainConfig
 from feddp_eval.data.types import Site, TileSet
 from feddp_eval.federated.client import client_round, round_train
+from feddp_eval.federated.finite import require_finite
 from feddp_eval.federated.hooks import ClientDefense, ClientPlan, TrainingHooks
 from feddp_eval.federated.loop import NON_FINITE_FIX, capture_metadata, client_row, evaluate
 from feddp_eval.flower.capturing import capture_record
@@ -50,7 +51,6 @@ from feddp_eval.flower.records import (
     to_record,
 )
 from feddp_eval.io import load_tensors, read_json, save_tensors, write_json
-from feddp_eval.safety import require_finite
 
 
 @dataclass(frozen=True)

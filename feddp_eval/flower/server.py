@@ -19,6 +19,7 @@ from flwr.serverapp.strategy import Strategy
 
 from feddp_eval.errors import FeddpError
 from feddp_eval.federated.aggregation import Aggregator, FedAvg
+from feddp_eval.federated.finite import require_finite
 from feddp_eval.federated.hooks import ClientDefense, ClientPlan, PrivacyRecord
 from feddp_eval.federated.loop import (
     NON_FINITE_FIX,
@@ -32,7 +33,6 @@ from feddp_eval.flower.capturing import CapturingStrategy
 from feddp_eval.flower.protocol import ARRAYS, CONFIG, METRICS, PRIVACY, ROW, SITE_INDEX, integer
 from feddp_eval.flower.records import difference, from_record, read_json_record, to_record
 from feddp_eval.metrics.utility import ConfusionCounts
-from feddp_eval.safety import require_finite
 from feddp_eval.seeding import generator
 
 TIMEOUT_S = 3600.0  # for one round's replies

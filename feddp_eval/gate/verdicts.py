@@ -3,6 +3,7 @@ built-in ε̂ ≤ ε bound, and JUnit XML for CI."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -109,3 +110,45 @@ def junit_xml(verdicts: Sequence[Verdict], *, suite: str = "feddp-eval check") -
         if not v.passed:
             ElementTree.SubElement(case, "failure", message=v.message).text = v.message
     return ElementTree.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+# --------------------------------------------------------------------------- what the gate refuses
+
+
+def arm_problems(arms: Sequence[str], *, defenses: Sequence[str], attacks: Sequence[str]) -> list[str]:
+    """Arms of a baseline that name no registered defense (``dp-sgd``) or attack (``imprint/dp-sgd``)."""
+    problems = []
+    for arm in dict.fromkeys(arms):
+        attack, _, defense = arm.rpartition("/")
+        if defense not in defenses:
+            problems.append(f"arm `{arm}` names no defense; known defenses: {', '.join(defenses)}")
+        elif attack and attack not in attacks:
+            problems.append(f"arm `{arm}` names no attack; known attacks: {', '.join(attacks)}")
+    return problems
+
+
+def require_verdicts(verdicts: Sequence[Any], rows: Sequence[Mapping[str, Any]], *, source: str) -> None:
+    """Refuse to pass or fail a gate when a bound has nothing to judge: an attack that could not run,
+    an arm absent from the results, or a metric they do not hold.
+
+    Raises:
+        NoVerdictError: Naming the first such bound and why (exit 2, not 1: this is no regression).
+    """
+    from feddp_eval.errors import NoVerdictError
+    from feddp_eval.safety import not_run_reason
+
+    for row in rows:
+        reason = not_run_reason(row)
+        if reason is not None:
+            arm = f"{row.get('attack')}/{row.get('defense')}"
+            raise NoVerdictError(f"{source}: the attack of arm {arm} could not run ({reason}); no verdict")
+    for verdict in verdicts:
+        if verdict.value is not None and math.isnan(verdict.value):
+            raise NoVerdictError(
+                f"{source}: arm {verdict.bound.arm} has {verdict.bound.metric} = NaN, which no bound can "
+                "judge; re-run the attack"
+            )
+        if verdict.value is None:
+            raise NoVerdictError(
+                f"{source}: no verdict on {verdict.message}; fix the baseline or the results"
+            )

@@ -75,11 +75,10 @@ def run_check(
         on_iteration: Attack progress callback, as for :func:`run_attack`.
     """
     from feddp_eval.errors import RunDirError
-    from feddp_eval.gate import arm_attack, audit_verdicts, evaluate, load_baseline
+    from feddp_eval.gate import arm_attack, audit_verdicts, evaluate, load_baseline, require_verdicts
     from feddp_eval.io import read_json
     from feddp_eval.rundir.check import result_rows
     from feddp_eval.rundir.names import RESULTS
-    from feddp_eval.safety import require_verdicts
 
     baseline = load_baseline(baseline_path)
     scenario = scenario_config(baseline)  # an invalid scenario is an error with --results too
@@ -112,7 +111,7 @@ def check_arms(baseline: Any) -> None:
     """Refuse a baseline whose arms name an unknown defense or attack (exit 2, before any run)."""
     from attacks import ATTACKS
     from defenses import DEFENSES
-    from feddp_eval.safety import arm_problems
+    from feddp_eval.gate import arm_problems
 
     problems = arm_problems(
         [b.arm for b in baseline.bounds], defenses=DEFENSES.names(), attacks=ATTACKS.names()
@@ -151,9 +150,8 @@ def write_baseline_file(
     import torch
 
     from feddp_eval.config import load_config
-    from feddp_eval.gate import write_baseline
+    from feddp_eval.gate import require_verdicts, write_baseline
     from feddp_eval.io import atomic_write_text
-    from feddp_eval.safety import require_verdicts
 
     bad = {k: v for k, v in margins.items() if not (v == v and abs(v) != float("inf") and v >= 0)}
     if bad:

@@ -83,8 +83,8 @@ def run_sweep(
 
     from attacks import ATTACKS
     from defenses import DEFENSES, noise_defenses
+    from feddp_eval.data.sites import planned_sites
     from feddp_eval.rundir.check import discard_new_sweep
-    from feddp_eval.safety import planned_sites
     from feddp_eval.sweep import SWEEP_FILE, check_sweep_dir, plan, sweep_manifest, validate_spec
 
     spec = validate_spec(

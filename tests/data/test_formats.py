@@ -13,9 +13,9 @@ import pytest
 
 from feddp_eval.config import DataConfig, ExperimentConfig, config_hash, validate
 from feddp_eval.data.formats import FORMATS, LoadOptions, get_format
+from feddp_eval.data.sites import planned_sites
 from feddp_eval.data.types import Site
 from feddp_eval.errors import ConfigError, DataError
-from feddp_eval.safety import planned_sites
 from tests.data.format_fixtures import SIDE, WRITERS
 
 TILE = 16  # 32 px fixture images: 4 crops each
