@@ -138,7 +138,7 @@ def train_for_dice(config: ExperimentConfig, run_dir: Path) -> float:
     import torch
 
     torch.set_num_threads(1)
-    return float(run_train(config, run_dir=run_dir).summary["dice"])
+    return float(run_train(config, run_dir=run_dir).summary.dice)
 
 
 def delta_dice_cells(dice: list[list[float]]) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from typing import Any
 from feddp_eval.config import ExperimentConfig
 from feddp_eval.errors import ConfigError
 from feddp_eval.io import write_json
+from feddp_eval.rundir.summary import TrainSummary
 from feddp_eval.sweep import longest_first, stage_seconds
 from feddp_eval.sweep.executors import PointWork
 from feddp_eval.workflows.attack import preflight_attack
@@ -165,12 +166,12 @@ def _run_points(
     )
 
 
-def train_point(root: Path, point: Any) -> dict[str, Any]:
+def train_point(root: Path, point: Any) -> TrainSummary:
     """Train (or reuse) ``point``'s run in ``root / point.run_dir``; its summary."""
     return run_train(point.config, run_dir=root / point.run_dir).summary
 
 
-def finish_point(root: Path, point: Any, summary: dict[str, Any], lpips: Any) -> dict[str, Any]:
+def finish_point(root: Path, point: Any, summary: TrainSummary, lpips: Any) -> dict[str, Any]:
     """``point``'s results row from its trained run in ``root / point.run_dir``: the attack (its files
     written under the run) and its scores, or a utility-only seed's row; paths relative to ``root``."""
     import os
@@ -193,7 +194,7 @@ def finish_point(root: Path, point: Any, summary: dict[str, Any], lpips: Any) ->
         seed=point.config.seed,
         target_round=a.target_round,
         **point.training(every=True),  # in every row; a results.csv column when the grid varies it
-        train_seconds=summary["seconds"],
+        train_seconds=summary.seconds,
         run_dir=point.run_dir,
     )
     return row
