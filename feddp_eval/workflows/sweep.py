@@ -172,8 +172,9 @@ def train_point(root: Path, point: Any) -> TrainSummary:
 
 
 def finish_point(root: Path, point: Any, summary: TrainSummary, lpips: Any) -> dict[str, Any]:
-    """``point``'s results row from its trained run in ``root / point.run_dir``: the attack (its files
-    written under the run) and its scores, or a utility-only seed's row; paths relative to ``root``."""
+    """``point``'s results row (as ``row.json`` holds it) from its trained run in ``root / point.run_dir``:
+    the attack (its files written under the run) and its scores, or a utility-only seed's row; paths
+    relative to ``root``."""
     import os
 
     trained = TrainResult(root / point.run_dir, summary, reused=True)
@@ -182,13 +183,13 @@ def finish_point(root: Path, point: Any, summary: TrainSummary, lpips: Any) -> d
         row = utility_row(point.config, trained)
     else:
         outcome = attack_run(point.config, trained, lpips)
-        row, scenario = outcome.row, outcome.scenario
-        row.update(
+        scenario = outcome.scenario
+        row = outcome.row.with_cells(
             target_site=scenario["site_index"],  # -1 resolved to the site actually attacked
             mask=scenario["mask"],
-            tiles=Path(os.path.relpath(row["tiles"], root)).as_posix(),
+            tiles=Path(os.path.relpath(str(outcome.row.tiles), root)).as_posix(),
         )
-    row.update(
+    return row.with_cells(
         key=point.key,
         config_hash=point.train_hash,
         seed=point.config.seed,
@@ -196,8 +197,7 @@ def finish_point(root: Path, point: Any, summary: TrainSummary, lpips: Any) -> d
         **point.training(every=True),  # in every row; a results.csv column when the grid varies it
         train_seconds=summary.seconds,
         run_dir=point.run_dir,
-    )
-    return row
+    ).as_dict()
 
 
 def lpips_metric(net: str) -> Any:
