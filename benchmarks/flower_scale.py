@@ -36,7 +36,7 @@ from feddp_eval.pipeline import run_train
 settings = json.loads(sys.argv[1])
 start = time.perf_counter()
 result = run_train(validate(from_dict(ExperimentConfig, settings)), run_dir=sys.argv[2], force=True)
-print(json.dumps({"seconds": time.perf_counter() - start, "dice": result.summary["dice"]}))
+print(json.dumps({"seconds": time.perf_counter() - start, "dice": result.summary.dice}))
 """
 
 

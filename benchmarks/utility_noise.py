@@ -43,7 +43,7 @@ def worker(config_path: str | None, noise: float, defense: str, seeds: int, out:
     for i in range(seeds):
         for name, arm in (("reference", reference_config(defended)), ("defended", defended)):
             config = with_overrides(arm, {"seed": arm.seed + i})
-            dice[name].append(float(run_train(config, run_dir=out / f"{name}-{i}").summary["dice"]))
+            dice[name].append(float(run_train(config, run_dir=out / f"{name}-{i}").summary.dice))
     print(json.dumps(dice), flush=True)
 
 

@@ -64,8 +64,8 @@ def test_attack_trains_paired_seeds_and_reads_their_dice(
         hashes = [run_key(validate(from_dict(ExperimentConfig, r))) for r in runs]
         dice.append([read_json(tmp_path / h / "summary.json")["dice"] for h in hashes])
     none, dp = result.rows
-    assert [none["utility_seeds"], dp["utility_seeds"]] == [3, 3]
-    assert none["dice"] == dice[0][0] and dp["dice"] == dice[1][0]  # the attacked run is the first seed's
-    assert dp["dice_mean"] == pytest.approx(np.mean(dice[1]))
+    assert [none.utility_seeds, dp.utility_seeds] == [3, 3]
+    assert none.dice == dice[0][0] and dp.dice == dice[1][0]  # the attacked run is the first seed's
+    assert dp.dice_mean == pytest.approx(np.mean(dice[1]))
     mean, low, high = _reference_interval(dice[1], dice[0])
-    assert (dp["delta_dice"], dp["delta_dice_low"], dp["delta_dice_high"]) == pytest.approx((mean, low, high))
+    assert (dp.delta_dice, dp.delta_dice_low, dp.delta_dice_high) == pytest.approx((mean, low, high))

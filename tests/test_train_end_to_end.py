@@ -18,6 +18,7 @@ from feddp_eval.errors import RunDirError
 from feddp_eval.federated.capture import list_captures, load_ground_truth
 from feddp_eval.io import read_csv
 from feddp_eval.pipeline import run_train
+from feddp_eval.rundir.summary import TrainSummary
 
 runner = CliRunner()
 
@@ -42,14 +43,18 @@ def test_two_rounds_write_a_complete_run_directory(tmp_path: Path, tiny_config: 
     assert manifest["seed"] == 3 and manifest["device"] == "cpu"
     assert manifest["packages"]["torch"] == torch.__version__.split("+")[0]
     assert load_config(run / "config.toml") == tiny_config
+    # summary.json is the typed summary's JSON, and reads back as the summary returned.
+    text = json.dumps(result.summary.to_json(), indent=2, sort_keys=True, allow_nan=True) + "\n"
+    assert (run / "summary.json").read_text(encoding="utf-8") == text
+    assert TrainSummary.from_json(json.loads(text)) == result.summary
 
     rows = read_csv(run / "metrics.csv")
     assert [(r["round"], r["site"]) for r in rows] == [
         (str(r), s) for r in (1, 2) for s in ("site-0", "site-1", "pooled")
     ]
     final = rows[-1]
-    assert float(final["dice"]) == pytest.approx(result.summary["dice"])
-    assert 0.0 <= result.summary["dice"] <= 1.0
+    assert float(final["dice"]) == pytest.approx(result.summary.dice)
+    assert 0.0 <= result.summary.dice <= 1.0
 
     # The no-model reference beside it: haematoxylin-Otsu on the same held-out tiles.
     from feddp_eval.data.sites import build_sites
@@ -57,7 +62,7 @@ def test_two_rounds_write_a_complete_run_directory(tmp_path: Path, tiny_config: 
     from feddp_eval.seeding import derive_seed
 
     sites = build_sites(tiny_config.data, seed=derive_seed(tiny_config.seed, "data"))
-    reference = result.summary["reference"]
+    reference = result.summary.reference
     assert reference["name"] == "hematoxylin-otsu"
     assert reference["sites"] == otsu_site_scores(sites)
 
@@ -104,7 +109,7 @@ def test_finished_run_is_reused_and_other_config_is_refused(
     with pytest.raises(RunDirError, match="another config"):
         run_train(with_overrides(tiny_config, {"train.rounds": 1}), run_dir=tmp_path / "run")
     forced = run_train(with_overrides(tiny_config, {"train.rounds": 1}), run_dir=tmp_path / "run", force=True)
-    assert not forced.reused and forced.summary["rounds"] == 1
+    assert not forced.reused and forced.summary.rounds == 1
 
 
 def test_refuses_to_write_into_a_foreign_folder(tmp_path: Path, tiny_config: ExperimentConfig) -> None:

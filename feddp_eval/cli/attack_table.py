@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from feddp_eval import schema
 from feddp_eval.cli.render import MISSING, print_not_run
+from feddp_eval.result_row import ResultRow
+
+if TYPE_CHECKING:
+    from feddp_eval.workflows.attack import AttackResult
 
 UTILITY = ("dice", "jaccard", "accuracy")
 LEAKAGE = ("psnr", "ssim", "lpips", "mask_dice")
@@ -19,22 +23,26 @@ def rounds_text(scenario: dict[str, Any]) -> str:
     return f"rounds {rounds[0]}–{rounds[-1]} ({len(rounds)} inverted jointly)"
 
 
-def print_attack_table(result: Any) -> None:
+def print_attack_table(result: AttackResult) -> None:
     """The comparison table and the lines that explain it; fits an 80-column terminal."""
     from rich.console import Console
 
     console = Console()
     console.print(_table(result))
-    print_not_run(console, result.rows)
+    print_not_run(console, result.row_dicts())
     for row in result.rows:
-        label = schema.setting_label(row["defense"], row["noise"])
-        privacy = schema.privacy_text(row["epsilon"], row["delta"], row["granularity"], row["accountant"])
-        console.print(f"{label}: {privacy}")
+        privacy = schema.privacy_text(row.epsilon, row.delta, row.granularity, row.accountant)
+        console.print(f"{_label(row)}: {privacy}")
     for line in _notes(result.rows[0], result.scenario, result.grid):
         console.print(line)
 
 
-def _table(result: Any) -> Any:
+def _label(row: ResultRow) -> str:
+    """``none`` or ``dp-sgd σ=1.1``: the arm's setting."""
+    return schema.setting_label(str(row.defense), row.noise)
+
+
+def _table(result: AttackResult) -> Any:
     from rich.table import Table
 
     s, rows, first = result.scenario, result.rows, result.rows[0]
@@ -43,11 +51,9 @@ def _table(result: Any) -> Any:
     )
     table.add_column("")
     for row in rows:
-        table.add_column(
-            schema.setting_label(row["defense"], row["noise"]).replace(" ", "\n"), justify="right"
-        )
+        table.add_column(_label(row).replace(" ", "\n"), justify="right")
     priors = [("prior\nmean colour", "prior")]
-    if first.get("mask_prior_psnr") is not None:
+    if first.mask_prior_psnr is not None:
         priors.append(("prior\npainted mask", "mask_prior"))
     for title, _ in priors:
         table.add_column(title, justify="right", style="dim")
@@ -55,50 +61,51 @@ def _table(result: Any) -> Any:
     table.add_row("ε (δ)", *[_epsilon_cell(r) for r in rows], *blank)
     for name in UTILITY:
         c = schema.column(name)
-        table.add_row(c.label, *[c.format(r[name]) for r in rows], *blank)
-    if (seeds := first.get("utility_seeds")) is not None:
+        table.add_row(c.label, *[c.format(r.value(name)) for r in rows], *blank)
+    if (seeds := first.utility_seeds) is not None:
         mean = schema.column("dice_mean")
-        table.add_row(f"Dice, {seeds} seeds", *[mean.format(r.get("dice_mean")) for r in rows], *blank)
+        table.add_row(f"Dice, {seeds} seeds", *[mean.format(r.dice_mean) for r in rows], *blank)
         table.add_row("ΔDice (95%)", *[delta_dice_text(r) for r in rows], *blank)
     for name in LEAKAGE:
         c = schema.column(name)
-        guesses = [c.format(first.get(f"{p}_{name}")) for _, p in priors]
-        table.add_row(c.label + c.arrow, *[c.format(r[name]) for r in rows], *guesses)
+        # A prior column the schema lacks (the painted-mask prior scores no mask) is a blank cell.
+        guesses = [c.format(getattr(first, f"{p}_{name}", None)) for _, p in priors]
+        table.add_row(c.label + c.arrow, *[c.format(r.value(name)) for r in rows], *guesses)
     margin = schema.column("margin_psnr")
-    table.add_row(margin.label, *[margin.format(r.get("margin_psnr")) for r in rows], *blank)
-    table.add_row("tiles > prior", *[_count(r.get("tiles_beating_prior"), s["tiles"]) for r in rows], *blank)
+    table.add_row(margin.label, *[margin.format(r.margin_psnr) for r in rows], *blank)
+    table.add_row("tiles > prior", *[_count(r.tiles_beating_prior, s["tiles"]) for r in rows], *blank)
     median = schema.column("psnr_median")
-    table.add_row(median.label, *[median.format(r.get("psnr_median")) for r in rows], *blank)
+    table.add_row(median.label, *[median.format(r.psnr_median) for r in rows], *blank)
     for name in ("share_30db", "share_40db"):
         label = "tiles " + schema.column(name).label
-        table.add_row(label, *[_share(r.get(name), s["tiles"]) for r in rows], *blank)
-    if first.get("threat") != "malicious":  # an analytic attack has no iterations to count
+        table.add_row(label, *[_share(r.value(name), s["tiles"]) for r in rows], *blank)
+    if first.threat != "malicious":  # an analytic attack has no iterations to count
         table.add_row("iterations", *[_iterations(r) for r in rows], *blank)
-    if first.get("threat") == "malicious":
-        read = [f"{r.get('tiles_read')} ({r.get('tiles_alone')} alone)" for r in rows]
+    if first.threat == "malicious":
+        read = [f"{r.tiles_read} ({r.tiles_alone} alone)" for r in rows]
         table.add_row("tiles read", *read, *blank)
     return table
 
 
-def delta_dice_text(row: dict[str, Any]) -> str:
+def delta_dice_text(row: ResultRow) -> str:
     """``-5.6% [-8.1, -3.0] lower``; ``+0.4% cannot tell`` with one seed; blank on the reference arm."""
-    mean, low, high = row.get("delta_dice"), row.get("delta_dice_low"), row.get("delta_dice_high")
+    mean, low, high = row.delta_dice, row.delta_dice_low, row.delta_dice_high
     if mean is None:
         return ""
     if low is None or high is None:
-        return f"{mean:+.1%}\n{row.get('delta_dice_verdict')}"
-    return f"{mean:+.1%}\n[{low * 100:+.1f}, {high * 100:+.1f}]\n{row.get('delta_dice_verdict')}"
+        return f"{mean:+.1%}\n{row.delta_dice_verdict}"
+    return f"{mean:+.1%}\n[{low * 100:+.1f}, {high * 100:+.1f}]\n{row.delta_dice_verdict}"
 
 
-def _epsilon_cell(row: dict[str, Any]) -> str:
-    if row["epsilon"] is None:
+def _epsilon_cell(row: ResultRow) -> str:
+    if row.epsilon is None:
         return schema.format_epsilon(None)
-    return f"{schema.format_epsilon(row['epsilon'])} ({row['delta']:g})"
+    return f"{schema.format_epsilon(row.epsilon)} ({row.delta:g})"
 
 
-def _iterations(row: dict[str, Any]) -> str:
+def _iterations(row: ResultRow) -> str:
     """``312 (plateau)``: the iterations the inversion used, and why it stopped when not at its budget."""
-    used, stopped = row.get("iterations"), row.get("stopped")
+    used, stopped = row.iterations, row.stopped
     if used is None:
         return MISSING
     return f"{used}" if stopped in (None, "budget") else f"{used}\n({stopped})"
@@ -112,9 +119,9 @@ def _share(value: float | None, total: int) -> str:
     return MISSING if value is None else _count(round(value * total), total)
 
 
-def _notes(first: dict[str, Any], scenario: dict[str, Any], grid: Any) -> list[str]:
+def _notes(first: ResultRow, scenario: dict[str, Any], grid: Any) -> list[str]:
     """What the table's rows mean, the threat model, and where the reconstructions are."""
-    reference = "painted-mask" if first.get("prior_kind") == "painted-mask" else "mean-colour"
+    reference = "painted-mask" if first.prior_kind == "painted-mask" else "mean-colour"
     lines = [
         "ΔDice: the defended arm's Dice over the undefended one's − 1, mean over the paired seeds, with "
         "its 95% t interval; 'within noise' when the interval holds 0 (only the first seed is attacked).",
@@ -125,25 +132,25 @@ def _notes(first: dict[str, Any], scenario: dict[str, Any], grid: Any) -> list[s
         f"vs prior: PSNR minus the {reference} prior's (the attacker's best guess without the "
         f"update); tiles > prior: tiles whose PSNR beats that guess of the same tile",
     ]
-    if first.get("threat") == "malicious":
+    if first.threat == "malicious":
         lines.append(
             "tiles read: tiles the imprint found in a bin of their own (in brackets: how many truly "
             "were alone); the rest are filled with the mean colour. Imprint recovers no mask."
         )
-    elif first["mask_dice"] is None:
+    elif first.mask_dice is None:
         lines.append(f"mask Dice: {MISSING}, the attacker was given the true masks")
-    if first.get("threat") != "malicious":
+    if first.threat != "malicious":
         from reports.attack_strength import strength_sentence
 
         lines.append(
             "An attack's result is a lower bound on what its attacker could rebuild, never an upper "
             "bound: 'vs prior' at or below 0 means this attack rebuilt no more than the guess."
         )
-        strength = strength_sentence(str(first.get("attack")))
+        strength = strength_sentence(str(first.attack))
         if strength:
             lines.append(strength)
     lines.append(f"threat: {scenario['threat']}")
-    if first.get("lpips_missing"):
-        lines.append(f"[yellow]LPIPS missing: {first['lpips_missing']}[/yellow]")
+    if first.lpips_missing:
+        lines.append(f"[yellow]LPIPS missing: {first.lpips_missing}[/yellow]")
     lines.append(f"reconstructions: {grid}")
     return lines

@@ -8,9 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from statistics import mean
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from feddp_eval import schema
+
+if TYPE_CHECKING:
+    from feddp_eval.workflows.train import TrainResult
 
 MISSING = schema.MISSING
 
@@ -102,18 +105,18 @@ def sweep_progress(quiet: bool) -> Iterator[dict[str, Any]]:
         yield {"on_start": on_start, "on_stage": on_stage, "on_point": on_point}
 
 
-def print_train_summary(result: Any) -> None:
+def print_train_summary(result: TrainResult) -> None:
     from rich.console import Console
     from rich.table import Table
 
     summary = result.summary
     utility = schema.columns(kind=["utility"])
-    table = Table(title=f"Held-out utility after round {summary['rounds']}")
+    table = Table(title=f"Held-out utility after round {summary.rounds}")
     table.add_column("site")
     for c in utility:
         table.add_column(c.label, justify="right")
-    otsu = summary.get("reference", {}).get("sites", {})
-    for site, scores in summary["sites"].items():
+    otsu = summary.otsu
+    for site, scores in summary.sites.items():
         table.add_row(
             site, *(c.format(scores[c.name]) for c in utility), style="bold" if site == "pooled" else None
         )
@@ -121,14 +124,11 @@ def print_train_summary(result: Any) -> None:
         table.add_row("Otsu (no model)", *(c.format(otsu["pooled"][c.name]) for c in utility), style="dim")
     console = Console()
     console.print(table)
-    privacy = summary["privacy"]
-    text = schema.privacy_text(
-        privacy["epsilon"], privacy["delta"], privacy["granularity"], privacy["accountant"]
-    )
-    console.print(f"defense: {summary['defense']['name']}; privacy: {text}")
-    if "audit" in privacy:
-        console.print(f"audit: {privacy['audit']['text']}")
-    for note in summary.get("warnings", []):
+    text = schema.privacy_text(summary.epsilon, summary.delta, summary.granularity, summary.accountant)
+    console.print(f"defense: {summary.defense_name}; privacy: {text}")
+    if (audit := summary.audit) is not None:
+        console.print(f"audit: {audit['text']}")
+    for note in summary.warnings:
         console.print(f"[yellow]warning: {note}[/yellow]")
     reused = " (reused: this config had already finished there)" if result.reused else ""
     console.print(f"run directory: {result.run_dir}{reused}")

@@ -110,7 +110,7 @@ def train(
         with round_progress(chosen.train.rounds, quiet) as on_round:
             result = run_train(chosen, run_dir=out, force=force, on_round=on_round)
     if json_output:
-        emit_json(result.summary)
+        emit_json(result.summary.to_json())
     elif not quiet:
         print_train_summary(result)
 

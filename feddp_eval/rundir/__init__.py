@@ -3,7 +3,8 @@
 A run directory is what ``feddp-eval train`` writes and every later stage (attack, sweep, check,
 report) reads. :mod:`~feddp_eval.rundir.names` names it and its files,
 :mod:`~feddp_eval.rundir.prepare` creates, reuses and stamps it, and
-:mod:`~feddp_eval.rundir.check` refuses a file in it that cannot be trusted.
+:mod:`~feddp_eval.rundir.check` refuses a file in it that cannot be trusted, and
+:mod:`~feddp_eval.rundir.summary` types its ``summary.json`` (:class:`TrainSummary`).
 
 Importing this package imports none of its modules (nor torch).
 """

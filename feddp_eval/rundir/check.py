@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 
 from feddp_eval.errors import RunDirError
 from feddp_eval.rundir.names import MANIFEST, SITES
+from feddp_eval.rundir.summary import REQUIRED
 
 if TYPE_CHECKING:
     from feddp_eval.config import ModelConfig
@@ -288,6 +289,8 @@ def summary_problem(summary: Any) -> str | None:
     eps = summary.get("epsilon")
     if eps is not None and not (isinstance(eps, int | float) and not isinstance(eps, bool) and eps >= 0):
         return f"has `epsilon` {eps!r}, expected a number >= 0 or null"
+    if missing := [k for k in REQUIRED if k not in summary]:
+        return f"lacks {', '.join(f'`{k}`' for k in missing)}"
     return None
 
 

@@ -18,6 +18,7 @@ from feddp_eval.errors import OutputError, RunDirError
 from feddp_eval.io import atomic_write_text, is_atomic_leftover, read_json, write_json
 from feddp_eval.rundir.check import summary_problem
 from feddp_eval.rundir.names import CONFIG, MANIFEST, SUMMARY, run_key, short
+from feddp_eval.rundir.summary import TrainSummary
 
 _PACKAGES = ("torch", "numpy", "opacus", "scipy", "scikit-image", "safetensors")
 
@@ -27,7 +28,7 @@ def default_run_dir(config: ExperimentConfig, root: str | Path = "runs") -> Path
     return Path(root) / run_key(config)
 
 
-def finished_summary(run_dir: Path, config: ExperimentConfig) -> dict[str, Any] | None:
+def finished_summary(run_dir: Path, config: ExperimentConfig) -> TrainSummary | None:
     """The summary of a finished run of exactly this config in ``run_dir``, else ``None``.
 
     Raises:
@@ -55,7 +56,7 @@ def finished_summary(run_dir: Path, config: ExperimentConfig) -> dict[str, Any] 
                 f"{run_dir / SUMMARY} {problem}; retrain it (`feddp-eval train --force --out {run_dir}`) "
                 "or delete the folder"
             )
-        return dict(summary)
+        return TrainSummary.from_json(summary)
     return None
 
 

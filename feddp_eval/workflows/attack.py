@@ -11,6 +11,7 @@ from feddp_eval import schema
 from feddp_eval.config import ExperimentConfig, reference_config
 from feddp_eval.errors import ConfigError
 from feddp_eval.io import write_json
+from feddp_eval.result_row import ResultRow
 from feddp_eval.rundir.names import RESULTS, attack_dir_name, run_key
 from feddp_eval.workflows.attack_run import attack_run
 from feddp_eval.workflows.train import run_train
@@ -21,12 +22,16 @@ class AttackResult:
     """Outcome of :func:`run_attack`: one row per arm, and where everything was written."""
 
     out_dir: Path
-    rows: list[dict[str, Any]]
+    rows: list[ResultRow]
     scenario: dict[str, Any]
     grid: Path | None
 
     def to_json(self) -> dict[str, Any]:
-        return {"run_dir": str(self.out_dir), "scenario": self.scenario, "rows": self.rows}
+        return {"run_dir": str(self.out_dir), "scenario": self.scenario, "rows": self.row_dicts()}
+
+    def row_dicts(self) -> list[dict[str, Any]]:
+        """The rows as ``results.json`` holds them (what the gate reads)."""
+        return [row.as_dict() for row in self.rows]
 
 
 def run_attack(
@@ -67,16 +72,25 @@ def run_attack(
             outcomes.append(attack_run(arm, trained, lpips, on_iteration=on_iteration))
         if on_stage and utility.pending:
             on_stage("waiting for the seed runs")
-        dice = utility.dice([o.row["dice"] for o in outcomes])
-    rows = [{**o.row, **cells} for o, cells in zip(outcomes, delta_dice_cells(dice), strict=True)]
+        dice = utility.dice([_dice(o.row) for o in outcomes])
+    rows = [o.row.with_cells(**cells) for o, cells in zip(outcomes, delta_dice_cells(dice), strict=True)]
     scenario = outcomes[-1].scenario
-    write_json(results_dir / RESULTS, {"scenario": scenario, "rows": rows})
+    write_json(results_dir / RESULTS, {"scenario": scenario, "rows": [row.as_dict() for row in rows]})
     from feddp_eval.viz import save_comparison_grid
 
     panels = [("prior", outcomes[-1].guess)]
-    panels += [(schema.setting_label(o.row["defense"], o.row["noise"]), o.reconstruction) for o in outcomes]
+    panels += [(_label(o.row), o.reconstruction) for o in outcomes]
     grid = save_comparison_grid(results_dir / "reconstructions.png", outcomes[-1].truth, panels)
     return AttackResult(results_dir, rows, scenario, grid)
+
+
+def _dice(row: ResultRow) -> float:
+    assert row.dice is not None, "training_columns fills in the run's pooled Dice"
+    return row.dice
+
+
+def _label(row: ResultRow) -> str:
+    return schema.setting_label(str(row.defense), row.noise)
 
 
 class UtilitySeeds:
@@ -138,7 +152,7 @@ def train_for_dice(config: ExperimentConfig, run_dir: Path) -> float:
     import torch
 
     torch.set_num_threads(1)
-    return float(run_train(config, run_dir=run_dir).summary["dice"])
+    return float(run_train(config, run_dir=run_dir).summary.dice)
 
 
 def delta_dice_cells(dice: list[list[float]]) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from feddp_eval.config import ExperimentConfig
 from feddp_eval.errors import ConfigError, RunDirError
 from feddp_eval.io import save_tensors, write_csv, write_json
+from feddp_eval.result_row import ResultRow
 from feddp_eval.workflows import rows as columns
 from feddp_eval.workflows.train import TrainResult, resolve_device
 
@@ -63,7 +64,7 @@ class AttackOutcome:
     """What :func:`attack_run` produced: the results row, the reconstruction, the truth it was scored
     against, the scenario in words, and the attacker's guess without the update."""
 
-    row: dict[str, Any]
+    row: ResultRow
     reconstruction: Any
     truth: Any
     scenario: dict[str, Any]
@@ -85,7 +86,7 @@ def attack_run(
     scores, baseline, mask_baseline = _score(target, recon, lpips)
     attack_dir = _attack_dir(trained.run_dir, config, target)
     tiles = _write_files(attack_dir, target, recon, convergence)
-    row = {
+    cells = {
         **columns.training_columns(config, trained.summary),
         **columns.scores_columns(
             scores, baseline, mask_baseline, mask_scored=target.mask == "unknown" and not target.malicious
@@ -99,11 +100,12 @@ def attack_run(
         "tiles": str(tiles),
     }
     if failure is not None:
-        row = mark_not_run(row, failure)  # no metric of the prior's is passed off as the attack's
+        cells = mark_not_run(cells, failure)  # no metric of the prior's is passed off as the attack's
+    row = ResultRow.of(cells)
     write_json(
         attack_dir / "scores.json",
         {
-            "row": row,
+            "row": row.as_dict(),
             "scores": scores.to_dict(),
             "prior": baseline.to_dict(),
             "mask_prior": mask_baseline.to_dict() if mask_baseline else None,
@@ -159,18 +161,21 @@ def target_site(config: ExperimentConfig, sites: list[dict[str, Any]]) -> int:
     return int(site)
 
 
-def utility_row(config: ExperimentConfig, trained: TrainResult) -> dict[str, Any]:
+def utility_row(config: ExperimentConfig, trained: TrainResult) -> ResultRow:
     """A sweep row of a seed that is trained for utility and not attacked (``sweep.attack_seeds``):
     the training run's columns, every attack cell empty, ``stopped = "utility only"``."""
     from feddp_eval import schema
     from feddp_eval.rundir.check import read_sites
     from feddp_eval.sweep import UTILITY_ONLY
 
-    row: dict[str, Any] = dict.fromkeys(schema.result_columns())
-    row.update(columns.training_columns(config, trained.summary))
-    row.update(threat="honest", attack=config.attack.name, stopped=UTILITY_ONLY, run_dir=str(trained.run_dir))
-    row["target_site"] = target_site(config, read_sites(trained.run_dir))
-    return row
+    return ResultRow.of(dict.fromkeys(schema.result_columns())).with_cells(
+        **columns.training_columns(config, trained.summary),
+        threat="honest",
+        attack=config.attack.name,
+        stopped=UTILITY_ONLY,
+        run_dir=str(trained.run_dir),
+        target_site=target_site(config, read_sites(trained.run_dir)),
+    )
 
 
 def _reconstruct(

@@ -99,7 +99,7 @@ def run_check(
     for name in attacks:
         config = with_overrides(scenario, {"attack.name": name})
         attacked = run_attack(config, out=out, on_stage=on_stage, on_iteration=on_iteration)
-        rows += attacked.rows
+        rows += attacked.row_dicts()
         sources.append(str(attacked.out_dir))
     verdicts = evaluate(baseline.bounds, rows, attack=scenario.attack.name)
     verdicts += audit_verdicts(rows, attack=scenario.attack.name)
@@ -171,8 +171,8 @@ def write_baseline_file(
                 where = Path(out) / f"threads-{count}" if threads else Path(out)
                 result = run_attack(config, out=where, on_stage=on_stage, on_iteration=on_iteration)
                 # No bound from an attack that did not run.
-                require_verdicts([], result.rows, source=str(result.out_dir))
-                repeats.append(result.rows)
+                require_verdicts([], result.row_dicts(), source=str(result.out_dir))
+                repeats.append(result.row_dicts())
                 labels.append(f"seed {config.seed}, {count} thread(s)")
                 sources.append(str(result.out_dir))
     finally:

@@ -6,7 +6,10 @@ Every key of a row is a column of :mod:`feddp_eval.schema`.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from feddp_eval.rundir.summary import TrainSummary
 
 EXACT_PSNR = 40.0  # dB: a tile recovered at or above this is, to the eye, the tile itself
 
@@ -74,23 +77,22 @@ def scores_columns(scores: Any, baseline: Any, mask_baseline: Any, *, mask_score
     }
 
 
-def training_columns(config: Any, summary: dict[str, Any]) -> dict[str, Any]:
+def training_columns(config: Any, summary: TrainSummary) -> dict[str, Any]:
     """The setting, privacy and utility columns of a training run: ``noise`` is the σ the defense
     applied (the one ``target_epsilon`` calibrated, when it was given); the audit's, when it ran."""
-    privacy = summary["privacy"]
-    applied = privacy.get("noise_multiplier")
+    applied = summary.noise_multiplier
     return {
         "defense": config.defense.name,
         "noise": config.defense.noise if applied is None else applied,
-        "epsilon": summary.get("epsilon"),
-        "delta": summary.get("delta"),
-        "granularity": summary.get("granularity"),
-        "accountant": privacy.get("accountant"),
-        "dice": summary["dice"],
-        "jaccard": summary["jaccard"],
-        "accuracy": summary["accuracy"],
-        "otsu_dice": summary.get("reference", {}).get("sites", {}).get("pooled", {}).get("dice"),
-        **audit_columns(privacy.get("audit")),
+        "epsilon": summary.epsilon,
+        "delta": summary.delta,
+        "granularity": summary.granularity,
+        "accountant": summary.accountant,
+        "dice": summary.dice,
+        "jaccard": summary.jaccard,
+        "accuracy": summary.accuracy,
+        "otsu_dice": summary.otsu_dice,
+        **audit_columns(summary.audit),
     }
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from feddp_eval.config import ExperimentConfig
 from feddp_eval.errors import ConfigError
 from feddp_eval.io import write_json
+from feddp_eval.rundir.summary import TrainSummary
 from feddp_eval.sweep import longest_first, stage_seconds
 from feddp_eval.sweep.executors import PointWork
 from feddp_eval.workflows.attack import preflight_attack
@@ -165,14 +166,15 @@ def _run_points(
     )
 
 
-def train_point(root: Path, point: Any) -> dict[str, Any]:
+def train_point(root: Path, point: Any) -> TrainSummary:
     """Train (or reuse) ``point``'s run in ``root / point.run_dir``; its summary."""
     return run_train(point.config, run_dir=root / point.run_dir).summary
 
 
-def finish_point(root: Path, point: Any, summary: dict[str, Any], lpips: Any) -> dict[str, Any]:
-    """``point``'s results row from its trained run in ``root / point.run_dir``: the attack (its files
-    written under the run) and its scores, or a utility-only seed's row; paths relative to ``root``."""
+def finish_point(root: Path, point: Any, summary: TrainSummary, lpips: Any) -> dict[str, Any]:
+    """``point``'s results row (as ``row.json`` holds it) from its trained run in ``root / point.run_dir``:
+    the attack (its files written under the run) and its scores, or a utility-only seed's row; paths
+    relative to ``root``."""
     import os
 
     trained = TrainResult(root / point.run_dir, summary, reused=True)
@@ -181,22 +183,21 @@ def finish_point(root: Path, point: Any, summary: dict[str, Any], lpips: Any) ->
         row = utility_row(point.config, trained)
     else:
         outcome = attack_run(point.config, trained, lpips)
-        row, scenario = outcome.row, outcome.scenario
-        row.update(
+        scenario = outcome.scenario
+        row = outcome.row.with_cells(
             target_site=scenario["site_index"],  # -1 resolved to the site actually attacked
             mask=scenario["mask"],
-            tiles=Path(os.path.relpath(row["tiles"], root)).as_posix(),
+            tiles=Path(os.path.relpath(str(outcome.row.tiles), root)).as_posix(),
         )
-    row.update(
+    return row.with_cells(
         key=point.key,
         config_hash=point.train_hash,
         seed=point.config.seed,
         target_round=a.target_round,
         **point.training(every=True),  # in every row; a results.csv column when the grid varies it
-        train_seconds=summary["seconds"],
+        train_seconds=summary.seconds,
         run_dir=point.run_dir,
-    )
-    return row
+    ).as_dict()
 
 
 def lpips_metric(net: str) -> Any:

@@ -13,6 +13,7 @@ from feddp_eval.errors import ConfigError
 from feddp_eval.io import save_tensors, write_csv, write_json
 from feddp_eval.rundir.names import CLIENTS, METRICS, MODEL, PRIVACY, SITES, SUMMARY
 from feddp_eval.rundir.prepare import default_run_dir, finished_summary, prepare_run_dir, write_manifest
+from feddp_eval.rundir.summary import TrainSummary
 
 EVAL_COLUMNS = ("round", "site", "n_tiles", "dice", "jaccard", "accuracy")
 CLIENT_COLUMNS = ("round", "site", "n_samples", "local_steps", "train_loss", "seconds")
@@ -20,15 +21,15 @@ CLIENT_COLUMNS = ("round", "site", "n_samples", "local_steps", "train_loss", "se
 
 @dataclass(frozen=True)
 class TrainResult:
-    """Outcome of :func:`run_train`; ``summary`` is what ``--json`` prints."""
+    """Outcome of :func:`run_train`; ``summary.to_json()`` is what ``--json`` prints."""
 
     run_dir: Path
-    summary: dict[str, Any]
+    summary: TrainSummary
     reused: bool
 
     @property
     def dice(self) -> float:
-        return float(self.summary["dice"])
+        return float(self.summary.dice)
 
 
 def resolve_device(name: str) -> str:
@@ -113,14 +114,14 @@ def _train(
         device=device,
         started=started,
         status="complete",
-        extra={"model_parameters": summary["model_parameters"], "privacy": summary["privacy"]},
+        extra={"model_parameters": summary.model_parameters, "privacy": summary.privacy},
     )
     return TrainResult(run_dir, summary, reused=False)
 
 
 def _write_outputs(
     run_dir: Path, config: ExperimentConfig, sites: Any, model: Any, result: Any, hooks: Any, started: float
-) -> dict[str, Any]:
+) -> TrainSummary:
     """metrics.csv, clients.csv, the final model, privacy.json (with the audit's ε̂, when on), sites.json
     and the run summary."""
     from feddp_eval.audit import finish_audit
@@ -146,37 +147,43 @@ def _write_outputs(
             for i, s in enumerate(sites)
         ],
     )
-    summary = _summary(run_dir, config, model, result.rounds[-1], hooks, privacy)
-    summary["reference"] = _otsu_reference(sites)
-    summary["seconds"] = round(time.time() - started, 3)
-    write_json(run_dir / SUMMARY, summary)
+    reference = _otsu_reference(sites)
+    summary = _summary(run_dir, config, model, result.rounds[-1], hooks, privacy, reference, started)
+    write_json(run_dir / SUMMARY, summary.to_json())
     return summary
 
 
 def _summary(
-    run_dir: Path, config: ExperimentConfig, model: Any, final: Any, hooks: Any, privacy: dict[str, Any]
-) -> dict[str, Any]:
+    run_dir: Path,
+    config: ExperimentConfig,
+    model: Any,
+    final: Any,
+    hooks: Any,
+    privacy: dict[str, Any],
+    reference: dict[str, Any],
+    started: float,
+) -> TrainSummary:
     """What ``train --json`` prints: the final pooled and per-site utility and the privacy spent."""
     from feddp_eval.models.unet import count_parameters
 
-    return {
-        "run_dir": str(run_dir),
-        "config_hash": config_hash(config),
-        "rounds": config.train.rounds,
-        "dice": final.pooled["dice"],
-        "jaccard": final.pooled["jaccard"],
-        "accuracy": final.pooled["accuracy"],
-        "sites": {
-            row["site"]: {k: row[k] for k in ("dice", "jaccard", "accuracy")} for row in final.evaluation
-        },
-        "defense": hooks.describe(),
-        "privacy": {k: v for k, v in privacy.items() if k != "per_client"},
-        "epsilon": privacy["epsilon"],
-        "delta": privacy["delta"],
-        "granularity": privacy["granularity"],
-        "warnings": list(hooks.notes),
-        "model_parameters": count_parameters(model),
-    }
+    return TrainSummary(
+        run_dir=str(run_dir),
+        config_hash=config_hash(config),
+        rounds=config.train.rounds,
+        dice=final.pooled["dice"],
+        jaccard=final.pooled["jaccard"],
+        accuracy=final.pooled["accuracy"],
+        sites={row["site"]: {k: row[k] for k in ("dice", "jaccard", "accuracy")} for row in final.evaluation},
+        defense=hooks.describe(),
+        privacy={k: v for k, v in privacy.items() if k != "per_client"},
+        epsilon=privacy["epsilon"],
+        delta=privacy["delta"],
+        granularity=privacy["granularity"],
+        warnings=tuple(hooks.notes),
+        model_parameters=count_parameters(model),
+        reference=reference,
+        seconds=round(time.time() - started, 3),
+    )
 
 
 def _otsu_reference(sites: Any) -> dict[str, Any]:

@@ -206,12 +206,12 @@ def test_pipeline_attacks_every_round_and_records_convergence(sampled_run) -> No
     outcome = attack_run(multi, trained, lpips)
     row, recon, truth, scenario = outcome.row, outcome.reconstruction, outcome.truth, outcome.scenario
     captures = [c for c in list_captures(run_dir) if c.site_index == 0][:2]
-    assert row["rounds_used"] == 2 and scenario["rounds"] == [1, 2]
+    assert row.rounds_used == 2 and scenario["rounds"] == [1, 2]
     assert len(truth) == len(sample_indices(captures)) == recon.images.shape[0]
     folder = run_dir / "attacks" / "inverting-gradients-site0-rounds1-2-mask-known"
     curve = read_csv(folder / "convergence.csv")
     assert [int(r["iteration"]) for r in curve] == [5, 10, 12]
-    assert float(curve[-1]["objective"]) == pytest.approx(row["objective"], rel=1e-6)
-    assert float(curve[-1]["psnr"]) == pytest.approx(row["psnr"], abs=1e-9)
+    assert float(curve[-1]["objective"]) == pytest.approx(row.objective, rel=1e-6)
+    assert float(curve[-1]["psnr"]) == pytest.approx(row.psnr, abs=1e-9)
     with pytest.raises(ConfigError, match=r"`attack.rounds_used` \(4\) is more than the run's 3 rounds"):
         with_overrides(multi, {"attack.rounds_used": 4})

@@ -129,7 +129,7 @@ def test_dp_sgd_on_clients_with_central_dp_at_the_server_reports_both(
     # Against the server, only the clients' DP-SGD holds: it is the headline, per client.
     assert privacy["granularity"] == "sample-level" and privacy["epsilon"] == headline["epsilon"]
     assert privacy["per_client"] == headline["per_client"]
-    assert both.summary["epsilon"] == headline["epsilon"]
+    assert both.summary.epsilon == headline["epsilon"]
     # The server's guarantee for whoever sees the aggregate is recorded beside it.
     assert privacy["server"]["granularity"] == "client-level"
     assert privacy["server"]["epsilon"] == read_json(server_alone.run_dir / "privacy.json")["epsilon"]

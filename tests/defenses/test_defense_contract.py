@@ -69,7 +69,7 @@ def test_one_tiny_round_meets_the_contract(name: str, tmp_path: Path, tiny_confi
         assert privacy["delta"] == config.defense.delta
     else:
         assert privacy["epsilon"] is None and privacy["granularity"] == "none"
-    assert result.summary["epsilon"] == privacy["epsilon"] and result.summary["delta"] == privacy["delta"]
+    assert result.summary.epsilon == privacy["epsilon"] and result.summary.delta == privacy["delta"]
 
     defense = build_defense(config.defense)
     assert type(defense).__name__ in repr(defense)

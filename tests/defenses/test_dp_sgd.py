@@ -86,8 +86,8 @@ def test_recorded_epsilon_is_what_opacus_computes_from_the_recorded_parameters(
         )
 
     assert privacy["epsilon"] == max(r["epsilon"] for r in records)
-    assert result.summary["epsilon"] == privacy["epsilon"] and result.summary["delta"] == 1e-5
-    assert result.summary["granularity"] == "sample-level"
+    assert result.summary.epsilon == privacy["epsilon"] and result.summary.delta == 1e-5
+    assert result.summary.granularity == "sample-level"
     # Poisson sampling is on by default (the accountant assumes it), and the captures say so.
     assert all(c.metadata["poisson_sampling"] for c in list_captures(result.run_dir))
 

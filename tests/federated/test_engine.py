@@ -62,7 +62,7 @@ def test_the_local_engine_reproduces_the_numbers_of_the_loop_before_the_seam(
         for c in list_captures(result.run_dir)
     ]
     assert got == pytest.approx(norms, rel=1e-6)
-    assert result.summary["dice"] == pytest.approx(dice, rel=1e-6)
+    assert result.summary.dice == pytest.approx(dice, rel=1e-6)
     privacy = read_json(result.run_dir / "privacy.json")
     assert privacy["epsilon"] == (None if epsilon is None else pytest.approx(epsilon, rel=1e-9))
     assert "server" not in privacy  # one side only: the summary keeps its earlier form

@@ -93,5 +93,6 @@ def test_the_attack_reads_the_flower_run_as_it_reads_the_local_one(runs: dict[st
         trained = load_config(run_dir / "config.toml")  # the attack reuses the finished run in run_dir
         attack = with_overrides(trained, {"attack.iterations": 3, "attack.restarts": 1})
         result = run_attack(attack, out=run_dir.parent, reference=False)
-        rows[engine] = {k: v for k, v in result.rows[0].items() if k not in ("run_dir", "tiles", "seconds")}
+        cells = result.rows[0].as_dict().items()
+        rows[engine] = {k: v for k, v in cells if k not in ("run_dir", "tiles", "seconds")}
     assert rows["flower"] == rows["local"]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from feddp_eval.rundir.summary import TrainSummary
 from feddp_eval.sweep.points import SweepPoint
 
 
@@ -37,8 +38,8 @@ class PointWork:
         lpips: ``(net) -> metric``: the LPIPS scorer a worker builds once and reuses.
     """
 
-    train: Callable[[Path, SweepPoint], dict[str, Any]]
-    finish: Callable[[Path, SweepPoint, dict[str, Any], Any], dict[str, Any]]
+    train: Callable[[Path, SweepPoint], TrainSummary]
+    finish: Callable[[Path, SweepPoint, TrainSummary, Any], dict[str, Any]]
     lpips: Callable[[str], Any]
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from feddp_eval.config import ExperimentConfig
 from feddp_eval.errors import FeddpError
+from feddp_eval.rundir.summary import TrainSummary
 from feddp_eval.sweep.executors import PointWork, task_threads
 from feddp_eval.sweep.folder import ROW_FILE, Files, point_dir, read_files, write_files, write_run
 from feddp_eval.sweep.points import SweepPoint
@@ -288,7 +289,7 @@ class _Driver:
         write_run(self.out / first.run_dir, self._get(group.files, first))
         group.summary, group.trained = summary, True
         if self.on_stage:
-            self.on_stage(f"trained {first.setting} seed {first.config.seed} ({summary['seconds']:.0f} s)")
+            self.on_stage(f"trained {first.setting} seed {first.config.seed} ({summary.seconds:.0f} s)")
 
     def _get(self, ref: Any, point: SweepPoint) -> Any:
         """A task's result; its own error re-raised as if raised here, a lost task as one line."""
@@ -319,7 +320,7 @@ def _plain(point: SweepPoint) -> tuple[str, dict[str, Any], bool]:
 
 def _train_task(
     work: PointWork, key: str, raw: dict[str, Any], utility_only: bool, threads: int
-) -> tuple[dict[str, Any], Files]:
+) -> tuple[TrainSummary, Files]:
     """A training run, in a temporary folder on this node: its summary and its files."""
     point = _point(key, raw, utility_only)
     with _scratch(threads) as root:
@@ -332,7 +333,7 @@ def _finish_task(
     key: str,
     raw: dict[str, Any],
     utility_only: bool,
-    summary: dict[str, Any],
+    summary: TrainSummary,
     run_files: Mapping[str, bytes],
     threads: int,
 ) -> tuple[dict[str, Any], Files]:
