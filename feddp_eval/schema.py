@@ -510,3 +510,23 @@ def privacy_text(
         return "ε = ∞, no formal guarantee"
     labels = [f"δ = {delta:g}", *(x for x in (granularity, accountant) if x and x != "none")]
     return ", ".join([f"ε = {format_epsilon(epsilon)}", *labels])
+
+
+# --------------------------------------------------------------------------- an attack that could not run
+
+NOT_RUN = "not run"
+"""How ``stopped`` begins in the row of an attack that could not run (its reason follows)."""
+
+
+def mark_not_run(row: dict[str, Any], reason: str) -> dict[str, Any]:
+    """``row`` with every attack metric absent and ``stopped`` saying why the attack did not run."""
+    # What an attack measures is absent: no prior's number stands in.
+    return {**row, **{k: None for k in attack_metrics() if k in row}, "stopped": f"{NOT_RUN}: {reason}"}
+
+
+def not_run_reason(row: Mapping[str, Any]) -> str | None:
+    """Why the attack of a results row could not run, or ``None`` when it ran."""
+    stopped = row.get("stopped")
+    if isinstance(stopped, str) and stopped.startswith(NOT_RUN):
+        return stopped[len(NOT_RUN) :].lstrip(": ") or "unknown reason"
+    return None

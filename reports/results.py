@@ -258,7 +258,7 @@ def _tiles_note(row: dict[str, Any], tiles: Path | None) -> list[str]:
 
 def _not_run(rows: list[dict[str, Any]]) -> list[str]:
     """One line per row whose attack could not run: its leakage cells are empty, not the prior's."""
-    from feddp_eval.safety import not_run_reason
+    from feddp_eval.schema import not_run_reason
 
     return [
         f"{point_label(row)}: attack not run ({reason}); its leakage cells are empty"

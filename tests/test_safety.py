@@ -16,11 +16,8 @@ from feddp_eval.federated.finite import require_finite
 from feddp_eval.gate import arm_problems
 from feddp_eval.io import save_tensors
 from feddp_eval.rundir.check import capture_problems, inside, safetensors_shapes
-from feddp_eval.safety import (
-    failed_reconstruction,
-    mark_not_run,
-    not_run_reason,
-)
+from feddp_eval.schema import mark_not_run, not_run_reason
+from feddp_eval.workflows.attack_run import failed_reconstruction
 
 
 def test_defaults_have_no_setting_problem() -> None:

@@ -17,7 +17,7 @@ from feddp_eval.gate import evaluate, load_baseline
 from feddp_eval.io import read_csv, write_json
 from feddp_eval.metrics.privacy import PRIVACY_METRICS
 from feddp_eval.metrics.utility import UTILITY_METRICS
-from feddp_eval.safety import mark_not_run
+from feddp_eval.schema import mark_not_run
 from feddp_eval.sweep import SweepSpec, plan, point_dir, write_tables
 from reports.summary import leakage_columns, summarize, table
 

@@ -136,7 +136,7 @@ def print_train_summary(result: TrainResult) -> None:
 
 def print_not_run(console: Any, rows: list[dict[str, Any]]) -> None:
     """A red line per row whose attack could not run (its leakage cells are empty, not the prior's)."""
-    from feddp_eval.safety import not_run_reason
+    from feddp_eval.schema import not_run_reason
 
     for row in rows:
         if (reason := not_run_reason(row)) is not None:

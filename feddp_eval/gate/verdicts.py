@@ -135,7 +135,7 @@ def require_verdicts(verdicts: Sequence[Any], rows: Sequence[Mapping[str, Any]],
         NoVerdictError: Naming the first such bound and why (exit 2, not 1: this is no regression).
     """
     from feddp_eval.errors import NoVerdictError
-    from feddp_eval.safety import not_run_reason
+    from feddp_eval.schema import not_run_reason
 
     for row in rows:
         reason = not_run_reason(row)

@@ -180,8 +180,18 @@ def preflight_attack(config: ExperimentConfig) -> None:
     """Refuse an unknown attack or a target site the run will not have, before any training."""
     from attacks import ATTACKS
     from feddp_eval.federated.loop import sampling_problem
-    from feddp_eval.safety import target_problem
 
     ATTACKS.get(config.attack.name)  # an unknown name is a ConfigError listing the known ones
     if (problem := target_problem(config) or sampling_problem(config)) is not None:
         raise ConfigError(problem)
+
+
+def target_problem(config: ExperimentConfig) -> str | None:
+    """Why ``attack.target_site`` cannot name a site of this run (checked before any training)."""
+    from feddp_eval.data.sites import planned_sites
+
+    n = planned_sites(config.data)
+    site = config.attack.target_site
+    if n is not None and n > 0 and site >= n:
+        return f"`attack.target_site` is {site} but the run has {n} sites (0..{n - 1}; -1 = the smallest)"
+    return None

@@ -6,12 +6,14 @@ when the threat model grants them, the masks); the truth is read here for scorin
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from feddp_eval.config import ExperimentConfig
-from feddp_eval.errors import ConfigError, RunDirError
+from feddp_eval.errors import ConfigError, NonFiniteError, RunDirError
 from feddp_eval.io import save_tensors, write_csv, write_json
 from feddp_eval.result_row import ResultRow
 from feddp_eval.workflows import rows as columns
@@ -76,7 +78,7 @@ def attack_run(
 ) -> AttackOutcome:
     """Attack one training run's target capture and score it against ground truth and the prior."""
     from attacks import ATTACKS
-    from feddp_eval.safety import failed_reconstruction, mark_not_run
+    from feddp_eval.schema import mark_not_run
 
     a = config.attack
     target = find_target(config, trained.run_dir)
@@ -186,7 +188,6 @@ def _reconstruct(
     from attacks import AttackerKnowledge
     from attacks.view import server_view
     from feddp_eval.metrics.privacy import score_reconstruction
-    from feddp_eval.safety import unusable_view
 
     a, truth = config.attack, target.truth
     view = server_view(
@@ -285,8 +286,6 @@ def _guess(target: Target) -> Any:
 
 def _not_run(images: Any, masks: Any) -> Any:
     """A placeholder reconstruction for an attack that could not run (its scores are discarded)."""
-    import math
-
     from attacks import Reconstruction
 
     return Reconstruction(images.clone(), masks.clone(), math.nan, [], 0, 0.0, "not run")
@@ -357,3 +356,27 @@ def _save_matched_tiles(path: Path, truth: Any, recon: Any, prior: Any) -> None:
             "prior_images": prior,
         },
     )
+
+
+# --------------------------------------------------------------------------- an attack that could not run
+
+
+def unusable_view(view: Any) -> str | None:
+    """Why a server view cannot be attacked (a non-finite update or weight), or ``None``."""
+    from feddp_eval.federated.finite import require_finite
+
+    try:
+        require_finite(view.update, what="the captured update", fix="")
+        require_finite(view.global_weights, what="the weights the server sent", fix="")
+    except NonFiniteError as exc:
+        return str(exc).split(";")[0]
+    return None
+
+
+def failed_reconstruction(stopped: str, objective: float, restart_objectives: Sequence[float]) -> str | None:
+    """Why a reconstruction is no result: its loop stopped on a non-finite objective before any
+    finite one (its images are still the starting guess), else ``None``."""
+    finite = math.isfinite(objective) or any(math.isfinite(o) for o in restart_objectives)
+    if stopped == "non-finite" and not finite:
+        return "the attack objective was not finite from the first iteration"
+    return None
