@@ -19,3 +19,12 @@ def cpu_model() -> str:
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return "unknown CPU"
+
+
+def sync(device: object) -> None:
+    """Wait for a CUDA device's queued work (a timer must not stop before the kernels end); a no-op
+    on the CPU. Takes a ``torch.device``; torch is imported only here, so ``spread.py`` needs none."""
+    import torch
+
+    if isinstance(device, torch.device) and device.type == "cuda":
+        torch.cuda.synchronize(device)

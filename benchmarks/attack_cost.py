@@ -40,6 +40,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from _harness import sync
 from torch import Tensor
 
 from attacks import ATTACKS, ServerView
@@ -99,11 +100,6 @@ def make_scenario(device: str, seed: int = 0) -> Scenario:
     }
     dev = torch.device(device)
     return Scenario(dev, client.images.to(dev), client.masks.to(dev), views)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # --------------------------------------------------------------------------- the unit and the reference

@@ -26,16 +26,12 @@ import argparse
 import contextlib
 import os
 import statistics
-import sys
 import time
 import warnings
-from pathlib import Path
 
+import dp_cost  # a sibling: `python benchmarks/bk_levers.py` puts this folder on sys.path
 import torch
 from torch import Tensor, nn
-
-sys.path.insert(0, str(Path(__file__).parent))
-import dp_cost
 
 from defenses import book_keeping as bk
 from feddp_eval.federated.client import make_optimizer

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import torch
+from _harness import sync
 from torch import Tensor, nn
 
 from defenses.dp_sgd import DPSGD
@@ -236,11 +237,6 @@ def exactness(setup: Setup) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------- timing and memory
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def time_modes(setup: Setup, modes: list[str], *, warmup: int, steps: int, repeats: int) -> dict[str, float]:

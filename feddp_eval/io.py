@@ -186,12 +186,19 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
     Raises:
         RunDirError: The file is missing, unreadable, not UTF-8 or not CSV; the message names it.
     """
+    return read_csv_table(path)[1]
+
+
+def read_csv_table(path: str | Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and the rows of a CSV file (cells as strings); refused as :func:`read_csv`."""
     from feddp_eval.errors import RunDirError
 
     regular_file(Path(path))
     try:
         with open(path, newline="", encoding="utf-8") as handle:
-            return list(csv.DictReader(handle))
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            return list(reader.fieldnames or []), rows
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_line(exc)
         raise RunDirError(

@@ -69,7 +69,7 @@ def build_report(source: str | Path, output: str | Path, *, title: str | None = 
     pdf = Path(output)
     if pdf.suffix.lower() != ".pdf":
         raise RunDirError(f"the report output must end in .pdf, but got {pdf}; pass e.g. -o report.pdf")
-    from reports.runfiles import read_run
+    from feddp_eval.rundir.read import read_run
 
     read_run.cache_clear()  # a notebook may rebuild while a sweep is still writing its runs
     every = load_results(source)

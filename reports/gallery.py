@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from reports.runfiles import read_tiles
+from feddp_eval.rundir.read import read_tiles
 from reports.style import PORTRAIT, new_page
 from reports.summary import SettingSummary, defense_rank, fmt_epsilon, fmt_noise
 

@@ -16,12 +16,11 @@ from typing import Any, Literal
 
 from feddp_eval import schema
 from feddp_eval.errors import RunDirError
-from feddp_eval.io import read_json
+from feddp_eval.io import read_csv_table, read_json
 from feddp_eval.rundir.names import MANIFEST, METRICS, RESULTS
 from feddp_eval.schema import setting_label
 from feddp_eval.sweep import FORMAT as SWEEP_FORMAT
 from feddp_eval.sweep import UTILITY_ONLY
-from reports._files import read_csv_file
 
 REQUIRED_COLUMNS = ("defense", "noise", "dice", "psnr", "prior_psnr")
 
@@ -135,7 +134,7 @@ def _read_results_csv(path: Path) -> list[dict[str, Any]]:
     """Typed rows of ``results.csv``; the last row of a key wins (a resumed sweep may append again)."""
     if not path.exists():
         return []
-    header, raw = read_csv_file(path)
+    header, raw = read_csv_table(path)
     absent = [c for c in REQUIRED_COLUMNS if c not in header]
     if raw and absent:
         raise RunDirError(
@@ -171,7 +170,7 @@ def _merge_runtime(rows: list[dict[str, Any]], path: Path) -> None:
     so that results.csv stays identical between reruns; fill the empty cells from there."""
     if not path.is_file():
         return
-    _, raw = read_csv_file(path)
+    _, raw = read_csv_table(path)
     timing = {
         cells.get("key"): _typed({k: v or None for k, v in cells.items()}, where=f"{path}: line {i + 2}")
         for i, cells in enumerate(raw)

@@ -9,8 +9,8 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from feddp_eval.rundir.names import short
+from feddp_eval.rundir.read import read_run
 from reports.results import ResultsSet, point_label
-from reports.runfiles import read_run
 from reports.style import TextFlow
 from reports.summary import LEAK_MARGIN_DB, SettingSummary, defense_protects, defense_rank, fmt_noise
 

@@ -11,7 +11,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from reports.runfiles import RunFiles, read_run
+from feddp_eval.rundir.read import RunFiles, read_run
 from reports.style import LANDSCAPE, new_page
 from reports.summary import SettingSummary, defense_rank, fmt_noise
 

@@ -1,4 +1,5 @@
-"""What one training run wrote, read without torch: per-round metrics, manifest, summary, tiles."""
+"""What one training run wrote, read without torch: per-round metrics, manifest, summary, tiles (the
+report reads a run through these)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,8 @@ from typing import Any
 import numpy as np
 
 from feddp_eval.errors import RunDirError
-from feddp_eval.io import read_json
+from feddp_eval.io import read_csv_table, read_json
 from feddp_eval.rundir.names import MANIFEST, METRICS, SUMMARY
-from reports._files import read_csv_file
 
 TILE_ARRAYS = ("true_images", "true_masks", "images", "masks", "prior_images")
 
@@ -45,7 +45,7 @@ def read_run(path: Path | None) -> RunFiles:
         return RunFiles(path)
     metrics = []
     if (path / METRICS).is_file():
-        _, raw = read_csv_file(path / METRICS)
+        _, raw = read_csv_table(path / METRICS)
         metrics = [_metrics_row(cells, path / METRICS, i + 2) for i, cells in enumerate(raw)]
     manifest = _json_dict(path / MANIFEST)
     summary = _json_dict(path / SUMMARY)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from feddp_eval.errors import RunDirError
-from reports.runfiles import read_run
+from feddp_eval.rundir.read import read_run
 
 
 def _run(tmp_path: Path, manifest: str) -> Path:
