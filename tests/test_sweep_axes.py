@@ -61,6 +61,9 @@ def test_batch_sizes_and_local_steps_multiply_the_training_runs(tiny_config: Exp
     assert points[6].config.train == other and other.rounds == tiny_config.train.rounds
     assert points[6].swept == ("batch_size", "local_steps")
     assert "batch size 4, local steps 3" in points[6].label
+    # The training run's own label (the pool's and the Ray workers' progress) names the axes too.
+    seed = points[6].config.seed
+    assert points[6].run_label == f"none seed {seed}, batch size 4, local steps 3"
     assert points[6].describe()["batch_size"] == 4 and points[6].describe()["local_steps"] == 3
 
 

@@ -57,11 +57,17 @@ class SweepPoint:
         return schema.setting_label(self.config.defense.name, self.config.defense.noise)
 
     @property
+    def run_label(self) -> str:
+        """Its training run in words: ``dp-sgd σ=0.01 seed 0``, with the training axes its grid varies
+        (``, batch size 4, local steps 3``)."""
+        axes = "".join(f", {name.replace('_', ' ')} {value}" for name, value in self.training().items())
+        return f"{self.setting} seed {self.config.seed}{axes}"
+
+    @property
     def label(self) -> str:
         a = self.config.attack
         what = UTILITY_ONLY if self.utility_only else a.name
-        axes = "".join(f", {name.replace('_', ' ')} {value}" for name, value in self.training().items())
-        return f"{self.setting} seed {self.config.seed}{axes} ({what}, site {a.target_site})"
+        return f"{self.run_label} ({what}, site {a.target_site})"
 
     def training(self, *, every: bool = False) -> dict[str, int]:
         """The training settings its grid varies (``every``: all of :data:`TRAINING_AXES`), by column."""

@@ -25,7 +25,7 @@ def run_group(
 
     first = group[0]
     if on_stage:
-        on_stage(f"training {first.setting} seed {first.config.seed}")
+        on_stage(f"training {first.run_label}")
     summary = work.train(out, first)
     for point in group:
         if on_stage and not point.utility_only:

@@ -289,7 +289,7 @@ class _Driver:
         write_run(self.out / first.run_dir, self._get(group.files, first))
         group.summary, group.trained = summary, True
         if self.on_stage:
-            self.on_stage(f"trained {first.setting} seed {first.config.seed} ({summary.seconds:.0f} s)")
+            self.on_stage(f"trained {first.run_label} ({summary.seconds:.0f} s)")
 
     def _get(self, ref: Any, point: SweepPoint) -> Any:
         """A task's result; its own error re-raised as if raised here, a lost task as one line."""
