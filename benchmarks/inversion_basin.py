@@ -158,9 +158,32 @@ def ranking_images(scenario: Scenario) -> list[tuple[str, Tensor]]:
     for block in (2, 8, 16):
         corrected = (painted + low_frequency(truth - painted, block)).clamp(0, 1)
         rows.append((f"guess + true correction /{block}", corrected))
+    # The truth with only its intensity changed: the first convolution feeds GroupNorm, which removes
+    # each group's mean and scale, so the update barely sees a brightness or contrast change.
+    for c in (0.95, 1.05):
+        rows.append((f"truth × {c:g} (brightness)", (truth * c).clamp(0, 1)))
+    mean = truth.mean(dim=(2, 3), keepdim=True)
+    for c in (0.8, 1.2):
+        rows.append((f"truth, contrast × {c:g} about its mean", (mean + c * (truth - mean)).clamp(0, 1)))
+    # The ceiling of an attack that recovers every fine detail and keeps the guess's coarse field: the
+    # guess's error above 8 px (a Gaussian of σ = 8 px) with the truth's detail below it.
+    detail = truth - blur(truth, 8)
+    rows.append(("guess's coarse field + true detail (σ 8 px)", (blur(painted, 8) + detail).clamp(0, 1)))
     rows.append(("painted guess", painted))
     rows.append(("uniform noise", torch.rand(truth.shape, generator=torch.Generator().manual_seed(1))))
     return rows
+
+
+def blur(images: Tensor, sigma: float) -> Tensor:
+    """A separable Gaussian blur of standard deviation ``sigma`` px (reflected at the border)."""
+    radius = int(3 * sigma)
+    taps = torch.exp(-((torch.arange(-radius, radius + 1, dtype=images.dtype) / sigma) ** 2) / 2)
+    taps = taps / taps.sum()
+    channels = images.shape[1]
+    across = taps.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
+    images = F.conv2d(F.pad(images, (radius, radius, 0, 0), mode="reflect"), across, groups=channels)
+    down = taps.view(1, 1, -1, 1).repeat(channels, 1, 1, 1)
+    return F.conv2d(F.pad(images, (0, 0, radius, radius), mode="reflect"), down, groups=channels)
 
 
 class SmoothReLU(nn.Module):

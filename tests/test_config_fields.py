@@ -189,3 +189,26 @@ def test_a_command_resolves_its_config_once_so_a_flag_can_fix_the_file(
         experiment(toml, {"train.lr": 20.0})
     with pytest.raises(ConfigError, match=r"bad\.toml: `train\.rounds` must be >= 1"):
         experiment(toml, {"train.lr": None})
+
+
+def test_grad_sample_mode_moves_only_the_hash_of_the_defense_it_acts_in() -> None:
+    """``bk`` became dp-sgd's default (issue #23) without moving any other run's hash: elsewhere the
+    hash holds ``ew``, the value every hash was first published with. The golden hashes are the
+    published ones of `feddp-eval attack --noise 1.1`'s two arms (dp-sgd under ``ew``)."""
+    import attacks  # noqa: F401  (the hash reads the attack cards)
+    from feddp_eval.config import ExperimentConfig, config_hash, with_overrides
+
+    base = ExperimentConfig()
+    assert base.defense.grad_sample_mode == "bk"
+    assert config_hash(base)[:12] == "f3cbd45b0d40"
+    dp = with_overrides(base, {"defense.name": "dp-sgd", "defense.noise": 1.1})
+    dp_ew = with_overrides(dp, {"defense.grad_sample_mode": "ew"})
+    assert config_hash(dp_ew)[:12] == "2f09ce78b8d3"
+    assert config_hash(dp) != config_hash(dp_ew)
+    for name in ("none", "local-dp", "central-dp"):
+        arm = with_overrides(base, {"defense.name": name, "defense.noise": 1.1 if name != "none" else 0.0})
+        hashes = {
+            config_hash(with_overrides(arm, {"defense.grad_sample_mode": mode}))
+            for mode in ("ew", "hooks", "functorch", "bk")
+        }
+        assert len(hashes) == 1, name

@@ -31,6 +31,9 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("feddp_eval/config/sections.py", "inverting-gradients"): "the default `[attack] name`",
     ("feddp_eval/sweep/grid.py", "dp-sgd"): "the default `sweep.defenses`",
     ("feddp_eval/sweep/grid.py", "inverting-gradients"): "the default `sweep.attacks`",
+    ("feddp_eval/config/sections.py", "dp-sgd"): (
+        "`grad_sample_mode` acts only under dp-sgd, so only dp-sgd's hash holds it (its default `bk`)"
+    ),
     ("feddp_eval/config/derive.py", "dp-sgd"): "documented CLI rule: `--noise` with no defense means DP-SGD",
     # Flower's own DP blocks mapped onto two of our defenses: the mapping is about those defenses, and
     # in a defense plugin it would make the plugin depend on Flower (an optional extra).

@@ -51,6 +51,7 @@ def attack_progress(quiet: bool) -> Iterator[tuple[Any, Any]]:
         yield None, None
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (
@@ -64,7 +65,8 @@ def attack_progress(quiet: bool) -> Iterator[tuple[Any, Any]]:
         state: dict[str, Any] = {"task": None}
 
         def on_stage(description: str) -> None:
-            state["task"] = progress.add_task(description, total=None, status="")
+            # Stage text is plain: "[dp-sgd σ=1.1]" would otherwise be read as a rich markup tag and vanish.
+            state["task"] = progress.add_task(escape(description), total=None, status="")
 
         def on_iteration(iteration: int, total: int, best: float) -> None:
             status = f"objective {best:.4f}" if best == best else "analytic"  # NaN: no objective
@@ -80,6 +82,7 @@ def sweep_progress(quiet: bool) -> Iterator[dict[str, Any]]:
         yield {}
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (
@@ -97,10 +100,10 @@ def sweep_progress(quiet: bool) -> Iterator[dict[str, Any]]:
             progress.update(task, total=total, completed=done, stage="resuming" if done else "")
 
         def on_stage(description: str) -> None:
-            progress.update(task, stage=description)
+            progress.update(task, stage=escape(description))
 
         def on_point(label: str) -> None:
-            progress.update(task, advance=1, stage=f"done: {label}")
+            progress.update(task, advance=1, stage=escape(f"done: {label}"))
 
         yield {"on_start": on_start, "on_stage": on_stage, "on_point": on_point}
 

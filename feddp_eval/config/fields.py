@@ -88,6 +88,8 @@ def setting(
     most_note: str = "",
     added: bool = False,
     only_with: str | None = None,
+    acts_when: tuple[str, tuple[str, ...]] | None = None,
+    published: Any = None,
 ) -> Any:
     """A config field with its rules in the metadata.
 
@@ -102,6 +104,10 @@ def setting(
             it stays out of the hash (:data:`ADDED`).
         only_with: With ``added``: the boolean field of the same section the setting only matters
             under; while that is off the setting stays out of the hash whatever its value.
+        acts_when, published: ``(field, values)``: the setting only acts while that field of the same
+            section holds one of ``values``; elsewhere the hash holds ``published``, the value every
+            hash was first published with, whatever the setting says. Its default can then change
+            for the runs it acts in without moving any other run's hash.
     """
     metadata: dict[str, Any] = {}
     if any(bound is not None for bound in (ge, gt, le, lt)):
@@ -112,6 +118,8 @@ def setting(
         metadata |= ADDED
     if only_with:
         metadata["only_with"] = only_with
+    if acts_when:
+        metadata["acts_when"] = (acts_when[0], tuple(acts_when[1]), published)
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)

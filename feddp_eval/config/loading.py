@@ -183,12 +183,15 @@ def _hashed(config: Any) -> dict[str, Any]:
     at their default (field metadata :data:`~feddp_eval.config.fields.ADDED`): a new setting left alone
     keeps every existing run's hash, so finished runs and sweep points are still found. A setting that
     only matters under a switch (``setting(only_with=...)``) stays out whatever its value while the
-    switch is off."""
+    switch is off; one that only acts under some values of another (``setting(acts_when=...)``) is
+    hashed as its published value where it does not act."""
     raw = to_dict(config)
     for f in fields(config):
         value = getattr(config, f.name)
         if dataclasses.is_dataclass(value):
             raw[f.name] = _hashed(value)
+        elif (rule := f.metadata.get("acts_when")) and getattr(config, rule[0]) not in rule[1]:
+            raw[f.name] = rule[2]
         elif f.metadata.get("hash") == "omit-default" and (value == _default(f) or _switched_off(config, f)):
             del raw[f.name]
     return raw

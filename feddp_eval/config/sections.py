@@ -128,10 +128,12 @@ class DefenseConfig:
         prune_ratio: Share of update coordinates ``prune`` sets to zero.
         poisson_sampling: ``dp-sgd`` draws local batches by Poisson sampling, as its
             accountant assumes; turning it off voids the guarantee (for tests).
-        grad_sample_mode: How per-sample gradients are clipped: Opacus' ``ew``
-            (expanded weights), ``hooks`` or ``functorch``, or ``bk`` (book-keeping,
-            ``defenses/book_keeping.py``: one backward without weight gradients, Opacus'
-            noise and accountant; same step as ``ew`` to float rounding, and cheaper).
+        grad_sample_mode: How ``dp-sgd`` computes and clips per-sample gradients: ``bk``
+            (book-keeping, the default since issue #23: ``defenses/book_keeping.py``, one backward
+            without weight gradients, Opacus' noise and accountant; the same step as ``ew`` to float
+            rounding, at 1.0–1.2× a plain step), or Opacus' ``ew`` (expanded weights, the default
+            before; 1.6–2.0×), ``hooks`` or ``functorch``. Other defenses ignore it, and their hashes
+            hold ``ew`` whatever it says.
         server: A server-side defense composed with this client-side one (``[defense.server]``,
             e.g. ``name = "central-dp"``), with its own noise, clip and δ; empty: none.
     """
@@ -146,7 +148,9 @@ class DefenseConfig:
     )
     prune_ratio: float = setting(0.9, ge=0, lt=1)
     poisson_sampling: bool = True
-    grad_sample_mode: Literal["ew", "hooks", "functorch", "bk"] = "ew"
+    grad_sample_mode: Literal["ew", "hooks", "functorch", "bk"] = setting(
+        "bk", acts_when=("name", ("dp-sgd",)), published="ew"
+    )
     server: DefenseConfig | None = setting(None, added=True)
 
 

@@ -61,12 +61,14 @@ def run_attack(
     outcomes = []
     with UtilitySeeds(arms, config.attack.utility_seeds, out) as utility:
         if on_stage and utility.pending:
-            on_stage(f"training {utility.pending} more seed run(s) for ΔDice alongside")
-        for arm in arms:
+            on_stage(utility.describe())
+        for i, arm in enumerate(arms):
             label = schema.setting_label(arm.defense.name, arm.defense.noise)
             if on_stage:
-                on_stage(f"training [{label}]")
-            trained = run_train(arm, run_dir=out / run_key(arm))
+                doing = "waiting for the worker to train" if utility.trains_ahead(i) else "training"
+                on_stage(f"{doing} [{label}]")
+            utility.wait_ahead(i)
+            trained = run_train(arm, run_dir=out / run_key(arm))  # reuses the worker's run, if it trained it
             if on_stage:
                 on_stage(f"attacking [{label}]")
             outcomes.append(attack_run(arm, trained, lpips, on_iteration=on_iteration))
@@ -97,6 +99,12 @@ class UtilitySeeds:
     """Trains every arm at the extra seeds ``seed + 1 … seed + n - 1`` in worker processes, while the
     first seed trains and is attacked in this one, so utility gets paired seeds for little wall time.
 
+    The workers first train the attacked seed of every arm after the first (the defended arm), so that
+    while this process trains and attacks the undefended reference, the defended run is being trained
+    beside it, and this process only attacks it (issue #23: both cores stay busy until the last
+    attack). Which process trains a run changes no number: each computes with one thread, as this one
+    does while the workers run.
+
     Worker processes compute with one thread each, and while they run this process gives up as many of
     its threads (one of two on a 2-core machine): OpenMP threads that share a core with a busy worker
     spin at every barrier, which made the headline 3× slower. Each run is a normal training run in
@@ -107,14 +115,37 @@ class UtilitySeeds:
         from feddp_eval.config import with_overrides
 
         self.extra = [[with_overrides(arm, {"seed": arm.seed + i}) for i in range(1, n)] for arm in arms]
+        # With no seed runs there is no worker: the arms then run here, one after the other, on every
+        # thread (two 1-thread processes beat one 2-thread process only when there is work for both).
+        self.ahead = arms[1:] if n > 1 else []
         self.out = out
         self.futures: list[list[Any]] = [[] for _ in arms]
+        self.ahead_futures: list[Any] = []
         self.pool: Any = None
         self.threads = 0  # this process's thread count before the workers started
 
     @property
     def pending(self) -> int:
-        return sum(len(configs) for configs in self.extra)
+        """Runs the workers train: the extra seeds, and the later arms' attacked seed."""
+        return sum(len(configs) for configs in self.extra) + len(self.ahead)
+
+    def describe(self) -> str:
+        """The stage line for what the workers do."""
+        extra = sum(len(configs) for configs in self.extra)
+        ahead = "".join(
+            f"[{schema.setting_label(arm.defense.name, arm.defense.noise)}] and " for arm in self.ahead
+        )
+        return f"training {ahead}{extra} more seed run(s) for ΔDice in a worker process"
+
+    def trains_ahead(self, arm: int) -> bool:
+        """Whether a worker trains arm ``arm``'s attacked seed."""
+        return 0 < arm <= len(self.ahead_futures)
+
+    def wait_ahead(self, arm: int) -> None:
+        """Wait for the worker training arm ``arm``'s attacked seed (a no-op where none does); its
+        error, if it failed, is raised here."""
+        if self.trains_ahead(arm):
+            self.ahead_futures[arm - 1].result()
 
     def __enter__(self) -> UtilitySeeds:
         if self.pending:
@@ -129,6 +160,9 @@ class UtilitySeeds:
             torch.set_num_threads(max(1, self.threads - workers))
             context = multiprocessing.get_context("spawn")
             self.pool = ProcessPoolExecutor(workers, mp_context=context)
+            self.ahead_futures = [
+                self.pool.submit(train_for_dice, c, self.out / run_key(c)) for c in self.ahead
+            ]
             self.futures = [
                 [self.pool.submit(train_for_dice, c, self.out / run_key(c)) for c in configs]
                 for configs in self.extra
