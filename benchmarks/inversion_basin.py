@@ -47,6 +47,7 @@ import argparse
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -209,13 +210,10 @@ def _smoothable(model: nn.Module) -> nn.Module:
     return model
 
 
-def coarse_search(
-    scenario: Scenario, *, stages: tuple[int, ...], smooth: float, objective: str, iterations: int, lr: float
-) -> list[dict[str, float]]:
-    """Coarse-to-fine from the painted guess: per stage, Adam (cosine-decayed step) on a correction at
-    1/``block`` of the resolution, the surrogate annealed from β = ``smooth`` to 1000 (0: ReLU);
-    each stage keeps its iterate (or start) of lowest ReLU objective and hands it to the next."""
-    view = scenario.view
+def update_distance(view: ServerView, objective: str) -> Callable[[Tensor], Tensor]:
+    """The objective of the searches below: the distance of the update ``images`` would give (through a
+    copy of the model whose ReLUs :class:`SmoothReLU` can smooth) from the captured one, ``cosine`` or
+    the relative squared L2 per layer (``l2``)."""
     model = _smoothable(UNet.from_config(view.model))
     names = list(view.update)
     weights = {k: v.detach() for k, v in view.global_weights.items()}
@@ -228,6 +226,37 @@ def coarse_search(
             return 1 - F.cosine_similarity(update, target, dim=0)
         return sum(((update[s] - t).pow(2).sum() / t.pow(2).sum()) for t, s in blocks) / len(blocks)
 
+    return distance
+
+
+def annealed_step(
+    optimiser: torch.optim.Optimizer,
+    distance: Callable[[Tensor], Tensor],
+    image: Callable[[Tensor], Tensor],
+    z: Tensor,
+    i: int,
+    iterations: int,
+    *,
+    lr: float,
+    smooth: float,
+) -> None:
+    """Step ``i`` of ``iterations`` on ``distance(image(z))``: the surrogate's β at its point from
+    ``smooth`` to 1000 (0: the ReLU), the step size cosine-decayed from ``lr``."""
+    SmoothReLU.beta = smooth * (1000 / smooth) ** (i / iterations) if smooth else None
+    for group in optimiser.param_groups:
+        group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * i / iterations))
+    optimiser.zero_grad()
+    distance(image(z)).backward()
+    optimiser.step()
+
+
+def coarse_search(
+    scenario: Scenario, *, stages: tuple[int, ...], smooth: float, objective: str, iterations: int, lr: float
+) -> list[dict[str, float]]:
+    """Coarse-to-fine from the painted guess: per stage, Adam (cosine-decayed step) on a correction at
+    1/``block`` of the resolution, the surrogate annealed from β = ``smooth`` to 1000 (0: ReLU);
+    each stage keeps its iterate (or start) of lowest ReLU objective and hands it to the next."""
+    distance = update_distance(scenario.view, objective)
     correction, rows, began = torch.zeros_like(scenario.painted), [], time.perf_counter()
     for block in stages:
         z = F.avg_pool2d(correction, block).requires_grad_(True)
@@ -239,12 +268,7 @@ def coarse_search(
         with torch.no_grad():  # the stage's start competes too: a stage never ends worse than it began
             best = (float(distance(image(z))), z.detach().clone())
         for i in range(iterations):
-            SmoothReLU.beta = smooth * (1000 / smooth) ** (i / iterations) if smooth else None
-            for group in optimiser.param_groups:
-                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * i / iterations))
-            optimiser.zero_grad()
-            distance(image(z)).backward()
-            optimiser.step()
+            annealed_step(optimiser, distance, image, z, i, iterations, lr=lr, smooth=smooth)
             if (i + 1) % 20 == 0 or i + 1 == iterations:
                 SmoothReLU.beta = None
                 with torch.no_grad():
@@ -273,16 +297,7 @@ def detail_search(
     detail, started from the guess's detail; Adam (cosine-decayed step) on the cosine objective, the
     ReLU smoothed as in :func:`coarse_search`. Reports the end's PSNR against the truth, its (ReLU)
     objective, and how far it moved from its start (PSNR of end against start)."""
-    view = scenario.view
-    model = _smoothable(UNet.from_config(view.model))
-    names = list(view.update)
-    weights = {k: v.detach() for k, v in view.global_weights.items()}
-    target = flatten(view.update, names)
-
-    def distance(images: Tensor) -> Tensor:
-        update = flatten(simulate_update(model, weights, images, view.masks, view.recipe), names)
-        return 1 - F.cosine_similarity(update, target, dim=0)
-
+    distance = update_distance(scenario.view, "cosine")
     coarse = blur(scenario.images if coarse_from == "truth" else scenario.painted, sigma)
 
     def image(z: Tensor) -> Tensor:
@@ -292,12 +307,7 @@ def detail_search(
     start = image(z).detach()
     optimiser, began = torch.optim.Adam([z], lr=lr), time.perf_counter()
     for i in range(iterations):
-        SmoothReLU.beta = smooth * (1000 / smooth) ** (i / iterations) if smooth else None
-        for group in optimiser.param_groups:
-            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * i / iterations))
-        optimiser.zero_grad()
-        distance(image(z)).backward()
-        optimiser.step()
+        annealed_step(optimiser, distance, image, z, i, iterations, lr=lr, smooth=smooth)
     SmoothReLU.beta = None
     with torch.no_grad():
         end = image(z)

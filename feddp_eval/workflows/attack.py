@@ -63,7 +63,7 @@ def run_attack(
         if on_stage and utility.pending:
             on_stage(utility.describe())
         for i, arm in enumerate(arms):
-            label = schema.setting_label(arm.defense.name, arm.defense.noise)
+            label = _arm_label(arm)
             if on_stage:
                 doing = "waiting for the worker to train" if utility.trains_ahead(i) else "training"
                 on_stage(f"{doing} [{label}]")
@@ -93,6 +93,10 @@ def _dice(row: ResultRow) -> float:
 
 def _label(row: ResultRow) -> str:
     return schema.setting_label(str(row.defense), row.noise)
+
+
+def _arm_label(arm: ExperimentConfig) -> str:
+    return schema.setting_label(arm.defense.name, arm.defense.noise)
 
 
 class UtilitySeeds:
@@ -132,9 +136,7 @@ class UtilitySeeds:
     def describe(self) -> str:
         """The stage line for what the workers do."""
         extra = sum(len(configs) for configs in self.extra)
-        ahead = "".join(
-            f"[{schema.setting_label(arm.defense.name, arm.defense.noise)}] and " for arm in self.ahead
-        )
+        ahead = "".join(f"[{_arm_label(arm)}] and " for arm in self.ahead)
         return f"training {ahead}{extra} more seed run(s) for ΔDice in a worker process"
 
     def trains_ahead(self, arm: int) -> bool:
