@@ -12,6 +12,40 @@ import torch
 import attacks  # noqa: F401  # files each attack's card: config hashes and checks read them, as in the CLI
 from feddp_eval.config import ExperimentConfig, from_dict, validate
 
+TESTS = Path(__file__).parent
+
+SLOW_FIRST = (
+    "flower/test_sweep_ray.py",  # 128 s
+    "test_sweep.py",  # 109 s
+    "flower/test_deployment.py",  # 91 s
+    "flower/test_sweep_flower_jobs.py",  # 84 s
+    "flower/test_cli_and_imports.py",  # 74 s
+    "flower/test_audit_on_flower.py",  # 55 s
+    "attacks/test_multiround.py",  # 44 s
+    "attacks/test_recovery.py",  # 40 s
+    "flower/test_engine_equivalence.py",  # 30 s
+    "reports/test_build_report.py",  # 22 s
+    "flower/test_readme_example.py",  # 20 s
+)
+"""The suite's slowest files, slowest first (seconds of one xdist worker on a 2-core Intel Xeon,
+``--durations``, 2026-12-06). ``pytest -n 2 --dist loadfile --no-loadscope-reorder`` hands whole files
+to the workers in collection order, so putting these first lets the many short files fill the end of
+both workers' queues; xdist's own reordering (by test count) left the one-test Flower files to run
+last, one worker busy and the other idle. A stale list costs time only, never a result."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move ``SLOW_FIRST``'s files to the front, in its order; every file's tests keep their order."""
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+
+    def key(item: pytest.Item) -> int:
+        path = Path(item.path)
+        name = path.relative_to(TESTS).as_posix() if path.is_relative_to(TESTS) else ""
+        return rank.get(name, len(rank))
+
+    items.sort(key=key)
+
+
 TINY = {
     "seed": 3,
     "device": "cpu",
