@@ -56,13 +56,19 @@ class _Best:
     value: Tensor
     history: list[tuple[int, float]] = field(default_factory=list)
 
-    def keep(self, values: Tensor, images: Tensor, masks: Tensor) -> None:
-        """Keep the iterate ``(images, masks)`` of each restart whose objective ``values`` improved."""
-        improved = torch.isfinite(values) & (values < self.value)
+    def keep(self, values: Tensor, images: Tensor, masks: Tensor, running: Tensor | None = None) -> None:
+        """Keep the iterate ``(images, masks)`` of each restart whose objective ``values`` improved.
+
+        ``running``: the restarts the rows of ``values`` are (all of them when ``None``), once
+        successive halving has stopped some."""
+        if running is None:
+            running = torch.arange(len(values))
+        improved = torch.isfinite(values) & (values < self.value[running])
         if improved.any():
-            self.value = torch.where(improved, values, self.value)
-            self.images[improved] = images[improved]
-            self.masks[improved] = masks[improved]
+            which = running[improved]
+            self.value[which] = values[improved]
+            self.images[which] = images[improved]
+            self.masks[which] = masks[improved]
 
     @property
     def winner(self) -> int:
@@ -97,6 +103,11 @@ class GradientInversion(Attack):
 
     def make_scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
         return None
+
+    def halving_rungs(self) -> tuple[int, ...]:
+        """Iterations after which only the better half of the running restarts goes on (successive
+        halving); none by default. Needs an optimiser whose state is per variable (Adam, not L-BFGS)."""
+        return ()
 
     def step(self, optimizer: torch.optim.Optimizer, closure: Callable[[], Tensor]) -> Tensor:
         """One optimiser step; returns the objective (per restart) before the step."""
@@ -237,6 +248,7 @@ class GradientInversion(Attack):
             torch.full((cfg.restarts,), math.inf),
         )
         stopped, iteration = "budget", 0
+        running, rungs = torch.arange(cfg.restarts), set(self.halving_rungs())
         for iteration in range(1, cfg.iterations + 1):
             with torch.no_grad():
                 before = (images.render().clone(), masks.render().clone())
@@ -244,8 +256,10 @@ class GradientInversion(Attack):
             if not torch.isfinite(values).any():
                 stopped = "non-finite"
                 break
-            best.keep(values, *before)
+            best.keep(values, *before, running)
             images.project()
+            if iteration in rungs:
+                running = _halve(problem, optimizer, best, running)
             if scheduler is not None:
                 scheduler.step()
             current = float(best.value.min())
@@ -331,3 +345,36 @@ class GradientInversion(Attack):
             return None
         estimate = estimate_foreground_fraction(view)
         return None if estimate is None else estimate.value
+
+
+def _halve(problem: _Problem, optimizer: torch.optim.Optimizer, best: _Best, running: Tensor) -> Tensor:
+    """Successive halving: keep the better half of the ``running`` restarts (by each one's best
+    objective so far), in their order; their variables and optimiser state carry on unchanged, the
+    others stop (their best iterates stay in ``best``). Returns the restarts still running."""
+    keep = torch.sort(torch.argsort(best.value[running], stable=True)[: (len(running) + 1) // 2]).values
+    images, masks = problem.images, problem.masks
+    replaced: dict[int, Tensor] = {}
+
+    def cut(t: Tensor | None) -> Tensor | None:
+        if t is None:
+            return None
+        new = t.detach()[keep].clone().requires_grad_()
+        replaced[id(t)] = new
+        return new
+
+    images.values = cut(images.values)  # type: ignore[assignment]
+    images.stain = cut(images.stain)
+    masks.logits = cut(masks.logits)
+    masks.tie = cut(masks.tie)
+    if masks.known is not None:
+        masks.known = masks.known[keep]
+    for group in optimizer.param_groups:
+        for i, old in enumerate(group["params"]):
+            new = replaced[id(old)]
+            state = optimizer.state.pop(old, {})
+            optimizer.state[new] = {
+                k: v[keep] if isinstance(v, Tensor) and v.ndim and v.shape[0] == len(running) else v
+                for k, v in state.items()
+            }
+            group["params"][i] = new
+    return running[keep]
