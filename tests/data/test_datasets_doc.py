@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from feddp_eval.cli import app
 from feddp_eval.config import ExperimentConfig, from_dict, load_config, to_toml, validate
+from tests.conftest import TINY
 from tests.data.format_fixtures import WRITERS
 
 DOCS = Path(__file__).parents[2] / "docs"
@@ -54,7 +55,7 @@ SMALL = {
     "report": [],
 }
 SMALL_TOML = {
-    "model": {"depth": 1, "width": 4, "groups": 2},
+    "model": TINY["model"],
     "train": {"local_steps": 1, "batch_size": 4},
     "attack": {"utility_seeds": 1},
 }
@@ -100,13 +101,13 @@ def test_the_page_commands_run_on_the_fixtures(
     for fmt, folder in FOLDERS.items():
         WRITERS[fmt](tmp_path / folder)
     (tmp_path / "docs").mkdir()
-    used = {Path(args[args.index("--config") + 1]).name for args in commands() if "--config" in args}
+    shown = commands()
+    assert shown, f"{PAGE} shows no command"
+    used = {Path(args[args.index("--config") + 1]).name for args in shown if "--config" in args}
     assert used, f"{PAGE} runs no config file"
     for name in used:
         small_copy(DOCS / name, tmp_path / "docs" / name)
     monkeypatch.chdir(tmp_path)
-    shown = commands()
-    assert shown, f"{PAGE} shows no command"
     for args in shown:
         small = SMALL[args[0]]
         if args[0] in ("attack", "train") and "--config" not in args:
