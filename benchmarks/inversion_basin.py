@@ -35,10 +35,15 @@ Two more views of the same question:
   softplus surrogate of the ReLU annealed from β = 5 to 1000 (``--smooth 5``; 0 = the ReLU itself).
   It keeps, per stage, the iterate of lowest true (ReLU) objective.
 
+``--weights RUN/captures/round-NNNN/global.safetensors`` asks every view the same question at a
+later round's global weights (a trained model) instead of the round-1 initialisation; the update is
+replayed from them on the same tiles.
+
 Only this benchmark reads the truth (to build the start and to score); the attack does not.
 
 Usage: ``OMP_NUM_THREADS=1 python benchmarks/inversion_basin.py [--iterations 150] [--refine 150]
-[--methods old,new] [--tiles 1,4] [--ranking] [--coarse --smooth 5 --objective cosine]``
+[--methods old,new] [--tiles 1,4] [--ranking] [--coarse --smooth 5 --objective cosine]
+[--weights RUN/captures/round-0010/global.safetensors]``
 """
 
 from __future__ import annotations
@@ -48,11 +53,13 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from attacks import ATTACKS, ServerView
@@ -62,6 +69,7 @@ from feddp_eval.config import DataConfig, ModelConfig
 from feddp_eval.data.sites import build_sites
 from feddp_eval.metrics.privacy import mask_painted_prior, score_reconstruction
 from feddp_eval.models.unet import UNet
+from feddp_eval.rundir.check import check_tensor_file, expected_shapes
 from feddp_eval.seeding import derive_seed
 from feddp_eval.workflows.train import public_statistics
 
@@ -90,8 +98,10 @@ class Scenario:
     painted: Tensor  # (N, 3, 64, 64)
 
 
-def default_scenario(n_tiles: int, seed: int = 0) -> Scenario:
-    """Site 3 of the default synthetic data with ``n_tiles`` training tiles, attacked in round 1."""
+def default_scenario(n_tiles: int, seed: int = 0, weights: Path | None = None) -> Scenario:
+    """Site 3 of the default synthetic data with ``n_tiles`` training tiles, attacked in round 1, or,
+    given ``weights`` (a captured round's ``global.safetensors``), at those global weights: the update
+    is then replayed from them on the same tiles, exactly as the client computed it."""
     data = DataConfig(train_tiles=(48, 32, 24, n_tiles))
     site = build_sites(data, seed=derive_seed(seed, "data"))[3]
     public = public_statistics(site)
@@ -109,7 +119,19 @@ def default_scenario(n_tiles: int, seed: int = 0) -> Scenario:
         foreground_prior=public["foreground_fraction"],
         seed=derive_seed(seed, "model-init"),  # the global weights of round 1
     )
+    if weights is not None:
+        view = _at_weights(view, weights, images)
     return Scenario(images, masks, view, painted)
+
+
+def _at_weights(view: ServerView, path: Path, images: Tensor) -> ServerView:
+    """``view`` with its global weights read from ``path`` and the update of ``images`` replayed from
+    them."""
+    check_tensor_file(path, expected_shapes(view.model), what="the global weights")
+    global_weights = load_file(path)
+    model = UNet.from_config(view.model)
+    update = simulate_update(model, global_weights, images, view.masks, view.recipe)
+    return replace(view, global_weights=global_weights, update={k: v.detach() for k, v in update.items()})
 
 
 def noisy(images: Tensor, db: float, seed: int) -> Tensor:
@@ -177,6 +199,15 @@ def ranking_images(scenario: Scenario) -> list[tuple[str, Tensor]]:
     rows.append(("painted guess", painted))
     rows.append(("uniform noise", torch.rand(truth.shape, generator=torch.Generator().manual_seed(1))))
     return rows
+
+
+def affine_fit(images: Tensor, truth: Tensor) -> Tensor:
+    """``images`` with each tile's channels mapped by the least-squares ``a·x + b`` onto ``truth``'s (an
+    oracle): what an image would score if only its per-channel brightness and contrast were wrong."""
+    x, y = images.flatten(2), truth.flatten(2)
+    xc, yc = x - x.mean(-1, keepdim=True), y - y.mean(-1, keepdim=True)
+    a = (xc * yc).sum(-1, keepdim=True) / xc.pow(2).sum(-1, keepdim=True).clamp_min(1e-12)
+    return (a * xc + y.mean(-1, keepdim=True)).view_as(images).clamp(0, 1)
 
 
 def blur(images: Tensor, sigma: float) -> Tensor:
@@ -282,6 +313,7 @@ def coarse_search(
                 "block": block,
                 "objective": best[0],
                 "psnr": psnr(scenario.painted + correction, scenario.images),
+                "affine_psnr": psnr(affine_fit(image(best[1]), scenario.images), scenario.images),
                 "seconds": time.perf_counter() - began,
             }
         )
@@ -353,6 +385,13 @@ def main() -> None:
     parser.add_argument("--objective", default="l2", help="--coarse: l2 (relative, per layer) or cosine")
     parser.add_argument("--stages", default="16,8,4,2,1", help="--coarse: block sizes, coarse first")
     parser.add_argument("--lr", type=float, default=0.02, help="--coarse: Adam step on the correction")
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        help="global weights of a captured round (RUN/captures/round-NNNN/global.safetensors) to attack at, "
+        "instead of the round-1 initialisation",
+    )
     args = parser.parse_args()
     print(
         f"threads {torch.get_num_threads()} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}); "
@@ -361,7 +400,7 @@ def main() -> None:
     if args.ranking:
         print("| tiles | image | PSNR dB | cosine | relative L2 per layer |\n|---|---|---|---|---|")
         for n in (int(t) for t in args.tiles.split(",")):
-            scenario = default_scenario(n)
+            scenario = default_scenario(n, weights=args.weights)
             free = {**REGULARISERS["off"], "image": "pixels"}
             judges = [ATTACKS.create("inverting-gradients", **{**METHODS[m], **free}) for m in ("old", "new")]
             for label, images in ranking_images(scenario):
@@ -374,7 +413,7 @@ def main() -> None:
         )
         print("|---|---|---|---|---|---|---|---|---|")
         for n in (int(t) for t in args.tiles.split(",")):
-            scenario = default_scenario(n)
+            scenario = default_scenario(n, weights=args.weights)
             for source in args.detail.split(","):
                 r = detail_search(
                     scenario,
@@ -389,10 +428,11 @@ def main() -> None:
                 print(f"| {n} | {source} | {args.smooth:g} | {' | '.join(cells)} |", flush=True)
         return
     if args.coarse:
-        print("| tiles | objective | smooth β0 | block | end obj (ReLU) | end dB | guess dB | s |")
-        print("|---|---|---|---|---|---|---|---|")
+        columns = ("tiles", "objective", "smooth β0", "block", "end obj (ReLU)", "end dB", "oracle affine dB")
+        print("| " + " | ".join((*columns, "guess dB", "s")) + " |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for n in (int(t) for t in args.tiles.split(",")):
-            scenario = default_scenario(n)
+            scenario = default_scenario(n, weights=args.weights)
             stages = tuple(int(b) for b in args.stages.split(","))
             guess = psnr(scenario.painted, scenario.images)
             rows = coarse_search(
@@ -406,14 +446,14 @@ def main() -> None:
             for r in rows:
                 print(
                     f"| {n} | {args.objective} | {args.smooth:g} | 1/{r['block']} | {r['objective']:.3g} | "
-                    f"{r['psnr']:.1f} | {guess:.1f} | {r['seconds']:.0f} |",
+                    f"{r['psnr']:.1f} | {r['affine_psnr']:.1f} | {guess:.1f} | {r['seconds']:.0f} |",
                     flush=True,
                 )
         return
     if args.segment:
         print("| tiles | method | t | PSNR dB | objective |\n|---|---|---|---|---|")
         for n in (int(t) for t in args.tiles.split(",")):
-            scenario = default_scenario(n)
+            scenario = default_scenario(n, weights=args.weights)
             for method in args.methods.split(","):
                 for t, db, value in segment_profile(scenario, METHODS[method]):
                     print(f"| {n} | {method} | {t:g} | {db:.1f} | {value:.3g} |", flush=True)
@@ -422,7 +462,7 @@ def main() -> None:
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for n in (int(t) for t in args.tiles.split(",")):
-        scenario = default_scenario(n)
+        scenario = default_scenario(n, weights=args.weights)
         wanted = args.starts.split(",")
         starts = [
             (f"truth+noise {db} dB", noisy(scenario.images, float(db), seed=int(db)))
