@@ -1,5 +1,7 @@
 """``feddp-eval sweep --engine flower --jobs 2``: two worker processes, each running Flower's simulation
-(a Ray of its own) at once, give the rows the local engine gives."""
+(a Ray of its own) at once, give the rows the local engine gives. The local sweep runs here, in-process
+with ``--jobs 1`` and as many torch threads as each of the two workers has (``tests/test_sweep.py``
+shows that jobs do not change a sweep's rows), which saves it two worker processes' start."""
 
 from __future__ import annotations
 
@@ -10,7 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+from typer.testing import CliRunner
+
+from feddp_eval.cli import app
 from feddp_eval.config import ExperimentConfig, to_toml, with_overrides
+from feddp_eval.sweep.executors import task_threads
 
 ROOT = Path(__file__).parents[2]
 # Cells that name the run (its config hash holds the engine) rather than measure it.
@@ -33,14 +40,18 @@ def test_a_flower_sweep_in_two_processes_gives_the_local_engines_rows(
         "OMP_NUM_THREADS": "1",
         "RAY_USAGE_STATS_ENABLED": "0",
     }
-    outs = {}
-    for engine in ("flower", "local"):
-        outs[engine] = tmp_path / engine
-        command = [sys.executable, "-m", "feddp_eval.cli", "sweep", "-c", str(config), "--noise", "0.01"]
-        command += ["--iterations", "10", "--engine", engine, "--jobs", "2", "--out", str(outs[engine])]
-        done = subprocess.run([*command, "--json"], env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-3000:]
-        assert json.loads(done.stdout)["computed"] == 2
+    outs = {engine: tmp_path / engine for engine in ("flower", "local")}
+    args = ["sweep", "-c", str(config), "--noise", "0.01", "--iterations", "10", "--json"]
+    command = [sys.executable, "-m", "feddp_eval.cli", *args, "--engine", "flower", "--jobs", "2"]
+    done = subprocess.run(
+        [*command, "--out", str(outs["flower"])], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout)["computed"] == 2
+    torch.set_num_threads(task_threads(2))  # the conftest puts the test's own count back afterwards
+    ran = CliRunner().invoke(app, [*args, "--engine", "local", "--jobs", "1", "--out", str(outs["local"])])
+    assert ran.exit_code == 0, ran.output[-3000:]
+    assert json.loads(ran.stdout)["computed"] == 2
     flower, local = _rows(outs["flower"] / "results.csv"), _rows(outs["local"] / "results.csv")
     assert [r["defense"] for r in flower] == ["none", "dp-sgd"]
     assert flower == local  # every measured cell, to the last printed digit
