@@ -35,6 +35,23 @@ Two more views of the same question:
   softplus surrogate of the ReLU annealed from β = 5 to 1000 (``--smooth 5``; 0 = the ReLU itself).
   It keeps, per stage, the iterate of lowest true (ReLU) objective.
 
+Why a descent fails, from the objective's shape at the truth:
+
+* ``--spectrum 64``: the Gauss–Newton matrix G = JᵀJ of one tile's update over its central N×N px
+  (:func:`update_jacobian_gram`, ~7 min and ~10 GB for all 64² px): how many directions the update
+  sees, how well, and the linearised ceiling of an attack that fixed exactly those.
+* ``--jumps``: the objective's smooth part (what a gradient sees) against the objective itself for
+  moves of 120 to 40 dB from the truth (:func:`smooth_and_actual`, seconds): where the second is far
+  larger, activations that switch make the update jump.
+
+Two things tried for issue #22 after the diagnosis:
+
+* ``--langevin 0,0.01,0.03``: the main table once per size of Langevin-style noise on the iterate
+  (Hatamizadeh et al. 2023; :class:`LangevinInversion`).
+* ``--learned-prior``: the painted-mask guess against a stronger guess from the same public tiles,
+  a mask-conditioned linear filter (:func:`learned_prior`): how much better the attacker's best
+  guess without the update could be.
+
 ``--weights RUN/captures/round-NNNN/global.safetensors`` asks every view the same question at a
 later round's global weights (a trained model) instead of the round-1 initialisation; the update is
 replayed from them on the same tiles.
@@ -43,7 +60,8 @@ Only this benchmark reads the truth (to build the start and to score); the attac
 
 Usage: ``OMP_NUM_THREADS=1 python benchmarks/inversion_basin.py [--iterations 150] [--refine 150]
 [--methods old,new] [--tiles 1,4] [--ranking] [--coarse --smooth 5 --objective cosine]
-[--weights RUN/captures/round-0010/global.safetensors]``
+[--weights RUN/captures/round-0010/global.safetensors] [--langevin 0,0.01] [--learned-prior]
+[--spectrum 64] [--jumps]``
 """
 
 from __future__ import annotations
@@ -54,6 +72,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +82,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from attacks import ATTACKS, ServerView
+from attacks.inverting_gradients import InvertingGradients
 from attacks.simulate import LocalRecipe, flatten, simulate_update
 from attacks.view import simulated_view
 from feddp_eval.config import DataConfig, ModelConfig
@@ -145,9 +165,34 @@ def psnr(images: Tensor, truth: Tensor) -> float:
     return float(score_reconstruction(images, truth).psnr)
 
 
-def run_case(scenario: Scenario, start: Tensor, settings: dict[str, Any]) -> dict[str, float]:
-    """One inversion from ``start``; its end PSNR, end objective, objective at the truth, seconds."""
-    attack = ATTACKS.create("inverting-gradients", **settings)
+class LangevinInversion(InvertingGradients):
+    """Inverting Gradients with Gaussian noise added to the image variables after every step, its
+    standard deviation ``sigma`` times the step size's decay (lr / initial lr): the Langevin-style
+    iterate noise of Hatamizadeh et al. 2023, meant to shake the search out of poor local minima.
+    ``sigma`` is in the image model's own units (pixels for ``pixels``, stain-space for ``stain``)."""
+
+    def __init__(self, sigma: float, seed: int = 7, **settings: Any) -> None:
+        super().__init__(**settings)
+        self.sigma, self.generator = sigma, torch.Generator().manual_seed(seed)
+
+    def step(self, optimizer, closure):  # type: ignore[no-untyped-def]
+        values = super().step(optimizer, closure)
+        scale = self.sigma * optimizer.param_groups[0]["lr"] / self.config.lr
+        with torch.no_grad():
+            for p in optimizer.param_groups[0]["params"]:
+                p.add_(torch.randn(p.shape, generator=self.generator).to(p) * scale)
+        return values
+
+
+def run_case(
+    scenario: Scenario, start: Tensor, settings: dict[str, Any], langevin: float = 0.0
+) -> dict[str, float]:
+    """One inversion from ``start``; its end PSNR, end objective, objective at the truth, seconds.
+    ``langevin`` > 0 adds :class:`LangevinInversion`'s iterate noise of that size."""
+    if langevin:
+        attack: InvertingGradients = LangevinInversion(langevin, **settings)
+    else:
+        attack = ATTACKS.create("inverting-gradients", **settings)
     # The refinement's objective (its TV weight may differ) is what the returned objective is in.
     at_truth = attack.objective_at(scenario.view, scenario.images, refining=bool(settings.get("refine")))
     began = time.perf_counter()
@@ -171,6 +216,28 @@ def segment_profile(scenario: Scenario, settings: dict[str, Any]) -> list[tuple[
         images = scenario.painted + t * (scenario.images - scenario.painted)
         rows.append((t, psnr(images, scenario.images), attack.objective_at(scenario.view, images)))
     return rows
+
+
+def learned_prior(n_tiles: int, radius: int, ridge: float = 1.0, seed: int = 0) -> Tensor:
+    """A stronger guess from the same public knowledge as the painted one: each pixel's colour as a
+    linear function (ridge regression, per channel) of the mask in the (2·radius + 1)² window around
+    it, fitted on the site's held-out tiles (those :func:`public_statistics` already publishes), then
+    applied to the attacked tiles' masks. ``radius = 0`` is the painted guess up to the fit."""
+    data = DataConfig(train_tiles=(48, 32, 24, n_tiles))
+    site = build_sites(data, seed=derive_seed(seed, "data"))[3]
+
+    def features(masks: Tensor) -> Tensor:
+        k = 2 * radius + 1
+        window = F.unfold(F.pad(masks, (radius,) * 4, mode="replicate"), k)  # (N, k², H·W)
+        window = torch.cat([window, torch.ones_like(window[:, :1])], dim=1)
+        return window.transpose(1, 2).reshape(-1, k * k + 1).double()
+
+    x = features(site.test.masks)
+    y = site.test.images.permute(0, 2, 3, 1).reshape(-1, 3).double()
+    weights = torch.linalg.solve(x.T @ x + ridge * torch.eye(x.shape[1], dtype=x.dtype), x.T @ y)
+    n, _, h, w = site.train.images.shape
+    guess = (features(site.train.masks) @ weights).float().reshape(n, h, w, 3).permute(0, 3, 1, 2)
+    return guess.clamp(0, 1).contiguous()
 
 
 def low_frequency(images: Tensor, block: int) -> Tensor:
@@ -353,6 +420,151 @@ def detail_search(
         }
 
 
+def _row_scales(update: dict[str, Tensor], names: list[str], objective: str) -> Tensor:
+    """Per-coordinate scales that make ``‖scales ⊙ Δ‖²`` the objective's second-order part for an
+    update change Δ: 1 / √(2‖u‖²) for ``cosine`` (after projecting out u's direction), and
+    1 / √(L · max(‖u_l‖², floor)) per parameter tensor l for the per-layer relative ``l2`` (the
+    attack's floor, 10⁻⁶ of the mean squared norm per tensor)."""
+    target = flatten(update, names)
+    if objective == "cosine":
+        return torch.full_like(target, 1.0 / (math.sqrt(2.0) * float(target.norm())))
+    spans = _spans(update, names)
+    floor = float(target.pow(2).sum()) * 1e-6 / len(spans)
+    rows = torch.empty_like(target)
+    for i, j in spans:
+        rows[i:j] = 1.0 / math.sqrt(len(spans) * max(float(target[i:j].pow(2).sum()), floor))
+    return rows
+
+
+def smooth_and_actual(
+    view: ServerView, truth: Tensor, direction: Tensor, sizes: list[float], objective: str
+) -> list[tuple[float, float]]:
+    """For moves ``size · direction`` from the truth, the objective's smooth second-order part
+    ``‖J d‖²`` (a forward-mode derivative, scaled as :func:`update_jacobian_gram`'s G, so it equals
+    ``dᵀ G d``) and the objective itself, both in float64 against the truth's own float64 update (so
+    float32 rounding plays no part). On a smooth network the two agree for small moves. Where the
+    objective is much larger, activations that switch (a ReLU's sign, a max-pool's winner) make the
+    update jump, and a gradient, which sees only the smooth part, cannot see it."""
+    from torch.func import jvp
+
+    model = UNet.from_config(view.model).double()
+    names = list(view.update)
+    weights = {k: v.detach().double() for k, v in view.global_weights.items()}
+    masks, truth = view.masks.double(), truth.double()
+
+    def update_of(images: Tensor) -> Tensor:
+        return flatten(simulate_update(model, weights, images, masks, view.recipe), names)
+
+    at_truth = update_of(truth)
+    rows = _row_scales(view.update, names, objective).double()
+    unit = at_truth / at_truth.norm()
+    out = []
+    for size in sizes:
+        move = direction.double() * size
+        change = jvp(update_of, (truth,), (move,))[1]
+        if objective == "cosine":
+            change = change - (change @ unit) * unit
+            actual = float(1 - F.cosine_similarity(update_of(truth + move), at_truth, dim=0))
+        else:
+            actual = float((rows * (update_of(truth + move) - at_truth)).pow(2).sum())
+        out.append((float((rows * change).pow(2).sum()), actual))
+    return out
+
+
+def update_jacobian_gram(
+    view: ServerView, truth: Tensor, *, region: int, objective: str, chunk: int = 64
+) -> tuple[Tensor, Tensor]:
+    """The Gauss–Newton matrix ``G = JᵀJ`` of ``objective`` at the truth, over the central
+    ``region``² px of the tile's pixels (every other pixel held at the truth), and those pixels'
+    flat indices into ``truth``.
+
+    ``J`` is the derivative of the update (one tile, ``view``'s recipe and weights) with respect to
+    those pixels, its rows scaled so that ``dᵀ G d`` is the objective's second-order change for a
+    move ``d``: per-layer relative L2 (``l2``: each parameter tensor's rows over its captured
+    update's norm, as the attack's ``per_layer`` L2 with its floor) or 1 − cosine (``cosine``: the
+    captured update's own direction projected out, over √2 its norm). The objective is 0 at the
+    truth, so G is its Hessian there, up to the ReLUs' kinks (a move that flips an activation jumps).
+    Columns come from forward-mode derivatives (``torch.func.jvp``) through the simulated update,
+    ``chunk`` at a time; G is summed in float64.
+    """
+    from torch.func import jvp, vmap
+
+    model = UNet.from_config(view.model)
+    names = list(view.update)
+    weights = {k: v.detach() for k, v in view.global_weights.items()}
+    target = flatten(view.update, names)
+    rows = _row_scales(view.update, names, objective)
+    direction = target / target.norm()
+    h, w = truth.shape[-2:]
+    top, left = (h - region) // 2, (w - region) // 2
+    inside = torch.zeros_like(truth)
+    inside[..., top : top + region, left : left + region] = 1.0
+    outside = truth * (1 - inside)
+    pads = (left, w - left - region, top, h - top - region)
+    start = truth[..., top : top + region, left : left + region].contiguous()
+
+    def update_of(patch: Tensor) -> Tensor:
+        images = outside + F.pad(patch, pads)
+        return flatten(simulate_update(model, weights, images, view.masks, view.recipe), names)
+
+    def column(tangent: Tensor) -> Tensor:
+        return jvp(update_of, (start,), (tangent,))[1]
+
+    n = start.numel()
+    jacobian = torch.empty(n, target.numel())
+    for i in range(0, n, chunk):
+        basis = torch.zeros(min(chunk, n - i), n)
+        basis[:, i : i + chunk].fill_diagonal_(1.0)
+        cols = vmap(column)(basis.view(-1, *start.shape))
+        if objective == "cosine":
+            cols = cols - (cols @ direction)[:, None] * direction
+        jacobian[i : i + chunk] = cols * rows
+    gram = torch.zeros(n, n, dtype=torch.float64)
+    for i in range(0, jacobian.shape[1], 8192):
+        block = jacobian[:, i : i + 8192].double()
+        gram += block @ block.T
+    index = torch.arange(truth.numel()).view_as(truth)[..., top : top + region, left : left + region]
+    return gram, index.reshape(-1)
+
+
+def spectrum_rows(scenario: Scenario, gram: Tensor, index: Tensor) -> list[tuple[str, str]]:
+    """What the update can see of the tile, read off ``gram`` (:func:`update_jacobian_gram`).
+
+    For a level ε of the objective, a direction (an eigenvector of G, eigenvalue λ) is *seen* when
+    moving the whole guess's error ‖e‖ along it raises the objective above ε (λ‖e‖² > ε). The
+    linearised ceiling keeps the guess's error in the unseen directions and removes it from the seen
+    ones: the PSNR an attack would reach if it fixed exactly what the update sees at that level,
+    and nothing else, with the objective a quadratic (the ReLUs' jumps are not in it: see
+    :func:`smooth_and_actual`)."""
+    values, vectors = torch.linalg.eigh(gram)
+    values = values.clamp_min(0.0)
+    error = (scenario.images - scenario.painted).reshape(-1)[index].double()
+    coefficients = vectors.T @ error
+    size = error.numel()
+    total = float(error.pow(2).sum())
+
+    def db(squared: float) -> str:
+        return f"{10 * math.log10(size / max(squared, 1e-30)):.1f}"
+
+    top = float(values[-1])
+    rows = [
+        ("unknowns (pixels × channels)", str(size)),
+        ("largest singular value √λ", f"{math.sqrt(top):.3g}"),
+    ]
+    for ratio in (1e-1, 1e-2, 1e-3, 1e-4, 1e-6):
+        rows.append(
+            (f"singular values above {ratio:g} × the largest", str(int((values > top * ratio**2).sum())))
+        )
+    rows.append(("painted guess's PSNR over the region", db(total)))
+    for level in (1e-1, 1e-2, 1e-3, 1e-4, 1e-6):
+        seen = values * total > level
+        unseen = float(coefficients[~seen].pow(2).sum())
+        rows.append(
+            (f"ceiling at ε = {level:g}: seen directions / PSNR dB", f"{int(seen.sum())} / {db(unseen)}")
+        )
+    return rows
+
+
 def _spans(update: dict[str, Tensor], names: list[str]) -> list[tuple[int, int]]:
     """(start, end) of each parameter in the flattened update."""
     spans, start = [], 0
@@ -382,9 +594,32 @@ def main() -> None:
     parser.add_argument("--detail", default="", help="only the detail search, coarse field of: truth,guess")
     parser.add_argument("--sigma", type=float, default=8.0, help="--detail: blur of the coarse field, px")
     parser.add_argument("--smooth", type=float, default=5.0, help="--coarse: first softplus β (0 = ReLU)")
-    parser.add_argument("--objective", default="l2", help="--coarse: l2 (relative, per layer) or cosine")
+    parser.add_argument(
+        "--objective", default="l2", help="--coarse, --spectrum, --jumps: l2 (relative, per layer) or cosine"
+    )
     parser.add_argument("--stages", default="16,8,4,2,1", help="--coarse: block sizes, coarse first")
     parser.add_argument("--lr", type=float, default=0.02, help="--coarse: Adam step on the correction")
+    parser.add_argument(
+        "--langevin",
+        default="0",
+        help="main table: iterate noise sizes to try (comma-separated; 0 = none), see LangevinInversion",
+    )
+    parser.add_argument(
+        "--spectrum",
+        type=int,
+        default=0,
+        help="only the update's Jacobian spectrum over the central N×N px of one tile (64 = all of it)",
+    )
+    parser.add_argument(
+        "--jumps",
+        action="store_true",
+        help="only the objective's smooth part against the objective itself for moves of 120–40 dB",
+    )
+    parser.add_argument(
+        "--learned-prior",
+        action="store_true",
+        help="only the painted guess against a mask-conditioned linear guess learned from public tiles",
+    )
     parser.add_argument(
         "--weights",
         type=Path,
@@ -397,6 +632,51 @@ def main() -> None:
         f"threads {torch.get_num_threads()} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}); "
         f"load {_load()}"
     )
+    if args.spectrum:
+        scenario = default_scenario(1, weights=args.weights)
+        began = time.perf_counter()
+        gram, index = update_jacobian_gram(
+            scenario.view, scenario.images, region=args.spectrum, objective=args.objective
+        )
+        print(f"G over {args.spectrum}² px, objective {args.objective}: {time.perf_counter() - began:.0f} s")
+        print("| what | value |\n|---|---|")
+        for label, value in spectrum_rows(scenario, gram, index):
+            print(f"| {label} | {value} |", flush=True)
+        return
+    if args.jumps:
+        # One random direction, scaled: a smooth objective grows ×100 per 20 dB, a jump-ruled one ×10.
+        print("| tiles | objective | move dB | smooth part ‖J d‖² | objective | ratio |")
+        print("|---|---|---|---|---|---|")
+        for n in (int(t) for t in args.tiles.split(",")):
+            scenario = default_scenario(n, weights=args.weights)
+            direction = torch.randn(scenario.images.shape, generator=torch.Generator().manual_seed(0))
+            dbs = [120.0, 100.0, 80.0, 60.0, 40.0]
+            sizes = [10 ** (-db / 20) for db in dbs]
+            pairs = smooth_and_actual(scenario.view, scenario.images, direction, sizes, args.objective)
+            for db, (smooth, actual) in zip(dbs, pairs, strict=True):
+                print(
+                    f"| {n} | {args.objective} | {db:g} | {smooth:.3g} | {actual:.3g} | "
+                    f"{actual / smooth:.3g} |",
+                    flush=True,
+                )
+        return
+    if args.learned_prior:
+        print("| tiles | window px | ridge | learned dB | learned SSIM | painted dB | painted SSIM |")
+        print("|---|---|---|---|---|---|---|")
+        for n in (int(t) for t in args.tiles.split(",")):
+            scenario = default_scenario(n)
+            painted = score_reconstruction(scenario.painted, scenario.images)
+            for radius in (0, 2, 4, 7):
+                for ridge in (0.01, 100.0):
+                    learned = score_reconstruction(learned_prior(n, radius, ridge), scenario.images)
+                    cells = (learned.psnr, learned.ssim, painted.psnr, painted.ssim)
+                    print(
+                        f"| {n} | {2 * radius + 1} | {ridge:g} | "
+                        + " | ".join(f"{float(v):.{2 if i % 2 == 0 else 3}f}" for i, v in enumerate(cells))
+                        + " |",
+                        flush=True,
+                    )
+        return
     if args.ranking:
         print("| tiles | image | PSNR dB | cosine | relative L2 per layer |\n|---|---|---|---|---|")
         for n in (int(t) for t in args.tiles.split(",")):
@@ -458,7 +738,7 @@ def main() -> None:
                 for t, db, value in segment_profile(scenario, METHODS[method]):
                     print(f"| {n} | {method} | {t:g} | {db:.1f} | {value:.3g} |", flush=True)
         return
-    header = "| tiles | method | reg | start | start dB | end dB | end obj | obj@truth | s |"
+    header = "| tiles | method | reg | Langevin σ | start | start dB | end dB | end obj | obj@truth | s |"
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for n in (int(t) for t in args.tiles.split(",")):
@@ -481,10 +761,11 @@ def main() -> None:
                     **({"refine": args.refine} if method == "lbfgs" else {}),
                     **reg_settings,
                 }
-                for label, start in starts:
-                    r = run_case(scenario, start, settings)
+                for (label, start), sigma in product(starts, (float(v) for v in args.langevin.split(","))):
+                    r = run_case(scenario, start, settings, langevin=sigma)
                     print(
-                        f"| {n} | {method} | {reg} | {label} | {psnr(start, scenario.images):.1f} | "
+                        f"| {n} | {method} | {reg} | {sigma:g} | {label} | "
+                        f"{psnr(start, scenario.images):.1f} | "
                         f"{r['end_psnr']:.1f} | {r['end_objective']:.3g} | {r['objective_at_truth']:.3g} | "
                         f"{r['seconds']:.0f} |",
                         flush=True,
