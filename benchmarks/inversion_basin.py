@@ -118,10 +118,13 @@ class Scenario:
     painted: Tensor  # (N, 3, 64, 64)
 
 
-def default_scenario(n_tiles: int, seed: int = 0, weights: Path | None = None) -> Scenario:
+def default_scenario(
+    n_tiles: int, seed: int = 0, weights: Path | None = None, activation: str = "relu"
+) -> Scenario:
     """Site 3 of the default synthetic data with ``n_tiles`` training tiles, attacked in round 1, or,
     given ``weights`` (a captured round's ``global.safetensors``), at those global weights: the update
-    is then replayed from them on the same tiles, exactly as the client computed it."""
+    is then replayed from them on the same tiles, exactly as the client computed it. ``activation``
+    is the U-Net's (``[model] activation``)."""
     data = DataConfig(train_tiles=(48, 32, 24, n_tiles))
     site = build_sites(data, seed=derive_seed(seed, "data"))[3]
     public = public_statistics(site)
@@ -131,7 +134,7 @@ def default_scenario(n_tiles: int, seed: int = 0, weights: Path | None = None) -
     )
     recipe = LocalRecipe(batches=(tuple(range(n_tiles)),), lr=LR, momentum=0.9)
     view = simulated_view(
-        ModelConfig(),
+        ModelConfig(activation=activation),  # type: ignore[arg-type]
         images,
         masks,
         recipe,
@@ -611,6 +614,12 @@ def main() -> None:
         help="only the update's Jacobian spectrum over the central N×N px of one tile (64 = all of it)",
     )
     parser.add_argument(
+        "--activation",
+        default="relu",
+        choices=["relu", "gelu"],
+        help="the U-Net's activation ([model] activation): gelu shows the same views on a smooth network",
+    )
+    parser.add_argument(
         "--jumps",
         action="store_true",
         help="only the objective's smooth part against the objective itself for moves of 120–40 dB",
@@ -633,7 +642,7 @@ def main() -> None:
         f"load {_load()}"
     )
     if args.spectrum:
-        scenario = default_scenario(1, weights=args.weights)
+        scenario = default_scenario(1, weights=args.weights, activation=args.activation)
         began = time.perf_counter()
         gram, index = update_jacobian_gram(
             scenario.view, scenario.images, region=args.spectrum, objective=args.objective
@@ -648,7 +657,7 @@ def main() -> None:
         print("| tiles | objective | move dB | smooth part ‖J d‖² | objective | ratio |")
         print("|---|---|---|---|---|---|")
         for n in (int(t) for t in args.tiles.split(",")):
-            scenario = default_scenario(n, weights=args.weights)
+            scenario = default_scenario(n, weights=args.weights, activation=args.activation)
             direction = torch.randn(scenario.images.shape, generator=torch.Generator().manual_seed(0))
             dbs = [120.0, 100.0, 80.0, 60.0, 40.0]
             sizes = [10 ** (-db / 20) for db in dbs]
@@ -680,7 +689,7 @@ def main() -> None:
     if args.ranking:
         print("| tiles | image | PSNR dB | cosine | relative L2 per layer |\n|---|---|---|---|---|")
         for n in (int(t) for t in args.tiles.split(",")):
-            scenario = default_scenario(n, weights=args.weights)
+            scenario = default_scenario(n, weights=args.weights, activation=args.activation)
             free = {**REGULARISERS["off"], "image": "pixels"}
             judges = [ATTACKS.create("inverting-gradients", **{**METHODS[m], **free}) for m in ("old", "new")]
             for label, images in ranking_images(scenario):
@@ -693,7 +702,7 @@ def main() -> None:
         )
         print("|---|---|---|---|---|---|---|---|---|")
         for n in (int(t) for t in args.tiles.split(",")):
-            scenario = default_scenario(n, weights=args.weights)
+            scenario = default_scenario(n, weights=args.weights, activation=args.activation)
             for source in args.detail.split(","):
                 r = detail_search(
                     scenario,
@@ -712,7 +721,7 @@ def main() -> None:
         print("| " + " | ".join((*columns, "guess dB", "s")) + " |")
         print("|---|---|---|---|---|---|---|---|---|")
         for n in (int(t) for t in args.tiles.split(",")):
-            scenario = default_scenario(n, weights=args.weights)
+            scenario = default_scenario(n, weights=args.weights, activation=args.activation)
             stages = tuple(int(b) for b in args.stages.split(","))
             guess = psnr(scenario.painted, scenario.images)
             rows = coarse_search(
@@ -733,7 +742,7 @@ def main() -> None:
     if args.segment:
         print("| tiles | method | t | PSNR dB | objective |\n|---|---|---|---|---|")
         for n in (int(t) for t in args.tiles.split(",")):
-            scenario = default_scenario(n, weights=args.weights)
+            scenario = default_scenario(n, weights=args.weights, activation=args.activation)
             for method in args.methods.split(","):
                 for t, db, value in segment_profile(scenario, METHODS[method]):
                     print(f"| {n} | {method} | {t:g} | {db:.1f} | {value:.3g} |", flush=True)
@@ -742,7 +751,7 @@ def main() -> None:
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for n in (int(t) for t in args.tiles.split(",")):
-        scenario = default_scenario(n, weights=args.weights)
+        scenario = default_scenario(n, weights=args.weights, activation=args.activation)
         wanted = args.starts.split(",")
         starts = [
             (f"truth+noise {db} dB", noisy(scenario.images, float(db), seed=int(db)))

@@ -84,6 +84,11 @@ class KnownLeak:
         command: How it was measured.
         settings: The attack's ``Config`` as it was measured (``dataclasses.asdict``): a test fails when
             the attack's defaults move away from it, so the measurement cannot go stale unnoticed.
+        smooth_psnr: The same attack, tile and guess through a U-Net with smooth activations
+            (``[model] activation = "gelu"``): PSNR in dB (``None``: not measured); ``smooth_ssim``
+            its SSIM; ``smooth_command`` how it was measured. It tells a weak attack from a network
+            whose update resists it: a ReLU's update jumps where an activation switches, and an
+            optimisation attack cannot see the jumps (``docs/guides/honest-server.md``).
     """
 
     recipe: str
@@ -93,10 +98,17 @@ class KnownLeak:
     guess_ssim: float
     command: str
     settings: Mapping[str, object]
+    smooth_psnr: float | None = None
+    smooth_ssim: float | None = None
+    smooth_command: str | None = None
 
     @property
     def margin_db(self) -> float:
         return self.psnr - self.guess_psnr
+
+    @property
+    def smooth_margin_db(self) -> float | None:
+        return None if self.smooth_psnr is None else self.smooth_psnr - self.guess_psnr
 
 
 @dataclass(frozen=True)

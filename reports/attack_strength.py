@@ -4,7 +4,9 @@ An attack's success is a lower bound on what its attacker could rebuild. "This a
 more than the guess" therefore says as much about the attack as about the setting, unless the reader
 also sees what the same attack does on a case that is known to leak: one tile, one local step, masks
 known, no defense, the textbook leak (Geiping et al. 2020; Hatamizadeh et al. 2023), where the true
-tile matches the update to |1 − cos| < 1e-4. These are reference measurements of the default attack
+tile matches the update to |1 − cos| < 1e-4. Where the attack is weak there, the same measurement
+through a U-Net with smooth activations (when declared) shows whether the attack or the network's
+ReLUs are what stop it. These are reference measurements of the default attack
 on the default scenario's data, with the command that made them; they are not computed from the run
 being reported, and are re-measured whenever the attack changes (``docs/guides/honest-server.md``).
 Each attack declares its own measurement (``Attack.known_leak``, filed on its card in
@@ -34,14 +36,25 @@ def strength_sentence(attack: str) -> str | None:
     if known is None:
         return None
     weak = known.margin_db <= 1.0
+    smooth = known.smooth_margin_db
+    contrast = (
+        f" Through a U-Net with smooth (GELU) activations the same attack rebuilt {known.smooth_psnr:.1f} "
+        f"dB / SSIM {known.smooth_ssim:.2f} of the same tile ({smooth:+.1f} dB; {known.smooth_command}): "
+        "a ReLU network's update jumps where an activation switches, and this attack cannot follow the "
+        "jumps."
+        if smooth is not None and smooth > 1.0
+        else ""
+    )
     return (
         f"How strong this attack is: on the textbook leak (one tile, one local step, masks known, no "
         f"defense) its {known.recipe} recipe rebuilt {known.psnr:.1f} dB / SSIM {known.ssim:.2f} against "
         f"{known.guess_psnr:.1f} dB / {known.guess_ssim:.2f} for the painted-mask guess "
         f"({known.margin_db:+.1f} dB; `{known.command}`)."
+        + contrast
         + (
-            " It does not beat the guess even where the update is known to leak, so a verdict of "
-            "'rebuilt no more than the guess' here says this attack is weak, not that the setting is safe."
+            (" On a ReLU U-Net it" if contrast else " It")
+            + " does not beat the guess even where the update is known to leak, so a verdict of "
+            "'rebuilt no more than the guess' there says this attack is weak, not that the setting is safe."
             if weak
             else " A verdict of 'rebuilt no more than the guess' is read against that strength."
         )

@@ -140,6 +140,8 @@ def _notes(first: ResultRow, scenario: dict[str, Any], grid: Any) -> list[str]:
     elif first.mask_dice is None:
         lines.append(f"mask Dice: {MISSING}, the attacker was given the true masks")
     if first.threat != "malicious":
+        from rich.markup import escape
+
         from reports.attack_strength import strength_sentence
 
         lines.append(
@@ -148,7 +150,7 @@ def _notes(first: ResultRow, scenario: dict[str, Any], grid: Any) -> list[str]:
         )
         strength = strength_sentence(str(first.attack))
         if strength:
-            lines.append(strength)
+            lines.append(escape(strength))  # it quotes TOML sections, which rich would read as markup
     lines.append(f"threat: {scenario['threat']}")
     if first.lpips_missing:
         lines.append(f"[yellow]LPIPS missing: {first.lpips_missing}[/yellow]")

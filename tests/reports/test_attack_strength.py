@@ -29,3 +29,28 @@ def test_the_known_leak_was_measured_with_todays_defaults() -> None:
     assert "inverting-gradients" in measured  # the default attack's yardstick is declared, not lost
     for name, known in measured.items():
         assert asdict(ATTACKS.get(name).Config()) == known.settings, name
+
+
+def test_the_smooth_network_measurement_stands_beside_the_relu_one() -> None:
+    """The default attack beats the guess through a GELU U-Net (the same tile, command and guess), so
+    the sentence must say the ReLU network, not only the attack, is what holds it at the guess."""
+    known = known_leaks()["inverting-gradients"]
+    sentence = strength_sentence("inverting-gradients")
+    assert sentence is not None and known.smooth_margin_db is not None
+    assert known.smooth_margin_db > 1.0 >= known.margin_db
+    assert f"({known.smooth_margin_db:+.1f} dB;" in sentence and 'activation = "gelu"' in sentence
+    assert "On a ReLU U-Net it does not beat the guess" in sentence
+
+
+def test_the_attack_table_prints_the_sentence_verbatim() -> None:
+    """The sentence quotes a TOML section (`[model]`); the table must not read it as rich markup."""
+    from rich.console import Console
+
+    from feddp_eval.cli.attack_table import _notes
+    from feddp_eval.result_row import ResultRow
+
+    row = ResultRow(attack="inverting-gradients", threat="honest", prior_kind="painted-mask")
+    console = Console(record=True, width=10_000)
+    for line in _notes(row, {"threat": "honest-but-curious server"}, "grid.png"):
+        console.print(line)
+    assert strength_sentence("inverting-gradients") in console.export_text()
