@@ -3,29 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 import torch
+from scripts import load_benchmark
 
 from attacks.simulate import LocalRecipe
 from feddp_eval.models.loss import segmentation_loss
 from feddp_eval.models.unet import UNet
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "vs_breaching.py"
-
 
 @pytest.fixture(scope="module")
 def script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("vs_breaching_script", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("vs_breaching.py")
 
 
 @pytest.fixture(scope="module")

@@ -8,28 +8,20 @@ the objective's own second-order change on a smooth model, and the painted guess
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 import torch
+from scripts import load_benchmark
 
 from attacks.simulate import LocalRecipe
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "inversion_basin.py"
 ONE_STEP = LocalRecipe(batches=((0,),), lr=0.05)
 
 
 @pytest.fixture(scope="module")
 def basin() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("inversion_basin_script", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("inversion_basin.py")
 
 
 @pytest.mark.parametrize("objective", ["l2", "cosine"])
