@@ -72,6 +72,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cache
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,13 @@ class Scenario:
     painted: Tensor  # (N, 3, 64, 64)
 
 
+@cache
+def attacked_site(n_tiles: int, seed: int = 0) -> Any:
+    """Site 3 of the default synthetic data (experiment seed ``seed``) with ``n_tiles`` training tiles,
+    built once per argument pair (the views below only read it)."""
+    return build_sites(DataConfig(train_tiles=(48, 32, 24, n_tiles)), seed=derive_seed(seed, "data"))[3]
+
+
 def default_scenario(
     n_tiles: int, seed: int = 0, weights: Path | None = None, activation: str = "relu"
 ) -> Scenario:
@@ -125,8 +133,7 @@ def default_scenario(
     given ``weights`` (a captured round's ``global.safetensors``), at those global weights: the update
     is then replayed from them on the same tiles, exactly as the client computed it. ``activation``
     is the U-Net's (``[model] activation``)."""
-    data = DataConfig(train_tiles=(48, 32, 24, n_tiles))
-    site = build_sites(data, seed=derive_seed(seed, "data"))[3]
+    site = attacked_site(n_tiles, seed)
     public = public_statistics(site)
     images, masks = site.train.images, site.train.masks
     painted = mask_painted_prior(
@@ -226,8 +233,7 @@ def learned_prior(n_tiles: int, radius: int, ridge: float = 1.0, seed: int = 0) 
     linear function (ridge regression, per channel) of the mask in the (2·radius + 1)² window around
     it, fitted on the site's held-out tiles (those :func:`public_statistics` already publishes), then
     applied to the attacked tiles' masks. ``radius = 0`` is the painted guess up to the fit."""
-    data = DataConfig(train_tiles=(48, 32, 24, n_tiles))
-    site = build_sites(data, seed=derive_seed(seed, "data"))[3]
+    site = attacked_site(n_tiles, seed)
 
     def features(masks: Tensor) -> Tensor:
         k = 2 * radius + 1
@@ -423,6 +429,20 @@ def detail_search(
         }
 
 
+def _replay(view: ServerView, dtype: torch.dtype) -> Callable[[Tensor], Tensor]:
+    """The flat update (in ``view.update``'s name order) that candidate tiles would give, replayed
+    from ``view``'s global weights and recipe with its masks, in ``dtype``."""
+    model = UNet.from_config(view.model).to(dtype)
+    names = list(view.update)
+    weights = {k: v.detach().to(dtype) for k, v in view.global_weights.items()}
+    masks = view.masks.to(dtype)
+
+    def update_of(images: Tensor) -> Tensor:
+        return flatten(simulate_update(model, weights, images, masks, view.recipe), names)
+
+    return update_of
+
+
 def _row_scales(update: dict[str, Tensor], names: list[str], objective: str) -> Tensor:
     """Per-coordinate scales that make ``‖scales ⊙ Δ‖²`` the objective's second-order part for an
     update change Δ: 1 / √(2‖u‖²) for ``cosine`` (after projecting out u's direction), and
@@ -450,14 +470,9 @@ def smooth_and_actual(
     update jump, and a gradient, which sees only the smooth part, cannot see it."""
     from torch.func import jvp
 
-    model = UNet.from_config(view.model).double()
     names = list(view.update)
-    weights = {k: v.detach().double() for k, v in view.global_weights.items()}
-    masks, truth = view.masks.double(), truth.double()
-
-    def update_of(images: Tensor) -> Tensor:
-        return flatten(simulate_update(model, weights, images, masks, view.recipe), names)
-
+    update_of = _replay(view, torch.float64)
+    truth = truth.double()
     at_truth = update_of(truth)
     rows = _row_scales(view.update, names, objective).double()
     unit = at_truth / at_truth.norm()
@@ -492,9 +507,8 @@ def update_jacobian_gram(
     """
     from torch.func import jvp, vmap
 
-    model = UNet.from_config(view.model)
     names = list(view.update)
-    weights = {k: v.detach() for k, v in view.global_weights.items()}
+    replay = _replay(view, torch.float32)
     target = flatten(view.update, names)
     rows = _row_scales(view.update, names, objective)
     direction = target / target.norm()
@@ -507,8 +521,7 @@ def update_jacobian_gram(
     start = truth[..., top : top + region, left : left + region].contiguous()
 
     def update_of(patch: Tensor) -> Tensor:
-        images = outside + F.pad(patch, pads)
-        return flatten(simulate_update(model, weights, images, view.masks, view.recipe), names)
+        return replay(outside + F.pad(patch, pads))
 
     def column(tangent: Tensor) -> Tensor:
         return jvp(update_of, (start,), (tangent,))[1]
