@@ -186,7 +186,17 @@ class _Cluster:
         raise AssertionError(f"the Ray head did not listen on {self.address}; see {self.logs}")
 
     def start_node(self) -> subprocess.Popen[bytes]:
-        return self._start(self.node_command, "node")
+        """Start the worker node and wait until it has joined: `ray start` prints "Ray runtime
+        started." once its raylet is registered with the head. A sweep started before that sees a
+        head of 0 CPUs and is refused (exit 2), as CI once saw on a loaded machine."""
+        process = self._start(self.node_command, "node")
+        log = self.logs / f"node-{len(self.groups) - 1}.log"
+        deadline = time.monotonic() + 120
+        while "Ray runtime started" not in log.read_text(errors="replace"):
+            assert process.poll() is None, f"the Ray node exited; see {log}"
+            assert time.monotonic() < deadline, f"the Ray node did not join {self.address}; see {log}"
+            time.sleep(0.2)
+        return process
 
     def kill(self, process: subprocess.Popen[bytes]) -> None:
         """SIGKILL a node: its `ray start`, raylet and workers (the group we started), no clean-up."""
