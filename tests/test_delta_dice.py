@@ -69,3 +69,38 @@ def test_attack_trains_paired_seeds_and_reads_their_dice(
     assert dp.dice_mean == pytest.approx(np.mean(dice[1]))
     mean, low, high = _reference_interval(dice[1], dice[0])
     assert (dp.delta_dice, dp.delta_dice_low, dp.delta_dice_high) == pytest.approx((mean, low, high))
+
+
+def test_where_a_run_is_trained_or_attacked_changes_no_number(
+    tmp_path: Path, tiny_config: ExperimentConfig
+) -> None:
+    """The headline splits its work between this process and a worker (the defended arm trained and
+    attacked there; queued seed runs taken back here): each side computes with one thread, so every
+    run's weights and the worker's attack row are the bits a 1-thread run in this process gives."""
+    import torch
+
+    from feddp_eval.metrics.perceptual import LPIPSMetric
+    from feddp_eval.workflows.attack_run import attack_run
+    from feddp_eval.workflows.train import run_train
+
+    raw = copy.deepcopy(to_dict(tiny_config))
+    raw["attack"] = {"iterations": 30, "utility_seeds": 3}
+    raw["defense"] = {"name": "dp-sgd", "noise": 1.1}
+    config = validate(from_dict(ExperimentConfig, raw))
+    _, dp = run_attack(config, out=tmp_path / "split").rows
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for arm in (reference_config(config), config):
+            for seed in (arm.seed, arm.seed + 2):
+                run = validate(from_dict(ExperimentConfig, to_dict(arm) | {"seed": seed}))
+                here = run_train(run, run_dir=tmp_path / "here" / run_key(run)).run_dir
+                split = tmp_path / "split" / run_key(run)
+                assert (here / "model.safetensors").read_bytes() == (split / "model.safetensors").read_bytes()
+        trained = run_train(config, run_dir=tmp_path / "here" / run_key(config))
+        row = attack_run(config, trained, LPIPSMetric(config.attack.lpips_net)).row
+    finally:
+        torch.set_num_threads(threads)
+    assert dp.psnr is not None and dp.objective is not None
+    assert (row.psnr, row.ssim, row.objective, row.iterations) == (dp.psnr, dp.ssim, dp.objective, dp.iterations)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from feddp_eval.errors import ConfigError
 from feddp_eval.io import write_json
 from feddp_eval.result_row import ResultRow
 from feddp_eval.rundir.names import RESULTS, attack_dir_name, run_key
-from feddp_eval.workflows.attack_run import attack_run
+from feddp_eval.workflows.attack_run import AttackOutcome, attack_run
 from feddp_eval.workflows.train import run_train
 
 
@@ -55,34 +56,41 @@ def run_attack(
 
     preflight_attack(config)
     out = Path(out)
-    lpips = LPIPSMetric(config.attack.lpips_net)  # loads backbone weights once for every arm
     arms = ([reference_config(config)] if reference and config.defense.name != "none" else []) + [config]
     results_dir = out / attack_dir_name(config)
-    outcomes = []
-    with UtilitySeeds(arms, config.attack.utility_seeds, out) as utility:
+    outcomes: dict[int, AttackOutcome] = {}
+    with UtilitySeeds(arms, config.attack.utility_seeds, out) as utility:  # the worker starts first
         if on_stage and utility.pending:
             on_stage(utility.describe())
+        lpips = LPIPSMetric(config.attack.lpips_net)  # loads backbone weights once for this process
         for i, arm in enumerate(arms):
+            if utility.attacks_ahead(i):
+                continue  # a worker trains and attacks it
             label = _arm_label(arm)
             if on_stage:
-                doing = "waiting for the worker to train" if utility.trains_ahead(i) else "training"
-                on_stage(f"{doing} [{label}]")
-            utility.wait_ahead(i)
-            trained = run_train(arm, run_dir=out / run_key(arm))  # reuses the worker's run, if it trained it
+                on_stage(f"training [{label}]")
+            trained = run_train(arm, run_dir=out / run_key(arm))
             if on_stage:
                 on_stage(f"attacking [{label}]")
-            outcomes.append(attack_run(arm, trained, lpips, on_iteration=on_iteration))
+            outcomes[i] = attack_run(arm, trained, lpips, on_iteration=on_iteration)
+        utility.train_queued_here(on_stage)
+        for i, arm in enumerate(arms):
+            if utility.attacks_ahead(i):
+                if on_stage:
+                    on_stage(f"waiting for the worker to train and attack [{_arm_label(arm)}]")
+                outcomes[i] = utility.outcome(i)
         if on_stage and utility.pending:
             on_stage("waiting for the seed runs")
-        dice = utility.dice([_dice(o.row) for o in outcomes])
-    rows = [o.row.with_cells(**cells) for o, cells in zip(outcomes, delta_dice_cells(dice), strict=True)]
-    scenario = outcomes[-1].scenario
+        ordered = [outcomes[i] for i in range(len(arms))]
+        dice = utility.dice([_dice(o.row) for o in ordered])
+    rows = [o.row.with_cells(**cells) for o, cells in zip(ordered, delta_dice_cells(dice), strict=True)]
+    scenario = ordered[-1].scenario
     write_json(results_dir / RESULTS, {"scenario": scenario, "rows": [row.as_dict() for row in rows]})
     from feddp_eval.viz import save_comparison_grid
 
-    panels = [("prior", outcomes[-1].guess)]
-    panels += [(_label(o.row), o.reconstruction) for o in outcomes]
-    grid = save_comparison_grid(results_dir / "reconstructions.png", outcomes[-1].truth, panels)
+    panels = [("prior", ordered[-1].guess)]
+    panels += [(_label(o.row), o.reconstruction) for o in ordered]
+    grid = save_comparison_grid(results_dir / "reconstructions.png", ordered[-1].truth, panels)
     return AttackResult(results_dir, rows, scenario, grid)
 
 
@@ -103,11 +111,12 @@ class UtilitySeeds:
     """Trains every arm at the extra seeds ``seed + 1 … seed + n - 1`` in worker processes, while the
     first seed trains and is attacked in this one, so utility gets paired seeds for little wall time.
 
-    The workers first train the attacked seed of every arm after the first (the defended arm), so that
-    while this process trains and attacks the undefended reference, the defended run is being trained
-    beside it, and this process only attacks it (issue #23: both cores stay busy until the last
-    attack). Which process trains a run changes no number: each computes with one thread, as this one
-    does while the workers run.
+    A worker first trains *and attacks* the attacked seed of every arm after the first (the defended
+    arm), while this process trains and attacks the undefended reference; then the workers train the
+    seed runs. When this process is done with its arm it trains here, one at a time, the seed runs no
+    worker has started yet (the last submitted first), so both cores stay busy until the last run
+    (issue #23). Which process trains or attacks a run changes no number: each computes with one
+    thread, as this one does while the workers run.
 
     Worker processes compute with one thread each, and while they run this process gives up as many of
     its threads (one of two on a 2-core machine): OpenMP threads that share a core with a busy worker
@@ -123,47 +132,68 @@ class UtilitySeeds:
         # thread (two 1-thread processes beat one 2-thread process only when there is work for both).
         self.ahead = arms[1:] if n > 1 else []
         self.out = out
-        self.futures: list[list[Any]] = [[] for _ in arms]
-        self.ahead_futures: list[Any] = []
+        self.futures: list[list[Future[float]]] = [[] for _ in arms]
+        self.ahead_futures: list[Future[AttackOutcome]] = []
         self.pool: Any = None
         self.threads = 0  # this process's thread count before the workers started
+        self.here_threads = 0  # and while they run
 
     @property
     def pending(self) -> int:
-        """Runs the workers train: the extra seeds, and the later arms' attacked seed."""
-        return sum(len(configs) for configs in self.extra) + len(self.ahead)
+        """Runs the workers have not finished: the extra seeds, and the later arms' attacked seed."""
+        running: list[Future[Any]] = [*self.ahead_futures, *(f for fs in self.futures for f in fs)]
+        return sum(not f.done() for f in running)
 
     def describe(self) -> str:
         """The stage line for what the workers do."""
         extra = sum(len(configs) for configs in self.extra)
-        ahead = "".join(f"[{_arm_label(arm)}] and " for arm in self.ahead)
-        return f"training {ahead}{extra} more seed run(s) for ΔDice in a worker process"
+        ahead = "".join(f"train and attack [{_arm_label(arm)}], then " for arm in self.ahead)
+        return f"a worker process will {ahead}train {extra} more seed run(s) for ΔDice"
 
-    def trains_ahead(self, arm: int) -> bool:
-        """Whether a worker trains arm ``arm``'s attacked seed."""
+    def attacks_ahead(self, arm: int) -> bool:
+        """Whether a worker trains and attacks arm ``arm``'s attacked seed."""
         return 0 < arm <= len(self.ahead_futures)
 
-    def wait_ahead(self, arm: int) -> None:
-        """Wait for the worker training arm ``arm``'s attacked seed (a no-op where none does); its
-        error, if it failed, is raised here."""
-        if self.trains_ahead(arm):
-            self.ahead_futures[arm - 1].result()
+    def outcome(self, arm: int) -> AttackOutcome:
+        """The attack a worker ran on arm ``arm`` (waits for it); its error, if it failed, is raised here."""
+        return self.ahead_futures[arm - 1].result()
+
+    def train_queued_here(self, on_stage: Callable[[str], None] | None) -> None:
+        """Train in this process, one at a time, each seed run that no worker has started yet, latest
+        submitted first, so this process does not sit idle while the workers still have a queue."""
+        for configs, futures in reversed(list(zip(self.extra, self.futures, strict=True))):
+            for j in reversed(range(len(configs))):
+                if not futures[j].cancel():  # a worker has it (or had it): leave it there
+                    continue
+                config = configs[j]
+                if on_stage:
+                    on_stage(f"training seed {config.seed} of [{_arm_label(config)}] here, for ΔDice")
+                here: Future[float] = Future()
+                try:
+                    here.set_result(train_for_dice(config, self.out / run_key(config)))
+                finally:
+                    import torch
+
+                    torch.set_num_threads(self.here_threads)  # train_for_dice computes with one
+                futures[j] = here
 
     def __enter__(self) -> UtilitySeeds:
-        if self.pending:
+        if self.ahead or any(self.extra):
             import multiprocessing
             import os
             from concurrent.futures import ProcessPoolExecutor
 
             import torch
 
-            workers = max(1, min(self.pending, (os.cpu_count() or 2) - 1))
+            queued = sum(len(configs) for configs in self.extra) + len(self.ahead)
+            workers = max(1, min(queued, (os.cpu_count() or 2) - 1))
             self.threads = torch.get_num_threads()
-            torch.set_num_threads(max(1, self.threads - workers))
+            self.here_threads = max(1, self.threads - workers)
+            torch.set_num_threads(self.here_threads)
             context = multiprocessing.get_context("spawn")
             self.pool = ProcessPoolExecutor(workers, mp_context=context)
             self.ahead_futures = [
-                self.pool.submit(train_for_dice, c, self.out / run_key(c)) for c in self.ahead
+                self.pool.submit(train_and_attack, c, self.out / run_key(c)) for c in self.ahead
             ]
             self.futures = [
                 [self.pool.submit(train_for_dice, c, self.out / run_key(c)) for c in configs]
@@ -175,6 +205,9 @@ class UtilitySeeds:
         if self.pool is not None:
             import torch
 
+            if exc[0] is not None:  # stopped or failed: end the workers' runs now, not after them
+                for process in list(self.pool._processes.values()):
+                    process.terminate()
             self.pool.shutdown(wait=exc[0] is None, cancel_futures=True)
             torch.set_num_threads(self.threads)
 
@@ -184,11 +217,22 @@ class UtilitySeeds:
 
 
 def train_for_dice(config: ExperimentConfig, run_dir: Path) -> float:
-    """A worker's training run (one thread); its pooled held-out Dice."""
+    """A seed run for ΔDice, trained with one thread (in a worker or here); its pooled held-out Dice."""
     import torch
 
     torch.set_num_threads(1)
     return float(run_train(config, run_dir=run_dir).summary.dice)
+
+
+def train_and_attack(config: ExperimentConfig, run_dir: Path) -> AttackOutcome:
+    """A worker's arm: train (or reuse) it and attack it, with one thread and the worker's own LPIPS."""
+    import torch
+
+    from feddp_eval.metrics.perceptual import LPIPSMetric
+
+    torch.set_num_threads(1)
+    trained = run_train(config, run_dir=run_dir)
+    return attack_run(config, trained, LPIPSMetric(config.attack.lpips_net))
 
 
 def delta_dice_cells(dice: list[list[float]]) -> list[dict[str, Any]]:
