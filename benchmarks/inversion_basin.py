@@ -738,10 +738,10 @@ def main() -> None:
             scenario = default_scenario(n, weights=args.weights, activation=args.activation)
             truth = scenario.images
             mean = truth.mean(dim=(0, 2, 3), keepdim=True).expand_as(truth)
-            images = [("truth", truth)]
-            images += [(f"truth + noise {db} dB", noisy(truth, db, seed=db)) for db in (40, 30, 25, 20)]
-            images.append(("mean colour", mean))
-            for label, start in images:
+            held = [("truth", truth)]
+            held += [(f"truth + noise {db} dB", noisy(truth, db, seed=db)) for db in (40, 30, 25, 20)]
+            held.append(("mean colour", mean))
+            for label, start in held:
                 began = time.perf_counter()
                 r = mask_fit(scenario, start, args.iterations)
                 db = psnr(start, truth)
