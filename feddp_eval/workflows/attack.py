@@ -147,8 +147,8 @@ class UtilitySeeds:
     def describe(self) -> str:
         """The stage line for what the workers do."""
         extra = sum(len(configs) for configs in self.extra)
-        ahead = "".join(f"train and attack [{_arm_label(arm)}], then " for arm in self.ahead)
-        return f"a worker process will {ahead}train {extra} more seed run(s) for ΔDice"
+        ahead = "".join(f"trains and attacks [{_arm_label(arm)}]; " for arm in self.ahead)
+        return f"a worker process {ahead}{extra} more seed run(s) for ΔDice train there and here"
 
     def attacks_ahead(self, arm: int) -> bool:
         """Whether a worker trains and attacks arm ``arm``'s attacked seed."""
