@@ -103,4 +103,9 @@ def test_where_a_run_is_trained_or_attacked_changes_no_number(
     finally:
         torch.set_num_threads(threads)
     assert dp.psnr is not None and dp.objective is not None
-    assert (row.psnr, row.ssim, row.objective, row.iterations) == (dp.psnr, dp.ssim, dp.objective, dp.iterations)
+    assert (row.psnr, row.ssim, row.objective, row.iterations) == (
+        dp.psnr,
+        dp.ssim,
+        dp.objective,
+        dp.iterations,
+    )
