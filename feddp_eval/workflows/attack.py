@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from feddp_eval.errors import ConfigError
 from feddp_eval.io import write_json
 from feddp_eval.result_row import ResultRow
 from feddp_eval.rundir.names import RESULTS, attack_dir_name, run_key
+from feddp_eval.sweep.executors.pool import ignore_interrupts, stop_workers, terminate_as_interrupt
 from feddp_eval.workflows.attack_run import AttackOutcome, attack_run
 from feddp_eval.workflows.train import run_train
 
@@ -135,6 +137,7 @@ class UtilitySeeds:
         self.futures: list[list[Future[float]]] = [[] for _ in arms]
         self.ahead_futures: list[Future[AttackOutcome]] = []
         self.pool: Any = None
+        self.stops = ExitStack()
         self.threads = 0  # this process's thread count before the workers started
         self.here_threads = 0  # and while they run
 
@@ -191,7 +194,8 @@ class UtilitySeeds:
             self.here_threads = max(1, self.threads - workers)
             torch.set_num_threads(self.here_threads)
             context = multiprocessing.get_context("spawn")
-            self.pool = ProcessPoolExecutor(workers, mp_context=context)
+            self.stops.enter_context(terminate_as_interrupt())  # `kill PID` stops the workers too
+            self.pool = ProcessPoolExecutor(workers, mp_context=context, initializer=ignore_interrupts)
             self.ahead_futures = [
                 self.pool.submit(train_and_attack, c, self.out / run_key(c)) for c in self.ahead
             ]
@@ -206,10 +210,11 @@ class UtilitySeeds:
             import torch
 
             if exc[0] is not None:  # stopped or failed: end the workers' runs now, not after them
-                for process in list(self.pool._processes.values()):
-                    process.terminate()
-            self.pool.shutdown(wait=exc[0] is None, cancel_futures=True)
+                stop_workers(self.pool)
+            else:
+                self.pool.shutdown()
             torch.set_num_threads(self.threads)
+        self.stops.close()
 
     def dice(self, first: list[float]) -> list[list[float]]:
         """Each arm's pooled Dice per seed, the attacked first seed's (``first``) leading."""

@@ -80,7 +80,7 @@ def run_parallel(
         messages = manager.Queue()
         # Workers ignore Ctrl-C; on an interrupt (or a worker's error) this process stops them all at
         # once. A point cut short is simply recomputed on resume: its row was never written.
-        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_ignore_interrupts)
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=ignore_interrupts)
         futures = [
             pool.submit(
                 _sweep_worker,
@@ -101,9 +101,7 @@ def run_parallel(
                     future.result()  # re-raises a worker's error here
             _drain(messages, on_stage, finished, queue_module)
         except BaseException:
-            for process in list((getattr(pool, "_processes", None) or {}).values()):
-                process.terminate()
-            pool.shutdown(wait=False, cancel_futures=True)
+            stop_workers(pool)
             raise
         pool.shutdown()
 
@@ -129,10 +127,20 @@ def terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _ignore_interrupts() -> None:
+def ignore_interrupts() -> None:
+    """A worker's initializer: Ctrl-C reaches the whole foreground group, and the parent, not each
+    worker, decides what stops (:func:`stop_workers`)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def stop_workers(pool: Any) -> None:
+    """End a process pool now: terminate its workers mid-task (their runs are resumable or reused,
+    never half-written as finished) and drop what is queued."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _drain(messages: Any, on_stage: Stage, finished: Callable[[str], None], queue_module: Any) -> None:
