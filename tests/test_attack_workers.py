@@ -12,29 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from processes import children, group_alive
 
 from feddp_eval.config import ExperimentConfig, to_toml, with_overrides
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _children(pid: int) -> list[int]:
-    """The live processes whose parent is ``pid`` (from /proc)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(stat.parent.name))
-    return found
 
 
 @pytest.mark.parametrize("stop", ["ctrl-c-to-the-group", "sigterm-to-the-command"])
@@ -59,7 +39,7 @@ def test_a_stopped_attack_stops_its_worker(tmp_path: Path, tiny_config: Experime
         deadline = time.monotonic() + 120
         # Both arms trained (the worker attacks the defended one while this process attacks the
         # reference): the stop lands mid-attack on both sides.
-        while len(list(out.glob("*/summary.json"))) < 2 or not _children(process.pid):
+        while len(list(out.glob("*/summary.json"))) < 2 or not children(process.pid):
             assert process.poll() is None, process.stderr.read() if process.stderr else ""
             assert time.monotonic() < deadline, "the two arms did not train"
             time.sleep(0.05)
@@ -71,10 +51,10 @@ def test_a_stopped_attack_stops_its_worker(tmp_path: Path, tiny_config: Experime
         assert process.returncode == 130, stderr[-3000:]
         assert "error: interrupted" in stderr.strip().splitlines() and "Traceback" not in stderr, stderr
         deadline = time.monotonic() + 20
-        while _group_alive(process.pid) and time.monotonic() < deadline:
+        while group_alive(process.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not _group_alive(process.pid), "a worker outlived the attack command"
+        assert not group_alive(process.pid), "a worker outlived the attack command"
     finally:
-        if _group_alive(process.pid):
+        if group_alive(process.pid):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()

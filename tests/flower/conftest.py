@@ -7,9 +7,9 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from processes import children
 
 # No network beyond 127.0.0.1: Flower's usage telemetry and update check off, for this process and
 # every process a test starts (set before any test module imports flwr, which reads them once).
@@ -18,20 +18,6 @@ os.environ["FLWR_DISABLE_UPDATE_CHECK"] = "1"
 
 if importlib.util.find_spec("flwr") is None or importlib.util.find_spec("ray") is None:
     collect_ignore_glob = ["test_*.py"]  # without the flower extra: tests/test_flower_extra.py skips, visibly
-
-
-def children(pid: int | None = None) -> set[int]:
-    """Process ids whose parent is ``pid`` (this process by default), read from /proc."""
-    parent = os.getpid() if pid is None else pid
-    found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == parent and fields[0] != "Z":
-            found.add(int(stat.parent.name))
-    return found
 
 
 @pytest.fixture(autouse=True)

@@ -19,13 +19,12 @@ from pathlib import Path
 
 import pytest
 from loopback import free_ports
+from processes import children
 
 from feddp_eval.config import ExperimentConfig, load_config, to_toml
 from feddp_eval.federated.capture import list_captures
 from feddp_eval.io import read_json
 from feddp_eval.pipeline import run_train
-
-from .conftest import children
 
 ROOT = Path(__file__).parents[2]
 BIN = Path(sys.executable).parent

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 from loopback import free_ports
+from processes import group_alive
 
 from feddp_eval.config import ExperimentConfig, to_toml, with_overrides
 
@@ -219,16 +220,8 @@ class _Cluster:
 
 def _wait_gone(groups: list[subprocess.Popen[bytes]], *, seconds: float) -> None:
     deadline = time.monotonic() + seconds
-    while any(_group_alive(p.pid) for p in groups) and time.monotonic() < deadline:
+    while any(group_alive(p.pid) for p in groups) and time.monotonic() < deadline:
         time.sleep(0.1)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.fixture
@@ -242,7 +235,7 @@ def cluster(tmp_path: Path) -> Iterator[_Cluster]:
     finally:
         started.stop()
         shutil.rmtree(temp, ignore_errors=True)
-    assert not any(_group_alive(p.pid) for p in started.groups), "a Ray process outlived the test"
+    assert not any(group_alive(p.pid) for p in started.groups), "a Ray process outlived the test"
 
 
 def _digests(out: Path) -> dict[str, tuple[str, int]]:
