@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -114,10 +116,10 @@ class UtilitySeeds:
     first seed trains and is attacked in this one, so utility gets paired seeds for little wall time.
 
     A worker first trains *and attacks* the attacked seed of every arm after the first (the defended
-    arm), while this process trains and attacks the undefended reference; then the workers train the
-    seed runs. When this process is done with its arm it trains here, one at a time, the seed runs no
-    worker has started yet (the last submitted first), so both cores stay busy until the last run
-    (issue #23). Which process trains or attacks a run changes no number: each computes with one
+    arm), while this process trains and attacks the undefended reference. The seed runs wait in a
+    queue of this process's and go to a worker only when one is free; when this process is done with
+    its arm it trains the last queued one here, one at a time, so both cores stay busy until the last
+    run (issue #23). Which process trains or attacks a run changes no number: each computes with one
     thread, as this one does while the workers run.
 
     Worker processes compute with one thread each, and while they run this process gives up as many of
@@ -134,17 +136,22 @@ class UtilitySeeds:
         # thread (two 1-thread processes beat one 2-thread process only when there is work for both).
         self.ahead = arms[1:] if n > 1 else []
         self.out = out
-        self.futures: list[list[Future[float]]] = [[] for _ in arms]
+        # Each seed run's Dice, resolved by whichever process trains it.
+        self.seeds: list[list[Future[float]]] = [[Future() for _ in configs] for configs in self.extra]
+        self.queue = [(arm, j) for arm, configs in enumerate(self.extra) for j in range(len(configs))]
         self.ahead_futures: list[Future[AttackOutcome]] = []
         self.pool: Any = None
+        self.workers = 0
+        self.busy = 0  # runs handed to the pool and not finished
+        self.lock = threading.RLock()  # a callback on an already finished run re-enters _feed
         self.stops = ExitStack()
         self.threads = 0  # this process's thread count before the workers started
         self.here_threads = 0  # and while they run
 
     @property
     def pending(self) -> int:
-        """Runs the workers have not finished: the extra seeds, and the later arms' attacked seed."""
-        running: list[Future[Any]] = [*self.ahead_futures, *(f for fs in self.futures for f in fs)]
+        """Runs not finished yet: the extra seeds, and the later arms' attacked seed."""
+        running: list[Future[Any]] = [*self.ahead_futures, *(f for fs in self.seeds for f in fs)]
         return sum(not f.done() for f in running)
 
     def describe(self) -> str:
@@ -161,54 +168,72 @@ class UtilitySeeds:
         """The attack a worker ran on arm ``arm`` (waits for it); its error, if it failed, is raised here."""
         return self.ahead_futures[arm - 1].result()
 
-    def train_queued_here(self, on_stage: Callable[[str], None] | None) -> None:
-        """Train in this process, one at a time, each seed run that no worker has started yet, latest
-        submitted first, so this process does not sit idle while the workers still have a queue."""
-        for configs, futures in reversed(list(zip(self.extra, self.futures, strict=True))):
-            for j in reversed(range(len(configs))):
-                if not futures[j].cancel():  # a worker has it (or had it): leave it there
-                    continue
-                config = configs[j]
-                if on_stage:
-                    on_stage(f"training seed {config.seed} of [{_arm_label(config)}] here, for ΔDice")
-                here: Future[float] = Future()
+    def _feed(self, done: Future[Any] | None = None) -> None:
+        """Hand queued seed runs to the pool while a worker is free (called again as each run ends,
+        from the pool's thread), first queued first."""
+        with self.lock:
+            if done is not None:
+                self.busy -= 1
+            while self.queue and self.busy < self.workers:
+                arm, j = self.queue.pop(0)
+                config = self.extra[arm][j]
                 try:
-                    here.set_result(train_for_dice(config, self.out / run_key(config)))
-                finally:
-                    import torch
+                    future = self.pool.submit(train_for_dice, config, self.out / run_key(config))
+                except RuntimeError:  # the pool is shutting down: nothing more to hand out
+                    self.queue.clear()
+                    return
+                self.busy += 1
+                future.add_done_callback(partial(_settle, self.seeds[arm][j]))
+                future.add_done_callback(self._feed)
 
-                    torch.set_num_threads(self.here_threads)  # train_for_dice computes with one
-                futures[j] = here
+    def train_queued_here(self, on_stage: Callable[[str], None] | None) -> None:
+        """Train in this process, one at a time, the seed runs still queued (last queued first), so this
+        process does not sit idle while the workers still have work waiting."""
+        import torch
+
+        while True:
+            with self.lock:
+                if not self.queue:
+                    return
+                arm, j = self.queue.pop()
+            config = self.extra[arm][j]
+            if on_stage:
+                on_stage(f"training seed {config.seed} of [{_arm_label(config)}] here, for ΔDice")
+            try:
+                self.seeds[arm][j].set_result(train_for_dice(config, self.out / run_key(config)))
+            finally:
+                torch.set_num_threads(self.here_threads)  # train_for_dice computes with one
 
     def __enter__(self) -> UtilitySeeds:
-        if self.ahead or any(self.extra):
+        if self.ahead or self.queue:
             import multiprocessing
             import os
             from concurrent.futures import ProcessPoolExecutor
 
             import torch
 
-            queued = sum(len(configs) for configs in self.extra) + len(self.ahead)
-            workers = max(1, min(queued, (os.cpu_count() or 2) - 1))
+            self.workers = max(1, min(len(self.ahead) + len(self.queue), (os.cpu_count() or 2) - 1))
             self.threads = torch.get_num_threads()
-            self.here_threads = max(1, self.threads - workers)
+            self.here_threads = max(1, self.threads - self.workers)
             torch.set_num_threads(self.here_threads)
             context = multiprocessing.get_context("spawn")
             self.stops.enter_context(terminate_as_interrupt())  # `kill PID` stops the workers too
-            self.pool = ProcessPoolExecutor(workers, mp_context=context, initializer=ignore_interrupts)
-            self.ahead_futures = [
-                self.pool.submit(train_and_attack, c, self.out / run_key(c)) for c in self.ahead
-            ]
-            self.futures = [
-                [self.pool.submit(train_for_dice, c, self.out / run_key(c)) for c in configs]
-                for configs in self.extra
-            ]
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=ignore_interrupts)
+            with self.lock:
+                for config in self.ahead:
+                    future = self.pool.submit(train_and_attack, config, self.out / run_key(config))
+                    self.ahead_futures.append(future)
+                    self.busy += 1
+                    future.add_done_callback(self._feed)
+            self._feed()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.pool is not None:
             import torch
 
+            with self.lock:
+                self.queue.clear()  # nothing more goes to the workers
             if exc[0] is not None:  # stopped or failed: end the workers' runs now, not after them
                 stop_workers(self.pool)
             else:
@@ -218,7 +243,17 @@ class UtilitySeeds:
 
     def dice(self, first: list[float]) -> list[list[float]]:
         """Each arm's pooled Dice per seed, the attacked first seed's (``first``) leading."""
-        return [[d, *(f.result() for f in futures)] for d, futures in zip(first, self.futures, strict=True)]
+        return [[d, *(f.result() for f in futures)] for d, futures in zip(first, self.seeds, strict=True)]
+
+
+def _settle(slot: Future[float], done: Future[float]) -> None:
+    """Copy a worker's result (or error) into the seed run's own future."""
+    if done.cancelled():
+        slot.cancel()
+    elif (error := done.exception()) is not None:
+        slot.set_exception(error)
+    else:
+        slot.set_result(done.result())
 
 
 def train_for_dice(config: ExperimentConfig, run_dir: Path) -> float:
