@@ -109,3 +109,34 @@ def test_where_a_run_is_trained_or_attacked_changes_no_number(
         dp.objective,
         dp.iterations,
     )
+
+
+def test_this_process_takes_back_the_seed_runs_no_worker_has_started(
+    tmp_path: Path, tiny_config: ExperimentConfig
+) -> None:
+    """Seed runs wait in this process's queue until a worker is free; the worker is busy training and
+    attacking the defended arm, so a free moment here trains the queued runs, last first, and each
+    seed's Dice is its run's, whoever trained it."""
+    from feddp_eval.workflows.attack import UtilitySeeds
+
+    raw = copy.deepcopy(to_dict(tiny_config))
+    raw["attack"] = {"iterations": 200, "utility_seeds": 3}
+    raw["defense"] = {"name": "dp-sgd", "noise": 1.1}
+    config = validate(from_dict(ExperimentConfig, raw))
+    arms = [reference_config(config), config]
+    stages: list[str] = []
+    with UtilitySeeds(arms, 3, tmp_path) as utility:
+        assert utility.attacks_ahead(1) and not utility.attacks_ahead(0)
+        # Called at once: the one worker is still starting on the defended arm, so every queued seed
+        # run is still here to take; the last queued (the defended arm's seed 5) goes first. The
+        # worker takes the queue's head once its arm is done, so how many train here is a race.
+        utility.train_queued_here(stages.append)
+        outcome = utility.outcome(1)
+        dice = utility.dice([0.0, 0.0])
+    assert stages[0] == "training seed 5 of [dp-sgd σ=1.1] here, for ΔDice"
+    assert 1 <= len(stages) <= 4 and utility.pending == 0
+    assert outcome.row.defense == "dp-sgd" and outcome.row.psnr is not None
+    for arm, values in zip(arms, dice, strict=True):
+        for i, value in enumerate(values[1:], start=1):
+            run = validate(from_dict(ExperimentConfig, to_dict(arm) | {"seed": arm.seed + i}))
+            assert value == read_json(tmp_path / run_key(run) / "summary.json")["dice"]
