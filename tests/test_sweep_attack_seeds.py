@@ -91,11 +91,11 @@ def test_workers_take_the_longest_groups_first(tiny_config: ExperimentConfig) ->
     ordered = longest_first(groups)
     assert sorted(map(id, ordered)) == sorted(map(id, groups))  # the same work, reordered
     described = [(g[0].config.defense.name, g[0].config.attack.name, g[0].utility_only) for g in ordered]
-    # inversions first (DP-SGD's training before the plain one), then DP-SGD runs, then the rest
-    # in plan order
+    # inversions first (the clean update's first: its inversion runs longest before its plateau), then
+    # DP-SGD's training runs, then the rest in plan order
     assert described == [
-        ("dp-sgd", "inverting-gradients", False),
         ("none", "inverting-gradients", False),
+        ("dp-sgd", "inverting-gradients", False),
         ("dp-sgd", "imprint", False),
         ("dp-sgd", "inverting-gradients", True),
         ("none", "imprint", False),

@@ -174,11 +174,16 @@ def _per_sample(defense: str) -> bool:
 def longest_first(groups: list[list[SweepPoint]]) -> list[list[SweepPoint]]:
     """The groups in the order workers should take them: the likely longest first, so that no worker is
     left with a long group while the other idles at the end. An optimisation attack costs more than its
-    training run; sample-level DP (DP-SGD) trains at about twice a plain run's cost. Ties keep plan order.
-    (The order of work changes no result: rows are written per point and tabled in plan order.)"""
+    training run, and it runs longer the less noise the update carries: it stops on a plateau of its
+    objective, which keeps falling on a clean update (the default sweep, AMD EPYC: 450 iterations
+    undefended, 400–425 at σ ≤ 0.003, 200–275 at σ ≥ 0.01). So: more inversions first, among groups
+    with inversions less noise first, then sample-level DP (its training costs 1.2–2× a plain run's).
+    Ties keep plan order. (The order of work changes no result: rows are written per point and tabled
+    in plan order.)"""
 
-    def cost(group: list[SweepPoint]) -> tuple[int, int]:
+    def cost(group: list[SweepPoint]) -> tuple[int, float, int]:
         inversions = sum(1 for p in group if not p.utility_only and not modifies_model(p.config.attack.name))
-        return (inversions, int(_per_sample(group[0].config.defense.name)))
+        defense = group[0].config.defense
+        return (inversions, -defense.noise if inversions else 0.0, int(_per_sample(defense.name)))
 
     return sorted(groups, key=cost, reverse=True)
