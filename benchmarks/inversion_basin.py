@@ -56,8 +56,8 @@ The masks-unknown target (mask Dice ≥ 0.8), from the same angle:
 
 * ``--mask-fit``: the masks alone fitted to the update (Adam on per-pixel logits, relative L2)
   under images of known distance from the truth: the truth itself, the truth plus noise at 40 to
-  20 dB, and the site's mean colour. Its mask Dice is what an attacker that already held an image
-  that close could read from the update (:func:`mask_fit`).
+  20 dB, and the tiles' own mean colour (an oracle flat image). Its mask Dice is what an attacker
+  that already held an image that close could read from the update (:func:`mask_fit`).
 
 ``--weights RUN/captures/round-NNNN/global.safetensors`` asks every view the same question at a
 later round's global weights (a trained model) instead of the round-1 initialisation; the update is
@@ -740,7 +740,7 @@ def main() -> None:
             mean = truth.mean(dim=(0, 2, 3), keepdim=True).expand_as(truth)
             held = [("truth", truth)]
             held += [(f"truth + noise {db} dB", noisy(truth, db, seed=db)) for db in (40, 30, 25, 20)]
-            held.append(("mean colour", mean))
+            held.append(("the tiles' mean colour", mean))
             for label, start in held:
                 began = time.perf_counter()
                 r = mask_fit(scenario, start, args.iterations)
