@@ -79,7 +79,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import cache
+from functools import cache, partial
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -94,7 +94,9 @@ from attacks.inverting_gradients import InvertingGradients
 from attacks.simulate import LocalRecipe, flatten, simulate_update
 from attacks.view import simulated_view
 from feddp_eval.config import DataConfig, ModelConfig
-from feddp_eval.data.sites import build_sites
+from feddp_eval.data.synthetic import synthetic_sites
+from feddp_eval.data.tissue import SENSOR_NOISE
+from feddp_eval.data.types import Site
 from feddp_eval.metrics.privacy import mask_painted_prior, score_reconstruction
 from feddp_eval.models.unet import UNet
 from feddp_eval.rundir.check import check_tensor_file, expected_shapes
@@ -127,20 +129,36 @@ class Scenario:
 
 
 @cache
-def attacked_site(n_tiles: int, seed: int = 0) -> Any:
+def attacked_site(n_tiles: int, seed: int = 0, sensor_noise: float = SENSOR_NOISE) -> Site:
     """Site 3 of the default synthetic data (experiment seed ``seed``) with ``n_tiles`` training tiles,
-    built once per argument pair (the views below only read it)."""
-    return build_sites(DataConfig(train_tiles=(48, 32, 24, n_tiles)), seed=derive_seed(seed, "data"))[3]
+    built once per argument set (the views below only read it). ``sensor_noise`` other than the
+    default renders the same tiles with that much sensor noise (0: none)."""
+    data = DataConfig(train_tiles=(48, 32, 24, n_tiles))
+    if data.source != "synthetic" or data.difficulty != "easy":  # pragma: no cover - a changed default
+        raise SystemExit("the basin benchmark expects the default synthetic data")
+    return synthetic_sites(
+        data.sites,
+        data.train_tiles,
+        data.test_tiles,
+        tile_size=data.tile_size,
+        seed=derive_seed(seed, "data"),
+        sensor_noise=sensor_noise,
+    )[3]
 
 
 def default_scenario(
-    n_tiles: int, seed: int = 0, weights: Path | None = None, activation: str = "relu"
+    n_tiles: int,
+    seed: int = 0,
+    weights: Path | None = None,
+    activation: str = "relu",
+    sensor_noise: float = SENSOR_NOISE,
 ) -> Scenario:
     """Site 3 of the default synthetic data with ``n_tiles`` training tiles, attacked in round 1, or,
     given ``weights`` (a captured round's ``global.safetensors``), at those global weights: the update
     is then replayed from them on the same tiles, exactly as the client computed it. ``activation``
-    is the U-Net's (``[model] activation``)."""
-    site = attacked_site(n_tiles, seed)
+    is the U-Net's (``[model] activation``); ``sensor_noise`` the data's (see :func:`attacked_site`;
+    the painted guess's public colours then come from tiles with that noise too)."""
+    site = attacked_site(n_tiles, seed, sensor_noise)
     public = public_statistics(site)
     images, masks = site.train.images, site.train.masks
     painted = mask_painted_prior(
@@ -233,6 +251,27 @@ def segment_profile(scenario: Scenario, settings: dict[str, Any]) -> list[tuple[
         images = scenario.painted + t * (scenario.images - scenario.painted)
         rows.append((t, psnr(images, scenario.images), attack.objective_at(scenario.view, images)))
     return rows
+
+
+def noise_floor(n_tiles: int, gains: tuple[float, ...] = (3.0, 10.0)) -> dict[str, float]:
+    """Where the data's sensor noise puts a ceiling on the attack's PSNR, for ``n_tiles`` tiles.
+
+    ``noise_free`` is the PSNR against the truth of the same tiles rendered without their sensor
+    noise: what an attack that rebuilt everything but the noise would score. ``structure +g`` is how
+    close (PSNR against that noise-free rendering) such an attack must come to beat the painted guess
+    by ``g`` dB, its error and the noise adding up in the MSE (``inf``: not even an exact noise-free
+    rebuild does; the noise itself must then be rebuilt)."""
+    tiles, noise_free_tiles = attacked_site(n_tiles).train, attacked_site(n_tiles, sensor_noise=0.0).train
+    if not torch.equal(tiles.masks, noise_free_tiles.masks):
+        raise AssertionError("the noise-free rendering must hold the same tiles")
+    truth, clean = tiles.images, noise_free_tiles.images
+    painted = default_scenario(n_tiles).painted
+    noise_free, guess = psnr(clean, truth), psnr(painted, truth)
+    row = {"noise_free": noise_free, "guess": guess, "guess_vs_noise_free": psnr(painted, clean)}
+    for gain in gains:
+        room = 10 ** (-(guess + gain) / 10) - 10 ** (-noise_free / 10)
+        row[f"structure +{gain:g}"] = -10 * math.log10(room) if room > 0 else math.inf
+    return row
 
 
 def learned_prior(n_tiles: int, radius: int, ridge: float = 1.0, seed: int = 0) -> Tensor:
@@ -692,6 +731,18 @@ def main() -> None:
         help="only the masks fitted to the update under images of known distance from the truth",
     )
     parser.add_argument(
+        "--sensor-noise",
+        type=float,
+        default=SENSOR_NOISE,
+        help="s.d. of the data's sensor noise (0 = the same tiles without it); every view uses that data",
+    )
+    parser.add_argument(
+        "--noise-floor",
+        action="store_true",
+        help="only the PSNR of the tiles' noise-free rendering: what an attack that rebuilds everything "
+        "but the sensor noise scores, beside the painted guess and the targets",
+    )
+    parser.add_argument(
         "--weights",
         type=Path,
         default=None,
@@ -699,12 +750,15 @@ def main() -> None:
         "instead of the round-1 initialisation",
     )
     args = parser.parse_args()
+    scenario_of = partial(
+        default_scenario, weights=args.weights, activation=args.activation, sensor_noise=args.sensor_noise
+    )
     print(
         f"threads {torch.get_num_threads()} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}); "
         f"load {_load()}"
     )
     if args.spectrum:
-        scenario = default_scenario(1, weights=args.weights, activation=args.activation)
+        scenario = scenario_of(1)
         began = time.perf_counter()
         gram, index = update_jacobian_gram(
             scenario.view, scenario.images, region=args.spectrum, objective=args.objective
@@ -719,7 +773,7 @@ def main() -> None:
         print("| tiles | objective | move dB | smooth part ‖J d‖² | objective | ratio |")
         print("|---|---|---|---|---|---|")
         for n in (int(t) for t in args.tiles.split(",")):
-            scenario = default_scenario(n, weights=args.weights, activation=args.activation)
+            scenario = scenario_of(n)
             direction = torch.randn(scenario.images.shape, generator=torch.Generator().manual_seed(0))
             dbs = [120.0, 100.0, 80.0, 60.0, 40.0]
             sizes = [10 ** (-db / 20) for db in dbs]
@@ -735,7 +789,7 @@ def main() -> None:
         print("| tiles | image | image dB | mask Dice | objective | at the true masks | s |")
         print("|---|---|---|---|---|---|---|")
         for n in (int(t) for t in args.tiles.split(",")):
-            scenario = default_scenario(n, weights=args.weights, activation=args.activation)
+            scenario = scenario_of(n)
             truth = scenario.images
             mean = truth.mean(dim=(0, 2, 3), keepdim=True).expand_as(truth)
             held = [("truth", truth)]
@@ -751,6 +805,22 @@ def main() -> None:
                     f"{time.perf_counter() - began:.0f} |",
                     flush=True,
                 )
+        return
+    if args.noise_floor:
+        print(
+            "| tiles | noise-free rendering dB | painted guess dB | guess vs noise-free dB | "
+            "target | structure needed dB |\n|---|---|---|---|---|---|"
+        )
+        for n in (int(t) for t in args.tiles.split(",")):
+            row = noise_floor(n)
+            for gain in (3, 10):
+                need = row[f"structure +{gain}"]
+                cells = [f"{row[k]:.2f}" for k in ("noise_free", "guess", "guess_vs_noise_free")]
+                cells += [
+                    f"+{gain} dB = {row['guess'] + gain:.2f}",
+                    "∞" if math.isinf(need) else f"{need:.1f}",
+                ]
+                print(f"| {n} | {' | '.join(cells)} |", flush=True)
         return
     if args.learned_prior:
         print("| tiles | window px | ridge | learned dB | learned SSIM | painted dB | painted SSIM |")
@@ -772,7 +842,7 @@ def main() -> None:
     if args.ranking:
         print("| tiles | image | PSNR dB | cosine | relative L2 per layer |\n|---|---|---|---|---|")
         for n in (int(t) for t in args.tiles.split(",")):
-            scenario = default_scenario(n, weights=args.weights, activation=args.activation)
+            scenario = scenario_of(n)
             free = {**REGULARISERS["off"], "image": "pixels"}
             judges = [ATTACKS.create("inverting-gradients", **{**METHODS[m], **free}) for m in ("old", "new")]
             for label, images in ranking_images(scenario):
@@ -785,7 +855,7 @@ def main() -> None:
         )
         print("|---|---|---|---|---|---|---|---|---|")
         for n in (int(t) for t in args.tiles.split(",")):
-            scenario = default_scenario(n, weights=args.weights, activation=args.activation)
+            scenario = scenario_of(n)
             for source in args.detail.split(","):
                 r = detail_search(
                     scenario,
@@ -804,7 +874,7 @@ def main() -> None:
         print("| " + " | ".join((*columns, "guess dB", "s")) + " |")
         print("|---|---|---|---|---|---|---|---|---|")
         for n in (int(t) for t in args.tiles.split(",")):
-            scenario = default_scenario(n, weights=args.weights, activation=args.activation)
+            scenario = scenario_of(n)
             stages = tuple(int(b) for b in args.stages.split(","))
             guess = psnr(scenario.painted, scenario.images)
             rows = coarse_search(
@@ -825,7 +895,7 @@ def main() -> None:
     if args.segment:
         print("| tiles | method | t | PSNR dB | objective |\n|---|---|---|---|---|")
         for n in (int(t) for t in args.tiles.split(",")):
-            scenario = default_scenario(n, weights=args.weights, activation=args.activation)
+            scenario = scenario_of(n)
             for method in args.methods.split(","):
                 for t, db, value in segment_profile(scenario, METHODS[method]):
                     print(f"| {n} | {method} | {t:g} | {db:.1f} | {value:.3g} |", flush=True)
@@ -834,7 +904,7 @@ def main() -> None:
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for n in (int(t) for t in args.tiles.split(",")):
-        scenario = default_scenario(n, weights=args.weights, activation=args.activation)
+        scenario = scenario_of(n)
         wanted = args.starts.split(",")
         starts = [
             (f"truth+noise {db} dB", noisy(scenario.images, float(db), seed=int(db)))

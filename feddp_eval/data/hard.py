@@ -31,6 +31,7 @@ from scipy import ndimage
 from feddp_eval.data.shapes import draw_wobble, size_scale, smooth_noise
 from feddp_eval.data.stain import StainProfile
 from feddp_eval.data.tissue import (
+    SENSOR_NOISE,
     NucleusLayout,
     chromatin,
     draw_lumen,
@@ -52,7 +53,6 @@ _HYPER_GROWTH = 1.25  # hyperchromatic nuclei are larger
 PIGMENT = tuple(np.asarray((0.60, 0.62, 0.50)) / np.linalg.norm((0.60, 0.62, 0.50)))
 _STAIN_JITTER = 0.05  # per-tile s.d. of each stain vector component, before renormalising
 _FOCUS_BLUR = (0.5, 2.2)  # in-focus and out-of-focus blur, in pixels
-_RGB_NOISE = 0.02
 
 
 @dataclass(frozen=True)
@@ -76,19 +76,22 @@ class HardTissue:
     pigment: FloatArray
 
 
-def synthesize_hard(rng: Generator, shape: Shape, stain: StainProfile) -> tuple[FloatArray, np.ndarray]:
+def synthesize_hard(
+    rng: Generator, shape: Shape, stain: StainProfile, sensor_noise: float = SENSOR_NOISE
+) -> tuple[FloatArray, np.ndarray]:
     """Hard tiles and their exact masks.
 
     Args:
         rng: the tile seed's generator.
         shape: (N, S, S) tiles.
         stain: the site's stain, jittered per tile.
+        sensor_noise: s.d. of the per-pixel sensor noise (drawn whatever its size).
 
     Returns:
         Images (N, 3, S, S) in [0, 1] and masks (N, S, S) bool.
     """
     tissue = draw_hard_tissue(rng, shape)
-    return render_hard(rng, tissue, stain), tissue.mask
+    return render_hard(rng, tissue, stain, sensor_noise), tissue.mask
 
 
 def draw_hard_tissue(rng: Generator, shape: Shape) -> HardTissue:
@@ -206,7 +209,9 @@ def _tile_stains(rng: Generator, n: int, stain: StainProfile) -> tuple[FloatArra
     return vectors[0], vectors[1]
 
 
-def render_hard(rng: Generator, tissue: HardTissue, stain: StainProfile) -> FloatArray:
+def render_hard(
+    rng: Generator, tissue: HardTissue, stain: StainProfile, sensor_noise: float = SENSOR_NOISE
+) -> FloatArray:
     """Beer-Lambert with per-tile stains and uneven thickness, a varying focus, sensor noise.
 
     Returns:
@@ -232,5 +237,5 @@ def render_hard(rng: Generator, tissue: HardTissue, stain: StainProfile) -> Floa
     focus = np.clip(0.5 + offset + 1.2 * smooth_noise(rng, (n, size, size), size / 5), 0, 1)
     focus = focus[:, None].astype(np.float32)
     rgb = (1 - focus) * sharp + focus * soft
-    rgb = rgb + rng.normal(0.0, _RGB_NOISE, rgb.shape)
+    rgb = rgb + rng.normal(0.0, sensor_noise, rgb.shape)
     return np.clip(rgb, 0.0, 1.0)

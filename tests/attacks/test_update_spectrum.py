@@ -9,6 +9,7 @@ on a smooth model, the painted guess itself, and the true masks under the true i
 
 from __future__ import annotations
 
+import math
 from types import ModuleType
 
 import pytest
@@ -83,3 +84,20 @@ def test_the_mask_fit_reads_the_masks_from_the_update_under_the_true_image(
     # measured: objective 0.0068 under the truth against 0.092 under the mean colour (13×; seeds 2
     # and 3: 10× and 19×), the same at 1, 2 and 4 threads
     assert blind["objective"] > 5 * fitted["objective"]
+
+
+def test_the_noise_floor_is_the_noise_free_renderings_psnr(basin: ModuleType) -> None:
+    row = basin.noise_floor(1, gains=(3.0, 10.0, 11.0))
+    # N(0, 0.02²) noise scores 33.98 dB; clipping at 0 and 1 removes a little of it (measured 33.96,
+    # numpy draws, no torch arithmetic: the same at every thread count).
+    assert 33.8 < row["noise_free"] < 34.1
+    assert row["guess_vs_noise_free"] > row["guess"]  # the guess is closer to the noise-free tile
+    for gain in (3.0, 10.0):
+        need = row[f"structure +{gain:g}"]
+        # the structural error and the noise add up to the target MSE
+        total = 10 ** (-need / 10) + 10 ** (-row["noise_free"] / 10)
+        assert -10 * math.log10(total) == pytest.approx(row["guess"] + gain, abs=1e-9)
+        assert need > row["guess"] + gain
+    # +11 dB over the 23.5 dB guess is above the floor: no noise-free rebuild reaches it
+    assert row["guess"] + 11 > row["noise_free"]
+    assert math.isinf(row["structure +11"])

@@ -123,6 +123,27 @@ def test_train_and_test_of_a_site_differ() -> None:
     assert not torch.equal(site.train.images, site.test.images)
 
 
+@pytest.mark.parametrize("difficulty", ["easy", "hard"])
+def test_sensor_noise_zero_renders_the_same_tiles_without_their_noise(difficulty: str) -> None:
+    """The noise is the last draw and is drawn whatever its size: without it the masks and every
+    earlier draw are the same, and the difference is white noise of the default s.d. (0.02) wherever
+    neither rendering is clipped."""
+    noisy = synthesize_tiles(6, tile_size=32, seed=2, difficulty=difficulty)  # type: ignore[arg-type]
+    clean = synthesize_tiles(6, tile_size=32, seed=2, difficulty=difficulty, sensor_noise=0.0)  # type: ignore[arg-type]
+    assert torch.equal(noisy.masks, clean.masks)
+    assert not torch.equal(noisy.images, clean.images)
+    inside = (noisy.images > 0) & (noisy.images < 1) & (clean.images > 0) & (clean.images < 1)
+    residual = (noisy.images - clean.images)[inside].double()
+    assert inside.float().mean() > 0.9
+    # 18,000+ samples of N(0, 0.02²): the s.d.'s standard error is 1e-4, the mean's 1.5e-4.
+    assert abs(residual.std().item() - 0.02) < 6e-4
+    assert abs(residual.mean().item()) < 6e-4
+    # Neighbouring pixels' noise is independent (the blur comes before the noise).
+    grid = (noisy.images - clean.images).double()
+    lag = (grid[..., 1:] * grid[..., :-1]).mean() / grid.pow(2).mean()
+    assert abs(lag.item()) < 0.03
+
+
 def test_hematoxylin_channel_recovers_nuclei() -> None:
     stain = site_stain(1, seed=0)
     tiles = synthesize_tiles(32, stain=stain, seed=2)
@@ -156,6 +177,8 @@ def test_hematoxylin_channel_rejects_non_rgb() -> None:
         (lambda: synthetic_sites(2, [1, -2], 2), r"`train_tiles` must be an integer >= 0"),
         (lambda: synthetic_sites(1, 2, -1), r"`test_tiles` must be an integer >= 0"),
         (lambda: site_stain(-1, 0), r"`site_index` must be an integer >= 0"),
+        (lambda: synthesize_tiles(2, sensor_noise=-0.1), r"`sensor_noise` must be >= 0, but got -0.1"),
+        (lambda: synthesize_tiles(2, sensor_noise=float("nan")), r"`sensor_noise` must be >= 0, but got nan"),
         (
             lambda: StainProfile((0.0, 0.0, 0.0), (0.1, 0.9, 0.1)),
             r"`hematoxylin` must be 3 non-negative numbers",
