@@ -82,7 +82,7 @@ from dataclasses import dataclass, replace
 from functools import cache, partial
 from itertools import product
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -185,8 +185,22 @@ def _at_weights(view: ServerView, path: Path, images: Tensor) -> ServerView:
     check_tensor_file(path, expected_shapes(view.model), what="the global weights")
     global_weights = load_file(path)
     model = UNet.from_config(view.model)
-    update = simulate_update(model, global_weights, images, view.masks, view.recipe)
+    update = simulate_update(model, global_weights, images, known_masks(view), view.recipe)
     return replace(view, global_weights=global_weights, update={k: v.detach() for k, v in update.items()})
+
+
+def known_masks(view: ServerView) -> Tensor:
+    """The view's masks: every scenario here attacks with the masks known."""
+    if view.masks is None:
+        raise ValueError("the basin benchmark attacks with the masks known")
+    return view.masks
+
+
+def inverting_gradients(**settings: Any) -> InvertingGradients:
+    """The registered Inverting Gradients attack with ``settings``."""
+    attack = ATTACKS.create("inverting-gradients", **settings)
+    assert isinstance(attack, InvertingGradients)
+    return attack
 
 
 def noisy(images: Tensor, db: float, seed: int) -> Tensor:
@@ -227,7 +241,7 @@ def run_case(
     if langevin:
         attack: InvertingGradients = LangevinInversion(langevin, **settings)
     else:
-        attack = ATTACKS.create("inverting-gradients", **settings)
+        attack = inverting_gradients(**settings)
     # The refinement's objective (its TV weight may differ) is what the returned objective is in.
     at_truth = attack.objective_at(scenario.view, scenario.images, refining=bool(settings.get("refine")))
     began = time.perf_counter()
@@ -245,7 +259,7 @@ def segment_profile(scenario: Scenario, settings: dict[str, Any]) -> list[tuple[
     free pixels, no regulariser: the shape of the objective's basin around the truth. A smooth
     objective grows like the squared distance (×100 per 20 dB); one with ReLU kinks like the distance
     (×10 per 20 dB)."""
-    attack = ATTACKS.create("inverting-gradients", **{**settings, **REGULARISERS["off"], "image": "pixels"})
+    attack = inverting_gradients(**{**settings, **REGULARISERS["off"], "image": "pixels"})
     rows = []
     for t in (0.0, 0.5, 0.8, 0.9, 0.95, 0.99, 0.999):
         images = scenario.painted + t * (scenario.images - scenario.painted)
@@ -407,14 +421,16 @@ def update_distance(view: ServerView, objective: str) -> Callable[[Tensor], Tens
     model = _smoothable(UNet.from_config(view.model))
     names = list(view.update)
     weights = {k: v.detach() for k, v in view.global_weights.items()}
+    masks = known_masks(view)
     target = flatten(view.update, names)
     blocks = [(target[i:j], slice(i, j)) for i, j in _spans(view.update, names)]
 
     def distance(images: Tensor) -> Tensor:
-        update = flatten(simulate_update(model, weights, images, view.masks, view.recipe), names)
+        update = flatten(simulate_update(model, weights, images, masks, view.recipe), names)
         if objective == "cosine":
             return 1 - F.cosine_similarity(update, target, dim=0)
-        return sum(((update[s] - t).pow(2).sum() / t.pow(2).sum()) for t, s in blocks) / len(blocks)
+        total = sum(((update[s] - t).pow(2).sum() / t.pow(2).sum()) for t, s in blocks)
+        return cast(Tensor, total) / len(blocks)
 
     return distance
 
@@ -518,7 +534,7 @@ def _replay(view: ServerView, dtype: torch.dtype) -> Callable[[Tensor], Tensor]:
     model = UNet.from_config(view.model).to(dtype)
     names = list(view.update)
     weights = {k: v.detach().to(dtype) for k, v in view.global_weights.items()}
-    masks = view.masks.to(dtype)
+    masks = known_masks(view).to(dtype)
 
     def update_of(images: Tensor) -> Tensor:
         return flatten(simulate_update(model, weights, images, masks, view.recipe), names)
@@ -831,10 +847,10 @@ def main() -> None:
             for radius in (0, 2, 4, 7):
                 for ridge in (0.01, 100.0):
                     learned = score_reconstruction(learned_prior(n, radius, ridge), scenario.images)
-                    cells = (learned.psnr, learned.ssim, painted.psnr, painted.ssim)
+                    scores = (learned.psnr, learned.ssim, painted.psnr, painted.ssim)
                     print(
                         f"| {n} | {2 * radius + 1} | {ridge:g} | "
-                        + " | ".join(f"{float(v):.{2 if i % 2 == 0 else 3}f}" for i, v in enumerate(cells))
+                        + " | ".join(f"{float(v):.{2 if i % 2 == 0 else 3}f}" for i, v in enumerate(scores))
                         + " |",
                         flush=True,
                     )
@@ -844,7 +860,7 @@ def main() -> None:
         for n in (int(t) for t in args.tiles.split(",")):
             scenario = scenario_of(n)
             free = {**REGULARISERS["off"], "image": "pixels"}
-            judges = [ATTACKS.create("inverting-gradients", **{**METHODS[m], **free}) for m in ("old", "new")]
+            judges = [inverting_gradients(**{**METHODS[m], **free}) for m in ("old", "new")]
             for label, images in ranking_images(scenario):
                 values = " | ".join(f"{j.objective_at(scenario.view, images):.3g}" for j in judges)
                 print(f"| {n} | {label} | {psnr(images, scenario.images):.1f} | {values} |", flush=True)
@@ -897,8 +913,8 @@ def main() -> None:
         for n in (int(t) for t in args.tiles.split(",")):
             scenario = scenario_of(n)
             for method in args.methods.split(","):
-                for t, db, value in segment_profile(scenario, METHODS[method]):
-                    print(f"| {n} | {method} | {t:g} | {db:.1f} | {value:.3g} |", flush=True)
+                for along, at_db, at_objective in segment_profile(scenario, METHODS[method]):
+                    print(f"| {n} | {method} | {along:g} | {at_db:.1f} | {at_objective:.3g} |", flush=True)
         return
     header = "| tiles | method | reg | Langevin σ | start | start dB | end dB | end obj | obj@truth | s |"
     print(header)
