@@ -44,6 +44,7 @@ from _harness import sync
 from torch import Tensor
 
 from attacks import ATTACKS, ServerView
+from attacks.inversion import GradientInversion
 from attacks.inverting_gradients import total_variation
 from attacks.simulate import LocalRecipe, flatten, simulate_update
 from attacks.view import simulated_view
@@ -162,6 +163,7 @@ class Run:
 
 def run_attack(case: Case, s: Scenario, iterations: int) -> Run:
     attack = ATTACKS.create(case.attack, iterations=iterations, restarts=case.restarts, **case.overrides)
+    assert isinstance(attack, GradientInversion)  # every case here is an optimisation attack
     evaluations = [0]
     inner = attack.step
 

@@ -26,6 +26,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -103,7 +104,7 @@ def read_seconds(fmt: str, root: Path, mode: str) -> float:
         warnings.simplefilter("ignore")
         sites = get_format(fmt).load(root, LoadOptions(tile_size=64, mode=mode, site_by=None, n_sites=1))
     seconds = time.perf_counter() - start
-    return seconds / sum(len(s.info["images"]) for s in sites)  # type: ignore[arg-type]
+    return seconds / sum(len(cast(list[str], s.info["images"])) for s in sites)
 
 
 def step_costs(device: str, steps: int) -> tuple[float, float]:

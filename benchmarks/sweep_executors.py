@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
 
 ROOT = Path(__file__).parents[1]
 TINY = """seed = 3
@@ -106,7 +107,7 @@ def main() -> None:
     )
     print("|---|---:|---:|---:|---:|---:|---|---|")
     for row in rows:
-        reference = first.setdefault(int(row["threads"]), row["results"])  # type: ignore[arg-type]
+        reference = first.setdefault(cast(int, row["threads"]), cast(bytes, row["results"]))
         same = "same bytes" if row["results"] == reference else "DIFFERS"
         print(
             f"| {row['executor']} | {row['jobs']} | {row['threads']} | {row['points']} "
