@@ -78,7 +78,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cache, partial
 from itertools import product
 from pathlib import Path
@@ -88,6 +88,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from attacks import ATTACKS, ServerView
 from attacks.inverting_gradients import InvertingGradients
@@ -528,6 +529,136 @@ def detail_search(
         }
 
 
+@dataclass
+class Pattern:
+    """The activation pattern of one forward pass: every ReLU's gate (1 where its input is > 0) and
+    every max-pool's winners, in call order. ``record`` takes them from a pass; ``replay`` makes later
+    passes use them whatever their input (each ReLU then multiplies by its recorded gate, each pool
+    reads its recorded winners): the update becomes a smooth function of the image."""
+
+    mode: str | None = None  # None: the plain ReLU and max-pool
+    taken: list[Tensor] = field(default_factory=list)
+    at: int = 0
+
+    def next(self) -> Tensor:
+        self.at += 1
+        return self.taken[self.at - 1]
+
+
+class PatternReLU(nn.Module):
+    def __init__(self, pattern: Pattern) -> None:
+        super().__init__()
+        self.pattern = pattern
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.pattern.mode == "record":
+            gate = (x > 0).to(x.dtype)
+            self.pattern.taken.append(gate)
+            return x * gate
+        return x * self.pattern.next() if self.pattern.mode == "replay" else F.relu(x)
+
+
+class PatternPool(nn.Module):
+    def __init__(self, pattern: Pattern) -> None:
+        super().__init__()
+        self.pattern = pattern
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.pattern.mode == "record":
+            out, winners = F.max_pool2d(x, 2, return_indices=True)
+            self.pattern.taken.append(winners)
+            return out
+        if self.pattern.mode == "replay":
+            winners = self.pattern.next()
+            return x.flatten(2).gather(2, winners.flatten(2)).view(winners.shape)
+        return F.max_pool2d(x, 2)
+
+
+def _patterned(model: nn.Module, pattern: Pattern) -> nn.Module:
+    for name, child in model.named_children():
+        if isinstance(child, nn.ReLU):
+            setattr(model, name, PatternReLU(pattern))
+        elif isinstance(child, nn.MaxPool2d):
+            if child.kernel_size != 2 or child.stride != 2:
+                raise ValueError("only the U-Net's 2×2 max-pool is patterned")
+            setattr(model, name, PatternPool(pattern))
+        else:
+            _patterned(child, pattern)
+    return model
+
+
+def pattern_search(
+    scenario: Scenario, pattern_of: Tensor | None, iterations: int, chunk: int = 20
+) -> list[dict[str, float]]:
+    """L-BFGS (strong-Wolfe line search, float64, free pixels, no regulariser) from the painted guess on
+    the update's relative L2 per layer with the activation pattern frozen at ``pattern_of``'s (the
+    truth's is the oracle an activation-pattern search would have to find), or, with ``None``, at the
+    iterate's own, taken again every ``chunk`` iterations (what an attacker holds). Per ``chunk``:
+    the iterations so far, the PSNR, the frozen objective, the true (ReLU) objective, and the share
+    of gates and winners that differ from the truth's at the pattern used."""
+    view, dtype = scenario.view, torch.float64
+    pattern = Pattern()
+    model = _patterned(UNet.from_config(view.model).to(dtype), pattern)
+    names = list(view.update)
+    weights = {k: v.detach().to(dtype) for k, v in view.global_weights.items()}
+    masks = known_masks(view).to(dtype)
+    target = flatten(view.update, names).to(dtype)
+    blocks = [(target[i:j], slice(i, j)) for i, j in _spans(view.update, names)]
+
+    def distance(images: Tensor, mode: str | None) -> Tensor:
+        pattern.mode, pattern.at = mode, 0
+        try:
+            update = flatten(simulate_update(model, weights, images, masks, view.recipe), names)
+        finally:
+            pattern.mode = None
+        return cast(Tensor, sum(((update[s] - t).pow(2).sum() / t.pow(2).sum()) for t, s in blocks)) / len(
+            blocks
+        )
+
+    def taken(images: Tensor) -> list[Tensor]:
+        pattern.mode, pattern.taken = "record", []
+        with torch.no_grad():
+            functional_call(model, weights, (images.detach().to(dtype),))
+        pattern.mode = None
+        return pattern.taken
+
+    truth_pattern = taken(scenario.images)
+    x = scenario.painted.to(dtype).clone().requires_grad_(True)
+
+    def lbfgs() -> torch.optim.LBFGS:
+        return torch.optim.LBFGS([x], lr=1, max_iter=chunk, history_size=50, line_search_fn="strong_wolfe")
+
+    optimiser = lbfgs()
+
+    def closure() -> Tensor:
+        optimiser.zero_grad()
+        value = distance(x, "replay")
+        value.backward()
+        return value
+
+    rows, began = [], time.perf_counter()
+    for done in range(chunk, iterations + 1, chunk):
+        if pattern_of is None or done == chunk:  # a new pattern: a new objective, a fresh curvature memory
+            pattern.taken = taken(x if pattern_of is None else pattern_of)
+            optimiser = lbfgs()
+            wrong = sum(int((a != b).sum()) for a, b in zip(pattern.taken, truth_pattern, strict=True))
+            share = wrong / sum(t.numel() for t in truth_pattern)
+        optimiser.step(closure)
+        with torch.no_grad():
+            frozen, relu = float(distance(x, "replay")), float(distance(x, None))
+        rows.append(
+            {
+                "iterations": done,
+                "psnr": psnr(x.detach().float(), scenario.images),
+                "frozen_objective": frozen,
+                "objective": relu,
+                "pattern_wrong": share,
+                "seconds": time.perf_counter() - began,
+            }
+        )
+    return rows
+
+
 def _replay(view: ServerView, dtype: torch.dtype) -> Callable[[Tensor], Tensor]:
     """The flat update (in ``view.update``'s name order) that candidate tiles would give, replayed
     from ``view``'s global weights and recipe with its masks, in ``dtype``."""
@@ -747,6 +878,12 @@ def main() -> None:
         help="only the masks fitted to the update under images of known distance from the truth",
     )
     parser.add_argument(
+        "--pattern",
+        default="",
+        help="only L-BFGS with the activation pattern frozen at the pattern of: truth (the oracle), 40/30/25 "
+        "(the truth plus that much noise), painted, iterate (its own, taken again every 20 iterations)",
+    )
+    parser.add_argument(
         "--sensor-noise",
         type=float,
         default=SENSOR_NOISE,
@@ -821,6 +958,27 @@ def main() -> None:
                     f"{time.perf_counter() - began:.0f} |",
                     flush=True,
                 )
+        return
+    if args.pattern:
+        print(
+            "| tiles | pattern of | wrong gates and winners | iterations | dB | frozen obj | objective | s |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
+        for n in (int(t) for t in args.tiles.split(",")):
+            scenario = scenario_of(n)
+            sources: dict[str, Tensor | None] = {"truth": scenario.images, "painted": scenario.painted}
+            for source in args.pattern.split(","):
+                if source == "iterate":
+                    image = None
+                elif source in sources:
+                    image = sources[source]
+                else:
+                    image = noisy(scenario.images, float(source), seed=int(source))
+                rows = pattern_search(scenario, image, args.iterations)
+                for r in rows[max(1, len(rows) // 5) - 1 :: max(1, len(rows) // 5)]:
+                    cells = [f"{r['pattern_wrong']:.2%}", str(r["iterations"]), f"{r['psnr']:.2f}"]
+                    cells += [f"{r['frozen_objective']:.3g}", f"{r['objective']:.3g}", f"{r['seconds']:.0f}"]
+                    print(f"| {n} | {source} | {' | '.join(cells)} |", flush=True)
         return
     if args.noise_floor:
         print(
