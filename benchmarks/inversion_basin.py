@@ -588,14 +588,20 @@ def _patterned(model: nn.Module, pattern: Pattern) -> nn.Module:
 
 
 def pattern_search(
-    scenario: Scenario, pattern_of: Tensor | None, iterations: int, chunk: int = 20
+    scenario: Scenario,
+    pattern_of: Tensor | None,
+    iterations: int,
+    chunk: int = 20,
+    swap: tuple[Tensor, frozenset[int]] | None = None,
 ) -> list[dict[str, float]]:
     """L-BFGS (strong-Wolfe line search, float64, free pixels, no regulariser) from the painted guess on
     the update's relative L2 per layer with the activation pattern frozen at ``pattern_of``'s (the
     truth's is the oracle an activation-pattern search would have to find), or, with ``None``, at the
     iterate's own, taken again every ``chunk`` iterations (what an attacker holds). Per ``chunk``:
     the iterations so far, the PSNR, the frozen objective, the true (ReLU) objective, and the share
-    of gates and winners that differ from the truth's at the pattern used."""
+    of gates and winners that differ from the truth's at the pattern used. ``swap = (image, slots)``
+    takes the pattern tensors at those call-order slots (0 = the first ReLU) from ``image``'s pattern
+    instead: which layers' gates must be right."""
     view, dtype = scenario.view, torch.float64
     pattern = Pattern()
     model = _patterned(UNet.from_config(view.model).to(dtype), pattern)
@@ -640,6 +646,9 @@ def pattern_search(
     for done in range(chunk, iterations + 1, chunk):
         if pattern_of is None or done == chunk:  # a new pattern: a new objective, a fresh curvature memory
             pattern.taken = taken(x if pattern_of is None else pattern_of)
+            if swap is not None:
+                used, other = pattern.taken, taken(swap[0])
+                pattern.taken = [other[k] if k in swap[1] else t for k, t in enumerate(used)]
             optimiser = lbfgs()
             wrong = sum(int((a != b).sum()) for a, b in zip(pattern.taken, truth_pattern, strict=True))
             share = wrong / sum(t.numel() for t in truth_pattern)
@@ -650,6 +659,7 @@ def pattern_search(
             {
                 "iterations": done,
                 "psnr": psnr(x.detach().float(), scenario.images),
+                "ssim": float(score_reconstruction(x.detach().float(), scenario.images).ssim),
                 "frozen_objective": frozen,
                 "objective": relu,
                 "pattern_wrong": share,
@@ -884,6 +894,12 @@ def main() -> None:
         "(the truth plus that much noise), painted, iterate (its own, taken again every 20 iterations)",
     )
     parser.add_argument(
+        "--swap-slots",
+        default="",
+        help="--pattern: groups of pattern slots (call order, 0 = the first ReLU; '/' between groups, ',' "
+        "within), each run taking those slots from the painted guess's pattern, e.g. 0,1/2/3,4",
+    )
+    parser.add_argument(
         "--sensor-noise",
         type=float,
         default=SENSOR_NOISE,
@@ -961,9 +977,9 @@ def main() -> None:
         return
     if args.pattern:
         print(
-            "| tiles | pattern of | wrong gates and winners | iterations | dB | frozen obj | objective | s |"
+            "| tiles | pattern of | wrong gates and winners | iterations | dB | SSIM | frozen obj | objective | s |"
         )
-        print("|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|")
         for n in (int(t) for t in args.tiles.split(",")):
             scenario = scenario_of(n)
             sources: dict[str, Tensor | None] = {"truth": scenario.images, "painted": scenario.painted}
@@ -974,11 +990,26 @@ def main() -> None:
                     image = sources[source]
                 else:
                     image = noisy(scenario.images, float(source), seed=int(source))
-                rows = pattern_search(scenario, image, args.iterations)
-                for r in rows[max(1, len(rows) // 5) - 1 :: max(1, len(rows) // 5)]:
-                    cells = [f"{r['pattern_wrong']:.2%}", str(r["iterations"]), f"{r['psnr']:.2f}"]
-                    cells += [f"{r['frozen_objective']:.3g}", f"{r['objective']:.3g}", f"{r['seconds']:.0f}"]
-                    print(f"| {n} | {source} | {' | '.join(cells)} |", flush=True)
+                groups: list[frozenset[int] | None] = [
+                    frozenset(int(k) for k in g.split(",")) for g in args.swap_slots.split("/") if g
+                ]
+                for group in groups or [None]:
+                    swap = None if group is None else (scenario.painted, group)
+                    label = source if group is None else f"{source}, slots {sorted(group)} the guess's"
+                    rows = pattern_search(scenario, image, args.iterations, swap=swap)
+                    for r in rows[max(1, len(rows) // 5) - 1 :: max(1, len(rows) // 5)]:
+                        cells = [
+                            f"{r['pattern_wrong']:.2%}",
+                            str(r["iterations"]),
+                            f"{r['psnr']:.2f}",
+                            f"{r['ssim']:.3f}",
+                        ]
+                        cells += [
+                            f"{r['frozen_objective']:.3g}",
+                            f"{r['objective']:.3g}",
+                            f"{r['seconds']:.0f}",
+                        ]
+                        print(f"| {n} | {label} | {' | '.join(cells)} |", flush=True)
         return
     if args.noise_floor:
         print(
