@@ -976,9 +976,7 @@ def main() -> None:
                 )
         return
     if args.pattern:
-        print(
-            "| tiles | pattern of | wrong gates and winners | iterations | dB | SSIM | frozen obj | objective | s |"
-        )
+        print("| tiles | pattern of | wrong | iterations | dB | SSIM | frozen obj | objective | s |")
         print("|---|---|---|---|---|---|---|---|---|")
         for n in (int(t) for t in args.tiles.split(",")):
             scenario = scenario_of(n)
