@@ -130,3 +130,18 @@ def test_the_truths_activation_pattern_makes_the_inversion_converge(
     assert at_truth["pattern_wrong"] == 0
     assert at_truth["frozen_objective"] == at_truth["objective"] < 1e-7
     assert at_truth["psnr"] > 100
+
+
+def test_swapped_pattern_slots_come_from_the_other_image(basin: ModuleType, one_tile, make_view) -> None:
+    tiles, _ = one_tile
+    view = make_view(tiles, ONE_STEP, model=TINY_RELU)
+    flat = tiles.images.mean(dim=(0, 2, 3), keepdim=True).expand_as(tiles.images).clone()
+    scenario = basin.Scenario(tiles.images, tiles.masks, view, flat)
+    plain = basin.pattern_search(scenario, tiles.images, 20)[-1]
+    # slots from the truth itself: the same pattern, the same run to the bit
+    same = basin.pattern_search(scenario, tiles.images, 20, swap=(tiles.images, frozenset({0, 1})))[-1]
+    assert (same["psnr"], same["frozen_objective"]) == (plain["psnr"], plain["frozen_objective"])
+    # the first ReLU's gates from the flat tile: only those differ from the truth's
+    first = basin.pattern_search(scenario, tiles.images, 20, swap=(flat, frozenset({0})))[-1]
+    whole = basin.pattern_search(scenario, flat, 20)[-1]
+    assert 0 < first["pattern_wrong"] < whole["pattern_wrong"]
