@@ -109,6 +109,11 @@ def relative_l2(simulated: Tensor, target: Tensor, floor: Tensor | float = 0.0) 
 # counterpart, measured 2026-12-06 (Intel Xeon; the same bits at OMP_NUM_THREADS 1, 2 and 4): the same
 # command with `[model] activation = "gelu"` added stops on its plateau at 425 iterations with
 # 26.60 dB / 0.675 (+3.1 dB over the same guess); `benchmarks/inversion_basin.py --jumps` says why.
+# What the update itself holds of the same tile, measured 2026-12-06 (AMD EPYC): L-BFGS (float64,
+# free pixels) on the same update from the same guess with every ReLU gate and max-pool winner frozen
+# at the true tile's (an oracle, not an attack) reaches 34.91 dB / SSIM 0.938 at 2,000 iterations at
+# OMP_NUM_THREADS=2 (34.46 dB at 1 thread, where L-BFGS stops at 1,800); RESULTS.md, "The
+# activation pattern is the whole obstacle".
 KNOWN_LEAK = KnownLeak(
     recipe="default",
     psnr=21.61,
@@ -140,6 +145,11 @@ KNOWN_LEAK = KnownLeak(
     smooth_psnr=26.60,
     smooth_ssim=0.675,
     smooth_command='the same with `[model] activation = "gelu"` in one-tile.toml',
+    pattern_psnr=34.91,
+    pattern_ssim=0.938,
+    pattern_command=(
+        "`OMP_NUM_THREADS=2 python benchmarks/inversion_basin.py --pattern truth --tiles 1 --iterations 2000`"
+    ),
 )
 
 

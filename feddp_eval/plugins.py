@@ -89,6 +89,11 @@ class KnownLeak:
             its SSIM; ``smooth_command`` how it was measured. It tells a weak attack from a network
             whose update resists it: a ReLU's update jumps where an activation switches, and an
             optimisation attack cannot see the jumps (``docs/guides/honest-server.md``).
+        pattern_psnr: What the update itself holds of the same tile: PSNR in dB of L-BFGS on the same
+            update from the same guess with the network's activation pattern (every ReLU gate and
+            max-pool winner) frozen at the true tile's, an oracle and not an attack (``None``: not
+            measured); ``pattern_ssim`` its SSIM; ``pattern_command`` how it was measured. Where it
+            is far above the guess, the update leaks and a weak attack is what the verdict measures.
     """
 
     recipe: str
@@ -101,6 +106,9 @@ class KnownLeak:
     smooth_psnr: float | None = None
     smooth_ssim: float | None = None
     smooth_command: str | None = None
+    pattern_psnr: float | None = None
+    pattern_ssim: float | None = None
+    pattern_command: str | None = None
 
     @property
     def margin_db(self) -> float:
@@ -109,6 +117,10 @@ class KnownLeak:
     @property
     def smooth_margin_db(self) -> float | None:
         return None if self.smooth_psnr is None else self.smooth_psnr - self.guess_psnr
+
+    @property
+    def pattern_margin_db(self) -> float | None:
+        return None if self.pattern_psnr is None else self.pattern_psnr - self.guess_psnr
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,11 @@ also sees what the same attack does on a case that is known to leak: one tile, o
 known, no defense, the textbook leak (Geiping et al. 2020; Hatamizadeh et al. 2023), where the true
 tile matches the update to |1 − cos| < 1e-4. Where the attack is weak there, the same measurement
 through a U-Net with smooth activations (when declared) shows whether the attack or the network's
-ReLUs are what stop it. These are reference measurements of the default attack
-on the default scenario's data, with the command that made them; they are not computed from the run
-being reported, and are re-measured whenever the attack changes (``docs/guides/honest-server.md``).
+ReLUs are what stop it, and the same update inverted with the true tile's activation pattern given
+(an oracle, when declared) shows how much of the tile the update itself holds. These are reference
+measurements of the default attack on the default scenario's data, with the command that made them;
+they are not computed from the run being reported, and are re-measured whenever the attack changes
+(``docs/guides/honest-server.md``).
 Each attack declares its own measurement (``Attack.known_leak``, filed on its card in
 :mod:`feddp_eval.plugins`); the report reads it by the attack's name.
 """
@@ -45,12 +47,22 @@ def strength_sentence(attack: str) -> str | None:
         if smooth is not None and smooth > 1.0
         else ""
     )
+    held = known.pattern_margin_db
+    holds = (
+        f" The update itself holds this tile: given the network's activation pattern at the true tile "
+        f"(every ReLU gate and max-pool winner; an oracle, not an attack), L-BFGS on the same update from "
+        f"the same guess rebuilds {known.pattern_psnr:.1f} dB / SSIM {known.pattern_ssim:.2f} "
+        f"({held:+.1f} dB; {known.pattern_command}); this attack does not find that pattern."
+        if held is not None and held > 1.0
+        else ""
+    )
     return (
         f"How strong this attack is: on the textbook leak (one tile, one local step, masks known, no "
         f"defense) its {known.recipe} recipe rebuilt {known.psnr:.1f} dB / SSIM {known.ssim:.2f} against "
         f"{known.guess_psnr:.1f} dB / {known.guess_ssim:.2f} for the painted-mask guess "
         f"({known.margin_db:+.1f} dB; `{known.command}`)."
         + contrast
+        + holds
         + (
             (" On a ReLU U-Net it" if contrast else " It")
             + " does not beat the guess even where the update is known to leak, so a verdict of "

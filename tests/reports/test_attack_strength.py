@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pytest
+
 from reports.attack_strength import known_leaks, strength_sentence
 
 
@@ -54,3 +58,25 @@ def test_the_attack_table_prints_the_sentence_verbatim() -> None:
     for line in _notes(row, {"threat": "honest-but-curious server"}, "grid.png"):
         console.print(line)
     assert strength_sentence("inverting-gradients") in console.export_text()
+
+
+def test_what_the_update_holds_stands_beside_the_verdict() -> None:
+    """With the true tile's activation pattern given (an oracle), the same update rebuilds the tile far
+    above the guess: the sentence must say the update leaks, that this is no attack, and how it was
+    measured."""
+    known = known_leaks()["inverting-gradients"]
+    sentence = strength_sentence("inverting-gradients")
+    assert sentence is not None and known.pattern_margin_db is not None
+    assert known.pattern_margin_db > 1.0
+    assert f"({known.pattern_margin_db:+.1f} dB;" in sentence and "an oracle, not an attack" in sentence
+    assert known.pattern_command is not None and known.pattern_command in sentence
+    assert "this attack does not find that pattern" in sentence
+
+
+def test_no_pattern_measurement_no_pattern_clause(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reports import attack_strength
+
+    known = replace(known_leaks()["inverting-gradients"], pattern_psnr=None, pattern_ssim=None)
+    monkeypatch.setattr(attack_strength, "known_leaks", lambda: {"inverting-gradients": known})
+    sentence = attack_strength.strength_sentence("inverting-gradients")
+    assert sentence is not None and "activation pattern" not in sentence
