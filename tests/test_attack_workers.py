@@ -20,7 +20,10 @@ from feddp_eval.config import ExperimentConfig, to_toml, with_overrides
 @pytest.mark.parametrize("stop", ["ctrl-c-to-the-group", "sigterm-to-the-command"])
 def test_a_stopped_attack_stops_its_worker(tmp_path: Path, tiny_config: ExperimentConfig, stop: str) -> None:
     config = tmp_path / "tiny.toml"
-    config.write_text(to_toml(with_overrides(tiny_config, {"attack.utility_seeds": 3})))
+    # No plateau stop: the attacks must still be running when the stop lands.
+    config.write_text(
+        to_toml(with_overrides(tiny_config, {"attack.utility_seeds": 3, "attack.plateau": 0.0}))
+    )
     out = tmp_path / "runs"
     command = [sys.executable, "-m", "feddp_eval.cli", "attack", "-c", str(config), "--noise", "1.1"]
     command += ["--iterations", "20000", "--out", str(out), "--quiet"]  # attacks that would run for minutes

@@ -116,10 +116,14 @@ def _group_processes(pgid: int) -> dict[int, str]:
 @pytest.mark.ray
 @pytest.mark.parametrize("stop", ["sigterm-to-the-driver", "ctrl-c-to-the-group"])
 def test_a_stopped_sweep_stops_every_ray_task_and_process(
-    tmp_path: Path, sweep_toml: Path, stop: str
+    tmp_path: Path, tiny_config: ExperimentConfig, stop: str
 ) -> None:
-    command = _sweep(sweep_toml, tmp_path / "sweep", "--executor", "ray", "--quiet")
-    command[command.index("30")] = "5000"  # attacks that would run for minutes
+    # Attacks that would run for minutes: 5,000 iterations and no plateau stop (with the stop the
+    # whole sweep ended in seconds, once before this test saw a task start).
+    config = tmp_path / "long.toml"
+    config.write_text(to_toml(with_overrides(tiny_config, {"train.rounds": 1, "attack.plateau": 0.0})))
+    command = _sweep(config, tmp_path / "sweep", "--executor", "ray", "--quiet")
+    command[command.index("30")] = "5000"
     driver = subprocess.Popen(
         command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
