@@ -545,10 +545,16 @@ class Pattern:
         return self.taken[self.at - 1]
 
 
-class PatternReLU(nn.Module):
+class _PatternLayer(nn.Module):
+    """A layer that records its choices into, or replays them from, a shared :class:`Pattern`."""
+
     def __init__(self, pattern: Pattern) -> None:
         super().__init__()
         self.pattern = pattern
+
+
+class PatternReLU(_PatternLayer):
+    """ReLU as ``x * gate``: the gate recorded from this pass, or replayed from the pattern."""
 
     def forward(self, x: Tensor) -> Tensor:
         if self.pattern.mode == "record":
@@ -558,10 +564,8 @@ class PatternReLU(nn.Module):
         return x * self.pattern.next() if self.pattern.mode == "replay" else F.relu(x)
 
 
-class PatternPool(nn.Module):
-    def __init__(self, pattern: Pattern) -> None:
-        super().__init__()
-        self.pattern = pattern
+class PatternPool(_PatternLayer):
+    """2×2 max-pool whose winners are recorded from this pass, or replayed from the pattern."""
 
     def forward(self, x: Tensor) -> Tensor:
         if self.pattern.mode == "record":
