@@ -117,7 +117,7 @@ def test_the_truths_activation_pattern_makes_the_inversion_converge(
     oracle = basin.pattern_search(basin.Scenario(tiles.images, tiles.masks, view, flat), tiles.images, 100)
     own = basin.pattern_search(basin.Scenario(tiles.images, tiles.masks, view, flat), None, 100)
     # measured (tiles of seeds 1, 2, 3; OMP_NUM_THREADS 1, 2, 4): from the flat start, the truth's
-    # pattern gains +7.5 to +11.2 dB in 100 L-BFGS iterations; the iterate's own loses 5.3 to 10.3 dB
+    # pattern gains +7.5 to +11.2 dB in 100 L-BFGS iterations; the iterate's own loses 6.9 to 10.3 dB
     assert oracle[-1]["psnr"] > start + 4
     assert oracle[0]["pattern_wrong"] == 0
     assert own[-1]["psnr"] < start
