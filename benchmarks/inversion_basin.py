@@ -135,7 +135,7 @@ def attacked_site(n_tiles: int, seed: int = 0, sensor_noise: float = SENSOR_NOIS
     built once per argument set (the views below only read it). ``sensor_noise`` other than the
     default renders the same tiles with that much sensor noise (0: none)."""
     data = DataConfig(train_tiles=(48, 32, 24, n_tiles))
-    if data.source != "synthetic" or data.difficulty != "easy":  # pragma: no cover - a changed default
+    if data.source != "synthetic":  # pragma: no cover - a changed default
         raise SystemExit("the basin benchmark expects the default synthetic data")
     return synthetic_sites(
         data.sites,
@@ -143,8 +143,16 @@ def attacked_site(n_tiles: int, seed: int = 0, sensor_noise: float = SENSOR_NOIS
         data.test_tiles,
         tile_size=data.tile_size,
         seed=derive_seed(seed, "data"),
+        difficulty=data.difficulty,
         sensor_noise=sensor_noise,
     )[3]
+
+
+def painted_guess(masks: Tensor, public: dict[str, Any]) -> Tensor:
+    """``masks`` painted in the site's public nuclei and background colours (``public_statistics``)."""
+    return mask_painted_prior(
+        masks, torch.tensor(public["foreground_rgb"]), torch.tensor(public["background_rgb"])
+    )
 
 
 def default_scenario(
@@ -162,9 +170,7 @@ def default_scenario(
     site = attacked_site(n_tiles, seed, sensor_noise)
     public = public_statistics(site)
     images, masks = site.train.images, site.train.masks
-    painted = mask_painted_prior(
-        masks, torch.tensor(public["foreground_rgb"]), torch.tensor(public["background_rgb"])
-    )
+    painted = painted_guess(masks, public)
     recipe = LocalRecipe(batches=(tuple(range(n_tiles)),), lr=LR, momentum=0.9)
     view = simulated_view(
         ModelConfig(activation=activation),  # type: ignore[arg-type]
@@ -280,7 +286,7 @@ def noise_floor(n_tiles: int, gains: tuple[float, ...] = (3.0, 10.0)) -> dict[st
     if not torch.equal(tiles.masks, noise_free_tiles.masks):
         raise AssertionError("the noise-free rendering must hold the same tiles")
     truth, clean = tiles.images, noise_free_tiles.images
-    painted = default_scenario(n_tiles).painted
+    painted = painted_guess(tiles.masks, public_statistics(attacked_site(n_tiles)))
     noise_free, guess = psnr(clean, truth), psnr(painted, truth)
     row = {"noise_free": noise_free, "guess": guess, "guess_vs_noise_free": psnr(painted, clean)}
     for gain in gains:
@@ -424,16 +430,26 @@ def update_distance(view: ServerView, objective: str) -> Callable[[Tensor], Tens
     weights = {k: v.detach() for k, v in view.global_weights.items()}
     masks = known_masks(view)
     target = flatten(view.update, names)
-    blocks = [(target[i:j], slice(i, j)) for i, j in _spans(view.update, names)]
+    blocks = _blocks(view.update, names, target)
 
     def distance(images: Tensor) -> Tensor:
         update = flatten(simulate_update(model, weights, images, masks, view.recipe), names)
         if objective == "cosine":
             return 1 - F.cosine_similarity(update, target, dim=0)
-        total = sum(((update[s] - t).pow(2).sum() / t.pow(2).sum()) for t, s in blocks)
-        return cast(Tensor, total) / len(blocks)
+        return per_layer_l2(update, blocks)
 
     return distance
+
+
+def _blocks(update: dict[str, Tensor], names: list[str], target: Tensor) -> list[tuple[Tensor, slice]]:
+    """Each parameter tensor's slice of the flat ``target``, with the slice that selects it."""
+    return [(target[i:j], slice(i, j)) for i, j in _spans(update, names)]
+
+
+def per_layer_l2(update: Tensor, blocks: list[tuple[Tensor, slice]]) -> Tensor:
+    """The relative squared L2 distance of a flat ``update`` from the target, averaged over parameter
+    tensors (``blocks`` from :func:`_blocks`)."""
+    return cast(Tensor, sum(((update[s] - t).pow(2).sum() / t.pow(2).sum()) for t, s in blocks)) / len(blocks)
 
 
 def annealed_step(
@@ -612,8 +628,7 @@ def pattern_search(
     names = list(view.update)
     weights = {k: v.detach().to(dtype) for k, v in view.global_weights.items()}
     masks = known_masks(view).to(dtype)
-    target = flatten(view.update, names).to(dtype)
-    blocks = [(target[i:j], slice(i, j)) for i, j in _spans(view.update, names)]
+    blocks = _blocks(view.update, names, flatten(view.update, names).to(dtype))
 
     def distance(images: Tensor, mode: str | None) -> Tensor:
         pattern.mode, pattern.at = mode, 0
@@ -621,9 +636,7 @@ def pattern_search(
             update = flatten(simulate_update(model, weights, images, masks, view.recipe), names)
         finally:
             pattern.mode = None
-        return cast(Tensor, sum(((update[s] - t).pow(2).sum() / t.pow(2).sum()) for t, s in blocks)) / len(
-            blocks
-        )
+        return per_layer_l2(update, blocks)
 
     def taken(images: Tensor) -> list[Tensor]:
         pattern.mode, pattern.taken = "record", []
@@ -980,6 +993,9 @@ def main() -> None:
                 )
         return
     if args.pattern:
+        groups: list[frozenset[int] | None] = [
+            frozenset(int(k) for k in g.split(",")) for g in args.swap_slots.split("/") if g
+        ]
         print("| tiles | pattern of | wrong | iterations | dB | SSIM | frozen obj | objective | s |")
         print("|---|---|---|---|---|---|---|---|---|")
         for n in (int(t) for t in args.tiles.split(",")):
@@ -992,9 +1008,6 @@ def main() -> None:
                     image = sources[source]
                 else:
                     image = noisy(scenario.images, float(source), seed=int(source))
-                groups: list[frozenset[int] | None] = [
-                    frozenset(int(k) for k in g.split(",")) for g in args.swap_slots.split("/") if g
-                ]
                 for group in groups or [None]:
                     swap = None if group is None else (scenario.painted, group)
                     label = source if group is None else f"{source}, slots {sorted(group)} the guess's"
