@@ -43,6 +43,9 @@ Why a descent fails, from the objective's shape at the truth:
 * ``--jumps``: the objective's smooth part (what a gradient sees) against the objective itself for
   moves of 120 to 40 dB from the truth (:func:`smooth_and_actual`, seconds): where the second is far
   larger, activations that switch make the update jump.
+* ``--rank``: why R-GAP (Zhu & Blaschko 2021), the analytic layer-by-layer inversion, cannot
+  start on this network: each convolution's gradient equations against its input's unknowns
+  (:func:`rgap_counts`), last layer first.
 
 Two things tried for issue #22 after the diagnosis:
 
@@ -68,7 +71,7 @@ Only this benchmark reads the truth (to build the start and to score); the attac
 Usage: ``OMP_NUM_THREADS=1 python benchmarks/inversion_basin.py [--iterations 150] [--refine 150]
 [--methods old,new] [--tiles 1,4] [--ranking] [--coarse --smooth 5 --objective cosine]
 [--weights RUN/captures/round-0010/global.safetensors] [--langevin 0,0.01] [--learned-prior]
-[--spectrum 64] [--jumps] [--mask-fit]``
+[--spectrum 64] [--jumps] [--mask-fit] [--rank]``
 """
 
 from __future__ import annotations
@@ -847,6 +850,47 @@ def _spans(update: dict[str, Tensor], names: list[str]) -> list[tuple[int, int]]
     return spans
 
 
+def rgap_counts(model: nn.Module, images: Tensor) -> list[dict[str, Any]]:
+    """R-GAP's count per convolution (Zhu & Blaschko 2021), last layer first, as its recursion runs.
+
+    R-GAP rebuilds a layer's input from that layer's weight gradient, which is linear in the input once
+    the gradient at the layer's output is known, and it starts at the last layer, where that gradient
+    follows from the label. A layer can be solved so only when its gradient gives at least as many
+    equations (``out × in × k² + out`` with the bias) as its input has unknowns (``N × in × H × W``),
+    before the forward pass's own constraints from the layer above (at most ``N × out × H' × W'``,
+    fewer behind a ReLU; listed separately). Rows: the layer, its gradient equations, the upper bound of
+    those forward constraints, its input's unknowns. A plain count on shapes: no update is simulated.
+    """
+    rows: list[dict[str, Any]] = []
+
+    def count(name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+            conv = cast(nn.Conv2d, module)
+            weight = conv.weight
+            rows.append(
+                {
+                    "layer": name,
+                    "weight": tuple(weight.shape),
+                    "equations": weight.numel() + (conv.bias.numel() if conv.bias is not None else 0),
+                    "forward": output.numel(),
+                    "unknowns": inputs[0].numel(),
+                }
+            )
+
+        return hook
+
+    hooks = [
+        m.register_forward_hook(count(name)) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)
+    ]
+    try:
+        with torch.no_grad():
+            model(images)
+    finally:
+        for h in hooks:
+            h.remove()
+    return rows[::-1]
+
+
 def _load() -> list[str]:
     with open("/proc/loadavg") as f:
         return f.read().split()[:3]
@@ -917,6 +961,11 @@ def main() -> None:
         "within), each run taking those slots from the painted guess's pattern, e.g. 0,1/2/3,4",
     )
     parser.add_argument(
+        "--rank",
+        action="store_true",
+        help="only R-GAP's count: each convolution's gradient equations against its input's unknowns",
+    )
+    parser.add_argument(
         "--sensor-noise",
         type=float,
         default=SENSOR_NOISE,
@@ -943,6 +992,23 @@ def main() -> None:
         f"threads {torch.get_num_threads()} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}); "
         f"load {_load()}"
     )
+    if args.rank:
+        print(
+            "| tiles | layer (R-GAP's order) | weight | gradient equations | forward constraints ≤ | "
+            "input unknowns | equations / unknowns |\n|---|---|---|---|---|---|---|"
+        )
+        for n in (int(t) for t in args.tiles.split(",")):
+            scenario = scenario_of(n)
+            model = UNet.from_config(ModelConfig(activation=args.activation))
+            rows = rgap_counts(model, scenario.images)
+            for r in rows:
+                cells = [r["layer"], "×".join(map(str, r["weight"])), f"{r['equations']:,}"]
+                cells += [f"{r['forward']:,}", f"{r['unknowns']:,}", f"{r['equations'] / r['unknowns']:.3g}"]
+                print(f"| {n} | {' | '.join(cells)} |", flush=True)
+            total, pixels = sum(p.numel() for p in model.parameters()), scenario.images.numel()
+            whole = f"{total:,} | | {pixels:,} (the tiles) | {total / pixels:.3g}"
+            print(f"| {n} | the whole update | | {whole} |")
+        return
     if args.spectrum:
         scenario = scenario_of(1)
         began = time.perf_counter()

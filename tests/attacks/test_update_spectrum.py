@@ -145,3 +145,23 @@ def test_swapped_pattern_slots_come_from_the_other_image(basin: ModuleType, one_
     first = basin.pattern_search(scenario, tiles.images, 20, swap=(flat, frozenset({0})))[-1]
     whole = basin.pattern_search(scenario, flat, 20)[-1]
     assert 0 < first["pattern_wrong"] < whole["pattern_wrong"]
+
+
+def test_rgap_counts_each_convolutions_equations_and_unknowns_last_layer_first(basin: ModuleType) -> None:
+    from feddp_eval.models.unet import UNet
+
+    model = UNet.from_config(TINY_RELU)  # depth 1, width 8: 4 convolutions down, 2 up, the 1×1 head
+    images = torch.zeros(3, 3, 16, 16)
+    rows = basin.rgap_counts(model, images)
+    assert [r["layer"] for r in rows] == [
+        "head", "up.0.3", "up.0.0", "down.1.3", "down.1.0", "down.0.3", "down.0.0"
+    ]  # fmt: skip
+    head, first = rows[0], rows[-1]
+    # The head: 8 weights and a bias against 3 tiles × 8 channels × 16² px; one output map each.
+    assert (head["equations"], head["unknowns"], head["forward"]) == (9, 3 * 8 * 256, 3 * 256)
+    # The first convolution: 8 × 3 × 3² weights and 8 biases against the tiles themselves.
+    assert (first["equations"], first["unknowns"]) == (8 * 27 + 8, images.numel())
+    # The decoder's first convolution reads the upsampled 16 channels beside the 8-channel skip.
+    assert rows[2]["weight"] == (8, 24, 3, 3) and rows[2]["unknowns"] == 3 * 24 * 256
+    convolutions = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert sum(r["equations"] for r in rows) == sum(p.numel() for m in convolutions for p in m.parameters())
