@@ -891,6 +891,11 @@ def rgap_counts(model: nn.Module, images: Tensor) -> list[dict[str, Any]]:
     return rows[::-1]
 
 
+def table_header(*columns: str) -> None:
+    """Print a Markdown table's header row and its separator."""
+    print(f"| {' | '.join(columns)} |\n|{'---|' * len(columns)}")
+
+
 def _load() -> list[str]:
     with open("/proc/loadavg") as f:
         return f.read().split()[:3]
@@ -993,10 +998,10 @@ def main() -> None:
         f"load {_load()}"
     )
     if args.rank:
-        print(
-            "| tiles | layer (R-GAP's order) | weight | gradient equations | forward constraints ≤ | "
-            "input unknowns | equations / unknowns |\n|---|---|---|---|---|---|---|"
-        )
+        table_header(
+            "tiles", "layer (R-GAP's order)", "weight", "gradient equations", "forward constraints ≤",
+            "input unknowns", "equations / unknowns",
+        )  # fmt: skip
         for n in (int(t) for t in args.tiles.split(",")):
             scenario = scenario_of(n)
             model = UNet.from_config(ModelConfig(activation=args.activation))
@@ -1093,10 +1098,10 @@ def main() -> None:
                         print(f"| {n} | {label} | {' | '.join(cells)} |", flush=True)
         return
     if args.noise_floor:
-        print(
-            "| tiles | noise-free rendering dB | painted guess dB | guess vs noise-free dB | "
-            "target | structure needed dB |\n|---|---|---|---|---|---|"
-        )
+        table_header(
+            "tiles", "noise-free rendering dB", "painted guess dB", "guess vs noise-free dB", "target",
+            "structure needed dB",
+        )  # fmt: skip
         for n in (int(t) for t in args.tiles.split(",")):
             row = noise_floor(n)
             for gain in (3, 10):
