@@ -43,6 +43,9 @@ Why a descent fails, from the objective's shape at the truth:
 * ``--jumps``: the objective's smooth part (what a gradient sees) against the objective itself for
   moves of 120 to 40 dB from the truth (:func:`smooth_and_actual`, seconds): where the second is far
   larger, activations that switch make the update jump.
+* ``--lifted``: a search for the activation pattern that reads no truth (:func:`lifted_search`): every
+  ReLU gate a variable beside the image, tied to the image's own pre-activations by a penalty that
+  grows until they agree.
 * ``--rank``: why R-GAP (Zhu & Blaschko 2021), the analytic layer-by-layer inversion, cannot
   start on this network: each convolution's gradient equations against its input's unknowns
   (:func:`rgap_counts`), last layer first.
@@ -71,7 +74,7 @@ Only this benchmark reads the truth (to build the start and to score); the attac
 Usage: ``OMP_NUM_THREADS=1 python benchmarks/inversion_basin.py [--iterations 150] [--refine 150]
 [--methods old,new] [--tiles 1,4] [--ranking] [--coarse --smooth 5 --objective cosine]
 [--weights RUN/captures/round-0010/global.safetensors] [--langevin 0,0.01] [--learned-prior]
-[--spectrum 64] [--jumps] [--mask-fit] [--rank]``
+[--spectrum 64] [--jumps] [--mask-fit] [--rank] [--lifted]``
 """
 
 from __future__ import annotations
@@ -553,11 +556,14 @@ class Pattern:
     """The activation pattern of one forward pass: every ReLU's gate (1 where its input is > 0) and
     every max-pool's winners, in call order. ``record`` takes them from a pass; ``replay`` makes later
     passes use them whatever their input (each ReLU then multiplies by its recorded gate, each pool
-    reads its recorded winners): the update becomes a smooth function of the image."""
+    reads its recorded winners): the update becomes a smooth function of the image. ``lift`` makes each
+    ReLU multiply by a given soft gate in ``taken`` (variables of :func:`lifted_search`) and keeps its
+    input; the pools then take their own winners."""
 
     mode: str | None = None  # None: the plain ReLU and max-pool
     taken: list[Tensor] = field(default_factory=list)
     at: int = 0
+    inputs: list[Tensor] = field(default_factory=list)  # each ReLU's input, in "record" and "lift"
 
     def next(self) -> Tensor:
         self.at += 1
@@ -579,8 +585,11 @@ class PatternReLU(_PatternLayer):
         if self.pattern.mode == "record":
             gate = (x > 0).to(x.dtype)
             self.pattern.taken.append(gate)
+            self.pattern.inputs.append(x)
             return x * gate
-        return x * self.pattern.next() if self.pattern.mode == "replay" else F.relu(x)
+        if self.pattern.mode == "lift":
+            self.pattern.inputs.append(x)
+        return x * self.pattern.next() if self.pattern.mode in ("replay", "lift") else F.relu(x)
 
 
 class PatternPool(_PatternLayer):
@@ -591,7 +600,7 @@ class PatternPool(_PatternLayer):
             out, winners = F.max_pool2d(x, 2, return_indices=True)
             self.pattern.taken.append(winners)
             return out
-        if self.pattern.mode == "replay":
+        if self.pattern.mode == "replay":  # ("lift": the pool's own winners, as the plain pool)
             winners = self.pattern.next()
             return x.flatten(2).gather(2, winners.flatten(2)).view(winners.shape)
         return F.max_pool2d(x, 2)
@@ -686,6 +695,107 @@ def pattern_search(
                 "seconds": time.perf_counter() - began,
             }
         )
+    return rows
+
+
+def lifted_search(
+    scenario: Scenario,
+    iterations: int,
+    *,
+    lr_image: float = 0.003,
+    lr_gates: float = 0.05,
+    penalty: tuple[float, float] = (1e-3, 10.0),
+    sharpness: float = 4.0,
+    every: int = 50,
+) -> list[dict[str, float]]:
+    """A search for the activation pattern that reads no truth: every ReLU gate becomes a variable.
+
+    The ReLUs of the attacker's copy multiply by soft gates ``sigmoid(θ)`` instead of their own, so the
+    update is a smooth function of the image *and* the gates, and Adam moves both (free pixels, lr
+    ``lr_image``; logits, lr ``lr_gates``) to fit the update's relative L2 per layer. A penalty ties the
+    gates to the image's own pre-activations s (per layer, in units of their s.d. σ at the start):
+    ``mean(relu(−s/σ)·g + relu(s/σ)·(1 − g))``, zero only where every gate is the image's own pattern;
+    its weight grows geometrically from ``penalty[0]`` to ``penalty[1]``, so early on the gates may
+    leave the image's pattern where the update asks and at the end they must agree with it (a penalty
+    method for the constraint "the pattern is the image's"). Gates start at the painted guess's
+    pre-activations, ``θ = clamp(sharpness · s/σ, ±6)``; max-pools take the iterate's own winners.
+    Every ``every`` iterations: the PSNR and SSIM of the image, the share of ReLU gates on the wrong
+    side of 1/2 against the truth's pattern (``gates_wrong``) and of the image's own pattern
+    (``own_wrong``), the fit, the penalty, and the true (ReLU) objective at the image."""
+    view = scenario.view
+    pattern = Pattern()
+    model = _patterned(UNet.from_config(view.model), pattern)
+    names = list(view.update)
+    weights = {k: v.detach() for k, v in view.global_weights.items()}
+    masks = known_masks(view)
+    blocks = _blocks(view.update, names, flatten(view.update, names))
+
+    def recorded(images: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """The ReLU gates and the ReLU inputs of a plain pass, in call order."""
+        pattern.mode, pattern.taken, pattern.inputs = "record", [], []
+        with torch.no_grad():
+            functional_call(model, weights, (images.detach(),))
+        pattern.mode = None
+        gates = [t for t in pattern.taken if t.is_floating_point()]  # the pools' winners are indices
+        return gates, pattern.inputs
+
+    def share_wrong(gates: list[Tensor], reference: list[Tensor]) -> float:
+        wrong = sum(int(((g > 0.5).to(r.dtype) != r).sum()) for g, r in zip(gates, reference, strict=True))
+        return wrong / sum(r.numel() for r in reference)
+
+    def update_distance(images: Tensor, gates: list[Tensor] | None) -> tuple[Tensor, list[Tensor]]:
+        pattern.mode, pattern.taken, pattern.at, pattern.inputs = (
+            ("lift" if gates else None),
+            gates or [],
+            0,
+            [],
+        )
+        try:
+            update = flatten(simulate_update(model, weights, images, masks, view.recipe), names)
+        finally:
+            pattern.mode = None
+        return per_layer_l2(update, blocks), pattern.inputs
+
+    truth_gates, _ = recorded(scenario.images)
+    _, start = recorded(scenario.painted)
+    scales = [float(t.std()) for t in start]
+    logits = [(sharpness * t / s).clamp(-6, 6).requires_grad_() for t, s in zip(start, scales, strict=True)]
+    x = scenario.painted.clone().requires_grad_(True)
+    optimiser = torch.optim.Adam([{"params": [x], "lr": lr_image}, {"params": logits, "lr": lr_gates}])
+    rows, began = [], time.perf_counter()
+    for iteration in range(1, iterations + 1):
+        weight = penalty[0] * (penalty[1] / penalty[0]) ** ((iteration - 1) / max(1, iterations - 1))
+        gates = [torch.sigmoid(t) for t in logits]
+        optimiser.zero_grad()
+        fit, inputs = update_distance(x, gates)
+        agree = [
+            (F.relu(-s / c) * g + F.relu(s / c) * (1 - g)).mean()
+            for s, g, c in zip(inputs, gates, scales, strict=True)
+        ]
+        disagreement = torch.stack(agree).mean()
+        (fit + weight * disagreement).backward()
+        optimiser.step()
+        with torch.no_grad():
+            x.clamp_(0, 1)
+        if iteration % every == 0 or iteration == iterations:
+            with torch.no_grad():
+                own, _ = recorded(x)
+                relu_objective, _ = update_distance(x, None)
+            image = x.detach()
+            rows.append(
+                {
+                    "iterations": iteration,
+                    "penalty_weight": weight,
+                    "psnr": psnr(image, scenario.images),
+                    "ssim": float(score_reconstruction(image, scenario.images).ssim),
+                    "gates_wrong": share_wrong([g.detach() for g in gates], truth_gates),
+                    "own_wrong": share_wrong(own, truth_gates),
+                    "fit": float(fit.detach()),
+                    "disagreement": float(disagreement.detach()),
+                    "objective": float(relu_objective),
+                    "seconds": time.perf_counter() - began,
+                }
+            )
     return rows
 
 
@@ -960,6 +1070,11 @@ def main() -> None:
         "(the truth plus that much noise), painted, iterate (its own, taken again every 20 iterations)",
     )
     parser.add_argument(
+        "--lifted",
+        action="store_true",
+        help="only the lifted pattern search: ReLU gates as variables, tied to the image by a rising penalty",
+    )
+    parser.add_argument(
         "--swap-slots",
         default="",
         help="--pattern: groups of pattern slots (call order, 0 = the first ReLU; '/' between groups, ',' "
@@ -1096,6 +1211,27 @@ def main() -> None:
                             f"{r['seconds']:.0f}",
                         ]
                         print(f"| {n} | {label} | {' | '.join(cells)} |", flush=True)
+        return
+    if args.lifted:
+        table_header(
+            "tiles", "iterations", "penalty weight", "dB", "SSIM", "gates wrong", "image's own wrong", "fit",
+            "disagreement", "ReLU objective", "s",
+        )  # fmt: skip
+        for n in (int(t) for t in args.tiles.split(",")):
+            scenario = scenario_of(n)
+            at_guess = score_reconstruction(scenario.painted, scenario.images)
+            guess_cells = f"{float(at_guess.psnr):.2f} | {float(at_guess.ssim):.3f}"
+            print(f"| {n} | 0 (painted guess) | | {guess_cells} | | | | | | |")
+            for r in lifted_search(scenario, args.iterations, every=max(1, args.iterations // 8)):
+                cells = [
+                    str(r["iterations"]),
+                    f"{r['penalty_weight']:.3g}",
+                    f"{r['psnr']:.2f}",
+                    f"{r['ssim']:.3f}",
+                ]
+                cells += [f"{r['gates_wrong']:.2%}", f"{r['own_wrong']:.2%}", f"{r['fit']:.3g}"]
+                cells += [f"{r['disagreement']:.3g}", f"{r['objective']:.3g}", f"{r['seconds']:.0f}"]
+                print(f"| {n} | {' | '.join(cells)} |", flush=True)
         return
     if args.noise_floor:
         table_header(
