@@ -719,9 +719,10 @@ def lifted_search(
     leave the image's pattern where the update asks and at the end they must agree with it (a penalty
     method for the constraint "the pattern is the image's"). Gates start at the painted guess's
     pre-activations, ``θ = clamp(sharpness · s/σ, ±6)``; max-pools take the iterate's own winners.
-    Every ``every`` iterations: the PSNR and SSIM of the image, the share of ReLU gates on the wrong
-    side of 1/2 against the truth's pattern (``gates_wrong``) and of the image's own pattern
-    (``own_wrong``), the fit, the penalty, and the true (ReLU) objective at the image."""
+    Every ``every`` iterations: the PSNR and SSIM of the image; the share of ReLU gates that differ
+    from the truth's pattern, of the variables (on the wrong side of ½, ``gates_wrong``) and of the
+    image's own pattern (``own_wrong``); the fit, the penalty, and the true (ReLU) objective at the
+    image."""
     view = scenario.view
     pattern = Pattern()
     model = _patterned(UNet.from_config(view.model), pattern)
@@ -744,12 +745,8 @@ def lifted_search(
         return wrong / sum(r.numel() for r in reference)
 
     def update_distance(images: Tensor, gates: list[Tensor] | None) -> tuple[Tensor, list[Tensor]]:
-        pattern.mode, pattern.taken, pattern.at, pattern.inputs = (
-            ("lift" if gates else None),
-            gates or [],
-            0,
-            [],
-        )
+        pattern.mode = "lift" if gates else None
+        pattern.taken, pattern.at, pattern.inputs = gates or [], 0, []
         try:
             update = flatten(simulate_update(model, weights, images, masks, view.recipe), names)
         finally:
