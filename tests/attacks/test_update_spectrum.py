@@ -10,7 +10,7 @@ on a smooth model, the painted guess itself, and the true masks under the true i
 from __future__ import annotations
 
 import math
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import pytest
 import torch
@@ -107,24 +107,32 @@ def test_the_noise_floor_is_the_noise_free_renderings_psnr(basin: ModuleType) ->
 TINY_RELU = ModelConfig(depth=1, width=8, groups=2, activation="relu")
 
 
-def test_the_truths_activation_pattern_makes_the_inversion_converge(
-    basin: ModuleType, one_tile, make_view
-) -> None:
+@pytest.fixture
+def relu(basin: ModuleType, one_tile, make_view) -> SimpleNamespace:
+    """The one tile through the tiny ReLU U-Net: its truth, a scenario started at its flat mean colour
+    (``flat``) and one started at the truth itself (``at_truth``)."""
     tiles, _ = one_tile
     view = make_view(tiles, ONE_STEP, model=TINY_RELU)
     flat = tiles.images.mean(dim=(0, 2, 3), keepdim=True).expand_as(tiles.images).clone()
-    start = basin.psnr(flat, tiles.images)
-    oracle = basin.pattern_search(basin.Scenario(tiles.images, tiles.masks, view, flat), tiles.images, 100)
-    own = basin.pattern_search(basin.Scenario(tiles.images, tiles.masks, view, flat), None, 100)
+    return SimpleNamespace(
+        truth=tiles.images,
+        start=basin.psnr(flat, tiles.images),
+        flat=basin.Scenario(tiles.images, tiles.masks, view, flat),
+        at_truth=basin.Scenario(tiles.images, tiles.masks, view, tiles.images),
+    )
+
+
+def test_the_truths_activation_pattern_makes_the_inversion_converge(basin: ModuleType, relu) -> None:
+    start = relu.start
+    oracle = basin.pattern_search(relu.flat, relu.truth, 100)
+    own = basin.pattern_search(relu.flat, None, 100)
     # measured (tiles of seeds 1, 2, 3; OMP_NUM_THREADS 1, 2, 4): from the flat start, the truth's
     # pattern gains +7.5 to +11.2 dB in 100 L-BFGS iterations; the iterate's own loses 6.9 to 10.3 dB
     assert oracle[-1]["psnr"] > start + 4
     assert oracle[0]["pattern_wrong"] == 0
     assert own[-1]["psnr"] < start
     assert own[0]["pattern_wrong"] > 0.02  # measured 0.043–0.059: the flat tile's pattern is not the truth's
-    at_truth = basin.pattern_search(basin.Scenario(tiles.images, tiles.masks, view, tiles.images), None, 20)[
-        -1
-    ]
+    at_truth = basin.pattern_search(relu.at_truth, None, 20)[-1]
     # At the truth its own pattern is the truth's, and the frozen objective is the ReLU one to the bit;
     # both are the float32 capture's rounding (measured 1.6e-9 to 3.3e-9), not 0.
     assert at_truth["pattern_wrong"] == 0
@@ -132,17 +140,14 @@ def test_the_truths_activation_pattern_makes_the_inversion_converge(
     assert at_truth["psnr"] > 100
 
 
-def test_swapped_pattern_slots_come_from_the_other_image(basin: ModuleType, one_tile, make_view) -> None:
-    tiles, _ = one_tile
-    view = make_view(tiles, ONE_STEP, model=TINY_RELU)
-    flat = tiles.images.mean(dim=(0, 2, 3), keepdim=True).expand_as(tiles.images).clone()
-    scenario = basin.Scenario(tiles.images, tiles.masks, view, flat)
-    plain = basin.pattern_search(scenario, tiles.images, 20)[-1]
+def test_swapped_pattern_slots_come_from_the_other_image(basin: ModuleType, relu) -> None:
+    scenario, truth, flat = relu.flat, relu.truth, relu.flat.painted
+    plain = basin.pattern_search(scenario, truth, 20)[-1]
     # slots from the truth itself: the same pattern, the same run to the bit
-    same = basin.pattern_search(scenario, tiles.images, 20, swap=(tiles.images, frozenset({0, 1})))[-1]
+    same = basin.pattern_search(scenario, truth, 20, swap=(truth, frozenset({0, 1})))[-1]
     assert (same["psnr"], same["frozen_objective"]) == (plain["psnr"], plain["frozen_objective"])
     # the first ReLU's gates from the flat tile: only those differ from the truth's
-    first = basin.pattern_search(scenario, tiles.images, 20, swap=(flat, frozenset({0})))[-1]
+    first = basin.pattern_search(scenario, truth, 20, swap=(flat, frozenset({0})))[-1]
     whole = basin.pattern_search(scenario, flat, 20)[-1]
     assert 0 < first["pattern_wrong"] < whole["pattern_wrong"]
 
@@ -168,26 +173,21 @@ def test_rgap_counts_each_convolutions_equations_and_unknowns_last_layer_first(b
 
 
 def test_the_lifted_search_fits_the_update_with_its_gates_not_with_the_truths_pattern(
-    basin: ModuleType, one_tile, make_view
+    basin: ModuleType, relu
 ) -> None:
-    tiles, _ = one_tile
-    view = make_view(tiles, ONE_STEP, model=TINY_RELU)
-    flat = tiles.images.mean(dim=(0, 2, 3), keepdim=True).expand_as(tiles.images).clone()
-    scenario = basin.Scenario(tiles.images, tiles.masks, view, flat)
-    start = basin.psnr(flat, tiles.images)
+    scenario, start = relu.flat, relu.start
     # Nothing moves: the gates are the start's own pattern, the image the start.
     still = basin.lifted_search(scenario, 1, lr_image=0, lr_gates=0, every=1)[-1]
     assert still["psnr"] == start
     assert still["gates_wrong"] == still["own_wrong"] > 0.02  # the flat tile's pattern is not the truth's
-    at_truth = basin.lifted_search(
-        basin.Scenario(tiles.images, tiles.masks, view, tiles.images), 1, lr_image=0, lr_gates=0, every=1
-    )[-1]
+    at_truth = basin.lifted_search(relu.at_truth, 1, lr_image=0, lr_gates=0, every=1)[-1]
     assert at_truth["gates_wrong"] == at_truth["own_wrong"] == 0
     assert at_truth["objective"] < 1e-7  # the ReLU objective at the truth: the capture's rounding
     rows = basin.lifted_search(scenario, 200, every=200)
-    # measured (tiles of seeds 1, 2, 3; OMP_NUM_THREADS 1, 2, 4): the fit falls 18–47× in 200
-    # iterations while 2.6–3.8% of the gates stay on the wrong side of the truth's pattern, and the
-    # image gains +1.0 to +2.1 dB (the truth's pattern, in the test above: +7.5 to +11.2 dB)
+    # measured (tiles of seeds 1, 2, 3; OMP_NUM_THREADS 1, 2, 4; AVX2 kernels too): the fit falls
+    # 18–47× in 200 iterations while 2.6–3.8% of the gates stay on the wrong side of the truth's
+    # pattern, and the image gains +1.0 to +2.1 dB (the truth's pattern, in the test above: +7.5 to
+    # +11.2 dB)
     assert rows[-1]["fit"] < still["fit"] / 8
     assert rows[-1]["gates_wrong"] > 0.015
     assert start < rows[-1]["psnr"] < start + 4
