@@ -796,6 +796,44 @@ def lifted_search(
     return rows
 
 
+def unsure_gates(scenario: Scenario, margins: tuple[float, ...]) -> list[dict[str, float]]:
+    """Whether the painted guess's wrong ReLU gates are the ones it is unsure of: per margin m, the
+    share of all gates whose pre-activation at the guess lies within m of 0 (in units of its layer's
+    s.d.), and the share of the guess's wrong gates (against the truth's pattern) among them. A search
+    that let only those gates move would have to hold nearly all the wrong ones with fewer free gates
+    than the update has numbers."""
+    pattern = Pattern()
+    model = _patterned(UNet.from_config(scenario.view.model), pattern)
+    weights = {k: v.detach() for k, v in scenario.view.global_weights.items()}
+
+    def recorded(images: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        pattern.mode, pattern.taken, pattern.inputs = "record", [], []
+        with torch.no_grad():
+            functional_call(model, weights, (images,))
+        pattern.mode = None
+        return [t for t in pattern.taken if t.is_floating_point()], pattern.inputs
+
+    truth, _ = recorded(scenario.images)
+    guess, inputs = recorded(scenario.painted)
+    closeness = torch.cat([(s / s.std()).abs().flatten() for s in inputs])
+    wrong = torch.cat([(a != g).flatten() for a, g in zip(truth, guess, strict=True)])
+    if not wrong.any():
+        raise ValueError("the guess's pattern is the truth's: no wrong gates to place")
+    rows = []
+    for m in margins:
+        unsure = closeness < m
+        rows.append(
+            {
+                "margin": m,
+                "count": int(unsure.sum()),
+                "gates": int(unsure.sum()) / unsure.numel(),
+                "wrong_held": int(wrong[unsure].sum()) / int(wrong.sum()),
+                "wrong": int(wrong.sum()) / wrong.numel(),
+            }
+        )
+    return rows
+
+
 def _replay(view: ServerView, dtype: torch.dtype) -> Callable[[Tensor], Tensor]:
     """The flat update (in ``view.update``'s name order) that candidate tiles would give, replayed
     from ``view``'s global weights and recipe with its masks, in ``dtype``."""
@@ -1216,6 +1254,12 @@ def main() -> None:
         )  # fmt: skip
         for n in (int(t) for t in args.tiles.split(",")):
             scenario = scenario_of(n)
+            for u in unsure_gates(scenario, (0.1, 0.3, 0.5, 1.0)):
+                print(
+                    f"unsure gates, |s/σ| < {u['margin']:g} at the guess: {u['count']:,} "
+                    f"({u['gates']:.1%} of all), holding {u['wrong_held']:.1%} of its wrong ones "
+                    f"({u['wrong']:.2%} of all gates)"
+                )
             at_guess = score_reconstruction(scenario.painted, scenario.images)
             guess_cells = f"{float(at_guess.psnr):.2f} | {float(at_guess.ssim):.3f}"
             print(f"| {n} | 0 (painted guess) | | {guess_cells} | | | | | | |")

@@ -180,6 +180,9 @@ def test_the_lifted_search_fits_the_update_with_its_gates_not_with_the_truths_pa
     still = basin.lifted_search(scenario, 1, lr_image=0, lr_gates=0, every=1)[-1]
     assert still["psnr"] == start
     assert still["gates_wrong"] == still["own_wrong"] > 0.02  # the flat tile's pattern is not the truth's
+    unsure = basin.unsure_gates(scenario, (0.1, 1.0, math.inf))
+    assert [u["wrong"] for u in unsure] == [still["gates_wrong"]] * 3
+    assert unsure[0]["gates"] < unsure[1]["gates"] < unsure[2]["gates"] == unsure[2]["wrong_held"] == 1
     at_truth = basin.lifted_search(relu.at_truth, 1, lr_image=0, lr_gates=0, every=1)[-1]
     assert at_truth["gates_wrong"] == at_truth["own_wrong"] == 0
     assert at_truth["objective"] < 1e-7  # the ReLU objective at the truth: the capture's rounding
