@@ -46,6 +46,9 @@ Why a descent fails, from the objective's shape at the truth:
 * ``--lifted``: a search for the activation pattern that reads no truth (:func:`lifted_search`): every
   ReLU gate a variable beside the image, tied to the image's own pre-activations by a penalty that
   grows until they agree.
+* ``--subspace 4,8,32``: an attacker with public data: the inversion searched inside a linear prior
+  learned from the site's public tiles (:func:`residual_basis`, :func:`subspace_search`), beside the
+  best image that prior can represent.
 * ``--rank``: why R-GAP (Zhu & Blaschko 2021), the analytic layer-by-layer inversion, cannot
   start on this network: each convolution's gradient equations against its input's unknowns
   (:func:`rgap_counts`), last layer first.
@@ -74,7 +77,7 @@ Only this benchmark reads the truth (to build the start and to score); the attac
 Usage: ``OMP_NUM_THREADS=1 python benchmarks/inversion_basin.py [--iterations 150] [--refine 150]
 [--methods old,new] [--tiles 1,4] [--ranking] [--coarse --smooth 5 --objective cosine]
 [--weights RUN/captures/round-0010/global.safetensors] [--langevin 0,0.01] [--learned-prior]
-[--spectrum 64] [--jumps] [--mask-fit] [--rank] [--lifted]``
+[--spectrum 64] [--jumps] [--mask-fit] [--rank] [--lifted] [--subspace 4,8,32]``
 """
 
 from __future__ import annotations
@@ -320,6 +323,87 @@ def learned_prior(n_tiles: int, radius: int, ridge: float = 1.0, seed: int = 0) 
     n, _, h, w = site.train.images.shape
     guess = (features(site.train.masks) @ weights).float().reshape(n, h, w, 3).permute(0, 3, 1, 2)
     return guess.clamp(0, 1).contiguous()
+
+
+def to_patches(images: Tensor, patch: int) -> Tensor:
+    """(N, 3, H, W) → (N · H·W/patch², 3 · patch²): non-overlapping ``patch`` × ``patch`` blocks."""
+    return F.unfold(images, patch, stride=patch).transpose(1, 2).reshape(-1, images.shape[1] * patch * patch)
+
+
+def from_patches(patches: Tensor, shape: torch.Size, patch: int) -> Tensor:
+    """The inverse of :func:`to_patches` for images of ``shape``."""
+    n, c, h, w = shape
+    blocks = patches.reshape(n, -1, c * patch * patch).transpose(1, 2)
+    return F.fold(blocks, (h, w), patch, stride=patch)
+
+
+def residual_basis(images: Tensor, guesses: Tensor, patch: int = 8) -> tuple[Tensor, Tensor, Tensor]:
+    """A linear prior from public tiles: the principal components of their residuals from their own
+    painted guesses, in ``patch`` × ``patch`` blocks. Returns the mean residual block (D,), the
+    singular values (D,) and the components as rows (D, D), D = 3 · patch², all float64."""
+    residuals = to_patches(images - guesses, patch).double()
+    mean = residuals.mean(dim=0)
+    _, values, components = torch.linalg.svd(residuals - mean, full_matrices=False)
+    return mean, values, components
+
+
+def subspace_search(
+    scenario: Scenario,
+    basis: tuple[Tensor, Tensor, Tensor],
+    k: int,
+    iterations: int,
+    *,
+    lr: float = 0.01,
+    patch: int = 8,
+) -> dict[str, float]:
+    """Inverting the update inside the public prior's subspace: each tile is its painted guess plus,
+    per ``patch`` block, the mean public residual and a combination of the top ``k`` components
+    (``k`` unknowns per block), searched by Adam on the update's relative L2 per layer through the
+    ReLU network, from the combination 0. Beside it, the same subspace's best image (an oracle: the
+    truth's residual projected on it) and the objective there: where the search ends at a lower
+    objective than that image, the objective prefers a wrong image even inside the prior."""
+    mean, _, components = basis
+    top = components[:k]
+    shape = scenario.images.shape
+    update_of = _replay(scenario.view, torch.float32)
+    target = flatten(scenario.view.update, list(scenario.view.update))
+    blocks = _blocks(scenario.view.update, list(scenario.view.update), target)
+
+    def image(combination: Tensor) -> Tensor:
+        residual = from_patches((mean + combination @ top).float(), shape, patch)
+        return (scenario.painted + residual).clamp(0, 1)
+
+    def objective(images: Tensor) -> Tensor:
+        return per_layer_l2(update_of(images), blocks)
+
+    truth_residual = to_patches(scenario.images - scenario.painted, patch).double()
+    best_image = image((truth_residual - mean) @ top.T)
+    z = torch.zeros(truth_residual.shape[0], k, dtype=torch.float64, requires_grad=True)
+    optimiser = torch.optim.Adam([z], lr=lr)
+    with torch.no_grad():
+        start = image(z)
+        kept = (float(objective(start)), start)
+    began = time.perf_counter()
+    for _ in range(iterations):
+        optimiser.zero_grad()
+        candidate = image(z)
+        value = objective(candidate)
+        value.backward()
+        if float(value.detach()) < kept[0]:
+            kept = (float(value.detach()), candidate.detach())
+        optimiser.step()
+    with torch.no_grad():
+        return {
+            "k": k,
+            "unknowns": z.numel(),
+            "best_psnr": psnr(best_image, scenario.images),
+            "best_objective": float(objective(best_image)),
+            "start_psnr": psnr(start, scenario.images),
+            "start_objective": float(objective(start)),
+            "end_psnr": psnr(kept[1], scenario.images),
+            "end_objective": kept[0],
+            "seconds": time.perf_counter() - began,
+        }
 
 
 def low_frequency(images: Tensor, block: int) -> Tensor:
@@ -1110,6 +1194,11 @@ def main() -> None:
         help="only the lifted pattern search: ReLU gates as variables, tied to the image by a rising penalty",
     )
     parser.add_argument(
+        "--subspace",
+        default="",
+        help="only the search inside a linear prior from public tiles: k components per 8 px block (4,8,32)",
+    )
+    parser.add_argument(
         "--swap-slots",
         default="",
         help="--pattern: groups of pattern slots (call order, 0 = the first ReLU; '/' between groups, ',' "
@@ -1246,6 +1335,23 @@ def main() -> None:
                             f"{r['seconds']:.0f}",
                         ]
                         print(f"| {n} | {label} | {' | '.join(cells)} |", flush=True)
+        return
+    if args.subspace:
+        table_header(
+            "tiles", "k per block", "unknowns", "prior's best image dB (oracle)", "its objective",
+            "start dB", "start objective", "search dB (lowest objective)", "its objective", "s",
+        )  # fmt: skip
+        for n in (int(t) for t in args.tiles.split(",")):
+            scenario = scenario_of(n)
+            site = attacked_site(n, sensor_noise=args.sensor_noise)  # its held-out tiles are public
+            guesses = painted_guess(site.test.masks, public_statistics(site))
+            basis = residual_basis(site.test.images, guesses)
+            for k in (int(v) for v in args.subspace.split(",")):
+                r = subspace_search(scenario, basis, k, args.iterations)
+                cells = [str(k), f"{r['unknowns']:,}", f"{r['best_psnr']:.2f}", f"{r['best_objective']:.3g}"]
+                cells += [f"{r['start_psnr']:.2f}", f"{r['start_objective']:.3g}", f"{r['end_psnr']:.2f}"]
+                cells += [f"{r['end_objective']:.3g}", f"{r['seconds']:.0f}"]
+                print(f"| {n} | {' | '.join(cells)} |", flush=True)
         return
     if args.lifted:
         table_header(

@@ -194,3 +194,23 @@ def test_the_lifted_search_fits_the_update_with_its_gates_not_with_the_truths_pa
     assert rows[-1]["fit"] < still["fit"] / 8
     assert rows[-1]["gates_wrong"] > 0.015
     assert start < rows[-1]["psnr"] < start + 4
+
+
+def test_the_public_subspace_holds_the_truth_when_it_spans_every_block(basin: ModuleType, relu) -> None:
+    from feddp_eval.data.synthetic import synthesize_tiles
+
+    public = synthesize_tiles(8, tile_size=16, seed=1).images[1:]  # the one tile's site-mates
+    flat = public.mean(dim=(2, 3), keepdim=True).expand_as(public)
+    patches = basin.to_patches(public, 4)
+    assert patches.shape == (7 * 16, 48)
+    assert torch.equal(basin.from_patches(patches, public.shape, 4), public)
+    mean, values, components = basin.residual_basis(public, flat, patch=4)
+    torch.testing.assert_close(mean, basin.to_patches(public - flat, 4).double().mean(dim=0))
+    assert components.shape == (48, 48) and bool((values[:-1] >= values[1:]).all())
+    full = basin.subspace_search(relu.flat, (mean, values, components), 48, 0, patch=4)
+    # All 48 components span every 4 px block: the prior's best image is the truth (up to float64 →
+    # float32), and there the objective is the capture's rounding.
+    assert full["best_psnr"] > 100 and full["best_objective"] < 1e-6
+    assert full["unknowns"] == 16 * 48 and full["end_psnr"] == full["start_psnr"]
+    few = basin.subspace_search(relu.flat, (mean, values, components), 4, 0, patch=4)
+    assert few["start_psnr"] == full["start_psnr"] and few["best_psnr"] < full["best_psnr"]
