@@ -43,23 +43,23 @@ Why a descent fails, from the objective's shape at the truth:
 * ``--jumps``: the objective's smooth part (what a gradient sees) against the objective itself for
   moves of 120 to 40 dB from the truth (:func:`smooth_and_actual`, seconds): where the second is far
   larger, activations that switch make the update jump.
-* ``--lifted``: a search for the activation pattern that reads no truth (:func:`lifted_search`): every
-  ReLU gate a variable beside the image, tied to the image's own pre-activations by a penalty that
-  grows until they agree.
-* ``--subspace 4,8,32``: an attacker with public data: the inversion searched inside a linear prior
-  learned from the site's public tiles (:func:`residual_basis`, :func:`subspace_search`), beside the
-  best image that prior can represent.
 * ``--rank``: why R-GAP (Zhu & Blaschko 2021), the analytic layer-by-layer inversion, cannot
   start on this network: each convolution's gradient equations against its input's unknowns
   (:func:`rgap_counts`), last layer first.
 
-Two things tried for issue #22 after the diagnosis:
+Things tried for issue #22 after the diagnosis:
 
 * ``--langevin 0,0.01,0.03``: the main table once per size of Langevin-style noise on the iterate
   (Hatamizadeh et al. 2023; :class:`LangevinInversion`).
 * ``--learned-prior``: the painted-mask guess against a stronger guess from the same public tiles,
   a mask-conditioned linear filter (:func:`learned_prior`): how much better the attacker's best
   guess without the update could be.
+* ``--lifted``: a search for the activation pattern that reads no truth (:func:`lifted_search`): every
+  ReLU gate a variable beside the image, tied to the image's own pre-activations by a penalty that
+  grows until they agree.
+* ``--subspace 4,8,32``: an attacker with public data: the inversion searched inside a linear prior
+  learned from the site's public tiles (:func:`residual_basis`, :func:`subspace_search`), beside the
+  best image that prior can represent.
 
 The masks-unknown target (mask Dice ≥ 0.8), from the same angle:
 
