@@ -370,7 +370,7 @@ def subspace_search(
     textures are drawn from the components the prior leaves out (each block's coefficients Gaussian
     with the public residuals' own spread), their effect on the update taken at the start image
     (forward-mode derivatives, in the objective's per-layer scaling), and the mismatch's part in
-    their span projected out before it is measured."""
+    their span projected out before it is measured. ``seconds`` counts those derivatives too."""
     mean, spread, components = basis
     top = components[:k]
     shape = scenario.images.shape
@@ -383,8 +383,9 @@ def subspace_search(
         residual = from_patches((mean + combination @ top).float(), shape, patch)
         return (scenario.painted + residual).clamp(0, 1)
 
+    began = time.perf_counter()
     n_blocks = to_patches(scenario.painted, patch).shape[0]
-    start_image = image(torch.zeros(n_blocks, k, dtype=torch.float64))
+    start = image(torch.zeros(n_blocks, k, dtype=torch.float64))
     ignored = torch.zeros(target.numel(), 0)
     if nuisance:
         generator = torch.Generator().manual_seed(seed)
@@ -392,7 +393,7 @@ def subspace_search(
         for _ in range(nuisance):
             coefficients = torch.randn(n_blocks, len(left_out), generator=generator) * left_out
             texture = from_patches(coefficients @ components[k:].float(), shape, patch)
-            move = torch.func.jvp(update_of, (start_image,), (texture,))[1]
+            move = torch.func.jvp(update_of, (start,), (texture,))[1]
             moves.append(move.detach() * scales)
         ignored = torch.linalg.qr(torch.stack(moves, dim=1))[0]  # orthonormal columns
 
@@ -405,9 +406,7 @@ def subspace_search(
     z = torch.zeros(n_blocks, k, dtype=torch.float64, requires_grad=True)
     optimiser = torch.optim.Adam([z], lr=lr)
     with torch.no_grad():
-        start = image(z)
         kept = (float(objective(start)), start)
-    began = time.perf_counter()
     for _ in range(iterations):
         optimiser.zero_grad()
         candidate = image(z)
