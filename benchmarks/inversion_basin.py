@@ -677,6 +677,21 @@ class Pattern:
         self.at += 1
         return self.taken[self.at - 1]
 
+    def record(self, model: nn.Module, weights: dict[str, Tensor], images: Tensor) -> list[Tensor]:
+        """Take the pattern (and each ReLU's input) of one plain pass of ``model`` (patterned with this
+        pattern) at ``weights`` on ``images``; returns the gates and winners, in call order."""
+        self.mode, self.taken, self.inputs = "record", [], []
+        try:
+            with torch.no_grad():
+                functional_call(model, weights, (images.detach(),))
+        finally:
+            self.mode = None
+        return self.taken
+
+    def relu_gates(self) -> list[Tensor]:
+        """The recorded ReLU gates alone (the pools' winners are indices)."""
+        return [t for t in self.taken if t.is_floating_point()]
+
 
 class _PatternLayer(nn.Module):
     """A layer that records its choices into, or replays them from, a shared :class:`Pattern`."""
@@ -759,11 +774,7 @@ def pattern_search(
         return per_layer_l2(update, blocks)
 
     def taken(images: Tensor) -> list[Tensor]:
-        pattern.mode, pattern.taken = "record", []
-        with torch.no_grad():
-            functional_call(model, weights, (images.detach().to(dtype),))
-        pattern.mode = None
-        return pattern.taken
+        return pattern.record(model, weights, images.to(dtype))
 
     truth_pattern = taken(scenario.images)
     x = scenario.painted.to(dtype).clone().requires_grad_(True)
@@ -841,12 +852,8 @@ def lifted_search(
 
     def recorded(images: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         """The ReLU gates and the ReLU inputs of a plain pass, in call order."""
-        pattern.mode, pattern.taken, pattern.inputs = "record", [], []
-        with torch.no_grad():
-            functional_call(model, weights, (images.detach(),))
-        pattern.mode = None
-        gates = [t for t in pattern.taken if t.is_floating_point()]  # the pools' winners are indices
-        return gates, pattern.inputs
+        pattern.record(model, weights, images)
+        return pattern.relu_gates(), pattern.inputs
 
     def share_wrong(gates: list[Tensor], reference: list[Tensor]) -> float:
         wrong = sum(int(((g > 0.5).to(r.dtype) != r).sum()) for g, r in zip(gates, reference, strict=True))
@@ -914,15 +921,10 @@ def unsure_gates(scenario: Scenario, margins: tuple[float, ...]) -> list[dict[st
     model = _patterned(UNet.from_config(scenario.view.model), pattern)
     weights = {k: v.detach() for k, v in scenario.view.global_weights.items()}
 
-    def recorded(images: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        pattern.mode, pattern.taken, pattern.inputs = "record", [], []
-        with torch.no_grad():
-            functional_call(model, weights, (images,))
-        pattern.mode = None
-        return [t for t in pattern.taken if t.is_floating_point()], pattern.inputs
-
-    truth, _ = recorded(scenario.images)
-    guess, inputs = recorded(scenario.painted)
+    pattern.record(model, weights, scenario.images)
+    truth = pattern.relu_gates()
+    pattern.record(model, weights, scenario.painted)
+    guess, inputs = pattern.relu_gates(), pattern.inputs
     closeness = torch.cat([(s / s.std()).abs().flatten() for s in inputs])
     wrong = torch.cat([(a != g).flatten() for a, g in zip(truth, guess, strict=True)])
     if not wrong.any():
