@@ -189,3 +189,44 @@ def test_attack_takes_a_real_data_folder(tmp_path: Path, tiny_toml: Path) -> Non
     assert report["scenario"]["site"] in ("lab-a", "lab-b")
     (row,) = report["rows"]
     assert row["tiles_exact"] == row["tiles_read"] == report["scenario"]["tiles"]
+
+
+def test_arms_that_drew_different_batches_keep_their_own_tiles(tmp_path: Path, tiny_config) -> None:  # type: ignore[no-untyped-def]
+    """DP-SGD's Poisson sampling draws its own batch of the attacked site: the scenario, the table's
+    counts and the grid follow each arm's tiles (seed 7: the reference trains on 1 tile, dp-sgd drew 2)."""
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    from feddp_eval.config import to_toml
+
+    config = replace(tiny_config, seed=7, train=replace(tiny_config.train, batch_size=1, local_steps=1))
+    toml = tmp_path / "one.toml"
+    toml.write_text(to_toml(config))
+    args = ["attack", "--noise", "1.1", "-c", str(toml), "--iterations", "2", "--rounds", "1"]
+    args += ["--out", str(tmp_path / "runs")]
+    result = runner.invoke(app, [*args, "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    drawn = [len(load_file(row["tiles"])["true_images"]) for row in report["rows"]]
+    assert report["scenario"]["tiles_by_arm"] == drawn == [1, 2]
+    assert report["scenario"]["tiles"] == 1  # the reference arm's
+    table = runner.invoke(app, args)
+    assert table.exit_code == 0, table.output
+    assert "1 tile (dp-sgd σ=1.1: 2, Poisson-sampled)" in " ".join(table.output.split())
+
+
+def test_an_empty_poisson_batch_is_refused_with_the_way_out(tmp_path: Path, tiny_config) -> None:  # type: ignore[no-untyped-def]
+    """Seed 6: the attacked client's dp-sgd round drew no tile; the attack says so, not a stack trace."""
+    from dataclasses import replace
+
+    from feddp_eval.config import to_toml
+
+    config = replace(tiny_config, seed=6, train=replace(tiny_config.train, batch_size=1, local_steps=1))
+    toml = tmp_path / "one.toml"
+    toml.write_text(to_toml(config))
+    args = ["attack", "--noise", "1.1", "-c", str(toml), "--iterations", "2", "--rounds", "1"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "runs"), "--quiet"])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "trained on no tile in round 1" in text and "--target-round" in text

@@ -46,8 +46,9 @@ def _table(result: AttackResult) -> Any:
     from rich.table import Table
 
     s, rows, first = result.scenario, result.rows, result.rows[0]
+    counts = s.get("tiles_by_arm") or [s["tiles"]] * len(rows)
     table = Table(
-        title=f"{s['site']}, {rounds_text(s)}: {s['tiles']} tiles, {s['local_steps']} local step(s)"
+        title=f"{s['site']}, {rounds_text(s)}: {tiles_text(rows, counts)}, {s['local_steps']} local step(s)"
     )
     table.add_column("")
     for row in rows:
@@ -73,18 +74,29 @@ def _table(result: AttackResult) -> Any:
         table.add_row(c.label + c.arrow, *[c.format(r.value(name)) for r in rows], *guesses)
     margin = schema.column("margin_psnr")
     table.add_row(margin.label, *[margin.format(r.margin_psnr) for r in rows], *blank)
-    table.add_row("tiles > prior", *[_count(r.tiles_beating_prior, s["tiles"]) for r in rows], *blank)
+    table.add_row(
+        "tiles > prior",
+        *[_count(r.tiles_beating_prior, n) for r, n in zip(rows, counts, strict=True)],
+        *blank,
+    )
     median = schema.column("psnr_median")
     table.add_row(median.label, *[median.format(r.psnr_median) for r in rows], *blank)
     for name in ("share_30db", "share_40db"):
         label = "tiles " + schema.column(name).label
-        table.add_row(label, *[_share(r.value(name), s["tiles"]) for r in rows], *blank)
+        table.add_row(label, *[_share(r.value(name), n) for r, n in zip(rows, counts, strict=True)], *blank)
     if first.threat != "malicious":  # an analytic attack has no iterations to count
         table.add_row("iterations", *[_iterations(r) for r in rows], *blank)
     if first.threat == "malicious":
         read = [f"{r.tiles_read} ({r.tiles_alone} alone)" for r in rows]
         table.add_row("tiles read", *read, *blank)
     return table
+
+
+def tiles_text(rows: list[ResultRow], counts: list[int]) -> str:
+    """``4 tiles``; ``1 tile (dp-sgd σ=1.1: 2, Poisson-sampled)`` where an arm drew another batch."""
+    first = f"{counts[0]} tile{'s' if counts[0] != 1 else ''}"
+    others = [f"{_label(r)}: {n}" for r, n in zip(rows[1:], counts[1:], strict=True) if n != counts[0]]
+    return f"{first} ({', '.join(others)}, Poisson-sampled)" if others else first
 
 
 def delta_dice_text(row: ResultRow) -> str:

@@ -88,13 +88,15 @@ def run_attack(
         ordered = [outcomes[i] for i in range(len(arms))]
         dice = utility.dice([_dice(o.row) for o in ordered])
     rows = [o.row.with_cells(**cells) for o, cells in zip(ordered, delta_dice_cells(dice), strict=True)]
-    scenario = ordered[-1].scenario
+    # The first arm's update sets the scenario; a Poisson-sampled (DP-SGD) arm may have drawn
+    # another batch of the same site, so each arm's tile count is kept beside it.
+    scenario = {**ordered[0].scenario, "tiles_by_arm": [len(o.truth) for o in ordered]}
     write_json(results_dir / RESULTS, {"scenario": scenario, "rows": [row.as_dict() for row in rows]})
     from feddp_eval.viz import save_comparison_grid
 
-    panels = [("prior", ordered[-1].guess)]
-    panels += [(_label(o.row), o.reconstruction) for o in ordered]
-    grid = save_comparison_grid(results_dir / "reconstructions.png", ordered[-1].truth, panels)
+    panels = [("prior", o.truth, o.guess) for o in ordered]
+    panels += [(_label(o.row), o.truth, o.reconstruction) for o in ordered]
+    grid = save_comparison_grid(results_dir / "reconstructions.png", panels)
     return AttackResult(results_dir, rows, scenario, grid)
 
 

@@ -131,6 +131,14 @@ def find_target(config: ExperimentConfig, run_dir: Path) -> Target:
     captures = _target_captures(run_dir, site, a)
     # Scoring only; the attack sees the masks if known. Several rounds: the union of their tiles.
     truth = load_ground_truth(run_dir, captures, tile_size=config.data.tile_size)
+    if len(truth) == 0:
+        rounds = ", ".join(str(c.round) for c in captures)
+        raise ConfigError(
+            f"site {sites[site]['name']!r} trained on no tile in round {rounds}: Poisson sampling "
+            f"({config.defense.name}) drew an empty batch, so its update is the defense's noise "
+            "alone and there is nothing to rebuild; attack another round (--target-round) or "
+            "site (--target-site)"
+        )
     public = sites[site]["public"]
     size = config.data.tile_size
     # The attacker's best guess before reading the update: with the masks in hand, the masks painted
