@@ -65,6 +65,7 @@ class ResultRow:
     prior_ssim: float | None = None
     prior_lpips: float | None = None
     prior_mask_dice: float | None = None
+    flat_mask_dice: float | None = None
     mask_prior_psnr: float | None = None
     mask_prior_ssim: float | None = None
     mask_prior_lpips: float | None = None

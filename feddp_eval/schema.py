@@ -305,6 +305,16 @@ COLUMNS: tuple[Column, ...] = (
     _score("prior_lpips", "prior LPIPS", "prior", "leaks-less", 3, summary=True, lower=0.0),
     _score("prior_mask_dice", "prior mask Dice", "prior", "leaks-more", 3, **_UNIT),
     _score(
+        "flat_mask_dice",
+        "all-nucleus mask Dice",
+        "prior",
+        "leaks-more",
+        3,
+        description="mask Dice of marking every pixel nucleus (masks unknown): the highest Dice a mask "
+        "guessed without the update can expect",
+        **_UNIT,
+    ),
+    _score(
         "mask_prior_psnr", "mask-prior PSNR", "prior", "leaks-more", 1, summary=True, table="leakage", **_PSNR
     ),
     _score("mask_prior_ssim", "mask-prior SSIM", "prior", "leaks-more", 3, lower=-1.0, upper=1.0),

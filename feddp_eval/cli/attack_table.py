@@ -151,6 +151,12 @@ def _notes(first: ResultRow, scenario: dict[str, Any], grid: Any) -> list[str]:
         )
     elif first.mask_dice is None:
         lines.append(f"mask Dice: {MISSING}, the attacker was given the true masks")
+    elif first.flat_mask_dice is not None:
+        lines.append(
+            f"mask Dice: marking every pixel nucleus scores {first.flat_mask_dice:.3f} on these tiles, the "
+            "highest Dice a mask guessed without the update can expect; a rebuilt mask leaks only above "
+            "it (the prior's mask is the per-pixel majority, which maximises accuracy, not Dice)"
+        )
     if first.threat != "malicious":
         from rich.markup import escape
 
