@@ -25,10 +25,11 @@ attack is scored against these pseudo-labels, not against a pathologist's.
 
 ``run`` then measures issue #22's settings on that folder with ``feddp-eval attack`` (one tile /
 one local step and four tiles / one step, masks known, undefended and under dp-sgd σ = 1.1; one
-tile with the masks unknown), each from round 1 of one seed.
+tile with the masks unknown), each from round 1 of one seed; and the one-tile settings again through
+the same U-Net with GELU activations, where the update is a smooth function of the tile.
 
 Usage: ``OMP_NUM_THREADS=2 python benchmarks/real_he.py --out runs/real-he [--regions 12]
-[--scenarios one-tile,four-tiles,masks-unknown] [--build-only] [--json]``
+[--scenarios one-tile,four-tiles,masks-unknown,one-tile-gelu,masks-unknown-gelu] [--build-only] [--json]``
 """
 
 from __future__ import annotations
@@ -247,9 +248,11 @@ class Scenario:
 
     batch_size: int
     flags: tuple[str, ...]
+    activation: str = "relu"
 
     def toml(self) -> str:
-        return f"[train]\nbatch_size = {self.batch_size}\nlocal_steps = 1\n"
+        model = "" if self.activation == "relu" else f'\n[model]\nactivation = "{self.activation}"\n'
+        return f"[train]\nbatch_size = {self.batch_size}\nlocal_steps = 1\n{model}"
 
 
 # On the site with the fewest tiles (tcia), round 1, one training seed per arm.
@@ -257,6 +260,9 @@ SCENARIOS: dict[str, Scenario] = {
     "one-tile": Scenario(1, ("--noise", "1.1")),
     "four-tiles": Scenario(4, ("--noise", "1.1")),
     "masks-unknown": Scenario(1, ("--defense", "none", "--mask", "unknown")),
+    # the attack's strength where the update is smooth: the same U-Net with GELU activations
+    "one-tile-gelu": Scenario(1, ("--noise", "1.1"), activation="gelu"),
+    "masks-unknown-gelu": Scenario(1, ("--defense", "none", "--mask", "unknown"), activation="gelu"),
 }
 
 
