@@ -226,7 +226,12 @@ def test_arms_that_drew_different_batches_keep_their_own_tiles(tmp_path: Path, t
     assert report["scenario"]["tiles"] == 1  # the reference arm's
     table = runner.invoke(app, args)
     assert table.exit_code == 0, table.output
-    assert "1 tile (dp-sgd σ=1.1: 2, Poisson-sampled)" in " ".join(table.output.split())
+    text = " ".join(table.output.split())
+    assert "1 tile (dp-sgd σ=1.1: 2, Poisson-sampled)" in text
+    own = report["rows"][1]  # its own painted guess, not the reference's, beside the table
+    psnr, ssim = own["mask_prior_psnr"], own["mask_prior_ssim"]
+    own_prior = f"its own painted-mask prior scores {psnr:.1f} dB / SSIM {ssim:.3f}"
+    assert "dp-sgd σ=1.1 attacked other tiles: the prior columns score none's;" in text and own_prior in text
 
 
 def test_an_empty_poisson_batch_is_refused_with_the_way_out(tmp_path: Path, tiny_config) -> None:  # type: ignore[no-untyped-def]

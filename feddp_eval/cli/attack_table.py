@@ -33,7 +33,10 @@ def print_attack_table(result: AttackResult) -> None:
     for row in result.rows:
         privacy = schema.privacy_text(row.epsilon, row.delta, row.granularity, row.accountant)
         console.print(f"{_label(row)}: {privacy}")
-    for line in _notes(result.rows[0], result.scenario, result.grid):
+    for line in [
+        *_own_priors(result.rows, result.scenario),
+        *_notes(result.rows[0], result.scenario, result.grid),
+    ]:
         console.print(line)
 
 
@@ -129,6 +132,28 @@ def _count(value: int | None, total: int) -> str:
 
 def _share(value: float | None, total: int) -> str:
     return MISSING if value is None else _count(round(value * total), total)
+
+
+def _own_priors(rows: list[ResultRow], scenario: dict[str, Any]) -> list[str]:
+    """Where an arm attacked other tiles (Poisson sampling), the prior columns, which score the first
+    arm's tiles, are not its guess: one line per such arm with its own prior's PSNR / SSIM, the one
+    its 'vs prior' is read against."""
+    counts = scenario.get("tiles_by_arm") or [scenario["tiles"]] * len(rows)
+    lines = []
+    for row, n in zip(rows[1:], counts[1:], strict=True):
+        if n == counts[0] and row.prior_psnr == rows[0].prior_psnr:
+            continue  # the same tiles (the prior of other tiles would score otherwise)
+        painted = row.mask_prior_psnr is not None
+        psnr, ssim = (
+            (row.mask_prior_psnr, row.mask_prior_ssim) if painted else (row.prior_psnr, row.prior_ssim)
+        )
+        if psnr is not None and ssim is not None:
+            kind = "painted-mask" if painted else "mean-colour"
+            lines.append(
+                f"{_label(row)} attacked other tiles: the prior columns score {_label(rows[0])}'s; "
+                f"its own {kind} prior scores {psnr:.1f} dB / SSIM {ssim:.3f}"
+            )
+    return lines
 
 
 def _notes(first: ResultRow, scenario: dict[str, Any], grid: Any) -> list[str]:
