@@ -66,10 +66,32 @@ def _defense_pages(
         s.label: read_tiles(row["tiles_path"]) if row else None
         for s, row in ((s, picked[s.label]) for s in shown)
     }
-    truth = next((t for t in tiles.values() if t is not None and "true_images" in t), None)
     mask_known = all((picked[s.label] or {}).get("mask") in ("known", None) for s in shown) and not any(
         (picked[s.label] or {}).get("mask_dice") is not None for s in shown
     )
+    header, body = gallery_rows(shown, picked, tiles, first, mask_known)
+    subtitle = _subtitle(picked, shown, first, mask_known)
+    per_page = ROWS_PER_PAGE - len(header)
+    chunks = [body[i : i + per_page] for i in range(0, len(body), per_page)] or [[]]
+    pages = []
+    for i, chunk in enumerate(chunks):
+        part = f" ({i + 1}/{len(chunks)})" if len(chunks) > 1 else ""
+        pages.append(_page(f"Reconstruction gallery: {defense}{part}", subtitle, header + chunk, mask_known))
+    return pages
+
+
+def gallery_rows(
+    shown: Sequence[SettingSummary],
+    picked: dict[str, dict[str, Any] | None],
+    tiles: dict[str, dict[str, np.ndarray] | None],
+    first: tuple[int, int],
+    mask_known: bool,
+) -> tuple[list[GalleryRow], list[GalleryRow]]:
+    """The page's header (the first readable setting's true tiles) and its body: the prior guess, then
+    each setting's reconstructions. A setting that attacked other tiles than the header's (DP-SGD's
+    Poisson sampling draws its own batch) gets its own true tiles in the row above its
+    reconstructions, so no reconstruction sits under a tile it is not of."""
+    truth = next((t for t in tiles.values() if t is not None and "true_images" in t), None)
     header: list[GalleryRow] = []
     body: list[GalleryRow] = []
     if truth is not None:
@@ -83,15 +105,25 @@ def _defense_pages(
             header = [GalleryRow("true tiles and masks", truth["true_images"][:n], truth["true_masks"][:n])]
         body.append(GalleryRow(_prior_label(picked[shown[0].label] or {}), truth.get("prior_images", None)))
     for s in shown:
-        body.append(_setting_row(s, picked[s.label], tiles[s.label], first, mask_known))
-    subtitle = _subtitle(picked, shown, first, mask_known)
-    per_page = ROWS_PER_PAGE - len(header)
-    chunks = [body[i : i + per_page] for i in range(0, len(body), per_page)] or [[]]
-    pages = []
-    for i, chunk in enumerate(chunks):
-        part = f" ({i + 1}/{len(chunks)})" if len(chunks) > 1 else ""
-        pages.append(_page(f"Reconstruction gallery: {defense}{part}", subtitle, header + chunk, mask_known))
-    return pages
+        own = tiles[s.label]
+        if truth is not None and own is not None and "true_images" in own and not _same(own, truth):
+            n = min(MAX_TILES, len(own["true_images"]))
+            masks = None if mask_known else own["true_masks"][:n]
+            body.append(
+                GalleryRow(f"{_name(s)}: its own true tiles (another batch)", own["true_images"][:n], masks)
+            )
+        body.append(_setting_row(s, picked[s.label], own, first, mask_known))
+    return header, body
+
+
+def _same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
+    """Whether two tiles files hold the same true tiles."""
+    x, y = a["true_images"], b["true_images"]
+    return bool(x.shape == y.shape and np.array_equal(x, y))
+
+
+def _name(s: SettingSummary) -> str:
+    return "no defense" if s.defense == "none" else f"σ={fmt_noise(s.noise)}"
 
 
 def _setting_row(
@@ -101,7 +133,7 @@ def _setting_row(
     first: tuple[int, int],
     mask_known: bool,
 ) -> GalleryRow:
-    name = "no defense" if s.defense == "none" else f"σ={fmt_noise(s.noise)}"
+    name = _name(s)
     if row is None:
         return GalleryRow(name, None, note="no result")
     psnr = row.get("psnr")
