@@ -12,9 +12,9 @@ from scipy import stats
 
 from feddp_eval.config import ExperimentConfig, from_dict, reference_config, to_dict, validate
 from feddp_eval.errors import ConfigError
-from feddp_eval.io import read_json
+from feddp_eval.io import read_csv, read_json
 from feddp_eval.rundir.names import run_key
-from feddp_eval.workflows.attack import delta_dice_cells, run_attack
+from feddp_eval.workflows.attack import delta_dice_cells, run_attack, seed_run_config
 
 
 def _reference_interval(defended: list[float], reference: list[float]) -> tuple[float, float, float]:
@@ -60,9 +60,13 @@ def test_attack_trains_paired_seeds_and_reads_their_dice(
     result = run_attack(config, out=tmp_path)
     dice = []
     for arm in (reference_config(config), config):
-        runs = [to_dict(arm) | {"seed": arm.seed + i} for i in range(3)]
-        hashes = [run_key(validate(from_dict(ExperimentConfig, r))) for r in runs]
-        dice.append([read_json(tmp_path / h / "summary.json")["dice"] for h in hashes])
+        runs = [arm] + [seed_run_config(arm, arm.seed + i) for i in (1, 2)]
+        dice.append([read_json(tmp_path / run_key(r) / "summary.json")["dice"] for r in runs])
+        # The seed runs keep only what Dice needs: no captures, the last round's evaluation.
+        for run in runs[1:]:
+            assert not (tmp_path / run_key(run) / "captures").exists()
+            rounds = {row["round"] for row in read_csv(tmp_path / run_key(run) / "metrics.csv")}
+            assert rounds == {str(arm.train.rounds)}
     none, dp = result.rows
     assert [none.utility_seeds, dp.utility_seeds] == [3, 3]
     assert none.dice == dice[0][0] and dp.dice == dice[1][0]  # the attacked run is the first seed's
@@ -94,10 +98,15 @@ def test_where_a_run_is_trained_or_attacked_changes_no_number(
     try:
         for arm in (reference_config(config), config):
             for seed in (arm.seed, arm.seed + 2):
+                # The seed run (evaluated once, no captures) ends at the ordinary run's weights, bit for bit.
                 run = validate(from_dict(ExperimentConfig, to_dict(arm) | {"seed": seed}))
-                here = run_train(run, run_dir=tmp_path / "here" / run_key(run)).run_dir
-                split = tmp_path / "split" / run_key(run)
-                assert (here / "model.safetensors").read_bytes() == (split / "model.safetensors").read_bytes()
+                seed_run = run if seed == arm.seed else seed_run_config(arm, seed)
+                ordinary = run_train(run, run_dir=tmp_path / "here" / run_key(run))
+                split = tmp_path / "split" / run_key(seed_run)
+                assert (ordinary.run_dir / "model.safetensors").read_bytes() == (
+                    split / "model.safetensors"
+                ).read_bytes()
+                assert ordinary.summary.dice == read_json(split / "summary.json")["dice"]
         trained = run_train(config, run_dir=tmp_path / "here" / run_key(config))
         row = attack_run(config, trained, LPIPSMetric(config.attack.lpips_net)).row
     finally:
@@ -138,5 +147,5 @@ def test_this_process_takes_back_the_seed_runs_no_worker_has_started(
     assert outcome.row.defense == "dp-sgd" and outcome.row.psnr is not None
     for arm, values in zip(arms, dice, strict=True):
         for i, value in enumerate(values[1:], start=1):
-            run = validate(from_dict(ExperimentConfig, to_dict(arm) | {"seed": arm.seed + i}))
+            run = seed_run_config(arm, arm.seed + i)
             assert value == read_json(tmp_path / run_key(run) / "summary.json")["dice"]

@@ -39,7 +39,9 @@ def round_progress(total: int, quiet: bool) -> Iterator[Callable[[Any], None] | 
         task = progress.add_task("train", total=total, status="")
 
         def on_round(record: Any) -> None:
-            progress.update(task, advance=1, status=f"held-out Dice {record.pooled['dice']:.3f}")
+            pooled = record.pooled  # empty in a round that was not evaluated (`train.evaluate = "final"`)
+            status = f"held-out Dice {pooled['dice']:.3f}" if pooled else ""
+            progress.update(task, advance=1, status=status)
 
         yield on_round
 

@@ -97,6 +97,10 @@ class TrainConfig:
         audit: Plant canaries and audit the run: a one-run lower bound ε̂ on the code's ε, recorded
             beside the accountant's (``feddp_eval.audit``; ``feddp-eval audit RUN_DIR``).
         audit_canaries: m, the canaries the audit plants (each a member with probability ½).
+        evaluate: When the global model is scored on every site's held-out tiles: ``every-round``
+            (``metrics.csv`` holds each round, for the report's training curves) or ``final`` (the
+            last round only; the same final numbers and weights, about 15% of a default run
+            saved). ``feddp-eval attack``'s extra seed runs for ΔDice use ``final``.
     """
 
     rounds: int = setting(10, ge=1, most=1_000_000)
@@ -112,6 +116,7 @@ class TrainConfig:
     audit: bool = setting(False, added=True)
     audit_canaries: int = setting(1000, ge=2, only_with="audit")
     lr_schedule: LrSchedule = setting("constant", added=True)
+    evaluate: Literal["every-round", "final"] = setting("every-round", added=True)
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,8 @@ class RoundRecord:
 
     @property
     def pooled(self) -> dict[str, Any]:
-        return next(row for row in self.evaluation if row["site"] == POOLED)
+        """The pooled evaluation row; empty where the round was not evaluated (``train.evaluate``)."""
+        return next((row for row in self.evaluation if row["site"] == POOLED), {})
 
 
 @dataclass
@@ -201,8 +202,16 @@ def _round(run: _Run, round_index: int) -> RoundRecord:
         what=f"the global model after round {round_index}",
         fix=NON_FINITE_FIX,
     )
-    evaluation = _evaluate_sites(model, sites, job.device, round_index)
+    evaluation = (
+        _evaluate_sites(model, sites, job.device, round_index) if evaluates(job.train, round_index) else []
+    )
     return RoundRecord(round_index, client_rows, evaluation, time.perf_counter() - start)
+
+
+def evaluates(train: TrainConfig, round_index: int) -> bool:
+    """Whether the global model is scored on the held-out tiles after ``round_index``
+    (``train.evaluate``: every round, or the last one only)."""
+    return train.evaluate == "every-round" or round_index == train.rounds
 
 
 def _client(

@@ -26,6 +26,7 @@ from feddp_eval.federated.loop import (
     FedAvgJob,
     FedAvgResult,
     RoundRecord,
+    evaluates,
     evaluation_rows,
     sample_clients,
 )
@@ -128,11 +129,12 @@ def serve(grid: Grid, job: FedAvgJob, plans: list[ClientPlan]) -> FedAvgResult:
         )
         new, _ = strategy.aggregate_train(r, replies)
         arrays = new if new is not None else arrays
-        evaluated = grid.send_and_receive(
-            strategy.configure_evaluate(r, arrays, ConfigRecord(), grid), timeout=TIMEOUT_S
-        )
-        strategy.aggregate_evaluate(r, evaluated)
-        record = RoundRecord(r, run.client_rows[r], run.evaluation[r], time.perf_counter() - start)
+        if evaluates(job.train, r):  # the nodes' privacy records come back with the evaluation
+            evaluated = grid.send_and_receive(
+                strategy.configure_evaluate(r, arrays, ConfigRecord(), grid), timeout=TIMEOUT_S
+            )
+            strategy.aggregate_evaluate(r, evaluated)
+        record = RoundRecord(r, run.client_rows[r], run.evaluation.get(r, []), time.perf_counter() - start)
         result.rounds.append(record)
         if job.on_round:
             job.on_round(record)

@@ -126,14 +126,13 @@ class UtilitySeeds:
 
     Worker processes compute with one thread each, and while they run this process gives up as many of
     its threads (one of two on a 2-core machine): OpenMP threads that share a core with a busy worker
-    spin at every barrier, which made the headline 3× slower. Each run is a normal training run in
-    ``<out>/<config hash>``, reused when finished.
+    spin at every barrier, which made the headline 3× slower. Each seed run is a training run in
+    ``<out>/<config hash>`` that skips what only an attacked run needs (:func:`seed_run_config`),
+    reused when finished.
     """
 
     def __init__(self, arms: list[ExperimentConfig], n: int, out: Path) -> None:
-        from feddp_eval.config import with_overrides
-
-        self.extra = [[with_overrides(arm, {"seed": arm.seed + i}) for i in range(1, n)] for arm in arms]
+        self.extra = [[seed_run_config(arm, arm.seed + i) for i in range(1, n)] for arm in arms]
         # With no seed runs there is no worker: the arms then run here, one after the other, on every
         # thread (two 1-thread processes beat one 2-thread process only when there is work for both).
         self.ahead = arms[1:] if n > 1 else []
@@ -246,6 +245,18 @@ class UtilitySeeds:
     def dice(self, first: list[float]) -> list[list[float]]:
         """Each arm's pooled Dice per seed, the attacked first seed's (``first``) leading."""
         return [[d, *(f.result() for f in futures)] for d, futures in zip(first, self.seeds, strict=True)]
+
+
+def seed_run_config(arm: ExperimentConfig, seed: int) -> ExperimentConfig:
+    """The config of ``arm``'s seed run at ``seed``, trained for its Dice alone: evaluated after the last
+    round only, and without captures unless the run is audited (the audit reads them). Its final
+    weights and numbers are those of the ordinary run at that seed; it lives under its own hash."""
+    from feddp_eval.config import with_overrides
+
+    utility_only: dict[str, Any] = {"seed": seed, "train.evaluate": "final"}
+    if not arm.train.audit:
+        utility_only["capture"] = False
+    return with_overrides(arm, utility_only)
 
 
 def _settle(slot: Future[float], done: Future[float]) -> None:
