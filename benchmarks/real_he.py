@@ -44,6 +44,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -244,10 +245,12 @@ def build(out: Path, *, keep: int, seed: int, cache: Path) -> dict[str, dict[str
 
 @dataclass(frozen=True)
 class Scenario:
-    """One of issue #22's settings: the attacked client's local batch and steps, and the flags."""
+    """One of issue #22's settings: the attacked client's local batch (one local step), the U-Net's
+    activation, and the arms, each its own ``feddp-eval attack`` call (so a dp-sgd round that drew
+    no tile, which ``attack`` refuses, costs only that arm)."""
 
     batch_size: int
-    flags: tuple[str, ...]
+    arms: tuple[tuple[str, ...], ...]
     activation: str = "relu"
 
     def toml(self) -> str:
@@ -255,69 +258,75 @@ class Scenario:
         return f"[train]\nbatch_size = {self.batch_size}\nlocal_steps = 1\n{model}"
 
 
+UNDEFENDED = ("--defense", "none")
+DEFENDED = ("--noise", "1.1", "--no-reference")
+UNKNOWN = ("--defense", "none", "--mask", "unknown")
 # On the site with the fewest tiles (tcia), round 1, one training seed per arm.
 SCENARIOS: dict[str, Scenario] = {
-    "one-tile": Scenario(1, ("--noise", "1.1")),
-    "four-tiles": Scenario(4, ("--noise", "1.1")),
-    "masks-unknown": Scenario(1, ("--defense", "none", "--mask", "unknown")),
+    "one-tile": Scenario(1, (UNDEFENDED, DEFENDED)),
+    "four-tiles": Scenario(4, (UNDEFENDED, DEFENDED)),
+    "masks-unknown": Scenario(1, (UNKNOWN,)),
     # the attack's strength where the update is smooth: the same U-Net with GELU activations
-    "one-tile-gelu": Scenario(1, ("--noise", "1.1"), activation="gelu"),
-    "masks-unknown-gelu": Scenario(1, ("--defense", "none", "--mask", "unknown"), activation="gelu"),
+    "one-tile-gelu": Scenario(1, (UNDEFENDED, DEFENDED), activation="gelu"),
+    "masks-unknown-gelu": Scenario(1, (UNKNOWN,), activation="gelu"),
 }
 
 
-def attack(folder: Path, name: str, out: Path) -> dict[str, object]:
-    """``feddp-eval attack --data folder`` in one scenario; its ``--json`` summary and seconds."""
+def attack(folder: Path, name: str, seed: int, out: Path) -> list[dict[str, object]]:
+    """Each arm of one scenario at one experiment seed (which also draws the sites' held-out
+    regions and the attacked tiles): ``feddp-eval attack --data folder``'s ``--json`` rows, with the
+    arm's tile count and seconds; an arm whose attacked round drew no tile is recorded as refused."""
     scenario = SCENARIOS[name]
     config = out / f"{name}.toml"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(scenario.toml())
-    command = [sys.executable, "-m", "feddp_eval.cli", "attack", "-c", str(config), "--data", str(folder)]
-    command += [
-        "--rounds",
-        "1",
-        "--seeds",
-        "1",
-        "--out",
-        str(out / name),
-        "--json",
-        "--quiet",
-        *scenario.flags,
-    ]
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    return {"command": " ".join(command[2:]), "seconds": round(seconds, 1), "result": json.loads(done.stdout)}
+    rows: list[dict[str, object]] = []
+    for flags in scenario.arms:
+        command = [sys.executable, "-m", "feddp_eval.cli", "attack", "-c", str(config), "--data", str(folder)]
+        command += ["--rounds", "1", "--seeds", "1", "--seed", str(seed), "--out", str(out / name)]
+        command += ["--json", "--quiet", *flags]
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True)
+        seconds = round(time.perf_counter() - start, 1)
+        if done.returncode == 2 and "trained on no tile" in done.stderr:
+            rows.append({"seed": seed, "arm": " ".join(flags), "refused": " ".join(done.stderr.split())})
+            continue
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+        result = json.loads(done.stdout)
+        (row,) = result["rows"]
+        rows.append({**row, "seed": seed, "tiles": result["scenario"]["tiles"], "seconds": seconds})
+    return rows
 
 
-def table(attacks: dict[str, dict[str, object]]) -> list[str]:
-    """Markdown rows: scenario, arm, tiles, PSNR / SSIM, the painted-mask guess, margins, mask Dice."""
+def table(attacks: dict[str, list[dict[str, object]]]) -> list[str]:
+    """Markdown rows: scenario, seed, arm, tiles, PSNR / SSIM, the guess, margins, mask Dice."""
     lines = [
-        "| scenario | arm | tiles | attack dB / SSIM | guess dB / SSIM | vs guess dB / SSIM | mask Dice |",
-        "|---|---|---:|---|---|---|---|",
+        "| scenario | seed | arm | tiles | attack dB / SSIM | guess dB / SSIM | vs guess | mask Dice |",
+        "|---|---:|---|---:|---|---|---|---|",
     ]
-    for name, done in attacks.items():
-        result = done["result"]
-        assert isinstance(result, dict)
-        counts = result["scenario"].get("tiles_by_arm") or [result["scenario"]["tiles"]] * len(result["rows"])
-        for row, n in zip(result["rows"], counts, strict=True):
-            arm = row["defense"] + (f" σ={row['noise']:g}" if row["noise"] else "")
+    for name, rows in attacks.items():
+        for row in rows:
+            if "refused" in row:
+                lines.append(
+                    f"| {name} | {row['seed']} | `{row['arm']}` | 0 | refused: no tile drawn | | | |"
+                )
+                continue
+            r: dict[str, Any] = row
+            arm = r["defense"] + (f" σ={r['noise']:g}" if r["noise"] else "")
             guess, prefix = (
-                ("mask_prior", "painted") if row["mask_prior_psnr"] is not None else ("prior", "mean")
+                ("mask_prior", "painted") if r["mask_prior_psnr"] is not None else ("prior", "mean")
             )
             dice = (
                 "–"
-                if row["mask_dice"] is None
-                else f"{row['mask_dice']:.2f} (all-nucleus mask {row['flat_mask_dice']:.2f})"
+                if r["mask_dice"] is None
+                else f"{r['mask_dice']:.2f} (all-nucleus mask {r['flat_mask_dice']:.2f})"
             )
-            margin_psnr = row["psnr"] - row[f"{guess}_psnr"]
-            margin_ssim = row["ssim"] - row[f"{guess}_ssim"]
+            attacked, guessed = (r["psnr"], r["ssim"]), (r[f"{guess}_psnr"], r[f"{guess}_ssim"])
             lines.append(
-                f"| {name} | {arm} | {n} | {row['psnr']:.2f} / {row['ssim']:.3f} | {prefix} "
-                f"{row[f'{guess}_psnr']:.2f} / {row[f'{guess}_ssim']:.3f} | {margin_psnr:+.2f} / "
-                f"{margin_ssim:+.3f} | {dice} |"
+                f"| {name} | {r['seed']} | {arm} | {r['tiles']} | {attacked[0]:.2f} / {attacked[1]:.3f} | "
+                f"{prefix} {guessed[0]:.2f} / {guessed[1]:.3f} | {attacked[0] - guessed[0]:+.2f} / "
+                f"{attacked[1] - guessed[1]:+.3f} | {dice} |"
             )
     return lines
 
@@ -329,6 +338,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="which tissue regions are drawn")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "feddp-eval" / "wheels")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--experiment-seeds", default="0", help="comma-separated experiment seeds")
     parser.add_argument("--build-only", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -336,7 +346,11 @@ def main() -> None:
     folder = args.out / "data"
     summary: dict[str, object] = {"sites": build(folder, keep=args.regions, seed=args.seed, cache=args.cache)}
     if not args.build_only:
-        attacks = {name: attack(folder, name, args.out) for name in args.scenarios.split(",")}
+        seeds = [int(seed) for seed in args.experiment_seeds.split(",")]
+        attacks = {
+            name: [row for seed in seeds for row in attack(folder, name, seed, args.out)]
+            for name in args.scenarios.split(",")
+        }
         summary["attacks"] = attacks
     if args.json:
         print(json.dumps(summary, indent=2, default=str))

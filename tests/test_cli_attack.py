@@ -98,17 +98,6 @@ def test_attack_table_names_the_threat_and_prints_epsilon_with_delta(tmp_path: P
     assert "marking every pixel nucleus scores" in " ".join(result.output.split())
 
 
-def test_flat_mask_dice_is_two_p_over_one_plus_p() -> None:
-    import torch
-
-    from feddp_eval.workflows.attack_run import flat_mask_dice
-
-    masks = torch.zeros(3, 1, 4, 4)
-    masks[0, 0, :1] = 1  # p = 1/4: 2p / (1 + p) = 0.4
-    masks[1, 0, :2] = 1  # p = 1/2: 2/3
-    assert flat_mask_dice(masks) == pytest.approx((0.4 + 2 / 3 + 0.0) / 3)  # an empty tile scores 0
-
-
 def test_attack_rejects_a_round_that_was_not_trained(tmp_path: Path, tiny_toml: Path) -> None:
     result = runner.invoke(
         app, ["attack", "--config", str(tiny_toml), "--target-round", "5", "--out", str(tmp_path)]

@@ -78,6 +78,7 @@ def attack_run(
 ) -> AttackOutcome:
     """Attack one training run's target capture and score it against ground truth and the prior."""
     from attacks import ATTACKS
+    from feddp_eval.metrics.privacy import all_nucleus_dice
     from feddp_eval.schema import mark_not_run
 
     a = config.attack
@@ -92,7 +93,7 @@ def attack_run(
     cells = {
         **columns.training_columns(config, trained.summary),
         **columns.scores_columns(scores, baseline, mask_baseline, mask_scored=mask_scored),
-        "flat_mask_dice": flat_mask_dice(target.truth.masks) if mask_scored else None,
+        "flat_mask_dice": all_nucleus_dice(target.truth.masks) if mask_scored else None,
         **(columns.imprint_facts(target.captures[0], target.truth, recon) if target.malicious else {}),
         **columns.attack_columns(
             config, recon, malicious=target.malicious, restarts=a.schedule[1], rounds=len(target.captures)
@@ -245,19 +246,6 @@ def _score(target: Target, recon: Any, lpips: Any) -> tuple[Any, Any, Any]:
         score_reconstruction(target.painted, truth.images, lpips=metric) if target.mask == "known" else None
     )
     return scores, baseline, painted
-
-
-def flat_mask_dice(true_masks: Any) -> float:
-    """Mask Dice of marking every pixel nucleus, mean over the tiles: 2p / (1 + p) for a tile whose
-    foreground share is p. No mask guessed without the update can expect a higher Dice (a mask of
-    k pixels chosen blind expects 2pk / (k + pN), rising with k), so a masks-unknown attack's mask
-    Dice leaks only above it; the mean-colour prior's mask (the per-pixel majority, all background
-    for most tiles) is the accuracy-optimal guess, not the Dice-optimal one."""
-    import torch
-
-    from feddp_eval.metrics.privacy import mask_dice
-
-    return float(sum(mask_dice(torch.ones_like(m), m) for m in true_masks) / len(true_masks))
 
 
 def _attack_dir(run_dir: Path, config: ExperimentConfig, target: Target) -> Path:
