@@ -375,7 +375,7 @@ def test_all_nucleus_dice_is_two_p_over_one_plus_p(seed: int, share: float, tile
     the mean over the tiles."""
     g = torch.Generator().manual_seed(seed)
     masks = (torch.rand((tiles, 1, 8, 8), generator=g) < share).float()
-    p = masks.mean(dim=(1, 2, 3))
+    p = masks.double().mean(dim=(1, 2, 3))
     expected = float(torch.where(p > 0, 2 * p / (1 + p), torch.zeros_like(p)).mean())
     assert all_nucleus_dice(masks) == pytest.approx(expected, abs=1e-12)
 
