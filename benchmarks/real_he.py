@@ -23,13 +23,15 @@ simulated clients train on, and what a masks-known attacker is given, so the *im
 SSIM over the painted-mask guess) are real-tissue measurements; the mask Dice of a masks-unknown
 attack is scored against these pseudo-labels, not against a pathologist's.
 
-``run`` then measures issue #22's settings on that folder with ``feddp-eval attack`` (one tile /
+``attack`` then measures issue #22's settings on that folder with ``feddp-eval attack`` (one tile /
 one local step and four tiles / one step, masks known, undefended and under dp-sgd σ = 1.1; one
-tile with the masks unknown), each from round 1 of one seed; and the one-tile settings again through
-the same U-Net with GELU activations, where the update is a smooth function of the tile.
+tile with the masks unknown), each from round 1, at each experiment seed; and the one-tile settings
+again through the same U-Net with GELU activations, where the update is a smooth function of the
+tile. Results: ``benchmarks/RESULTS.md``, "Real H&E tissue".
 
 Usage: ``OMP_NUM_THREADS=2 python benchmarks/real_he.py --out runs/real-he [--regions 12]
-[--scenarios one-tile,four-tiles,masks-unknown,one-tile-gelu,masks-unknown-gelu] [--build-only] [--json]``
+[--experiment-seeds 0,1,2] [--scenarios one-tile,four-tiles,masks-unknown,one-tile-gelu,masks-unknown-gelu]
+[--build-only] [--json]``
 """
 
 from __future__ import annotations
