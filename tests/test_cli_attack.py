@@ -237,3 +237,13 @@ def test_an_empty_poisson_batch_is_refused_with_the_way_out(tmp_path: Path, tiny
     assert result.exit_code == 2, result.output
     text = " ".join(result.output.split())
     assert "trained on no tile in round 1" in text and "--target-round" in text
+
+
+def test_attack_takes_the_local_batch_and_steps(tmp_path: Path, tiny_toml: Path) -> None:
+    """`--batch-size 1 --local-steps 1`: the textbook one-tile, one-step update, without a TOML file."""
+    args = ["attack", "-c", str(tiny_toml), "--defense", "none", "--iterations", "2", "--rounds", "1"]
+    args += ["--batch-size", "1", "--local-steps", "1", "--out", str(tmp_path), "--json", "--quiet"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    scenario = json.loads(result.stdout)["scenario"]
+    assert (scenario["batch_size"], scenario["local_steps"], scenario["tiles"]) == (1, 1, 1)

@@ -134,6 +134,8 @@ def attack(
     mask: MaskOpt = None,
     reference: Annotated[bool, typer.Option(help="Also train and attack the undefended arm.")] = True,
     rounds: RoundsOpt = None,
+    local_steps: LocalStepsOpt = None,
+    batch_size: BatchSizeOpt = None,
     data: DataOpt = None,
     data_format: DataFormatOpt = None,
     site_by: SiteByOpt = None,
