@@ -297,7 +297,8 @@ def attack(folder: Path, name: str, seed: int, out: Path) -> list[dict[str, obje
             raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
         result = json.loads(done.stdout)
         (row,) = result["rows"]
-        rows.append({**row, "seed": seed, "tiles": result["scenario"]["tiles"], "seconds": seconds})
+        count = result["scenario"]["tiles"]
+        rows.append({**row, "seed": seed, "tiles_file": row["tiles"], "tiles": count, "seconds": seconds})
     return rows
 
 
@@ -333,6 +334,59 @@ def table(attacks: dict[str, list[dict[str, object]]]) -> list[str]:
     return lines
 
 
+def figure(attacks: dict[str, list[dict[str, object]]], path: Path) -> Path:
+    """PNG: per experiment seed, the attacked tile, the painted-mask guess, and the undefended
+    reconstruction of each masks-known scenario with one tile (ReLU, GELU), each with its PSNR."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from safetensors.numpy import load_file
+
+    columns = [name for name in ("one-tile", "one-tile-gelu") if name in attacks]
+    undefended: dict[tuple[str, int], dict[str, Any]] = {
+        (name, int(str(r["seed"]))): r
+        for name in columns
+        for r in attacks[name]
+        if r.get("defense") == "none"
+    }
+    seeds = sorted({seed for _, seed in undefended})
+    titles = [
+        "true tile",
+        "painted-mask guess",
+        *("attack, ReLU" if name == "one-tile" else "attack, GELU" for name in columns),
+    ]
+    fig, axes = plt.subplots(
+        len(seeds), len(titles), figsize=(2.0 * len(titles), 2.1 * len(seeds)), squeeze=False
+    )
+    for i, seed in enumerate(seeds):
+        first = undefended[(columns[0], seed)]
+        tiles = load_file(str(first["tiles_file"]))
+        panels = [
+            (tiles["true_images"][0], f"seed {seed}"),
+            (tiles["prior_images"][0], f"{first['mask_prior_psnr']:.1f} dB"),
+        ]
+        for name in columns:
+            r = undefended[(name, seed)]
+            own = load_file(str(r["tiles_file"]))
+            if not np.array_equal(own["true_images"], tiles["true_images"]):
+                raise SystemExit(f"{name}, seed {seed}: another tile than {columns[0]}'s; no common row")
+            panels.append((own["images"][0], f"{r['psnr']:.1f} dB ({r['psnr'] - r['mask_prior_psnr']:+.1f})"))
+        for j, (image, label) in enumerate(panels):
+            ax = axes[i][j]
+            ax.imshow(np.clip(image.transpose(1, 2, 0), 0, 1), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_xlabel(label, fontsize=8)
+            if i == 0:
+                ax.set_title(titles[j], fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/real-he"))
@@ -342,6 +396,7 @@ def main() -> None:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--experiment-seeds", default="0", help="comma-separated experiment seeds")
     parser.add_argument("--build-only", action="store_true")
+    parser.add_argument("--figure", type=Path, help="also draw the one-tile reconstructions (PNG) here")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -354,6 +409,8 @@ def main() -> None:
             for name in args.scenarios.split(",")
         }
         summary["attacks"] = attacks
+        if args.figure:
+            figure(attacks, args.figure)
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
         return

