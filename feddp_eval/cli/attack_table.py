@@ -49,7 +49,7 @@ def _table(result: AttackResult) -> Any:
     from rich.table import Table
 
     s, rows, first = result.scenario, result.rows, result.rows[0]
-    counts = s.get("tiles_by_arm") or [s["tiles"]] * len(rows)
+    counts = arm_tiles(s, len(rows))
     table = Table(
         title=f"{s['site']}, {rounds_text(s)}: {tiles_text(rows, counts)}, {s['local_steps']} local step(s)"
     )
@@ -95,6 +95,12 @@ def _table(result: AttackResult) -> Any:
     return table
 
 
+def arm_tiles(scenario: dict[str, Any], arms: int) -> list[int]:
+    """Each arm's attacked tile count (``tiles_by_arm``; results written before it was recorded hold
+    one count for all arms)."""
+    return list(scenario.get("tiles_by_arm") or [scenario["tiles"]] * arms)
+
+
 def tiles_text(rows: list[ResultRow], counts: list[int]) -> str:
     """``4 tiles``; ``1 tile (dp-sgd σ=1.1: 2, Poisson-sampled)`` where an arm drew another batch."""
     first = f"{counts[0]} tile{'s' if counts[0] != 1 else ''}"
@@ -138,7 +144,7 @@ def _own_priors(rows: list[ResultRow], scenario: dict[str, Any]) -> list[str]:
     """Where an arm attacked other tiles (Poisson sampling), the prior columns, which score the first
     arm's tiles, are not its guess: one line per such arm with its own prior's PSNR / SSIM, the one
     its 'vs prior' is read against."""
-    counts = scenario.get("tiles_by_arm") or [scenario["tiles"]] * len(rows)
+    counts = arm_tiles(scenario, len(rows))
     lines = []
     for row, n in zip(rows[1:], counts[1:], strict=True):
         if n == counts[0] and row.prior_psnr == rows[0].prior_psnr:
