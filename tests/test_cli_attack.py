@@ -247,3 +247,56 @@ def test_attack_takes_the_local_batch_and_steps(tmp_path: Path, tiny_toml: Path)
     assert result.exit_code == 0, result.output
     scenario = json.loads(result.stdout)["scenario"]
     assert (scenario["batch_size"], scenario["local_steps"], scenario["tiles"]) == (1, 1, 1)
+
+
+def test_paired_batches_attack_the_same_tiles_in_both_arms(tmp_path: Path, tiny_config) -> None:  # type: ignore[no-untyped-def]
+    """`--paired-batches`: the reference Poisson-samples from the same seeded draws as dp-sgd, so on
+    seed 7 (unpaired: reference 1 tile, dp-sgd 2) both arms train every client on the same batches in
+    every round and attack the same two tiles; the table has no 'attacked other tiles' line."""
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    from feddp_eval.config import to_toml
+
+    config = replace(tiny_config, seed=7, train=replace(tiny_config.train, batch_size=1, local_steps=1))
+    toml = tmp_path / "one.toml"
+    toml.write_text(to_toml(config))
+    args = ["attack", "--noise", "1.1", "-c", str(toml), "--iterations", "2", "--rounds", "2"]
+    args += ["--paired-batches", "--seeds", "1", "--out", str(tmp_path / "runs")]
+    result = runner.invoke(app, [*args, "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["scenario"]["tiles_by_arm"] == [2, 2]
+    reference, defended = (load_file(row["tiles"]) for row in report["rows"])
+    assert reference["true_images"].equal(defended["true_images"])
+    runs = [Path(row["run_dir"]) for row in report["rows"]]
+    for capture in sorted((runs[0] / "captures").glob("round-*/site-*.json")):
+        ours = json.loads(capture.read_text())
+        theirs = json.loads((runs[1] / capture.relative_to(runs[0])).read_text())
+        assert ours["poisson_sampling"] is True and ours["batches"] == theirs["batches"]
+    assert len(list((runs[0] / "captures").glob("round-*/site-*.json"))) == 4  # 2 rounds x 2 sites
+    table = runner.invoke(app, args)
+    assert table.exit_code == 0, table.output
+    assert "attacked other tiles" not in table.output and "Poisson-sampled" not in table.output
+
+
+def test_paired_batches_leave_a_reference_that_already_draws_alike_unchanged(tiny_config) -> None:  # type: ignore[no-untyped-def]
+    """Pairing changes the reference only where the defended arm Poisson-samples: unpaired, or
+    against a defense that draws shuffled passes as the reference does, its config (and hash) is
+    the plain undefended arm's."""
+    from dataclasses import replace
+
+    from feddp_eval.config import defended_config, reference_config
+    from feddp_eval.rundir.names import run_key
+    from feddp_eval.workflows.attack import reference_arm
+
+    def arm(defense: str, paired: bool):  # type: ignore[no-untyped-def]
+        config = defended_config(tiny_config, noise=1.1, defense=defense)
+        return replace(config, attack=replace(config.attack, paired_batches=paired))
+
+    plain = run_key(reference_config(arm("dp-sgd", False)))
+    assert run_key(reference_arm(arm("dp-sgd", False))) == plain
+    assert run_key(reference_arm(arm("local-dp", True))) == plain
+    paired = reference_arm(arm("dp-sgd", True))
+    assert paired.train.sampling == "poisson" and run_key(paired) != plain

@@ -157,7 +157,8 @@ def _own_priors(rows: list[ResultRow], scenario: dict[str, Any]) -> list[str]:
             kind = "painted-mask" if painted else "mean-colour"
             lines.append(
                 f"{_label(row)} attacked other tiles: the prior columns score {_label(rows[0])}'s; "
-                f"its own {kind} prior scores {psnr:.1f} dB / SSIM {ssim:.3f}"
+                f"its own {kind} prior scores {psnr:.1f} dB / SSIM {ssim:.3f} "
+                "(--paired-batches trains the reference on the same draws)"
             )
     return lines
 

@@ -29,6 +29,7 @@ from feddp_eval.config import (
     ExperimentConfig,
     MaskKnowledge,
     OptimizerName,
+    SamplingName,
     setting_help,
 )
 from feddp_eval.sweep.grid import ExecutorName
@@ -78,6 +79,7 @@ LocalStepsOpt = Annotated[int | None, SettingOption("train.local_steps")]
 BatchSizeOpt = Annotated[int | None, SettingOption("train.batch_size")]
 LrOpt = Annotated[float | None, SettingOption("train.lr")]
 OptimizerOpt = Annotated[OptimizerName | None, SettingOption("train.optimizer")]
+SamplingOpt = Annotated[SamplingName | None, SettingOption("train.sampling")]
 ClientFractionOpt = Annotated[float | None, SettingOption("train.client_fraction")]
 EngineOpt = Annotated[EngineName | None, SettingOption("train.engine")]
 AuditOpt = Annotated[bool | None, SettingOption("train.audit", "--audit/--no-audit")]
@@ -94,6 +96,9 @@ IterationsOpt = Annotated[int | None, SettingOption("attack.iterations")]
 RestartsOpt = Annotated[int | None, SettingOption("attack.restarts")]
 MaskOpt = Annotated[MaskKnowledge | None, SettingOption("attack.mask")]
 UtilitySeedsOpt = Annotated[int | None, SettingOption("attack.utility_seeds", "--seeds")]
+PairedBatchesOpt = Annotated[
+    bool | None, SettingOption("attack.paired_batches", "--paired-batches/--no-paired-batches")
+]
 
 # ---------------------------------------------------------------------------- other options
 

@@ -14,6 +14,7 @@ from feddp_eval.plugins import attack_card
 
 Device = Literal["auto", "cpu", "cuda"]
 OptimizerName = Literal["sgd", "adam"]
+SamplingName = Literal["defense", "poisson"]
 EngineName = Literal["local", "flower"]
 LrSchedule = Literal["constant", "cosine"]
 TileMode = Literal["crop", "resize"]
@@ -101,6 +102,11 @@ class TrainConfig:
             (``metrics.csv`` holds each round, for the report's training curves) or ``final`` (the
             last round only; the same final numbers and weights, about 15% of a default run
             saved). ``feddp-eval attack``'s extra seed runs for ΔDice use ``final``.
+        sampling: How clients draw their local batches: ``defense``, as the defense does (Poisson
+            sampling under ``dp-sgd``, shuffled passes otherwise), or ``poisson``, every client
+            Poisson-samples whatever the defense (each tile in each step with probability
+            ``batch_size / n``; ``feddp-eval attack --paired-batches`` trains its undefended reference
+            so, to draw the same batches as a ``dp-sgd`` arm).
     """
 
     rounds: int = setting(10, ge=1, most=1_000_000)
@@ -117,6 +123,7 @@ class TrainConfig:
     audit_canaries: int = setting(1000, ge=2, only_with="audit")
     lr_schedule: LrSchedule = setting("constant", added=True)
     evaluate: Literal["every-round", "final"] = setting("every-round", added=True)
+    sampling: SamplingName = setting("defense", added=True)
 
 
 @dataclass(frozen=True)
@@ -204,6 +211,12 @@ class AttackSettings:
         utility_seeds: ``feddp-eval attack`` trains each arm at this many seeds (the config's seed and
             the next ones, paired across arms) and reports the defended arm's ΔDice with its 95% paired-t
             interval; only the first seed is attacked. 1 trains once and says the ΔDice "cannot tell".
+        paired_batches: ``feddp-eval attack``: the undefended reference draws its clients' local
+            batches as a Poisson-sampling defended arm (``dp-sgd``) does, from the same seeded draws
+            (``[train] sampling = "poisson"``), so in every round both arms' clients train on the
+            same tiles: the attacked updates hold the same tiles, and ΔDice is what clipping and
+            noise cost, not the sampling. Off: the reference trains as any undefended run does
+            (shuffled passes), and on a site larger than the batch the arms attack different tiles.
         options: An attack's own settings by attack name, the ``[attack.<name>]`` tables of a TOML
             file (``[attack.inverting-gradients] tv_weight = 0.1``), checked against that attack's
             ``Config``; the settings above are set here, not in those tables.
@@ -236,6 +249,7 @@ class AttackSettings:
     convergence_every: int = setting(25, ge=0, note="0 = off")
     options: dict[str, dict[str, Any]] = setting(default_factory=dict, added=True)
     utility_seeds: int = setting(3, ge=1, le=50, note="training seeds per arm", added=True)
+    paired_batches: bool = setting(False, added=True)
 
     # TOML: a table under [attack] (``[attack.dlg]``) is that attack's entry in ``options``.
     NESTED_TABLES: ClassVar[str] = "options"

@@ -77,6 +77,12 @@ def local_schedule(
     return batches[:steps]
 
 
+def draws_poisson(train: TrainConfig, defense_poisson: bool) -> bool:
+    """Whether clients Poisson-sample their batches: the defense asks for it (``dp-sgd``), or
+    ``[train] sampling = "poisson"`` asks it of every client."""
+    return defense_poisson or train.sampling == "poisson"
+
+
 def round_train(train: TrainConfig, round_index: int) -> TrainConfig:
     """``train`` with round ``round_index``'s learning rate under ``train.lr_schedule`` (1-based)."""
     if train.lr_schedule == "constant":
@@ -115,7 +121,7 @@ def train_client(
     with defense.local_training(model, optimizer, generator) as (local_model, local_optimizer):
         for batch in batches:
             local_optimizer.zero_grad(set_to_none=True)
-            if not batch:  # Poisson sampling drew nobody: the step still happens (noise only, for DP).
+            if not batch:  # Poisson sampling drew nobody: the step still happens (on DP's noise alone).
                 defense.empty_step(local_model, local_optimizer)
                 losses.append(float("nan"))
                 continue
@@ -161,7 +167,7 @@ def client_round(
         len(tiles),
         train,
         generator=seeded(seed, "schedule", round_index, i),
-        poisson=defense.poisson_sampling,
+        poisson=draws_poisson(train, defense.poisson_sampling),
     )
     local = train_client(
         model,

@@ -63,7 +63,13 @@ class ClientDefense:
         yield model, optimizer
 
     def empty_step(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        """A local step whose (Poisson-sampled) batch is empty; without a defense nothing happens."""
+        """A local step whose (Poisson-sampled) batch is empty: a step on a zero gradient, the step
+        DP-SGD takes on its noise alone with the noise at 0 (SGD's momentum and Adam's moments still
+        move the weights), so the attacker's replay of the recorded batches is exact."""
+        for p in model.parameters():
+            if p.requires_grad:
+                p.grad = torch.zeros_like(p)
+        optimizer.step()
 
     def release(self, update: Update, generator: torch.Generator) -> Update:
         """The update the client sends, computed from its raw local change."""

@@ -19,7 +19,13 @@ from feddp_eval.data.sites import planned_sites
 from feddp_eval.data.types import Site, TileSet
 from feddp_eval.federated.aggregation import Aggregator, FedAvg
 from feddp_eval.federated.capture import CaptureWriter
-from feddp_eval.federated.client import ClientResult, client_round, round_train, steps_per_round
+from feddp_eval.federated.client import (
+    ClientResult,
+    client_round,
+    draws_poisson,
+    round_train,
+    steps_per_round,
+)
 from feddp_eval.federated.finite import require_finite
 from feddp_eval.federated.hooks import ClientDefense, ClientPlan, TrainingHooks, Update, privacy_summary
 from feddp_eval.federated.malicious import ModelModification
@@ -308,7 +314,7 @@ def capture_metadata(
         "optimizer": train.optimizer,
         "momentum": train.momentum if train.optimizer == "sgd" else None,
         "loss": {"name": "bce+soft-dice", "dice_weight": train.dice_weight},
-        "poisson_sampling": hooks.poisson_sampling,
+        "poisson_sampling": draws_poisson(train, hooks.poisson_sampling),
         "defense": hooks.describe(),
         "batches": batches,
         "update": "local_weights_minus_global",

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from feddp_eval import schema
-from feddp_eval.config import ExperimentConfig, reference_config
+from feddp_eval.config import ExperimentConfig, reference_config, with_overrides
 from feddp_eval.errors import ConfigError
 from feddp_eval.io import write_json
 from feddp_eval.result_row import ResultRow
@@ -60,7 +60,7 @@ def run_attack(
 
     preflight_attack(config)
     out = Path(out)
-    arms = ([reference_config(config)] if reference and config.defense.name != "none" else []) + [config]
+    arms = ([reference_arm(config)] if reference and config.defense.name != "none" else []) + [config]
     results_dir = out / attack_dir_name(config)
     outcomes: dict[int, AttackOutcome] = {}
     with UtilitySeeds(arms, config.attack.utility_seeds, out) as utility:  # the worker starts first
@@ -98,6 +98,21 @@ def run_attack(
     panels += [(_label(o.row), o.truth, o.reconstruction) for o in ordered]
     grid = save_comparison_grid(results_dir / "reconstructions.png", panels)
     return AttackResult(results_dir, rows, scenario, grid)
+
+
+def reference_arm(config: ExperimentConfig) -> ExperimentConfig:
+    """The undefended arm of ``config`` (:func:`~feddp_eval.config.reference_config`); with
+    ``attack.paired_batches`` and a defended arm that Poisson-samples, its clients Poisson-sample too
+    (``train.sampling = "poisson"``). Batches are drawn from the seed, the round and the client alone,
+    so both arms then train every client on the same tiles in every round. A defended arm that does
+    not Poisson-sample already draws the reference's batches, and the reference stays as it is."""
+    from defenses import build_defense
+    from feddp_eval.federated.client import draws_poisson
+
+    arm = reference_config(config)
+    if config.attack.paired_batches and draws_poisson(config.train, build_defense(config.defense).poisson_sampling):
+        arm = with_overrides(arm, {"train.sampling": "poisson"})
+    return arm
 
 
 def _dice(row: ResultRow) -> float:
