@@ -18,6 +18,8 @@ Ours: ``ATTACKS.create("inverting-gradients", iterations=N, restarts=1)`` with i
 TV 0.3), reconstructing from a :class:`attacks.ServerView` of the update. A second row, unless
 ``--no-paper``, runs our loop with the paper's recipe (``PAPER_RECIPE``: free RGB pixels from
 uniform noise, signed Adam lr 0.1, no colour penalty; TV 0.3), the closest to breaching's setup.
+A third, unless ``--no-blind``, runs our defaults without the public mean colour breaching is not
+given (``BLIND``: the stain image model from uniform noise, no colour penalty, the whole budget).
 
 breaching: its public API only, no dataset case (those download). The attack config is its own
 ``invertinggradients`` preset, composed with ``breaching.get_attack_config("invertinggradients",
