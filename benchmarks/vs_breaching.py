@@ -347,7 +347,11 @@ def quality_table(traces: dict[str, list[tuple[float, float]]], sides: dict[str,
         )
     theirs = out["breaching"]["seconds_to_target"]
     lines.append("")
-    for key, what in (("ours", "ours (defaults)"), ("paper", "paper recipe"), ("blind", "ours, no public colour")):
+    for key, what in (
+        ("ours", "ours (defaults)"),
+        ("paper", "paper recipe"),
+        ("blind", "ours, no public colour"),
+    ):
         if key not in out:
             continue
         mine = out[key]["seconds_to_target"]

@@ -110,7 +110,9 @@ def reference_arm(config: ExperimentConfig) -> ExperimentConfig:
     from feddp_eval.federated.client import draws_poisson
 
     arm = reference_config(config)
-    if config.attack.paired_batches and draws_poisson(config.train, build_defense(config.defense).poisson_sampling):
+    if config.attack.paired_batches and draws_poisson(
+        config.train, build_defense(config.defense).poisson_sampling
+    ):
         arm = with_overrides(arm, {"train.sampling": "poisson"})
     return arm
 

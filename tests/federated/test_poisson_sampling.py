@@ -21,7 +21,9 @@ N_TILES = 5
 
 
 def _plan() -> ClientPlan:
-    return ClientPlan(client_id=0, n_samples=N_TILES, batch_size=1, steps_per_round=4, rounds=1, participation=1.0)
+    return ClientPlan(
+        client_id=0, n_samples=N_TILES, batch_size=1, steps_per_round=4, rounds=1, participation=1.0
+    )
 
 
 def _seed_with_an_empty_step_inside() -> int:
@@ -48,7 +50,13 @@ def test_an_undefended_poisson_round_is_replayed_exactly(optimizer: str) -> None
     model = UNet.from_config(ModelConfig(depth=1, width=4, groups=2))
     start = {k: v.detach().clone() for k, v in model.named_parameters()}
     answer = client_round(
-        model, tiles, train, defense=ClientDefense(_plan()), device=torch.device("cpu"), seed=seed, round_index=1
+        model,
+        tiles,
+        train,
+        defense=ClientDefense(_plan()),
+        device=torch.device("cpu"),
+        seed=seed,
+        round_index=1,
     )
     batches = answer.local.batches
     assert any(not b for b in batches) and any(b for b in batches)
