@@ -213,6 +213,7 @@ def test_arms_that_drew_different_batches_keep_their_own_tiles(tmp_path: Path, t
     drawn = [len(load_file(row["tiles"])["true_images"]) for row in report["rows"]]
     assert report["scenario"]["tiles_by_arm"] == drawn == [1, 2]
     assert report["scenario"]["tiles"] == 1  # the reference arm's
+    assert "paired_batches" not in report["scenario"]
     table = runner.invoke(app, args)
     assert table.exit_code == 0, table.output
     text = " ".join(table.output.split())
@@ -278,7 +279,10 @@ def test_paired_batches_attack_the_same_tiles_in_both_arms(tmp_path: Path, tiny_
     assert len(list((runs[0] / "captures").glob("round-*/site-*.json"))) == 4  # 2 rounds x 2 sites
     table = runner.invoke(app, args)
     assert table.exit_code == 0, table.output
-    assert "attacked other tiles" not in table.output and "Poisson-sampled" not in table.output
+    text = " ".join(table.output.split())
+    assert "round 1: 2 tiles, 1 local step(s)" in text  # one count in the title: the same tiles
+    assert "attacked other tiles" not in text and report["scenario"]["paired_batches"] is True
+    assert "paired batches: the undefended arm Poisson-sampled" in text
 
 
 def test_paired_batches_leave_a_reference_that_already_draws_alike_unchanged(tiny_config) -> None:  # type: ignore[no-untyped-def]

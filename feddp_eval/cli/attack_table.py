@@ -176,6 +176,11 @@ def _notes(first: ResultRow, scenario: dict[str, Any], grid: Any) -> list[str]:
         f"vs prior: PSNR minus the {reference} prior's (the attacker's best guess without the "
         f"update); tiles > prior: tiles whose PSNR beats that guess of the same tile",
     ]
+    if scenario.get("paired_batches"):
+        lines.append(
+            "paired batches: the undefended arm Poisson-sampled from the defended arm's draws, so both "
+            "trained every client on the same tiles (ΔDice: clipping and noise, not the sampling)"
+        )
     if first.threat == "malicious":
         lines.append(
             "tiles read: tiles the imprint found in a bin of their own (in brackets: how many truly "
