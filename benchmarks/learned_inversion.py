@@ -1,0 +1,262 @@
+"""An attacker with public data and a learned inverter (a script, not a test; issue #22).
+
+The gradient attacks of ``inversion_basin.py`` descend the update's distance and, through the ReLU
+U-Net, end at or below the painted-mask guess even on one tile. A learned inverter ("Learning to
+Invert", Wu et al. 2023) does not descend anything: the server simulates the client's round on
+tiles it may hold, learns the map from a round's update to the tile, and applies it to the captured
+update.
+
+Here, on the textbook leak (the default scenario's site 3 with one training tile, the U-Net at its
+round-1 initialisation or at ``--weights``, one local SGD step, masks known):
+
+* **Public tiles**: the embedded generator, which the server runs as well as anyone, drawn with the
+  attacked site's stain at another seed (a server without the stain would first estimate it from
+  the site's public tiles; granting it is the stronger attacker). They are split into a training
+  set (``--train``, nested sizes), validation tiles that pick the ridge, and test tiles that score.
+* **The guess without the update, from the same public tiles**: each pixel's colour as a linear
+  function of the mask in the (2r + 1)² window around it, fitted on the training tiles
+  (``--radius``; :func:`fit_window_ridge`). It is never worse than the painted guess by much and is
+  the bar the inverter must clear: what public data gives without the update.
+* **The inverter**: kernel ridge regression from the update (each parameter tensor divided by its
+  RMS over the public updates, a linear kernel) to the tile's residual over that guess; the ridge
+  is picked on the validation tiles, never on the attacked one.
+
+Only the scoring reads the attacked tile. Rows: per training-set size, the held-out test tiles'
+pooled PSNR and the attacked tile's PSNR / SSIM for the painted guess, the public guess and the
+inverter.
+
+Usage: ``OMP_NUM_THREADS=2 python benchmarks/learned_inversion.py [--train 1000,2000,4000]
+[--validation 200] [--test 200] [--radius 7] [--weights RUN/captures/round-0010/global.safetensors]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from inversion_basin import Scenario, attacked_site, default_scenario
+from torch import Tensor
+from torch.func import vmap
+
+from attacks.simulate import flatten, simulate_update
+from feddp_eval.data.stain import StainProfile
+from feddp_eval.data.synthetic import synthesize_tiles
+from feddp_eval.data.types import TileSet
+from feddp_eval.metrics.privacy import score_reconstruction
+from feddp_eval.models.unet import UNet
+from feddp_eval.seeding import derive_seed
+
+RIDGES = (1e-3, 1e-2, 1e-1, 1.0, 10.0)  # relative to the kernel's mean diagonal
+
+
+def public_tiles(scenario_seed: int, n: int) -> TileSet:
+    """``n`` tiles of the embedded generator with the attacked site's stain, at a seed of their own."""
+    site = attacked_site(1, scenario_seed)
+    stain = StainProfile(**site.info["stain"])  # type: ignore[arg-type]
+    size = site.train.images.shape[-1]
+    return synthesize_tiles(n, stain=stain, tile_size=size, seed=derive_seed(scenario_seed, "public-tiles"))
+
+
+def one_tile_updates(scenario: Scenario, images: Tensor, masks: Tensor, chunk: int = 32) -> Tensor:
+    """(N, P): the flat update a one-tile client would send for each tile, through the scenario's
+    global weights and recipe (the captured round's)."""
+    view = scenario.view
+    if view.n_images != 1:
+        raise ValueError("the learned inverter maps one tile's update to that tile")
+    model = UNet.from_config(view.model)
+    names = list(view.global_weights)
+
+    def update(x: Tensor, m: Tensor) -> Tensor:
+        return flatten(simulate_update(model, view.global_weights, x[None], m[None], view.recipe), names)
+
+    with torch.no_grad():
+        pieces = [
+            vmap(update)(images[i : i + chunk], masks[i : i + chunk]) for i in range(0, len(images), chunk)
+        ]
+    return torch.cat(pieces)
+
+
+def dp_release(
+    updates: Tensor, *, lr: float, clip: float, noise: float, seed: int, chunk: int = 256
+) -> Tensor:
+    """``updates`` (one-tile, one-SGD-step rounds: ``−lr · g``) as DP-SGD releases them, in place:
+    each tile's gradient clipped to norm ``clip``, plus Gaussian noise of s.d. ``noise · clip`` per
+    coordinate (a batch of one), times ``−lr``."""
+    generator = torch.Generator().manual_seed(seed)
+    for i in range(0, len(updates), chunk):
+        gradient = updates[i : i + chunk].div_(-lr)
+        norms = gradient.norm(dim=1, keepdim=True)
+        gradient.mul_((clip / norms.clamp_min(1e-30)).clamp(max=1.0))
+        gradient.add_(torch.randn(gradient.shape, generator=generator), alpha=noise * clip)
+        gradient.mul_(-lr)
+    return updates
+
+
+def tensor_scales(updates: Tensor, sizes: list[int]) -> Tensor:
+    """(P,): each parameter tensor's RMS over ``updates``, repeated over its entries, so that every
+    tensor weighs alike in the kernel whatever its gradient's scale."""
+    blocks = updates.split(sizes, dim=1)
+    return torch.cat(
+        [
+            torch.full((s,), float(b.double().pow(2).mean().sqrt()) + 1e-30)
+            for b, s in zip(blocks, sizes, strict=True)
+        ]
+    )
+
+
+def window_features(masks: Tensor, radius: int) -> Tensor:
+    """(N·H·W, (2r+1)² + 1): each pixel's mask window (replicate-padded) and a constant."""
+    k = 2 * radius + 1
+    window = F.unfold(F.pad(masks, (radius,) * 4, mode="replicate"), k)  # (N, k², H·W)
+    window = torch.cat([window, torch.ones_like(window[:, :1])], dim=1)
+    return window.transpose(1, 2).reshape(-1, k * k + 1).double()
+
+
+def fit_window_ridge(
+    images: Tensor, masks: Tensor, radius: int, ridge: float = 1.0, chunk: int = 256
+) -> Tensor:
+    """((2r+1)² + 1, 3): the per-channel ridge regression of a pixel's colour on its mask window."""
+    width = (2 * radius + 1) ** 2 + 1
+    gram, cross = torch.zeros(width, width, dtype=torch.float64), torch.zeros(width, 3, dtype=torch.float64)
+    for i in range(0, len(images), chunk):
+        x = window_features(masks[i : i + chunk], radius)
+        y = images[i : i + chunk].permute(0, 2, 3, 1).reshape(-1, 3).double()
+        gram += x.T @ x
+        cross += x.T @ y
+    return torch.linalg.solve(gram + ridge * torch.eye(width, dtype=gram.dtype), cross)
+
+
+def apply_window_ridge(masks: Tensor, weights: Tensor, radius: int, chunk: int = 64) -> Tensor:
+    """(N, 3, H, W): the fitted colours of ``masks``, clamped to [0, 1] (``chunk`` tiles at a time)."""
+    n, _, h, w = masks.shape
+    pieces = [
+        (window_features(masks[i : i + chunk], radius) @ weights).float().reshape(-1, h, w, 3)
+        for i in range(0, n, chunk)
+    ]
+    return torch.cat(pieces).permute(0, 3, 1, 2).clamp(0, 1).contiguous()
+
+
+def kernel_ridge(gram: Tensor, targets: Tensor, ridge: float) -> Tensor:
+    """Dual weights α of ``(K + ridge · mean(diag K) · I) α = targets`` (float64)."""
+    n = gram.shape[0]
+    scale = ridge * float(gram.diagonal().mean())
+    return torch.linalg.solve(gram + scale * torch.eye(n, dtype=gram.dtype), targets)
+
+
+def _invert(cross: Tensor, base: Tensor, alpha: Tensor, mean: Tensor) -> Tensor:
+    """``base`` plus the residual the inverter predicts from the kernel rows ``cross``, in [0, 1]."""
+    predicted = (cross @ alpha + mean).float().reshape(base.shape)
+    return (base + predicted).clamp(0, 1)
+
+
+def psnr(images: Tensor, truth: Tensor) -> float:
+    return float(score_reconstruction(images, truth).psnr)
+
+
+@dataclass(frozen=True)
+class Row:
+    train: int
+    ridge: float
+    test: tuple[float, float, float]  # painted, public guess, inverter: pooled dB on the test tiles
+    tile: tuple[tuple[float, float], ...]  # (dB, SSIM) of the same three on the attacked tile
+
+
+def measure(
+    scenario: Scenario, sizes: list[int], validation: int, test: int, radius: int, dp_noise: float = 0.0
+) -> list[Row]:
+    """One row per training-set size (nested: the first ``n`` public tiles). With ``dp_noise`` σ > 0
+    every update, the captured one and the public ones, is DP-SGD's release (:func:`dp_release`, clip
+    1): the attacker knows σ and the clip and trains on released updates."""
+    from inversion_basin import painted_guess
+
+    from feddp_eval.workflows.train import public_statistics
+
+    largest = max(sizes)
+    public = public_tiles(0, largest + validation + test)
+    val = slice(largest, largest + validation)
+    tst = slice(largest + validation, None)
+    updates = one_tile_updates(scenario, public.images, public.masks)
+    names = list(scenario.view.global_weights)
+    target = flatten(scenario.view.update, names)[None].clone()
+    if dp_noise > 0:
+        recipe = scenario.view.recipe
+        if recipe.steps != 1 or recipe.optimizer != "sgd":
+            raise ValueError("the DP release here is that of one local SGD step")
+        release = partial(dp_release, lr=recipe.lr, clip=1.0, noise=dp_noise)
+        release(updates, seed=derive_seed(0, "public-noise"))
+        release(target, seed=derive_seed(0, "client-noise"))
+    scales = tensor_scales(updates[:largest], [scenario.view.global_weights[k].numel() for k in names])
+    features = updates.div_(scales)  # in place: the raw updates are not read again
+    train_features = features[:largest]
+    gram = (train_features @ train_features.T).double()
+    cross_val = (features[val] @ train_features.T).double()
+    cross_test = (features[tst] @ train_features.T).double()
+    cross_tile = ((target / scales) @ train_features.T).double()
+    painted_public = painted_guess(public.masks, public_statistics(attacked_site(1, 0)))
+    rows = []
+    for n in sizes:
+        weights = fit_window_ridge(public.images[:n], public.masks[:n], radius)
+        guess = apply_window_ridge(public.masks, weights, radius)
+        residual = (public.images[:n] - guess[:n]).reshape(n, -1).double()
+        mean = residual.mean(0)
+
+        alphas = {r: kernel_ridge(gram[:n, :n], residual - mean, r) for r in RIDGES}
+        truth_val = public.images[val]
+        on_validation = {
+            r: psnr(_invert(cross_val[:, :n], guess[val], a, mean), truth_val) for r, a in alphas.items()
+        }
+        ridge = max(on_validation, key=on_validation.__getitem__)
+        tile_guess = apply_window_ridge(scenario.masks, weights, radius)
+        tile_inverted = _invert(cross_tile[:, :n], tile_guess, alphas[ridge], mean)
+        truth = public.images[tst]
+        test_row = (
+            psnr(painted_public[tst], truth),
+            psnr(guess[tst], truth),
+            psnr(_invert(cross_test[:, :n], guess[tst], alphas[ridge], mean), truth),
+        )
+        scores = [
+            score_reconstruction(x, scenario.images) for x in (scenario.painted, tile_guess, tile_inverted)
+        ]
+        rows.append(Row(n, ridge, test_row, tuple((float(s.psnr), float(s.ssim)) for s in scores)))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--train", default="1000,2000,4000", help="training-set sizes (nested)")
+    parser.add_argument("--validation", type=int, default=200, help="public tiles that pick the ridge")
+    parser.add_argument("--test", type=int, default=200, help="public tiles that score")
+    parser.add_argument("--radius", type=int, default=7, help="mask window of the public guess, px")
+    parser.add_argument("--weights", type=Path, default=None, help="a captured round's global weights")
+    parser.add_argument("--dp-noise", type=float, default=0.0, help="σ of DP-SGD on every update (clip 1)")
+    args = parser.parse_args()
+    sizes = sorted(int(n) for n in args.train.split(","))
+    began = time.perf_counter()
+    scenario = default_scenario(1, weights=args.weights)
+    rows = measure(scenario, sizes, args.validation, args.test, args.radius, args.dp_noise)
+    print(
+        f"threads {torch.get_num_threads()} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}); "
+        f"{time.perf_counter() - began:.0f} s; weights: {args.weights or 'round-1 initialisation'}; "
+        f"DP-SGD σ: {args.dp_noise or 'none'}"
+    )
+    print(
+        "| public tiles | ridge | test tiles: painted / public guess / inverter dB | attacked tile: "
+        "painted | public guess | inverter (dB / SSIM) | inverter over the public guess |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        (p, g, i), tile = r.test, r.tile
+        cells = [f"{r.train:,}", f"{r.ridge:g}", f"{p:.2f} / {g:.2f} / {i:.2f}"]
+        cells += [f"{db:.2f} / {ssim:.3f}" for db, ssim in tile]
+        cells.append(f"{i - g:+.2f} dB (test), {tile[2][0] - tile[1][0]:+.2f} dB (tile)")
+        print("| " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
