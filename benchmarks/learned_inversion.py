@@ -40,7 +40,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from inversion_basin import Scenario, attacked_site, default_scenario
+from inversion_basin import Scenario, attacked_site, default_scenario, painted_guess, psnr
 from torch import Tensor
 from torch.func import vmap
 
@@ -51,6 +51,7 @@ from feddp_eval.data.types import TileSet
 from feddp_eval.metrics.privacy import score_reconstruction
 from feddp_eval.models.unet import UNet
 from feddp_eval.seeding import derive_seed
+from feddp_eval.workflows.train import public_statistics
 
 RIDGES = (1e-3, 1e-2, 1e-1, 1.0, 10.0)  # relative to the kernel's mean diagonal
 
@@ -155,10 +156,6 @@ def _invert(cross: Tensor, base: Tensor, alpha: Tensor, mean: Tensor) -> Tensor:
     return (base + predicted).clamp(0, 1)
 
 
-def psnr(images: Tensor, truth: Tensor) -> float:
-    return float(score_reconstruction(images, truth).psnr)
-
-
 @dataclass(frozen=True)
 class Row:
     train: int
@@ -173,10 +170,6 @@ def measure(
     """One row per training-set size (nested: the first ``n`` public tiles). With ``dp_noise`` σ > 0
     every update, the captured one and the public ones, is DP-SGD's release (:func:`dp_release`, clip
     1): the attacker knows σ and the clip and trains on released updates."""
-    from inversion_basin import painted_guess
-
-    from feddp_eval.workflows.train import public_statistics
-
     largest = max(sizes)
     public = public_tiles(0, largest + validation + test)
     val = slice(largest, largest + validation)
