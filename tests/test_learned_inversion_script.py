@@ -56,6 +56,8 @@ def test_one_tile_updates_are_each_tiles_own_round(script: ModuleType) -> None:
     from feddp_eval.models.unet import UNet
 
     model = UNet.from_config(TINY)
+    # vmap against one call per tile: float order only (measured: at most 9.7e-7 of the largest entry,
+    # every entry within 1e-7 absolute, at 1, 2 and 4 threads)
     for i in range(5):
         one = flatten(
             simulate_update(
