@@ -118,12 +118,13 @@ def _group_processes(pgid: int) -> dict[int, str]:
 def test_a_stopped_sweep_stops_every_ray_task_and_process(
     tmp_path: Path, tiny_config: ExperimentConfig, stop: str
 ) -> None:
-    # Attacks that would run for minutes: 5,000 iterations and no plateau stop (with the stop the
-    # whole sweep ended in seconds, once before this test saw a task start).
+    # Attacks that would run for an hour: 200,000 iterations and no plateau stop. With the stop the
+    # whole sweep ended in seconds, once before this test saw a task start; with 5,000 iterations it
+    # once ended (exit 0) before a loaded machine's polling saw one, in a full `pytest -n 2` run.
     config = tmp_path / "long.toml"
     config.write_text(to_toml(with_overrides(tiny_config, {"train.rounds": 1, "attack.plateau": 0.0})))
     command = _sweep(config, tmp_path / "sweep", "--executor", "ray", "--quiet")
-    command[command.index("30")] = "5000"
+    command[command.index("30")] = "200000"
     driver = subprocess.Popen(
         command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
@@ -133,7 +134,11 @@ def test_a_stopped_sweep_stops_every_ray_task_and_process(
         while not any(
             "_train_task" in c or "_finish_task" in c for c in _group_processes(driver.pid).values()
         ):
-            assert driver.poll() is None and time.monotonic() < deadline, "no Ray task started"
+            if driver.poll() is not None:
+                _, stderr = driver.communicate()
+                ended = f"the sweep ended (exit {driver.returncode}) before a Ray task was seen"
+                pytest.fail(f"{ended}: {stderr[-3000:]}")
+            assert time.monotonic() < deadline, "no Ray task started"
             time.sleep(0.1)
         if stop == "sigterm-to-the-driver":
             driver.terminate()  # SIGTERM to the driver alone, as `kill PID` sends it
