@@ -1,6 +1,6 @@
 """Reconstruction attacks on captured updates; importing the package registers them."""
 
-from attacks import dlg, imprint, inverting_gradients  # noqa: F401
+from attacks import dlg, imprint, inverting_gradients, learned  # noqa: F401
 from attacks.base import ATTACKS, Attack, AttackerKnowledge, Reconstruction, ServerView
 from attacks.options import option_problems
 from feddp_eval.config.validation import use_attack_option_check

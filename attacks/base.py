@@ -150,6 +150,11 @@ class Attack(ABC):
         only reads updates (``modifies_model`` is ``None``)."""
         return None
 
+    def public_tiles_wanted(self) -> int:
+        """How many public tiles of the site's look the attack learns from (``ServerView.public_tiles``,
+        which the attack workflow then draws for it); 0: it learns from none."""
+        return 0
+
     def __repr__(self) -> str:
         settings = ", ".join(f"{f.name}={getattr(self.config, f.name)!r}" for f in fields(self.config))
         return f"{type(self).__name__}({settings})"

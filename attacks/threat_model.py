@@ -14,6 +14,7 @@ from torch import Tensor
 
 from attacks.simulate import LocalRecipe, Params
 from feddp_eval.config import ModelConfig
+from feddp_eval.data.types import TileSet
 from feddp_eval.errors import ConfigError
 
 MaskKnowledge = Literal["known", "unknown"]
@@ -82,6 +83,8 @@ class ServerView:
             (N, 3, H, W): public nuclei colour inside the mask, public background colour outside.
         foreground_prior: Public mean foreground fraction of the site's masks, or ``None``.
         rounds: Every observed round when the view spans several; empty for a single-round view.
+        public_tiles: Tiles (and masks) of the site's look that the server may legitimately hold,
+            for an attack that learns from them (``Attack.public_tiles_wanted``), else ``None``.
     """
 
     update: Params
@@ -95,6 +98,7 @@ class ServerView:
     prior: Tensor | None = None
     foreground_prior: float | None = None
     rounds: tuple[ObservedRound, ...] = ()
+    public_tiles: TileSet | None = None
 
     def __post_init__(self) -> None:
         for observed in self.rounds:
@@ -125,6 +129,9 @@ class Reconstruction:
         seconds: Wall-clock time.
         stopped: Why the loop ended: ``budget``, ``converged``, ``plateau``, ``time`` or ``non-finite``.
         history: (iteration, best objective over restarts) every few iterations.
+        guess: (N, 3, H, W) the attack's own guess without the update, where it holds more than the
+            view's prior (a learned attack's guess from the same public data, the bar its margin is
+            read against); ``None``: the view's prior is its bar.
     """
 
     images: Tensor
@@ -136,6 +143,7 @@ class Reconstruction:
     stopped: str
     history: list[tuple[int, float]] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)  # attack-specific facts for the results row
+    guess: Tensor | None = None
 
 
 Progress = Callable[[int, int, float], None]  # (iteration, total, best objective)

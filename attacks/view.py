@@ -12,6 +12,7 @@ from attacks.base import AttackerKnowledge, ObservedRound, ServerView
 from attacks.imprint.block import imprinted_shapes
 from attacks.simulate import LocalRecipe, simulate_update
 from feddp_eval.config import ModelConfig
+from feddp_eval.data.types import TileSet
 from feddp_eval.federated.capture import CapturedUpdate, sample_indices
 from feddp_eval.rundir.check import check_tensor_file, expected_shapes
 
@@ -59,6 +60,7 @@ def server_view(
     masks: Tensor | None = None,
     prior: Tensor | None = None,
     foreground_prior: float | None = None,
+    public_tiles: TileSet | None = None,
 ) -> ServerView:
     """The server's view of one captured client round, or of several rounds of one client inverted
     jointly on one set of candidates (a sequence of captures, even of one).
@@ -77,6 +79,8 @@ def server_view(
         masks: The true masks (of the union), handed over only when ``knowledge.mask == "known"``.
         prior: Public guess: mean colour (3,), mean tile (3, H, W) or one tile per candidate.
         foreground_prior: Public mean foreground fraction of the site.
+        public_tiles: Tiles of the site's look the server may hold, for an attack that learns from
+            them (``Attack.public_tiles_wanted``).
     """
     if knowledge.mask == "known" and masks is None:
         raise ValueError("knowledge.mask is 'known' but no masks were handed to the view")
@@ -87,6 +91,7 @@ def server_view(
         "knowledge": knowledge,
         "prior": prior,
         "foreground_prior": foreground_prior,
+        "public_tiles": public_tiles,
     }
     if isinstance(captures, CapturedUpdate):
         return _one_round(captures, knowledge, public)

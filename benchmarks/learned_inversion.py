@@ -39,12 +39,12 @@ from functools import partial
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from inversion_basin import Scenario, attacked_site, default_scenario, painted_guess, psnr
 from torch import Tensor
-from torch.func import vmap
 
-from attacks.simulate import flatten, simulate_update
+from attacks import learned
+from attacks.learned import RIDGES, apply_window_ridge, fit_window_ridge, invert, kernel_ridge, tensor_scales
+from attacks.simulate import flatten
 from feddp_eval.data.stain import StainProfile
 from feddp_eval.data.synthetic import synthesize_tiles
 from feddp_eval.data.types import TileSet
@@ -52,8 +52,6 @@ from feddp_eval.metrics.privacy import score_reconstruction
 from feddp_eval.models.unet import UNet
 from feddp_eval.seeding import derive_seed
 from feddp_eval.workflows.train import public_statistics
-
-RIDGES = (1e-3, 1e-2, 1e-1, 1.0, 10.0)  # relative to the kernel's mean diagonal
 
 
 def public_tiles(scenario_seed: int, n: int) -> TileSet:
@@ -64,23 +62,14 @@ def public_tiles(scenario_seed: int, n: int) -> TileSet:
     return synthesize_tiles(n, stain=stain, tile_size=size, seed=derive_seed(scenario_seed, "public-tiles"))
 
 
-def one_tile_updates(scenario: Scenario, images: Tensor, masks: Tensor, chunk: int = 32) -> Tensor:
+def one_tile_updates(scenario: Scenario, images: Tensor, masks: Tensor) -> Tensor:
     """(N, P): the flat update a one-tile client would send for each tile, through the scenario's
     global weights and recipe (the captured round's)."""
     view = scenario.view
     if view.n_images != 1:
         raise ValueError("the learned inverter maps one tile's update to that tile")
     model = UNet.from_config(view.model)
-    names = list(view.global_weights)
-
-    def update(x: Tensor, m: Tensor) -> Tensor:
-        return flatten(simulate_update(model, view.global_weights, x[None], m[None], view.recipe), names)
-
-    with torch.no_grad():
-        pieces = [
-            vmap(update)(images[i : i + chunk], masks[i : i + chunk]) for i in range(0, len(images), chunk)
-        ]
-    return torch.cat(pieces)
+    return learned.one_tile_updates(model, view.global_weights, view.recipe, images, masks)
 
 
 def dp_release(
@@ -97,63 +86,6 @@ def dp_release(
         gradient.add_(torch.randn(gradient.shape, generator=generator), alpha=noise * clip)
         gradient.mul_(-lr)
     return updates
-
-
-def tensor_scales(updates: Tensor, sizes: list[int]) -> Tensor:
-    """(P,): each parameter tensor's RMS over ``updates``, repeated over its entries, so that every
-    tensor weighs alike in the kernel whatever its gradient's scale."""
-    blocks = updates.split(sizes, dim=1)
-    return torch.cat(
-        [
-            torch.full((s,), float(b.double().pow(2).mean().sqrt()) + 1e-30)
-            for b, s in zip(blocks, sizes, strict=True)
-        ]
-    )
-
-
-def window_features(masks: Tensor, radius: int) -> Tensor:
-    """(N·H·W, (2r+1)² + 1): each pixel's mask window (replicate-padded) and a constant."""
-    k = 2 * radius + 1
-    window = F.unfold(F.pad(masks, (radius,) * 4, mode="replicate"), k)  # (N, k², H·W)
-    window = torch.cat([window, torch.ones_like(window[:, :1])], dim=1)
-    return window.transpose(1, 2).reshape(-1, k * k + 1).double()
-
-
-def fit_window_ridge(
-    images: Tensor, masks: Tensor, radius: int, ridge: float = 1.0, chunk: int = 256
-) -> Tensor:
-    """((2r+1)² + 1, 3): the per-channel ridge regression of a pixel's colour on its mask window."""
-    width = (2 * radius + 1) ** 2 + 1
-    gram, cross = torch.zeros(width, width, dtype=torch.float64), torch.zeros(width, 3, dtype=torch.float64)
-    for i in range(0, len(images), chunk):
-        x = window_features(masks[i : i + chunk], radius)
-        y = images[i : i + chunk].permute(0, 2, 3, 1).reshape(-1, 3).double()
-        gram += x.T @ x
-        cross += x.T @ y
-    return torch.linalg.solve(gram + ridge * torch.eye(width, dtype=gram.dtype), cross)
-
-
-def apply_window_ridge(masks: Tensor, weights: Tensor, radius: int, chunk: int = 64) -> Tensor:
-    """(N, 3, H, W): the fitted colours of ``masks``, clamped to [0, 1] (``chunk`` tiles at a time)."""
-    n, _, h, w = masks.shape
-    pieces = [
-        (window_features(masks[i : i + chunk], radius) @ weights).float().reshape(-1, h, w, 3)
-        for i in range(0, n, chunk)
-    ]
-    return torch.cat(pieces).permute(0, 3, 1, 2).clamp(0, 1).contiguous()
-
-
-def kernel_ridge(gram: Tensor, targets: Tensor, ridge: float) -> Tensor:
-    """Dual weights α of ``(K + ridge · mean(diag K) · I) α = targets`` (float64)."""
-    n = gram.shape[0]
-    scale = ridge * float(gram.diagonal().mean())
-    return torch.linalg.solve(gram + scale * torch.eye(n, dtype=gram.dtype), targets)
-
-
-def _invert(cross: Tensor, base: Tensor, alpha: Tensor, mean: Tensor) -> Tensor:
-    """``base`` plus the residual the inverter predicts from the kernel rows ``cross``, in [0, 1]."""
-    predicted = (cross @ alpha + mean).float().reshape(base.shape)
-    return (base + predicted).clamp(0, 1)
 
 
 @dataclass(frozen=True)
@@ -202,16 +134,16 @@ def measure(
         alphas = {r: kernel_ridge(gram[:n, :n], residual - mean, r) for r in RIDGES}
         truth_val = public.images[val]
         on_validation = {
-            r: psnr(_invert(cross_val[:, :n], guess[val], a, mean), truth_val) for r, a in alphas.items()
+            r: psnr(invert(cross_val[:, :n], guess[val], a, mean), truth_val) for r, a in alphas.items()
         }
         ridge = max(on_validation, key=on_validation.__getitem__)
         tile_guess = apply_window_ridge(scenario.masks, weights, radius)
-        tile_inverted = _invert(cross_tile[:, :n], tile_guess, alphas[ridge], mean)
+        tile_inverted = invert(cross_tile[:, :n], tile_guess, alphas[ridge], mean)
         truth = public.images[tst]
         test_row = (
             psnr(painted_public[tst], truth),
             psnr(guess[tst], truth),
-            psnr(_invert(cross_test[:, :n], guess[tst], alphas[ridge], mean), truth),
+            psnr(invert(cross_test[:, :n], guess[tst], alphas[ridge], mean), truth),
         )
         scores = [
             score_reconstruction(x, scenario.images) for x in (scenario.painted, tile_guess, tile_inverted)

@@ -110,7 +110,8 @@ def test_list_attacks() -> None:
     assert result.exit_code == 0
     assert "dlg" in result.output and "inverting-gradients" in result.output
     assert "threat: malicious server: modifies the model it sends (one round)" in result.output
-    assert result.output.count("threat: honest-but-curious server") == 2
+    assert result.output.count("threat: honest-but-curious server") == 3
+    assert "learned-inversion" in result.output
 
 
 def test_imprint_reads_every_tile_undefended_and_nothing_through_dp_sgd(
@@ -304,3 +305,61 @@ def test_paired_batches_leave_a_reference_that_already_draws_alike_unchanged(tin
     assert run_key(reference_arm(arm("local-dp", True))) == plain
     paired = reference_arm(arm("dp-sgd", True))
     assert paired.train.sampling == "poisson" and run_key(paired) != plain
+
+
+def test_learned_inversion_reads_a_one_tile_update_against_its_own_guess(tmp_path: Path, tiny_config) -> None:  # type: ignore[no-untyped-def]
+    """Both arms of a one-tile site: fitted maps, each scored against the guess learned from the same
+    public tiles, which the table, results.json and scores.json all carry; the threat says what the
+    server holds."""
+    from feddp_eval.config import to_toml, with_overrides
+
+    config = tmp_path / "one-tile.toml"
+    config.write_text(to_toml(with_overrides(tiny_config, {"data.train_tiles": [6, 1]})))
+    args = ["attack", "-c", str(config), "--attack", "learned-inversion", "--rounds", "1", "--noise", "1.1"]
+    args += ["--attack-option", "public_tiles=60", "--attack-option", "validation=20"]
+    args += ["--out", str(tmp_path / "runs")]
+    result = runner.invoke(app, [*args, "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    rows, scenario = report["rows"], report["scenario"]
+    assert [(r["stopped"], r["iterations"]) for r in rows] == [("fitted", 0), ("fitted", 0)]
+    assert scenario["tiles_by_arm"] == [1, 1]
+    guesses = scenario["own_guess_by_arm"]
+    assert len(guesses) == 2 and guesses[0] == guesses[1]  # the same tile and public tiles: one guess
+    assert "holds 80 public tiles of the site's look" in scenario["threat"]
+    scores = sorted(Path(report["run_dir"]).parent.glob("*/attacks/learned-inversion-*/scores.json"))
+    assert len(scores) == 2  # one per arm
+    for path in scores:
+        assert json.loads(path.read_text())["own_guess"]["psnr"] == pytest.approx(guesses[0]["psnr"])
+    table = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert table.exit_code == 0, table.output
+    assert table.output.count("learned-inversion's own guess without the update") == 2
+    assert "fitted" in table.output
+
+
+def test_learned_inversion_refuses_an_update_of_several_tiles_with_the_way_out(
+    tmp_path: Path, tiny_toml: Path
+) -> None:
+    args = [
+        "attack",
+        "-c",
+        str(tiny_toml),
+        "--attack",
+        "learned-inversion",
+        "--rounds",
+        "1",
+        "--defense",
+        "none",
+    ]
+    args += ["--attack-option", "public_tiles=10", "--attack-option", "validation=2"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path), "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert "learned-inversion cannot attack this update" in result.output
+    assert "--batch-size 1 --local-steps 1" in result.output
+
+
+def test_learned_inversion_is_refused_before_training_without_masks(tmp_path: Path, tiny_toml: Path) -> None:
+    args = ["attack", "-c", str(tiny_toml), "--attack", "learned-inversion", "--mask", "unknown"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "runs"), "--quiet"])
+    assert result.exit_code == 2 and "needs the true masks" in result.output, result.output
+    assert not (tmp_path / "runs").exists()  # nothing trained

@@ -1,4 +1,5 @@
-"""benchmarks/learned_inversion.py's pieces: the kernel ridge, the mask-window guess, the one-tile updates."""
+"""benchmarks/learned_inversion.py's own pieces: the scenario's one-tile updates and the DP release (the
+attack's pieces it imports are tested in tests/attacks/test_learned.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,10 @@ import pytest
 import torch
 from scripts import BENCHMARKS, load_benchmark
 
-from attacks.simulate import LocalRecipe, flatten, simulate_update
+from attacks.simulate import LocalRecipe, flatten
 from attacks.view import simulated_view
 from feddp_eval.config import ModelConfig
 from feddp_eval.data.synthetic import synthesize_tiles
-from feddp_eval.metrics.privacy import mask_painted_prior
 
 TINY = ModelConfig(depth=1, width=4, groups=2)
 
@@ -25,55 +25,26 @@ def script() -> ModuleType:
     return load_benchmark("learned_inversion.py")
 
 
-def test_kernel_ridge_with_a_linear_kernel_recovers_a_linear_map(script: ModuleType) -> None:
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(200, 12, generator=generator, dtype=torch.float64)
-    weights = torch.randn(12, 5, generator=generator, dtype=torch.float64)
-    alpha = script.kernel_ridge(x @ x.T, x @ weights, 1e-9)
-    new = torch.randn(7, 12, generator=generator, dtype=torch.float64)
-    torch.testing.assert_close((new @ x.T) @ alpha, new @ weights, rtol=1e-5, atol=1e-6)
-
-
-def test_the_window_guess_of_radius_0_is_the_painted_guess_of_exactly_painted_tiles(
-    script: ModuleType,
-) -> None:
-    """Tiles that are their masks painted in two colours: the per-pixel fit gives those colours back."""
-    masks = synthesize_tiles(6, tile_size=16, seed=2).masks
-    foreground, background = torch.tensor([0.3, 0.1, 0.5]), torch.tensor([0.9, 0.7, 0.8])
-    painted = mask_painted_prior(masks, foreground, background)
-    weights = script.fit_window_ridge(painted, masks, radius=0, ridge=1e-9)
-    guess = script.apply_window_ridge(masks, weights, radius=0, chunk=4)
-    torch.testing.assert_close(guess, painted, rtol=0, atol=1e-6)
-
-
-def test_one_tile_updates_are_each_tiles_own_round(script: ModuleType) -> None:
-    tiles = synthesize_tiles(5, tile_size=16, seed=3)
+def test_the_scenarios_one_tile_updates_hold_its_captured_update(script: ModuleType) -> None:
+    """The script's wrapper of attacks.learned.one_tile_updates (tested in tests/attacks/test_learned.py)
+    simulates the scenario's own round: its first tile's update is the view's (vmap against one call:
+    float order only, at most 9.7e-7 of the largest entry at 1, 2 and 4 threads)."""
+    tiles = synthesize_tiles(3, tile_size=16, seed=3)
     recipe = LocalRecipe(batches=((0,),), lr=0.05, momentum=0.9)
     view = simulated_view(TINY, tiles.images[:1], tiles.masks[:1], recipe, seed=1)
     scenario = script.Scenario(tiles.images[:1], tiles.masks[:1], view, tiles.images[:1])
-    updates = script.one_tile_updates(scenario, tiles.images, tiles.masks, chunk=2)
-    names = list(view.global_weights)
-    from feddp_eval.models.unet import UNet
-
-    model = UNet.from_config(TINY)
-    # vmap against one call per tile: float order only (measured: at most 9.7e-7 of the largest entry,
-    # every entry within 1e-7 absolute, at 1, 2 and 4 threads)
-    for i in range(5):
-        one = flatten(
-            simulate_update(
-                model, view.global_weights, tiles.images[i : i + 1], tiles.masks[i : i + 1], recipe
-            ),
-            names,
+    updates = script.one_tile_updates(scenario, tiles.images, tiles.masks)
+    assert updates.shape == (3, sum(v.numel() for v in view.global_weights.values()))
+    torch.testing.assert_close(
+        updates[0], flatten(view.update, list(view.global_weights)), rtol=1e-4, atol=1e-7
+    )
+    two = simulated_view(TINY, tiles.images[:2], tiles.masks[:2], LocalRecipe(((0, 1),), lr=0.05), seed=1)
+    with pytest.raises(ValueError, match="one tile"):
+        script.one_tile_updates(
+            script.Scenario(tiles.images[:2], tiles.masks[:2], two, tiles.images[:2]),
+            tiles.images,
+            tiles.masks,
         )
-        torch.testing.assert_close(updates[i], one.detach(), rtol=1e-4, atol=1e-7)
-    torch.testing.assert_close(updates[0], flatten(view.update, names), rtol=1e-4, atol=1e-7)
-
-
-def test_tensor_scales_give_every_tensor_unit_rms(script: ModuleType) -> None:
-    updates = torch.cat([torch.randn(30, 4) * 1e-3, torch.randn(30, 6) * 10.0], dim=1)
-    scaled = updates / script.tensor_scales(updates, [4, 6])
-    for block in scaled.split([4, 6], dim=1):
-        assert float(block.pow(2).mean().sqrt()) == pytest.approx(1.0, rel=1e-6)
 
 
 def test_dp_release_clips_each_gradient_and_adds_noise_of_its_scale(script: ModuleType) -> None:

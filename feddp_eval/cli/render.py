@@ -71,7 +71,7 @@ def attack_progress(quiet: bool) -> Iterator[tuple[Any, Any]]:
             state["task"] = progress.add_task(escape(description), total=None, status="")
 
         def on_iteration(iteration: int, total: int, best: float) -> None:
-            status = f"objective {best:.4f}" if best == best else "analytic"  # NaN: no objective
+            status = f"objective {best:.4f}" if best == best else ""  # NaN: no objective (analytic, fitted)
             progress.update(state["task"], completed=iteration, total=total, status=status)
 
         yield on_stage, on_iteration

@@ -18,7 +18,7 @@ from feddp_eval.io import write_json
 from feddp_eval.result_row import ResultRow
 from feddp_eval.rundir.names import RESULTS, attack_dir_name, run_key
 from feddp_eval.sweep.executors.pool import ignore_interrupts, stop_workers, terminate_as_interrupt
-from feddp_eval.workflows.attack_run import AttackOutcome, attack_run
+from feddp_eval.workflows.attack_run import AttackOutcome, attack_run, attack_settings
 from feddp_eval.workflows.train import run_train
 
 
@@ -91,6 +91,9 @@ def run_attack(
     # The first arm's update sets the scenario; a Poisson-sampled (DP-SGD) arm may have drawn
     # another batch of the same site, so each arm's tile count is kept beside it.
     scenario = {**ordered[0].scenario, "tiles_by_arm": [len(o.truth) for o in ordered]}
+    scenario.pop("own_guess", None)
+    if any("own_guess" in o.scenario for o in ordered):  # an attack that holds a guess of its own
+        scenario["own_guess_by_arm"] = [o.scenario.get("own_guess") for o in ordered]
     if len(arms) > 1 and arms[0].train.sampling != config.train.sampling:
         scenario["paired_batches"] = True  # the reference Poisson-sampled for the pairing alone
     write_json(results_dir / RESULTS, {"scenario": scenario, "rows": [row.as_dict() for row in rows]})
@@ -334,8 +337,26 @@ def preflight_attack(config: ExperimentConfig) -> None:
     from feddp_eval.federated.loop import sampling_problem
 
     ATTACKS.get(config.attack.name)  # an unknown name is a ConfigError listing the known ones
-    if (problem := target_problem(config) or sampling_problem(config)) is not None:
+    if (problem := target_problem(config) or sampling_problem(config) or public_problem(config)) is not None:
         raise ConfigError(problem)
+
+
+def public_problem(config: ExperimentConfig) -> str | None:
+    """Why an attack that learns from public tiles cannot run on this experiment (checked before any
+    training): it needs the true masks, and public tiles, which only the synthetic generator gives."""
+    from attacks import ATTACKS
+
+    a = config.attack
+    if not ATTACKS.create(a.name, **attack_settings(a)).public_tiles_wanted():
+        return None
+    if config.data.source != "synthetic":
+        return (
+            f"{a.name} learns from public tiles of the site's look, which this toolkit draws from the "
+            "embedded synthetic generator only; a folder's (`--data`) are not supported yet"
+        )
+    if a.mask != "known":
+        return f"{a.name} needs the true masks (`--mask known`)"
+    return None
 
 
 def target_problem(config: ExperimentConfig) -> str | None:

@@ -28,7 +28,8 @@ class Target:
     the update.
 
     Attributes:
-        site: Index of the attacked site; ``public`` its published statistics.
+        site: Index of the attacked site; ``public`` its published statistics; ``info`` where its
+            tiles come from (source; on synthetic data the stain and seed).
         captures: Its captured update(s), in round order.
         truth: Its true tiles and masks (scoring only).
         mask: ``known`` or ``unknown``: whether the attacker holds the true masks.
@@ -39,6 +40,7 @@ class Target:
 
     site: int
     public: dict[str, Any]
+    info: dict[str, Any]
     name: str
     captures: list[Any]
     truth: Any
@@ -87,6 +89,7 @@ def attack_run(
     recon, failure, convergence = _reconstruct(config, target, attack, on_iteration)
     failure = failure or failed_reconstruction(recon.stopped, recon.objective, recon.restart_objectives)
     scores, baseline, mask_baseline = _score(target, recon, lpips)
+    own_guess = _score_own_guess(target, recon, lpips)
     mask_scored = target.mask == "unknown" and not target.malicious
     attack_dir = _attack_dir(trained.run_dir, config, target)
     tiles = _write_files(attack_dir, target, recon, convergence)
@@ -112,9 +115,13 @@ def attack_run(
             "scores": scores.to_dict(),
             "prior": baseline.to_dict(),
             "mask_prior": mask_baseline.to_dict() if mask_baseline else None,
+            "own_guess": own_guess.to_dict() if own_guess else None,
         },
     )
-    return AttackOutcome(row, recon, target.truth, _scenario(config, target, attack), _guess(target))
+    scenario = _scenario(config, target, attack)
+    if own_guess is not None and failure is None:
+        scenario["own_guess"] = {"psnr": float(own_guess.psnr), "ssim": float(own_guess.ssim)}
+    return AttackOutcome(row, recon, target.truth, scenario, _guess(target))
 
 
 def find_target(config: ExperimentConfig, run_dir: Path) -> Target:
@@ -149,6 +156,7 @@ def find_target(config: ExperimentConfig, run_dir: Path) -> Target:
     return Target(
         site=site,
         public=public,
+        info=dict(sites[site].get("info") or {}),
         name=sites[site]["name"],
         captures=captures,
         truth=truth,
@@ -207,6 +215,7 @@ def _reconstruct(
         masks=truth.masks if target.mask == "known" else None,
         prior=target.prior,
         foreground_prior=target.foreground,
+        public_tiles=public_tiles(config, target, attack.public_tiles_wanted()),
     )
     convergence: list[dict[str, Any]] = []
 
@@ -229,6 +238,35 @@ def _reconstruct(
         observe_every=a.convergence_every or 1,
     )
     return recon, None, convergence
+
+
+def public_tiles(config: ExperimentConfig, target: Target, n: int) -> Any:
+    """``n`` tiles of the attacked site's look that the server may legitimately hold, for an attack
+    that learns from them, or ``None`` (none wanted, or a source with none to draw). On the embedded
+    synthetic data: the generator with the site's stain (granted: the stronger attacker) at a seed of
+    their own, so none is a client's tile. A folder's (``--data``) have none here yet."""
+    if n == 0 or target.info.get("source") != "synthetic" or "stain" not in target.info:
+        return None
+    from feddp_eval.data.stain import StainProfile
+    from feddp_eval.data.synthetic import synthesize_tiles
+    from feddp_eval.seeding import derive_seed
+
+    return synthesize_tiles(
+        n,
+        stain=StainProfile(**target.info["stain"]),
+        tile_size=config.data.tile_size,
+        seed=derive_seed(config.seed, "public-tiles", target.site),
+        difficulty=target.info.get("difficulty", "easy"),
+    )
+
+
+def _score_own_guess(target: Target, recon: Any, lpips: Any) -> Any:
+    """Scores of the attack's own guess without the update (``Reconstruction.guess``), or ``None``."""
+    from feddp_eval.metrics.privacy import score_reconstruction
+
+    if getattr(recon, "guess", None) is None:
+        return None
+    return score_reconstruction(recon.guess, target.truth.images, lpips=lpips if lpips.available else None)
 
 
 def _score(target: Target, recon: Any, lpips: Any) -> tuple[Any, Any, Any]:

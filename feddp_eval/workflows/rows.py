@@ -149,4 +149,10 @@ def threat_text(attack: Any, mask: str, rounds: list[int] | None = None) -> str:
             if rounds
             else ""
         )
+        + (
+            f"; holds {public:,} public tiles of the site's look (the synthetic generator with the site's "
+            "stain, other seeds) and simulates a client's round on each"
+            if (public := attack.public_tiles_wanted())
+            else ""
+        )
     )
