@@ -83,6 +83,9 @@ class ServerView:
             (N, 3, H, W): public nuclei colour inside the mask, public background colour outside.
         foreground_prior: Public mean foreground fraction of the site's masks, or ``None``.
         rounds: Every observed round when the view spans several; empty for a single-round view.
+        release: How the client released its update, as its capture records it (the defense's
+            published settings, ``name``, ``clip``, ``noise_multiplier``…, with the round's
+            ``batch_size`` and ``n_samples``), or ``None`` when not recorded.
         public_tiles: Tiles (and masks) of the site's look that the server may legitimately hold,
             for an attack that learns from them (``Attack.public_tiles_wanted``), else ``None``.
     """
@@ -98,6 +101,7 @@ class ServerView:
     prior: Tensor | None = None
     foreground_prior: float | None = None
     rounds: tuple[ObservedRound, ...] = ()
+    release: dict[str, Any] | None = None
     public_tiles: TileSet | None = None
 
     def __post_init__(self) -> None:

@@ -16,6 +16,8 @@ from feddp_eval.data.types import TileSet
 from feddp_eval.federated.capture import CapturedUpdate, sample_indices
 from feddp_eval.rundir.check import check_tensor_file, expected_shapes
 
+RELEASE_KEYS = ("batch_size", "n_samples")  # what a DP-SGD release's scale depends on
+
 
 def local_recipe(
     metadata: dict[str, Any],
@@ -108,11 +110,13 @@ def _one_round(capture: CapturedUpdate, knowledge: AttackerKnowledge, public: di
         expected = imprinted_shapes(expected, bins=int(sent.get("bins", 0)), tile_size=public["tile_size"])
     check_tensor_file(capture.file("update_file"), expected, what="the captured update")
     check_tensor_file(capture.file("global_file"), expected, what="the weights sent")
+    defense = metadata.get("defense")
     return ServerView(
         update=capture.load_update(),
         global_weights=capture.load_global(),
         recipe=local_recipe(metadata, knowledge, n_images),
         n_images=n_images,
+        release=None if defense is None else {**defense, **{k: metadata.get(k) for k in RELEASE_KEYS}},
         **public,
     )
 

@@ -337,7 +337,7 @@ def test_learned_inversion_reads_a_one_tile_update_against_its_own_guess(tmp_pat
     assert "fitted" in table.output
 
 
-def test_learned_inversion_refuses_an_update_of_several_tiles_with_the_way_out(
+def test_learned_inversion_refuses_a_site_of_several_tiles_before_training(
     tmp_path: Path, tiny_toml: Path
 ) -> None:
     args = [
@@ -351,11 +351,10 @@ def test_learned_inversion_refuses_an_update_of_several_tiles_with_the_way_out(
         "--defense",
         "none",
     ]
-    args += ["--attack-option", "public_tiles=10", "--attack-option", "validation=2"]
-    result = runner.invoke(app, [*args, "--out", str(tmp_path), "--quiet"])
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "runs"), "--quiet"])
     assert result.exit_code == 2, result.output
-    assert "learned-inversion cannot attack this update" in result.output
-    assert "--batch-size 1 --local-steps 1" in result.output
+    assert "trains on 3 tiles a round" in result.output and "--batch-size 1 --local-steps 1" in result.output
+    assert not (tmp_path / "runs").exists()  # nothing trained
 
 
 def test_learned_inversion_is_refused_before_training_without_masks(tmp_path: Path, tiny_toml: Path) -> None:

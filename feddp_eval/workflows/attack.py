@@ -356,6 +356,16 @@ def public_problem(config: ExperimentConfig) -> str | None:
         )
     if a.mask != "known":
         return f"{a.name} needs the true masks (`--mask known`)"
+    planned = config.data.train_tiles
+    counts = [planned] * config.data.sites if isinstance(planned, int) else list(planned)
+    tiles = counts[a.target_site] if 0 <= a.target_site < len(counts) else min(counts)
+    t = config.train
+    if tiles > 1 and not (t.batch_size == 1 and t.local_steps == 1):
+        return (
+            f"{a.name} maps a one-tile update to that tile, but the attacked site trains on {tiles} "
+            "tiles a round: attack a site with one training tile (`[data] train_tiles`), or one tile "
+            "per round (`--batch-size 1 --local-steps 1`)"
+        )
     return None
 
 
