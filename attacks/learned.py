@@ -40,6 +40,7 @@ from attacks.simulate import LocalRecipe, Params, flatten, simulate_update
 from attacks.threat_model import Reconstruction, ServerView
 from feddp_eval.errors import ConfigError
 from feddp_eval.models.unet import UNet
+from feddp_eval.plugins import KnownLeak
 
 RIDGES = (1e-3, 1e-2, 1e-1, 1.0, 10.0)  # relative to the kernel's mean diagonal
 
@@ -199,6 +200,39 @@ def mse(images: Tensor, truth: Tensor) -> float:
     return float((images.double() - truth.double()).pow(2).mean())
 
 
+# The textbook-leak yardstick (docs/guides/honest-server.md), measured 2026-12-07 on AMD EPYC, 2 cores:
+# `feddp-eval attack -c one-tile.toml --attack learned-inversion --noise 1.1` (one-tile.toml: `[data]
+# train_tiles = [48, 32, 24, 1]`), the undefended arm. Its own guess from the same public tiles scored
+# 23.79 dB / 0.589 (+1.00 dB over it); dp-sgd σ = 1.1 held it at that guess (−0.04 dB). RESULTS.md,
+# "As an attack".
+KNOWN_LEAK = KnownLeak(
+    recipe="default",
+    psnr=24.79,
+    guess_psnr=23.51,
+    ssim=0.580,
+    guess_ssim=0.558,
+    command="feddp-eval attack -c one-tile.toml --attack learned-inversion --noise 1.1",
+    settings={
+        "iterations": 500,
+        "restarts": 1,
+        "time_budget": None,
+        "tolerance": 0.0,
+        "plateau": 0.0,
+        "image": "pixels",
+        "init": "uniform",
+        "mask_lr": 0.1,
+        "fraction_weight": 1.0,
+        "colour_weight": 0.0,
+        "mask_model": "free",
+        "refine": 0,
+        "refine_float64": False,
+        "public_tiles": 2000,
+        "validation": 200,
+        "radius": 7,
+    },
+)
+
+
 @ATTACKS.register("learned-inversion")
 class LearnedInversion(Attack):
     """Kernel ridge from simulated one-tile updates on public tiles to their tiles, applied to the
@@ -207,6 +241,7 @@ class LearnedInversion(Attack):
     summary = "after Wu et al. 2023: a map from update to tile, fitted on the server's public tiles"
     Config = LearnedInversionConfig
     config: LearnedInversionConfig
+    known_leak = KNOWN_LEAK
 
     def public_tiles_wanted(self) -> int:
         return self.config.public_tiles + self.config.validation

@@ -35,7 +35,6 @@ import argparse
 import os
 import time
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -72,22 +71,6 @@ def one_tile_updates(scenario: Scenario, images: Tensor, masks: Tensor) -> Tenso
     return learned.one_tile_updates(model, view.global_weights, view.recipe, images, masks)
 
 
-def dp_release(
-    updates: Tensor, *, lr: float, clip: float, noise: float, seed: int, chunk: int = 256
-) -> Tensor:
-    """``updates`` (one-tile, one-SGD-step rounds: ``−lr · g``) as DP-SGD releases them, in place:
-    each tile's gradient clipped to norm ``clip``, plus Gaussian noise of s.d. ``noise · clip`` per
-    coordinate (a batch of one), times ``−lr``."""
-    generator = torch.Generator().manual_seed(seed)
-    for i in range(0, len(updates), chunk):
-        gradient = updates[i : i + chunk].div_(-lr)
-        norms = gradient.norm(dim=1, keepdim=True)
-        gradient.mul_((clip / norms.clamp_min(1e-30)).clamp(max=1.0))
-        gradient.add_(torch.randn(gradient.shape, generator=generator), alpha=noise * clip)
-        gradient.mul_(-lr)
-    return updates
-
-
 @dataclass(frozen=True)
 class Row:
     train: int
@@ -100,8 +83,9 @@ def measure(
     scenario: Scenario, sizes: list[int], validation: int, test: int, radius: int, dp_noise: float = 0.0
 ) -> list[Row]:
     """One row per training-set size (nested: the first ``n`` public tiles). With ``dp_noise`` σ > 0
-    every update, the captured one and the public ones, is DP-SGD's release (:func:`dp_release`, clip
-    1): the attacker knows σ and the clip and trains on released updates."""
+    every update, the captured one and the public ones, is DP-SGD's release of one tile's step (clip 1,
+    :func:`attacks.learned.released`): the attacker knows σ and the clip and trains on released
+    updates."""
     largest = max(sizes)
     public = public_tiles(0, largest + validation + test)
     val = slice(largest, largest + validation)
@@ -109,13 +93,11 @@ def measure(
     updates = one_tile_updates(scenario, public.images, public.masks)
     names = list(scenario.view.global_weights)
     target = flatten(scenario.view.update, names)[None].clone()
-    if dp_noise > 0:
+    if dp_noise > 0:  # a batch of one tile: the expected batch size is 1
+        dp = {"name": "dp-sgd", "clip": 1.0, "noise_multiplier": dp_noise, "batch_size": 1, "n_samples": 1}
         recipe = scenario.view.recipe
-        if recipe.steps != 1 or recipe.optimizer != "sgd":
-            raise ValueError("the DP release here is that of one local SGD step")
-        release = partial(dp_release, lr=recipe.lr, clip=1.0, noise=dp_noise)
-        release(updates, seed=derive_seed(0, "public-noise"))
-        release(target, seed=derive_seed(0, "client-noise"))
+        learned.released(updates, dp, recipe, seed=derive_seed(0, "public-noise"))
+        learned.released(target, dp, recipe, seed=derive_seed(0, "client-noise"))
     scales = tensor_scales(updates[:largest], [scenario.view.global_weights[k].numel() for k in names])
     features = updates.div_(scales)  # in place: the raw updates are not read again
     train_features = features[:largest]

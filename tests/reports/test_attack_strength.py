@@ -18,6 +18,14 @@ def test_a_weak_attack_is_called_weak_on_the_textbook_leak() -> None:
     assert known.margin_db <= 1.0 and "this attack is weak, not that the setting is safe" in sentence
 
 
+def test_an_attack_that_beats_the_guess_there_is_read_as_such() -> None:
+    known = known_leaks()["learned-inversion"]
+    sentence = strength_sentence("learned-inversion")
+    assert sentence is not None and known.margin_db > 1.0
+    assert f"({known.margin_db:+.1f} dB;" in sentence and "read against that strength" in sentence
+    assert "this attack is weak" not in sentence
+
+
 def test_an_attack_without_a_measurement_gets_no_sentence() -> None:
     assert strength_sentence("dlg") is None
 
