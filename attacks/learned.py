@@ -18,8 +18,9 @@ It maps a one-tile update to that tile: one attacked tile, one round, masks know
 come with the view (:attr:`~attacks.threat_model.ServerView.public_tiles`): on the embedded synthetic
 data the attack workflow draws them from the generator with the attacked site's stain at a seed of
 their own (granting the stain makes the stronger attacker). When the client's defense noises its
-update (``local-dp``, or ``dp-sgd`` over one local step), the server releases every simulated update
-the same way from the defense's published σ and C (:func:`released`) and fits the map on those.
+update, the server releases every simulated update the same way, from the defense's published
+settings (``ServerView.release``: the defense plugin's ``release_simulated``), and fits the map on
+those.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -161,41 +161,6 @@ def invert(cross: Tensor, base: Tensor, alpha: Tensor, mean: Tensor) -> Tensor:
     return (base + predicted).clamp(0, 1)
 
 
-CLEAN_RELEASES = ("none", "central-dp")  # the client sends its update as trained (central DP: the
-# server clips and noises after it has seen every update)
-
-
-def released(updates: Tensor, release: dict[str, Any] | None, recipe: LocalRecipe, seed: int) -> Tensor:
-    """``updates`` (N, P), one-tile rounds as trained, as the client's defense releases them, in
-    place: what the map must learn from when the captured update was released so. ``local-dp``: the
-    update clipped to norm C plus N(0, (σC)²) per coordinate; ``dp-sgd`` (one SGD step): the tile's
-    gradient clipped to C plus N(0, (σC)²), over the expected batch size min(B, n), times −lr, as
-    Opacus releases it. σ and C are the defense's published settings (``release``)."""
-    name = (release or {}).get("name", "none")
-    if name in CLEAN_RELEASES:
-        return updates
-    one_sgd_step = recipe.steps == 1 and recipe.optimizer == "sgd"
-    if release is None or name not in ("local-dp", "dp-sgd") or (name == "dp-sgd" and not one_sgd_step):
-        raise ConfigError(
-            f"learned-inversion does not model a {name!r} release"
-            + (" over more than one local SGD step" if name == "dp-sgd" else "")
-            + f"; it reads updates released by {', '.join(CLEAN_RELEASES)}, local-dp, and dp-sgd over "
-            "one local SGD step (`--local-steps 1`)"
-        )
-    clip, sigma = float(release["clip"]), float(release["noise_multiplier"])
-    generator = torch.Generator().manual_seed(seed)
-    if name == "local-dp":
-        norms = updates.norm(dim=1, keepdim=True)
-        updates.mul_((clip / norms.clamp_min(1e-30)).clamp(max=1.0))
-        return updates.add_(torch.randn(updates.shape, generator=generator), alpha=sigma * clip)
-    expected = min(int(release["batch_size"]), int(release["n_samples"]))
-    gradients = updates.div_(-recipe.lr)
-    norms = gradients.norm(dim=1, keepdim=True)
-    gradients.mul_((clip / (norms + 1e-6)).clamp(max=1.0))  # Opacus' per-sample clip factor
-    gradients.add_(torch.randn(gradients.shape, generator=generator), alpha=sigma * clip)
-    return gradients.mul_(-recipe.lr / expected)
-
-
 def mse(images: Tensor, truth: Tensor) -> float:
     return float((images.double() - truth.double()).pow(2).mean())
 
@@ -268,7 +233,8 @@ class LearnedInversion(Attack):
             model, weights, view.recipe, images.to(options.device), public_masks.to(options.device),
             progress=report,
         ).cpu()  # fmt: skip
-        updates = released(updates, view.release, view.recipe, seed=options.seed)
+        if view.release is not None:  # learn from updates released as the client's were
+            updates = view.release(updates, view.recipe, torch.Generator().manual_seed(options.seed))
         scales = tensor_scales(updates[fit], [weights[k].numel() for k in names])
         features = updates.div_(scales)  # in place: the raw updates are not read again
         captured = flatten({k: v.cpu() for k, v in view.update.items()}, names)[None] / scales

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from torch import Tensor
+from torch import Generator, Tensor
 
 from attacks.simulate import LocalRecipe, Params
 from feddp_eval.config import ModelConfig
@@ -83,9 +83,10 @@ class ServerView:
             (N, 3, H, W): public nuclei colour inside the mask, public background colour outside.
         foreground_prior: Public mean foreground fraction of the site's masks, or ``None``.
         rounds: Every observed round when the view spans several; empty for a single-round view.
-        release: How the client released its update, as its capture records it (the defense's
-            published settings, ``name``, ``clip``, ``noise_multiplier``…, with the round's
-            ``batch_size`` and ``n_samples``), or ``None`` when not recorded.
+        release: ``release(updates, recipe, generator)``: the client's defense applied, in place, to
+            (N, P) flat one-tile rounds the server simulates, from the defense's published settings
+            in the capture, so that an attack learning from them sees what the client released (the
+            attack workflow builds it from the defense plugin); ``None``: not known.
         public_tiles: Tiles (and masks) of the site's look that the server may legitimately hold,
             for an attack that learns from them (``Attack.public_tiles_wanted``), else ``None``.
     """
@@ -101,7 +102,7 @@ class ServerView:
     prior: Tensor | None = None
     foreground_prior: float | None = None
     rounds: tuple[ObservedRound, ...] = ()
-    release: dict[str, Any] | None = None
+    release: Callable[[Tensor, LocalRecipe, Generator], Tensor] | None = None
     public_tiles: TileSet | None = None
 
     def __post_init__(self) -> None:

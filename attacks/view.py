@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -15,8 +15,6 @@ from feddp_eval.config import ModelConfig
 from feddp_eval.data.types import TileSet
 from feddp_eval.federated.capture import CapturedUpdate, sample_indices
 from feddp_eval.rundir.check import check_tensor_file, expected_shapes
-
-RELEASE_KEYS = ("batch_size", "n_samples")  # what a DP-SGD release's scale depends on
 
 
 def local_recipe(
@@ -63,6 +61,7 @@ def server_view(
     prior: Tensor | None = None,
     foreground_prior: float | None = None,
     public_tiles: TileSet | None = None,
+    release: Callable[[Tensor, LocalRecipe, torch.Generator], Tensor] | None = None,
 ) -> ServerView:
     """The server's view of one captured client round, or of several rounds of one client inverted
     jointly on one set of candidates (a sequence of captures, even of one).
@@ -83,6 +82,7 @@ def server_view(
         foreground_prior: Public mean foreground fraction of the site.
         public_tiles: Tiles of the site's look the server may hold, for an attack that learns from
             them (``Attack.public_tiles_wanted``).
+        release: The client's defense as it releases simulated one-tile rounds (``ServerView.release``).
     """
     if knowledge.mask == "known" and masks is None:
         raise ValueError("knowledge.mask is 'known' but no masks were handed to the view")
@@ -94,6 +94,7 @@ def server_view(
         "prior": prior,
         "foreground_prior": foreground_prior,
         "public_tiles": public_tiles,
+        "release": release,
     }
     if isinstance(captures, CapturedUpdate):
         return _one_round(captures, knowledge, public)
@@ -110,13 +111,11 @@ def _one_round(capture: CapturedUpdate, knowledge: AttackerKnowledge, public: di
         expected = imprinted_shapes(expected, bins=int(sent.get("bins", 0)), tile_size=public["tile_size"])
     check_tensor_file(capture.file("update_file"), expected, what="the captured update")
     check_tensor_file(capture.file("global_file"), expected, what="the weights sent")
-    defense = metadata.get("defense")
     return ServerView(
         update=capture.load_update(),
         global_weights=capture.load_global(),
         recipe=local_recipe(metadata, knowledge, n_images),
         n_images=n_images,
-        release=None if defense is None else {**defense, **{k: metadata.get(k) for k in RELEASE_KEYS}},
         **public,
     )
 

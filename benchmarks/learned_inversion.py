@@ -44,6 +44,7 @@ from torch import Tensor
 from attacks import learned
 from attacks.learned import RIDGES, apply_window_ridge, fit_window_ridge, invert, kernel_ridge, tensor_scales
 from attacks.simulate import flatten
+from defenses.dp_sgd import release_one_step
 from feddp_eval.data.stain import StainProfile
 from feddp_eval.data.synthetic import synthesize_tiles
 from feddp_eval.data.types import TileSet
@@ -84,7 +85,7 @@ def measure(
 ) -> list[Row]:
     """One row per training-set size (nested: the first ``n`` public tiles). With ``dp_noise`` σ > 0
     every update, the captured one and the public ones, is DP-SGD's release of one tile's step (clip 1,
-    :func:`attacks.learned.released`): the attacker knows σ and the clip and trains on released
+    :func:`defenses.dp_sgd.release_one_step`): the attacker knows σ and the clip and trains on released
     updates."""
     largest = max(sizes)
     public = public_tiles(0, largest + validation + test)
@@ -94,10 +95,11 @@ def measure(
     names = list(scenario.view.global_weights)
     target = flatten(scenario.view.update, names)[None].clone()
     if dp_noise > 0:  # a batch of one tile: the expected batch size is 1
-        dp = {"name": "dp-sgd", "clip": 1.0, "noise_multiplier": dp_noise, "batch_size": 1, "n_samples": 1}
+        dp = {"clip": 1.0, "noise_multiplier": dp_noise, "batch_size": 1, "n_samples": 1}
         recipe = scenario.view.recipe
-        learned.released(updates, dp, recipe, seed=derive_seed(0, "public-noise"))
-        learned.released(target, dp, recipe, seed=derive_seed(0, "client-noise"))
+        for released, seed in ((updates, "public-noise"), (target, "client-noise")):
+            generator = torch.Generator().manual_seed(derive_seed(0, seed))
+            release_one_step(released, dp, recipe=recipe, generator=generator)
     scales = tensor_scales(updates[:largest], [scenario.view.global_weights[k].numel() for k in names])
     features = updates.div_(scales)  # in place: the raw updates are not read again
     train_features = features[:largest]

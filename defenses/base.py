@@ -28,10 +28,11 @@ server's beside it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal, Protocol
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from feddp_eval.config import DefenseConfig
 from feddp_eval.errors import ConfigError
@@ -40,6 +41,19 @@ from feddp_eval.plugins import DefenseCard, file_defense
 from feddp_eval.registry import Registry
 
 History = list[tuple[float, float, int]]
+
+
+class SimulatedRound(Protocol):
+    """What :meth:`Defense.release_simulated` reads of the local training it releases."""
+
+    @property
+    def lr(self) -> float: ...
+
+    @property
+    def optimizer(self) -> str: ...
+
+    @property
+    def steps(self) -> int: ...
 
 
 class Defense(TrainingHooks):
@@ -103,6 +117,29 @@ class Defense(TrainingHooks):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name}
+
+    @classmethod
+    def release_simulated(
+        cls,
+        updates: Tensor,
+        published: Mapping[str, Any],
+        *,
+        recipe: SimulatedRound,
+        generator: torch.Generator,
+    ) -> Tensor:
+        """``updates`` (N, P), one-tile client rounds as trained (flat ``local − global``), as this
+        defense would have released them, in place: for an attacker that learns from rounds it
+        simulates (``attacks/learned.py``). ``published``: the capture's record of the defense
+        (``describe()``, with the round's ``batch_size`` and ``n_samples``): a DP mechanism's σ and
+        C are public. A server-side defense acts after the server has seen each update, so its
+        clients' updates reach the server as trained; a client-side defense says how it releases
+        one, or this refuses."""
+        if cls.side == "server":
+            return updates
+        raise ConfigError(
+            f"defense {cls.name!r} does not say how it releases a simulated update; an attack that "
+            "learns from simulated rounds cannot read its captures"
+        )
 
     def __repr__(self) -> str:
         settings = ", ".join(f"{k}={v!r}" for k, v in self.describe().items() if k != "name")

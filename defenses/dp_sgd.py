@@ -15,12 +15,13 @@ from typing import Any
 import torch
 from opacus.grad_sample.utils import wrap_model
 from opacus.optimizers import DPOptimizer
-from torch import nn
+from torch import Tensor, nn
 
 from defenses.accounting import calibrate_noise
-from defenses.base import DEFENSES, GaussianDefense, History, gaussian_record
+from defenses.base import DEFENSES, GaussianDefense, History, SimulatedRound, gaussian_record
 from defenses.book_keeping import BookKeepingDPOptimizer, BookKeepingModule
 from feddp_eval.config import DefenseConfig
+from feddp_eval.errors import ConfigError
 from feddp_eval.federated.hooks import ClientDefense, ClientPlan, PrivacyRecord
 
 
@@ -60,12 +61,43 @@ class DPSGD(GaussianDefense):
     def client(self, plan: ClientPlan) -> DPSGDClient:
         return DPSGDClient(plan, self.config, noise_multiplier=self.noise_multiplier)
 
+    @classmethod
+    def release_simulated(
+        cls,
+        updates: Tensor,
+        published: Mapping[str, Any],
+        *,
+        recipe: SimulatedRound,
+        generator: torch.Generator,
+    ) -> Tensor:
+        return release_one_step(updates, published, recipe=recipe, generator=generator)
+
     def describe(self) -> dict[str, Any]:
         return {
             **super().describe(),
             "poisson_sampling": self.poisson_sampling,
             "grad_sample_mode": self.config.grad_sample_mode,
         }
+
+
+def release_one_step(
+    updates: Tensor, published: Mapping[str, Any], *, recipe: SimulatedRound, generator: torch.Generator
+) -> Tensor:
+    """One-tile rounds of one local SGD step (``−lr · g``), as DP-SGD releases them, in place: the
+    tile's gradient clipped to C (Opacus' factor ``min(1, C / (‖g‖ + 1e-6))``), plus N(0, (σC)²),
+    over the expected batch size min(B, n), times −lr."""
+    if recipe.steps != 1 or recipe.optimizer != "sgd":
+        raise ConfigError(
+            "a dp-sgd release is modelled for one local SGD step only (`--local-steps 1`), but this round "
+            f"took {recipe.steps} {recipe.optimizer} step(s)"
+        )
+    clip, sigma = float(published["clip"]), float(published["noise_multiplier"])
+    expected = min(int(published["batch_size"]), int(published["n_samples"]))
+    gradients = updates.div_(-recipe.lr)
+    norms = gradients.norm(dim=1, keepdim=True)
+    gradients.mul_((clip / (norms + 1e-6)).clamp(max=1.0))
+    gradients.add_(torch.randn(gradients.shape, generator=generator), alpha=sigma * clip)
+    return gradients.mul_(-recipe.lr / expected)
 
 
 def sample_rate(plan: ClientPlan) -> float:

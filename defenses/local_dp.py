@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from defenses.accounting import calibrate_noise
-from defenses.base import DEFENSES, GaussianDefense, gaussian_record
+from defenses.base import DEFENSES, GaussianDefense, SimulatedRound, gaussian_record
 from defenses.update_ops import Update, add_gaussian, clip_update
 from feddp_eval.config import DefenseConfig
 from feddp_eval.federated.hooks import ClientDefense, ClientPlan, PrivacyRecord
@@ -46,6 +46,21 @@ class LocalUpdateNoise(GaussianDefense):
 
     def client(self, plan: ClientPlan) -> LocalUpdateNoiseClient:
         return LocalUpdateNoiseClient(plan, self.config, noise_multiplier=self.noise_multiplier)
+
+    @classmethod
+    def release_simulated(
+        cls,
+        updates: Tensor,
+        published: Mapping[str, Any],
+        *,
+        recipe: SimulatedRound,
+        generator: torch.Generator,
+    ) -> Tensor:
+        """Each update clipped to norm C, plus N(0, (σC)²) per coordinate, as the clients release it."""
+        clip, sigma = float(published["clip"]), float(published["noise_multiplier"])
+        norms = updates.norm(dim=1, keepdim=True)
+        updates.mul_((clip / norms.clamp_min(1e-30)).clamp(max=1.0))
+        return updates.add_(torch.randn(updates.shape, generator=generator), alpha=sigma * clip)
 
 
 class LocalUpdateNoiseClient(ClientDefense):

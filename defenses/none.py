@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from defenses.base import DEFENSES, Defense
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from defenses.base import DEFENSES, Defense, SimulatedRound
 from feddp_eval.config import DefenseConfig
 from feddp_eval.errors import ConfigError
 
@@ -25,3 +31,14 @@ class NoDefense(Defense):
                 f"defense 'none' adds no noise, but got noise={config.noise}, target_epsilon="
                 f"{config.target_epsilon}; choose a DP defense (dp-sgd, local-dp, central-dp) or drop them"
             )
+
+    @classmethod
+    def release_simulated(
+        cls,
+        updates: Tensor,
+        published: Mapping[str, Any],
+        *,
+        recipe: SimulatedRound,
+        generator: torch.Generator,
+    ) -> Tensor:
+        return updates  # released as trained

@@ -216,6 +216,7 @@ def _reconstruct(
         prior=target.prior,
         foreground_prior=target.foreground,
         public_tiles=public_tiles(config, target, attack.public_tiles_wanted()),
+        release=simulated_release(target.captures[0].metadata),
     )
     convergence: list[dict[str, Any]] = []
 
@@ -258,6 +259,24 @@ def public_tiles(config: ExperimentConfig, target: Target, n: int) -> Any:
         seed=derive_seed(config.seed, "public-tiles", target.site),
         difficulty=target.info.get("difficulty", "easy"),
     )
+
+
+def simulated_release(metadata: dict[str, Any]) -> Any:
+    """``release(updates, recipe, generator)``: the captured client's defense applied to one-tile
+    rounds the server simulates (``Defense.release_simulated``), from the settings the capture
+    publishes, or ``None`` when the capture records no defense."""
+    published = metadata.get("defense")
+    if not published:
+        return None
+    from defenses import DEFENSES
+
+    defense = DEFENSES.get(published["name"])  # a composed run's record names its client side
+    settings = {**published, "batch_size": metadata["batch_size"], "n_samples": metadata["n_samples"]}
+
+    def release(updates: Any, recipe: Any, generator: Any) -> Any:
+        return defense.release_simulated(updates, settings, recipe=recipe, generator=generator)
+
+    return release
 
 
 def _score_own_guess(target: Target, recon: Any, lpips: Any) -> Any:

@@ -188,31 +188,3 @@ def test_the_workflows_public_tiles_have_the_sites_stain_and_none_of_its_tiles()
         assert float((public.images - tile).abs().flatten(1).max(1).values.min()) > 0.05
     assert public_tiles(config, target, 0) is None  # type: ignore[arg-type]
     assert public_tiles(config, SimpleNamespace(info={"source": "folder"}, site=1), 40) is None  # type: ignore[arg-type]
-
-
-def test_a_modelled_release_is_the_defenses_own() -> None:
-    """local-dp clips the update to C and adds σC noise; one-step dp-sgd clips the tile's gradient
-    (``update / −lr``) to C, adds σC noise and divides by the expected batch min(B, n), as Opacus;
-    undefended and central-dp updates pass as trained; anything else is refused."""
-    from attacks.learned import released
-
-    lr, steps = 0.05, LocalRecipe(batches=((0,),), lr=0.05)
-    updates = torch.cat([torch.full((1, 4000), 0.01), torch.full((1, 4000), 1e-5)])  # norms 0.63, 6e-4
-    for clean in (None, {"name": "none"}, {"name": "central-dp", "clip": 1.0, "noise_multiplier": 1.0}):
-        assert released(updates.clone(), clean, steps, seed=0).equal(updates)
-    local = {"name": "local-dp", "clip": 0.1, "noise_multiplier": 0.0}
-    clipped = released(updates.clone(), local, steps, seed=0)
-    assert float(clipped[0].norm()) == pytest.approx(0.1, rel=1e-5)
-    torch.testing.assert_close(clipped[1], updates[1])  # under the clip: unchanged
-    noisy = released(torch.zeros(3, 4000), {**local, "noise_multiplier": 1.5}, steps, seed=0)
-    assert float(noisy.std()) == pytest.approx(0.15, rel=0.03)  # σ·C per coordinate (12,000 draws)
-    sgd = {"name": "dp-sgd", "clip": 1.0, "noise_multiplier": 0.0, "batch_size": 8, "n_samples": 2}
-    gradient = released(updates.clone(), sgd, steps, seed=0) / -lr * 2  # expected batch min(8, 2)
-    assert float(gradient[0].norm()) == pytest.approx(1.0, rel=1e-5)  # 12.6 clipped to C = 1
-    torch.testing.assert_close(gradient[1], updates[1] / -lr)
-    noisy = released(torch.zeros(3, 4000), {**sgd, "noise_multiplier": 1.1}, steps, seed=0)
-    assert float(noisy.std()) == pytest.approx(lr * 1.1 / 2, rel=0.03)
-    with pytest.raises(ConfigError, match="more than one local SGD step"):
-        released(updates.clone(), sgd, LocalRecipe(batches=((0,), (0,)), lr=lr), seed=0)
-    with pytest.raises(ConfigError, match="does not model a 'prune' release"):
-        released(updates.clone(), {"name": "prune"}, steps, seed=0)

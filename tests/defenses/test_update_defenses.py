@@ -191,3 +191,46 @@ def test_prune_says_it_has_no_guarantee() -> None:
     records = [defense.client(plan).privacy_record() for plan in _plans(2)]
     assert [r.granularity for r in records] == ["none", "none"]
     assert all(r.epsilon is None and r.delta is None for r in records)
+
+
+def test_each_defense_releases_a_simulated_round_as_its_clients_do() -> None:
+    """For an attacker that learns from rounds it simulates (learned-inversion): local-dp clips the
+    update to C and adds σC noise; one-step dp-sgd clips the tile's gradient (``update / −lr``) to C,
+    adds σC noise and divides by the expected batch min(B, n), as Opacus; none and the server-side
+    central-dp pass it as trained; a defense that does not say (prune), or dp-sgd over several steps,
+    is refused."""
+    import pytest
+    import torch
+
+    from attacks.simulate import LocalRecipe
+    from defenses import DEFENSES
+    from feddp_eval.errors import ConfigError
+
+    lr, one_step = 0.05, LocalRecipe(batches=((0,),), lr=0.05)
+    updates = torch.cat([torch.full((1, 4000), 0.01), torch.full((1, 4000), 1e-5)])  # norms 0.63, 6e-4
+
+    def release(
+        name: str, rows: torch.Tensor, recipe: LocalRecipe = one_step, **published: float
+    ) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(0)
+        return DEFENSES.get(name).release_simulated(
+            rows.clone(), published, recipe=recipe, generator=generator
+        )
+
+    for clean in ("none", "central-dp"):
+        assert release(clean, updates, clip=1.0, noise_multiplier=1.0).equal(updates)
+    clipped = release("local-dp", updates, clip=0.1, noise_multiplier=0.0)
+    assert float(clipped[0].norm()) == pytest.approx(0.1, rel=1e-5)
+    torch.testing.assert_close(clipped[1], updates[1])  # under the clip: unchanged
+    noisy = release("local-dp", torch.zeros(3, 4000), clip=0.1, noise_multiplier=1.5)
+    assert float(noisy.std()) == pytest.approx(0.15, rel=0.03)  # σ·C per coordinate (12,000 draws)
+    sgd = {"clip": 1.0, "batch_size": 8, "n_samples": 2}
+    gradient = release("dp-sgd", updates, noise_multiplier=0.0, **sgd) / -lr * 2  # expected batch min(8, 2)
+    assert float(gradient[0].norm()) == pytest.approx(1.0, rel=1e-5)  # 12.6 clipped to C = 1
+    torch.testing.assert_close(gradient[1], updates[1] / -lr)
+    noisy = release("dp-sgd", torch.zeros(3, 4000), noise_multiplier=1.1, **sgd)
+    assert float(noisy.std()) == pytest.approx(lr * 1.1 / 2, rel=0.03)
+    with pytest.raises(ConfigError, match="one local SGD step only"):
+        release("dp-sgd", updates, LocalRecipe(batches=((0,), (0,)), lr=lr), noise_multiplier=1.0, **sgd)
+    with pytest.raises(ConfigError, match="defense 'prune' does not say how it releases"):
+        release("prune", updates)
