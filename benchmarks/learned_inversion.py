@@ -44,6 +44,7 @@ from torch import Tensor
 from attacks import learned
 from attacks.learned import RIDGES, apply_window_ridge, fit_window_ridge, invert, kernel_ridge, tensor_scales
 from attacks.simulate import flatten
+from defenses.base import SimulatedRelease
 from defenses.dp_sgd import release_one_step
 from feddp_eval.data.stain import StainProfile
 from feddp_eval.data.synthetic import synthesize_tiles
@@ -99,7 +100,7 @@ def measure(
         recipe = scenario.view.recipe
         for released, seed in ((updates, "public-noise"), (target, "client-noise")):
             generator = torch.Generator().manual_seed(derive_seed(0, seed))
-            release_one_step(released, dp, recipe=recipe, generator=generator)
+            release_one_step(released, SimulatedRelease(dp, recipe, generator))
     scales = tensor_scales(updates[:largest], [scenario.view.global_weights[k].numel() for k in names])
     features = updates.div_(scales)  # in place: the raw updates are not read again
     train_features = features[:largest]

@@ -29,6 +29,7 @@ server's beside it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol
 
 import torch
@@ -41,6 +42,17 @@ from feddp_eval.plugins import DefenseCard, file_defense
 from feddp_eval.registry import Registry
 
 History = list[tuple[float, float, int]]
+
+
+@dataclass(frozen=True)
+class SimulatedRelease:
+    """What :meth:`Defense.release_simulated` reads: the defense's published settings (the capture's
+    record, ``describe()``, with the round's ``batch_size`` and ``n_samples``), the local training
+    it releases, and the generator of its noise."""
+
+    published: Mapping[str, Any]
+    recipe: SimulatedRound
+    generator: torch.Generator
 
 
 class SimulatedRound(Protocol):
@@ -119,21 +131,13 @@ class Defense(TrainingHooks):
         return {"name": self.name}
 
     @classmethod
-    def release_simulated(
-        cls,
-        updates: Tensor,
-        published: Mapping[str, Any],
-        *,
-        recipe: SimulatedRound,
-        generator: torch.Generator,
-    ) -> Tensor:
+    def release_simulated(cls, updates: Tensor, release: SimulatedRelease) -> Tensor:
         """``updates`` (N, P), one-tile client rounds as trained (flat ``local − global``), as this
         defense would have released them, in place: for an attacker that learns from rounds it
-        simulates (``attacks/learned.py``). ``published``: the capture's record of the defense
-        (``describe()``, with the round's ``batch_size`` and ``n_samples``): a DP mechanism's σ and
-        C are public. A server-side defense acts after the server has seen each update, so its
-        clients' updates reach the server as trained; a client-side defense says how it releases
-        one, or this refuses."""
+        simulates (``attacks/learned.py``), from the settings the defense published in the capture
+        (``release.published``: a DP mechanism's σ and C are public). A server-side defense acts
+        after the server has seen each update, so its clients' updates reach the server as trained;
+        a client-side defense says how it releases one, or this refuses."""
         if cls.side == "server":
             return updates
         raise ConfigError(

@@ -18,7 +18,7 @@ from opacus.optimizers import DPOptimizer
 from torch import Tensor, nn
 
 from defenses.accounting import calibrate_noise
-from defenses.base import DEFENSES, GaussianDefense, History, SimulatedRound, gaussian_record
+from defenses.base import DEFENSES, GaussianDefense, History, SimulatedRelease, gaussian_record
 from defenses.book_keeping import BookKeepingDPOptimizer, BookKeepingModule
 from feddp_eval.config import DefenseConfig
 from feddp_eval.errors import ConfigError
@@ -62,15 +62,8 @@ class DPSGD(GaussianDefense):
         return DPSGDClient(plan, self.config, noise_multiplier=self.noise_multiplier)
 
     @classmethod
-    def release_simulated(
-        cls,
-        updates: Tensor,
-        published: Mapping[str, Any],
-        *,
-        recipe: SimulatedRound,
-        generator: torch.Generator,
-    ) -> Tensor:
-        return release_one_step(updates, published, recipe=recipe, generator=generator)
+    def release_simulated(cls, updates: Tensor, release: SimulatedRelease) -> Tensor:
+        return release_one_step(updates, release)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -80,12 +73,11 @@ class DPSGD(GaussianDefense):
         }
 
 
-def release_one_step(
-    updates: Tensor, published: Mapping[str, Any], *, recipe: SimulatedRound, generator: torch.Generator
-) -> Tensor:
+def release_one_step(updates: Tensor, release: SimulatedRelease) -> Tensor:
     """One-tile rounds of one local SGD step (``−lr · g``), as DP-SGD releases them, in place: the
     tile's gradient clipped to C (Opacus' factor ``min(1, C / (‖g‖ + 1e-6))``), plus N(0, (σC)²),
     over the expected batch size min(B, n), times −lr."""
+    recipe, published = release.recipe, release.published
     if recipe.steps != 1 or recipe.optimizer != "sgd":
         raise ConfigError(
             "a dp-sgd release is modelled for one local SGD step only (`--local-steps 1`), but this round "
@@ -96,7 +88,7 @@ def release_one_step(
     gradients = updates.div_(-recipe.lr)
     norms = gradients.norm(dim=1, keepdim=True)
     gradients.mul_((clip / (norms + 1e-6)).clamp(max=1.0))
-    gradients.add_(torch.randn(gradients.shape, generator=generator), alpha=sigma * clip)
+    gradients.add_(torch.randn(gradients.shape, generator=release.generator), alpha=sigma * clip)
     return gradients.mul_(-recipe.lr / expected)
 
 

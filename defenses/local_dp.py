@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from defenses.accounting import calibrate_noise
-from defenses.base import DEFENSES, GaussianDefense, SimulatedRound, gaussian_record
+from defenses.base import DEFENSES, GaussianDefense, SimulatedRelease, gaussian_record
 from defenses.update_ops import Update, add_gaussian, clip_update
 from feddp_eval.config import DefenseConfig
 from feddp_eval.federated.hooks import ClientDefense, ClientPlan, PrivacyRecord
@@ -48,19 +48,12 @@ class LocalUpdateNoise(GaussianDefense):
         return LocalUpdateNoiseClient(plan, self.config, noise_multiplier=self.noise_multiplier)
 
     @classmethod
-    def release_simulated(
-        cls,
-        updates: Tensor,
-        published: Mapping[str, Any],
-        *,
-        recipe: SimulatedRound,
-        generator: torch.Generator,
-    ) -> Tensor:
+    def release_simulated(cls, updates: Tensor, release: SimulatedRelease) -> Tensor:
         """Each update clipped to norm C, plus N(0, (σC)²) per coordinate, as the clients release it."""
-        clip, sigma = float(published["clip"]), float(published["noise_multiplier"])
+        clip, sigma = float(release.published["clip"]), float(release.published["noise_multiplier"])
         norms = updates.norm(dim=1, keepdim=True)
         updates.mul_((clip / norms.clamp_min(1e-30)).clamp(max=1.0))
-        return updates.add_(torch.randn(updates.shape, generator=generator), alpha=sigma * clip)
+        return updates.add_(torch.randn(updates.shape, generator=release.generator), alpha=sigma * clip)
 
 
 class LocalUpdateNoiseClient(ClientDefense):

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-import torch
 from torch import Tensor
 
-from defenses.base import DEFENSES, Defense, SimulatedRound
+from defenses.base import DEFENSES, Defense, SimulatedRelease
 from feddp_eval.config import DefenseConfig
 from feddp_eval.errors import ConfigError
 
@@ -33,12 +29,5 @@ class NoDefense(Defense):
             )
 
     @classmethod
-    def release_simulated(
-        cls,
-        updates: Tensor,
-        published: Mapping[str, Any],
-        *,
-        recipe: SimulatedRound,
-        generator: torch.Generator,
-    ) -> Tensor:
+    def release_simulated(cls, updates: Tensor, release: SimulatedRelease) -> Tensor:
         return updates  # released as trained

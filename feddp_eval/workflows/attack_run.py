@@ -269,12 +269,13 @@ def simulated_release(metadata: dict[str, Any]) -> Any:
     if not published:
         return None
     from defenses import DEFENSES
+    from defenses.base import SimulatedRelease
 
     defense = DEFENSES.get(published["name"])  # a composed run's record names its client side
     settings = {**published, "batch_size": metadata["batch_size"], "n_samples": metadata["n_samples"]}
 
     def release(updates: Any, recipe: Any, generator: Any) -> Any:
-        return defense.release_simulated(updates, settings, recipe=recipe, generator=generator)
+        return defense.release_simulated(updates, SimulatedRelease(settings, recipe, generator))
 
     return release
 

@@ -204,6 +204,7 @@ def test_each_defense_releases_a_simulated_round_as_its_clients_do() -> None:
 
     from attacks.simulate import LocalRecipe
     from defenses import DEFENSES
+    from defenses.base import SimulatedRelease
     from feddp_eval.errors import ConfigError
 
     lr, one_step = 0.05, LocalRecipe(batches=((0,),), lr=0.05)
@@ -212,10 +213,8 @@ def test_each_defense_releases_a_simulated_round_as_its_clients_do() -> None:
     def release(
         name: str, rows: torch.Tensor, recipe: LocalRecipe = one_step, **published: float
     ) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(0)
-        return DEFENSES.get(name).release_simulated(
-            rows.clone(), published, recipe=recipe, generator=generator
-        )
+        noise = torch.Generator().manual_seed(0)
+        return DEFENSES.get(name).release_simulated(rows.clone(), SimulatedRelease(published, recipe, noise))
 
     for clean in ("none", "central-dp"):
         assert release(clean, updates, clip=1.0, noise_multiplier=1.0).equal(updates)
