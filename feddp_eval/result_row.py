@@ -69,6 +69,8 @@ class ResultRow:
     mask_prior_psnr: float | None = None
     mask_prior_ssim: float | None = None
     mask_prior_lpips: float | None = None
+    own_guess_psnr: float | None = None
+    own_guess_ssim: float | None = None
     margin_psnr: float | None = None
     margin_ssim: float | None = None
     prior_kind: str | None = None

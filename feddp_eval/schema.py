@@ -320,6 +320,17 @@ COLUMNS: tuple[Column, ...] = (
     _score("mask_prior_ssim", "mask-prior SSIM", "prior", "leaks-more", 3, lower=-1.0, upper=1.0),
     _score("mask_prior_lpips", "mask-prior LPIPS", "prior", "leaks-less", 3, lower=0.0),
     _score(
+        "own_guess_psnr",
+        "own-guess PSNR",
+        "prior",
+        "leaks-more",
+        1,
+        description="PSNR of the attack's own guess without the update, where it holds one (a learned "
+        "attack's, from the same public tiles): the bar that credits the update alone",
+        **_PSNR,
+    ),
+    _score("own_guess_ssim", "own-guess SSIM", "prior", "leaks-more", 3, lower=-1.0, upper=1.0),
+    _score(
         "margin_psnr",
         "vs prior dB",
         "leakage",

@@ -35,7 +35,7 @@ def print_attack_table(result: AttackResult) -> None:
         console.print(f"{_label(row)}: {privacy}")
     for line in [
         *_own_priors(result.rows, result.scenario),
-        *own_guess_lines(result.rows, result.scenario),
+        *own_guess_lines(result.rows),
         *_notes(result.rows[0], result.scenario, result.grid),
     ]:
         console.print(line)
@@ -166,18 +166,19 @@ def _own_priors(rows: list[ResultRow], scenario: dict[str, Any]) -> list[str]:
     return lines
 
 
-def own_guess_lines(rows: list[ResultRow], scenario: dict[str, Any]) -> list[str]:
+def own_guess_lines(rows: list[ResultRow]) -> list[str]:
     """For an attack that holds a guess of its own without the update (a learned attack's, from the
     same public tiles), one line per arm: that guess's PSNR / SSIM and the reconstruction over it,
     the margin that credits the update alone."""
     lines = []
-    for row, guess in zip(rows, scenario.get("own_guess_by_arm") or [], strict=False):
-        if guess is None or row.psnr is None or row.ssim is None:
+    for row in rows:
+        psnr, ssim = row.own_guess_psnr, row.own_guess_ssim
+        if psnr is None or ssim is None or row.psnr is None or row.ssim is None:
             continue
         lines.append(
             f"{_label(row)}: {row.attack}'s own guess without the update (fitted on the same public "
-            f"tiles) scores {guess['psnr']:.1f} dB / SSIM {guess['ssim']:.3f}; the reconstruction over "
-            f"it: {row.psnr - guess['psnr']:+.1f} dB, SSIM {row.ssim - guess['ssim']:+.3f}"
+            f"tiles) scores {psnr:.1f} dB / SSIM {ssim:.3f}; the reconstruction over it: "
+            f"{row.psnr - psnr:+.1f} dB, SSIM {row.ssim - ssim:+.3f}"
         )
     return lines
 

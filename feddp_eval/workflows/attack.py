@@ -91,9 +91,6 @@ def run_attack(
     # The first arm's update sets the scenario; a Poisson-sampled (DP-SGD) arm may have drawn
     # another batch of the same site, so each arm's tile count is kept beside it.
     scenario = {**ordered[0].scenario, "tiles_by_arm": [len(o.truth) for o in ordered]}
-    scenario.pop("own_guess", None)
-    if any("own_guess" in o.scenario for o in ordered):  # an attack that holds a guess of its own
-        scenario["own_guess_by_arm"] = [o.scenario.get("own_guess") for o in ordered]
     if len(arms) > 1 and arms[0].train.sampling != config.train.sampling:
         scenario["paired_batches"] = True  # the reference Poisson-sampled for the pairing alone
     write_json(results_dir / RESULTS, {"scenario": scenario, "rows": [row.as_dict() for row in rows]})

@@ -101,6 +101,8 @@ def attack_run(
         **columns.attack_columns(
             config, recon, malicious=target.malicious, restarts=a.schedule[1], rounds=len(target.captures)
         ),
+        "own_guess_psnr": own_guess.psnr if own_guess else None,
+        "own_guess_ssim": own_guess.ssim if own_guess else None,
         "lpips_missing": None if lpips.available else lpips.missing_reason,
         "run_dir": str(trained.run_dir),
         "tiles": str(tiles),
@@ -118,10 +120,7 @@ def attack_run(
             "own_guess": own_guess.to_dict() if own_guess else None,
         },
     )
-    scenario = _scenario(config, target, attack)
-    if own_guess is not None and failure is None:
-        scenario["own_guess"] = {"psnr": float(own_guess.psnr), "ssim": float(own_guess.ssim)}
-    return AttackOutcome(row, recon, target.truth, scenario, _guess(target))
+    return AttackOutcome(row, recon, target.truth, _scenario(config, target, attack), _guess(target))
 
 
 def find_target(config: ExperimentConfig, run_dir: Path) -> Target:
