@@ -352,7 +352,14 @@ COLUMNS: tuple[Column, ...] = (
         tolerance=0.02,
         description="mean SSIM minus the strongest prior's",
     ),
-    Column("prior_kind", "bookkeeping", "prior", "str", description="painted-mask or mean-colour"),
+    Column(
+        "prior_kind",
+        "bookkeeping",
+        "prior",
+        "str",
+        description="the guess the margins are read against: painted-mask, mean-colour, or own-guess (an "
+        "attack's own guess without the update)",
+    ),
     Column(
         "tiles_beating_prior",
         "leakage",

@@ -326,6 +326,9 @@ def test_learned_inversion_reads_a_one_tile_update_against_its_own_guess(tmp_pat
     assert scenario["tiles_by_arm"] == [1, 1]
     guesses = [(r["own_guess_psnr"], r["own_guess_ssim"]) for r in rows]
     assert guesses[0] == guesses[1] and guesses[0][0] > 0  # the same tile and public tiles: one guess
+    for row in rows:  # leakage is read against the attack's own guess, the best this attacker holds
+        assert row["prior_kind"] == "own-guess"
+        assert row["margin_psnr"] == pytest.approx(row["psnr"] - row["own_guess_psnr"])
     assert "holds 80 public tiles of the site's look" in scenario["threat"]
     scores = sorted(Path(report["run_dir"]).parent.glob("*/attacks/learned-inversion-*/scores.json"))
     assert len(scores) == 2  # one per arm
@@ -334,7 +337,7 @@ def test_learned_inversion_reads_a_one_tile_update_against_its_own_guess(tmp_pat
     table = runner.invoke(app, args, env={"COLUMNS": "200"})
     assert table.exit_code == 0, table.output
     assert table.output.count("learned-inversion's own guess without the update") == 2
-    assert "fitted" in table.output
+    assert "fitted" in table.output and "vs prior: PSNR minus the attack's own guess's" in table.output
 
 
 def test_learned_inversion_refuses_a_site_of_several_tiles_before_training(

@@ -177,7 +177,7 @@ def own_guess_lines(rows: list[ResultRow]) -> list[str]:
             continue
         lines.append(
             f"{_label(row)}: {row.attack}'s own guess without the update (fitted on the same public "
-            f"tiles) scores {psnr:.1f} dB / SSIM {ssim:.3f}; the reconstruction over it: "
+            f"tiles) scores {psnr:.1f} dB / SSIM {ssim:.3f}, the prior its 'vs prior' is read against: "
             f"{row.psnr - psnr:+.1f} dB, SSIM {row.ssim - ssim:+.3f}"
         )
     return lines
@@ -185,7 +185,9 @@ def own_guess_lines(rows: list[ResultRow]) -> list[str]:
 
 def _notes(first: ResultRow, scenario: dict[str, Any], grid: Any) -> list[str]:
     """What the table's rows mean, the threat model, and where the reconstructions are."""
-    reference = "painted-mask" if first.prior_kind == "painted-mask" else "mean-colour"
+    reference = {"painted-mask": "painted-mask prior's", "own-guess": "attack's own guess's"}.get(
+        str(first.prior_kind), "mean-colour prior's"
+    )
     lines = [
         "ΔDice: the defended arm's Dice over the undefended one's − 1, mean over the paired seeds, with "
         "its 95% t interval; 'within noise' when the interval holds 0 (only the first seed is attacked).",
@@ -193,8 +195,8 @@ def _notes(first: ResultRow, scenario: dict[str, Any], grid: Any) -> list[str]:
         "known, the masks painted in the site's public nuclei and background colours.",
         "PSNR: of the MSE pooled over the tiles, so exact tiles cannot speak for the others; median "
         "dB and tiles ≥ 30/40 dB show how the tiles spread.",
-        f"vs prior: PSNR minus the {reference} prior's (the attacker's best guess without the "
-        f"update); tiles > prior: tiles whose PSNR beats that guess of the same tile",
+        f"vs prior: PSNR minus the {reference} (the attacker's best guess without the update); tiles "
+        "> prior: tiles whose PSNR beats that guess of the same tile",
     ]
     if scenario.get("paired_batches"):
         lines.append(

@@ -95,14 +95,14 @@ def attack_run(
     tiles = _write_files(attack_dir, target, recon, convergence)
     cells = {
         **columns.training_columns(config, trained.summary),
-        **columns.scores_columns(scores, baseline, mask_baseline, mask_scored=mask_scored),
+        **columns.scores_columns(
+            scores, baseline, mask_baseline, mask_scored=mask_scored, own_guess=own_guess
+        ),
         "flat_mask_dice": all_nucleus_dice(target.truth.masks) if mask_scored else None,
         **(columns.imprint_facts(target.captures[0], target.truth, recon) if target.malicious else {}),
         **columns.attack_columns(
             config, recon, malicious=target.malicious, restarts=a.schedule[1], rounds=len(target.captures)
         ),
-        "own_guess_psnr": own_guess.psnr if own_guess else None,
-        "own_guess_ssim": own_guess.ssim if own_guess else None,
         "lpips_missing": None if lpips.available else lpips.missing_reason,
         "run_dir": str(trained.run_dir),
         "tiles": str(tiles),

@@ -20,7 +20,7 @@ def leakage_reading(scores: Any, reference_scores: Any, *, reference: str) -> di
     Args:
         scores: :class:`~feddp_eval.metrics.privacy.ReconstructionScores` of the reconstruction.
         reference_scores: The same scores of that guess (the prior columns of the row).
-        reference: Its name, ``painted-mask`` or ``mean-colour``.
+        reference: Its name, ``painted-mask``, ``mean-colour`` or ``own-guess``.
 
     Returns:
         ``prior_kind``; ``margin_psnr`` / ``margin_ssim``: PSNR (pooled MSE) / mean SSIM minus the
@@ -53,10 +53,19 @@ def imprint_facts(capture: Any, truth: Any, recon: Any) -> dict[str, Any]:
     }
 
 
-def scores_columns(scores: Any, baseline: Any, mask_baseline: Any, *, mask_scored: bool) -> dict[str, Any]:
+def scores_columns(
+    scores: Any, baseline: Any, mask_baseline: Any, *, mask_scored: bool, own_guess: Any = None
+) -> dict[str, Any]:
     """The leakage and prior columns: the reconstruction's scores, the mean-colour prior's and, with
-    the masks known, the painted-mask prior's; leakage read against the stronger of the priors."""
-    reference = "painted-mask" if mask_baseline is not None else "mean-colour"
+    the masks known, the painted-mask prior's; leakage read against the stronger of the priors, or,
+    for an attack that holds a guess of its own without the update (``own_guess``: a learned
+    attack's, from its public tiles), against that guess: the best the same attacker holds."""
+    if own_guess is not None:
+        reference, reference_scores = "own-guess", own_guess
+    elif mask_baseline is not None:
+        reference, reference_scores = "painted-mask", mask_baseline
+    else:
+        reference, reference_scores = "mean-colour", baseline
     return {
         "psnr": scores.psnr,
         "psnr_median": scores.psnr_median,
@@ -73,7 +82,9 @@ def scores_columns(scores: Any, baseline: Any, mask_baseline: Any, *, mask_score
         "mask_prior_psnr": mask_baseline.psnr if mask_baseline else None,
         "mask_prior_ssim": mask_baseline.ssim if mask_baseline else None,
         "mask_prior_lpips": mask_baseline.lpips if mask_baseline else None,
-        **leakage_reading(scores, mask_baseline or baseline, reference=reference),
+        "own_guess_psnr": own_guess.psnr if own_guess is not None else None,
+        "own_guess_ssim": own_guess.ssim if own_guess is not None else None,
+        **leakage_reading(scores, reference_scores, reference=reference),
     }
 
 
