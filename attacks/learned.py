@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -177,24 +177,8 @@ KNOWN_LEAK = KnownLeak(
     ssim=0.580,
     guess_ssim=0.558,
     command="feddp-eval attack -c one-tile.toml --attack learned-inversion --noise 1.1",
-    settings={
-        "iterations": 500,
-        "restarts": 1,
-        "time_budget": None,
-        "tolerance": 0.0,
-        "plateau": 0.0,
-        "image": "pixels",
-        "init": "uniform",
-        "mask_lr": 0.1,
-        "fraction_weight": 1.0,
-        "colour_weight": 0.0,
-        "mask_model": "free",
-        "refine": 0,
-        "refine_float64": False,
-        "public_tiles": 2000,
-        "validation": 200,
-        "radius": 7,
-    },
+    # The shared settings (iterations, image, …) do not act on a fitted map; the map's own three do.
+    settings={**asdict(AttackConfig()), "public_tiles": 2000, "validation": 200, "radius": 7},
 )
 
 
