@@ -202,12 +202,12 @@ class LearnedInversion(Attack):
         modelled DP release; progress counts the simulated public rounds.
         """
         started = time.perf_counter()
-        cfg, public = self.config, view.public_tiles
-        masks = _check_view(view, cfg.public_tiles + cfg.validation)
-        assert public is not None and masks is not None  # _check_view refused otherwise
+        cfg, public, wanted = self.config, view.public_tiles, self.public_tiles_wanted()
+        masks = _check_view(view, wanted)
+        assert public is not None  # _check_view refused otherwise
         n = cfg.public_tiles
-        fit, held = slice(0, n), slice(n, n + cfg.validation)
-        images, public_masks = public.images[: n + cfg.validation], public.masks[: n + cfg.validation]
+        fit, held = slice(0, n), slice(n, wanted)
+        images, public_masks = public.images[:wanted], public.masks[:wanted]
         model = UNet.from_config(view.model).to(options.device)
         weights = {k: v.to(options.device) for k, v in view.global_weights.items()}
         names = list(weights)
@@ -216,7 +216,7 @@ class LearnedInversion(Attack):
         updates = one_tile_updates(
             model, weights, view.recipe, images.to(options.device), public_masks.to(options.device),
             progress=report,
-        ).cpu()  # fmt: skip
+        )  # fmt: skip
         if view.release is not None:  # learn from updates released as the client's were
             updates = view.release(updates, view.recipe, torch.Generator().manual_seed(options.seed))
         scales = tensor_scales(updates[fit], [weights[k].numel() for k in names])

@@ -45,7 +45,7 @@ from attacks import learned
 from attacks.learned import RIDGES, apply_window_ridge, fit_window_ridge, invert, kernel_ridge, tensor_scales
 from attacks.simulate import flatten
 from defenses.base import SimulatedRelease
-from defenses.dp_sgd import release_one_step
+from defenses.dp_sgd import DPSGD
 from feddp_eval.data.stain import StainProfile
 from feddp_eval.data.synthetic import synthesize_tiles
 from feddp_eval.data.types import TileSet
@@ -86,7 +86,7 @@ def measure(
 ) -> list[Row]:
     """One row per training-set size (nested: the first ``n`` public tiles). With ``dp_noise`` σ > 0
     every update, the captured one and the public ones, is DP-SGD's release of one tile's step (clip 1,
-    :func:`defenses.dp_sgd.release_one_step`): the attacker knows σ and the clip and trains on released
+    :meth:`defenses.dp_sgd.DPSGD.release_simulated`): the attacker knows σ and the clip and trains on released
     updates."""
     largest = max(sizes)
     public = public_tiles(0, largest + validation + test)
@@ -100,7 +100,7 @@ def measure(
         recipe = scenario.view.recipe
         for released, seed in ((updates, "public-noise"), (target, "client-noise")):
             generator = torch.Generator().manual_seed(derive_seed(0, seed))
-            release_one_step(released, SimulatedRelease(dp, recipe, generator))
+            DPSGD.release_simulated(released, SimulatedRelease(dp, recipe, generator))
     scales = tensor_scales(updates[:largest], [scenario.view.global_weights[k].numel() for k in names])
     features = updates.div_(scales)  # in place: the raw updates are not read again
     train_features = features[:largest]

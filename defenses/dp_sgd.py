@@ -63,7 +63,22 @@ class DPSGD(GaussianDefense):
 
     @classmethod
     def release_simulated(cls, updates: Tensor, release: SimulatedRelease) -> Tensor:
-        return release_one_step(updates, release)
+        """One-tile rounds of one local SGD step (``−lr · g``), as DP-SGD releases them, in place: the
+        tile's gradient clipped to C (Opacus' factor ``min(1, C / (‖g‖ + 1e-6))``), plus N(0, (σC)²),
+        over the expected batch size min(B, n), times −lr."""
+        recipe, published = release.recipe, release.published
+        if recipe.steps != 1 or recipe.optimizer != "sgd":
+            raise ConfigError(
+                "a dp-sgd release is modelled for one local SGD step only (`--local-steps 1`), but this "
+                f"round took {recipe.steps} {recipe.optimizer} step(s)"
+            )
+        clip, sigma = float(published["clip"]), float(published["noise_multiplier"])
+        expected = min(int(published["batch_size"]), int(published["n_samples"]))
+        gradients = updates.div_(-recipe.lr)
+        norms = gradients.norm(dim=1, keepdim=True)
+        gradients.mul_((clip / (norms + 1e-6)).clamp(max=1.0))
+        gradients.add_(torch.randn(gradients.shape, generator=release.generator), alpha=sigma * clip)
+        return gradients.mul_(-recipe.lr / expected)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -71,25 +86,6 @@ class DPSGD(GaussianDefense):
             "poisson_sampling": self.poisson_sampling,
             "grad_sample_mode": self.config.grad_sample_mode,
         }
-
-
-def release_one_step(updates: Tensor, release: SimulatedRelease) -> Tensor:
-    """One-tile rounds of one local SGD step (``−lr · g``), as DP-SGD releases them, in place: the
-    tile's gradient clipped to C (Opacus' factor ``min(1, C / (‖g‖ + 1e-6))``), plus N(0, (σC)²),
-    over the expected batch size min(B, n), times −lr."""
-    recipe, published = release.recipe, release.published
-    if recipe.steps != 1 or recipe.optimizer != "sgd":
-        raise ConfigError(
-            "a dp-sgd release is modelled for one local SGD step only (`--local-steps 1`), but this round "
-            f"took {recipe.steps} {recipe.optimizer} step(s)"
-        )
-    clip, sigma = float(published["clip"]), float(published["noise_multiplier"])
-    expected = min(int(published["batch_size"]), int(published["n_samples"]))
-    gradients = updates.div_(-recipe.lr)
-    norms = gradients.norm(dim=1, keepdim=True)
-    gradients.mul_((clip / (norms + 1e-6)).clamp(max=1.0))
-    gradients.add_(torch.randn(gradients.shape, generator=release.generator), alpha=sigma * clip)
-    return gradients.mul_(-recipe.lr / expected)
 
 
 def sample_rate(plan: ClientPlan) -> float:

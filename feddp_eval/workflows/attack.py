@@ -18,7 +18,7 @@ from feddp_eval.io import write_json
 from feddp_eval.result_row import ResultRow
 from feddp_eval.rundir.names import RESULTS, attack_dir_name, run_key
 from feddp_eval.sweep.executors.pool import ignore_interrupts, stop_workers, terminate_as_interrupt
-from feddp_eval.workflows.attack_run import AttackOutcome, attack_run, attack_settings
+from feddp_eval.workflows.attack_run import AttackOutcome, attack_run, attack_settings, target_site
 from feddp_eval.workflows.train import run_train
 
 
@@ -355,7 +355,7 @@ def public_problem(config: ExperimentConfig) -> str | None:
         return f"{a.name} needs the true masks (`--mask known`)"
     planned = config.data.train_tiles
     counts = [planned] * config.data.sites if isinstance(planned, int) else list(planned)
-    tiles = counts[a.target_site] if 0 <= a.target_site < len(counts) else min(counts)
+    tiles = counts[target_site(config, [{"index": i, "train_tiles": c} for i, c in enumerate(counts)])]
     t = config.train
     if tiles > 1 and not (t.batch_size == 1 and t.local_steps == 1):
         return (

@@ -88,8 +88,7 @@ def attack_run(
     attack = ATTACKS.create(a.name, **attack_settings(a))
     recon, failure, convergence = _reconstruct(config, target, attack, on_iteration)
     failure = failure or failed_reconstruction(recon.stopped, recon.objective, recon.restart_objectives)
-    scores, baseline, mask_baseline = _score(target, recon, lpips)
-    own_guess = _score_own_guess(target, recon, lpips)
+    scores, baseline, mask_baseline, own_guess = _score(target, recon, lpips)
     mask_scored = target.mask == "unknown" and not target.malicious
     attack_dir = _attack_dir(trained.run_dir, config, target)
     tiles = _write_files(attack_dir, target, recon, convergence)
@@ -279,17 +278,9 @@ def simulated_release(metadata: dict[str, Any]) -> Any:
     return release
 
 
-def _score_own_guess(target: Target, recon: Any, lpips: Any) -> Any:
-    """Scores of the attack's own guess without the update (``Reconstruction.guess``), or ``None``."""
-    from feddp_eval.metrics.privacy import score_reconstruction
-
-    if getattr(recon, "guess", None) is None:
-        return None
-    return score_reconstruction(recon.guess, target.truth.images, lpips=lpips if lpips.available else None)
-
-
-def _score(target: Target, recon: Any, lpips: Any) -> tuple[Any, Any, Any]:
-    """Scores of the reconstruction, of the mean-colour prior and (masks known) of the painted masks."""
+def _score(target: Target, recon: Any, lpips: Any) -> tuple[Any, Any, Any, Any]:
+    """Scores of the reconstruction, of the mean-colour prior, (masks known) of the painted masks and
+    (where it holds one) of the attack's own guess without the update (``Reconstruction.guess``)."""
     from feddp_eval.metrics.privacy import prior_baseline, score_reconstruction
 
     truth, metric = target.truth, (lpips if lpips.available else None)
@@ -302,7 +293,8 @@ def _score(target: Target, recon: Any, lpips: Any) -> tuple[Any, Any, Any]:
     painted = (
         score_reconstruction(target.painted, truth.images, lpips=metric) if target.mask == "known" else None
     )
-    return scores, baseline, painted
+    own = None if recon.guess is None else score_reconstruction(recon.guess, truth.images, lpips=metric)
+    return scores, baseline, painted, own
 
 
 def _attack_dir(run_dir: Path, config: ExperimentConfig, target: Target) -> Path:
