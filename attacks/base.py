@@ -155,6 +155,12 @@ class Attack(ABC):
         which the attack workflow then draws for it); 0: it learns from none."""
         return 0
 
+    def public_source(self) -> str:
+        """Where those public tiles come from: a folder of ``images/`` + ``masks/`` pairs the server
+        holds, none of them a client's, or ``""``: the embedded generator with the attacked site's
+        stain (synthetic data only)."""
+        return ""
+
     def __repr__(self) -> str:
         settings = ", ".join(f"{f.name}={getattr(self.config, f.name)!r}" for f in fields(self.config))
         return f"{type(self).__name__}({settings})"

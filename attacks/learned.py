@@ -55,11 +55,16 @@ class LearnedInversionConfig(AttackConfig):
             learned guess on the attacked tile) at ~30 ms and 0.5 MB each.
         validation: Further public tiles that pick the ridge (never the attacked tile).
         radius: Mask window (px) of the guess learned from the same public tiles.
+        public_data: A folder of ``images/`` + ``masks/`` pairs the server holds (a public dataset,
+            none of them a client's tile), cut into tiles as ``--data`` is; the attack draws
+            ``public_tiles + validation`` of them. Empty: the embedded generator with the attacked
+            site's stain, on synthetic data only. Needed to attack a folder's (``--data``) sites.
     """
 
     public_tiles: int = 2000
     validation: int = 200
     radius: int = 7
+    public_data: str = ""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -195,6 +200,9 @@ class LearnedInversion(Attack):
     def public_tiles_wanted(self) -> int:
         return self.config.public_tiles + self.config.validation
 
+    def public_source(self) -> str:
+        return self.config.public_data
+
     def run(self, view: ServerView, options: RunOptions) -> Reconstruction:
         """Fit the map on ``view.public_tiles`` and apply it to ``view.update``.
 
@@ -267,8 +275,8 @@ def _check_view(view: ServerView, wanted: int) -> Tensor:
         problems.append("it needs the true masks (`--mask known`)")
     if view.public_tiles is None:
         problems.append(
-            "it needs public tiles of the site's look, which the attack workflow draws from the "
-            "embedded generator on synthetic data only; a folder's (`--data`) are not supported yet"
+            "it needs public tiles: the embedded generator's with the site's stain (synthetic data), "
+            "or a folder the server holds (`--attack-option public_data=DIR`)"
         )
     elif len(view.public_tiles) < wanted:
         problems.append(f"it needs {wanted} public tiles, but the view holds {len(view.public_tiles)}")

@@ -358,7 +358,7 @@ COLUMNS: tuple[Column, ...] = (
         "prior",
         "str",
         description="the guess the margins are read against: painted-mask, mean-colour, or own-guess (an "
-        "attack's own guess without the update)",
+        "attack's own guess without the update, where it beats the painted-mask guess)",
     ),
     Column(
         "tiles_beating_prior",

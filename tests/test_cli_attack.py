@@ -340,6 +340,31 @@ def test_learned_inversion_reads_a_one_tile_update_against_its_own_guess(tmp_pat
     assert "fitted" in table.output and "vs prior: PSNR minus the attack's own guess's" in table.output
 
 
+def test_learned_inversion_attacks_a_folder_with_public_tiles_of_its_own(
+    tmp_path: Path, tiny_toml: Path
+) -> None:
+    """`--data DIR` with a public folder of the server's own (`public_data`): the site trains one tile a
+    round, the map is fitted on tiles drawn from that folder, and the threat names it."""
+    from feddp_eval.data.synthetic import synthesize_tiles
+    from tests.tile_folders import write_tile_folder
+
+    for i, site in enumerate(("lab-a", "lab-b")):
+        write_tile_folder(tmp_path / "data" / site, synthesize_tiles(3, tile_size=16, seed=i))
+    write_tile_folder(tmp_path / "public", synthesize_tiles(20, tile_size=32, seed=7))  # 80 tiles of 16 px
+    args = ["attack", "-c", str(tiny_toml), "--data", str(tmp_path / "data"), "--attack", "learned-inversion"]
+    args += ["--attack-option", "public_tiles=60", "--attack-option", "validation=20"]
+    args += ["--attack-option", f"public_data={tmp_path / 'public'}"]
+    args += ["--batch-size", "1", "--local-steps", "1"]
+    args += ["--rounds", "1", "--defense", "none", "--no-reference", "--out", str(tmp_path / "runs")]
+    result = runner.invoke(app, [*args, "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    (row,) = report["rows"]
+    assert (row["stopped"], row["prior_kind"], report["scenario"]["tiles"]) == ("fitted", "own-guess", 1)
+    assert row["margin_psnr"] == pytest.approx(row["psnr"] - row["own_guess_psnr"])
+    assert f"holds 80 public tiles from {tmp_path / 'public'}" in report["scenario"]["threat"]
+
+
 def test_learned_inversion_refuses_a_site_of_several_tiles_before_training(
     tmp_path: Path, tiny_toml: Path
 ) -> None:

@@ -32,7 +32,15 @@ from feddp_eval.data.tiling import (
 from feddp_eval.data.types import Site, TileSet
 from feddp_eval.errors import ConfigError, DataError
 
-__all__ = ["IMAGE_SUFFIXES", "MODES", "find_pairs", "load_folder_sites", "read_image", "read_mask"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MODES",
+    "find_pairs",
+    "load_folder_sites",
+    "load_tiles",
+    "read_image",
+    "read_mask",
+]
 
 Pair = tuple[Path, Path]
 
@@ -175,6 +183,32 @@ def load_folder_sites(
         ]
     warn_if_no_foreground(sites, str(root))
     return sites
+
+
+def load_tiles(folder: str | Path, *, tile_size: int = 64, mode: str = "crop") -> TileSet:
+    """Every tile of one folder's ``images/`` + ``masks/`` pairs, cut as a site's tiles are.
+
+    For tiles that are no site's: the public tiles a learning attack's server holds
+    (``[attack.learned-inversion] public_data``).
+
+    Args:
+        folder: a directory holding ``images/`` and ``masks/``.
+        tile_size: side T of the square tiles, in pixels.
+        mode: ``"crop"`` or ``"resize"``, as for :func:`load_folder_sites`.
+
+    Returns:
+        The tiles of every pair, in the pairs' stem order.
+
+    Raises:
+        ConfigError: an option is out of range.
+        DataError: the folder or a file cannot be used.
+    """
+    check_options(tile_size=tile_size, n_sites=None, test_fraction=0.5, mode=mode)
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"folder {folder} does not exist or is not a directory; check the path")
+    with conversions_summarised(str(folder)):
+        return _tile_set(find_pairs(folder), tile_size=tile_size, mode=mode)
 
 
 def _site_pairs(root: Path, *, n_sites: int | None, seed: int) -> list[tuple[str, Path, list[Pair]]]:

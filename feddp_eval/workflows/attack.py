@@ -18,7 +18,13 @@ from feddp_eval.io import write_json
 from feddp_eval.result_row import ResultRow
 from feddp_eval.rundir.names import RESULTS, attack_dir_name, run_key
 from feddp_eval.sweep.executors.pool import ignore_interrupts, stop_workers, terminate_as_interrupt
-from feddp_eval.workflows.attack_run import AttackOutcome, attack_run, attack_settings, target_site
+from feddp_eval.workflows.attack_run import (
+    AttackOutcome,
+    attack_run,
+    attack_settings,
+    public_folder_tiles,
+    target_site,
+)
 from feddp_eval.workflows.train import run_train
 
 
@@ -340,29 +346,65 @@ def preflight_attack(config: ExperimentConfig) -> None:
 
 def public_problem(config: ExperimentConfig) -> str | None:
     """Why an attack that learns from public tiles cannot run on this experiment (checked before any
-    training): it needs the true masks, and public tiles, which only the synthetic generator gives."""
+    training): it needs the true masks, public tiles (the synthetic generator's, or a folder of the
+    server's own that shares nothing with the clients' data and holds enough tiles), and one tile
+    per round at the attacked site."""
     from attacks import ATTACKS
 
     a = config.attack
-    if not ATTACKS.create(a.name, **attack_settings(a)).public_tiles_wanted():
+    attack = ATTACKS.create(a.name, **attack_settings(a))
+    wanted = attack.public_tiles_wanted()
+    if not wanted:
         return None
-    if config.data.source != "synthetic":
-        return (
-            f"{a.name} learns from public tiles of the site's look, which this toolkit draws from the "
-            "embedded synthetic generator only; a folder's (`--data`) are not supported yet"
-        )
     if a.mask != "known":
         return f"{a.name} needs the true masks (`--mask known`)"
+    folder, synthetic = attack.public_source(), config.data.source == "synthetic"
+    if folder:
+        if (problem := public_folder_problem(config, folder, wanted)) is not None:
+            return f"{a.name}'s public tiles: {problem}"
+    elif not synthetic:
+        return (
+            f"{a.name} learns from public tiles of the site's look; on a folder (`--data`) they must "
+            "come from a folder the server holds, none of them a client's: `--attack-option "
+            "public_data=DIR` (images/ + masks/, as `--data` reads them)"
+        )
+    t = config.train
+    if t.batch_size == 1 and t.local_steps == 1:
+        return None
+    if not synthetic:  # a folder's site sizes are only known once its tiles are cut
+        return (
+            f"{a.name} maps a one-tile update to that tile, and a folder's site sizes are read at "
+            "training: attack one tile per round (`--batch-size 1 --local-steps 1`)"
+        )
     planned = config.data.train_tiles
     counts = [planned] * config.data.sites if isinstance(planned, int) else list(planned)
     tiles = counts[target_site(config, [{"index": i, "train_tiles": c} for i, c in enumerate(counts)])]
-    t = config.train
-    if tiles > 1 and not (t.batch_size == 1 and t.local_steps == 1):
+    if tiles > 1:
         return (
             f"{a.name} maps a one-tile update to that tile, but the attacked site trains on {tiles} "
             "tiles a round: attack a site with one training tile (`[data] train_tiles`), or one tile "
             "per round (`--batch-size 1 --local-steps 1`)"
         )
+    return None
+
+
+def public_folder_problem(config: ExperimentConfig, folder: str, wanted: int) -> str | None:
+    """Why the folder of public tiles cannot serve: it shares files with the clients' data folder,
+    cannot be read, or cuts into fewer tiles than the attack wants."""
+    from feddp_eval.errors import DataError
+
+    public = Path(folder).resolve()
+    if config.data.source != "synthetic":
+        data = Path(config.data.source).resolve()
+        if public == data or data in public.parents or public in data.parents:
+            return (
+                f"{folder} overlaps the clients' data folder {config.data.source}: the server would "
+                "hold the clients' own tiles; give it a folder of other tiles"
+            )
+    try:
+        public_folder_tiles(config, folder, wanted, site=0)
+    except (ConfigError, DataError) as error:
+        return str(error)
     return None
 
 

@@ -213,7 +213,7 @@ def _reconstruct(
         masks=truth.masks if target.mask == "known" else None,
         prior=target.prior,
         foreground_prior=target.foreground,
-        public_tiles=public_tiles(config, target, attack.public_tiles_wanted()),
+        public_tiles=public_tiles(config, target, attack),
         release=simulated_release(target.captures[0].metadata),
     )
     convergence: list[dict[str, Any]] = []
@@ -239,12 +239,18 @@ def _reconstruct(
     return recon, None, convergence
 
 
-def public_tiles(config: ExperimentConfig, target: Target, n: int) -> Any:
-    """``n`` tiles of the attacked site's look that the server may legitimately hold, for an attack
-    that learns from them, or ``None`` (none wanted, or a source with none to draw). On the embedded
-    synthetic data: the generator with the site's stain (granted: the stronger attacker) at a seed of
-    their own, so none is a client's tile. A folder's (``--data``) have none here yet."""
-    if n == 0 or target.info.get("source") != "synthetic" or "stain" not in target.info:
+def public_tiles(config: ExperimentConfig, target: Target, attack: Any) -> Any:
+    """The tiles that the server may legitimately hold, for an attack that learns from them, or
+    ``None`` (none wanted, or a source with none to draw). From the attack's public folder when it
+    names one (:func:`public_folder_tiles`); else, on the embedded synthetic data, from the
+    generator with the site's stain (granted: the stronger attacker) at a seed of their own, so none
+    is a client's tile."""
+    n = attack.public_tiles_wanted()
+    if n == 0:
+        return None
+    if folder := attack.public_source():
+        return public_folder_tiles(config, folder, n, target.site)
+    if target.info.get("source") != "synthetic" or "stain" not in target.info:
         return None
     from feddp_eval.data.stain import StainProfile
     from feddp_eval.data.synthetic import synthesize_tiles
@@ -257,6 +263,31 @@ def public_tiles(config: ExperimentConfig, target: Target, n: int) -> Any:
         seed=derive_seed(config.seed, "public-tiles", target.site),
         difficulty=target.info.get("difficulty", "easy"),
     )
+
+
+def public_folder_tiles(config: ExperimentConfig, folder: str, n: int, site: int) -> Any:
+    """``n`` tiles of ``folder`` (``images/`` + ``masks/``), cut at the run's tile size and mode,
+    drawn by a shuffle seeded from the experiment seed and the attacked site.
+
+    Raises:
+        ConfigError: the folder cuts into fewer than ``n`` tiles.
+        DataError: the folder or one of its files cannot be read.
+    """
+    import torch
+
+    from feddp_eval.data.folder import load_tiles
+    from feddp_eval.seeding import derive_seed
+
+    data = config.data
+    tiles = load_tiles(folder, tile_size=data.tile_size, mode=data.tile_mode)
+    if len(tiles) < n:
+        raise ConfigError(
+            f"the public folder {folder} cuts into {len(tiles):,} tiles of {data.tile_size} px "
+            f"({data.tile_mode}), and the attack learns from {n:,} (`public_tiles` + `validation`): "
+            "add images to it, or ask for fewer (`--attack-option public_tiles=N`)"
+        )
+    generator = torch.Generator().manual_seed(derive_seed(config.seed, "public-tiles", site))
+    return tiles.subset(torch.randperm(len(tiles), generator=generator)[:n].tolist())
 
 
 def simulated_release(metadata: dict[str, Any]) -> Any:

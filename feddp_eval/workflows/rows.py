@@ -57,10 +57,11 @@ def scores_columns(
     scores: Any, baseline: Any, mask_baseline: Any, *, mask_scored: bool, own_guess: Any = None
 ) -> dict[str, Any]:
     """The leakage and prior columns: the reconstruction's scores, the mean-colour prior's and, with
-    the masks known, the painted-mask prior's; leakage read against the stronger of the priors, or,
-    for an attack that holds a guess of its own without the update (``own_guess``: a learned
-    attack's, from its public tiles), against that guess: the best the same attacker holds."""
-    if own_guess is not None:
+    the masks known, the painted-mask prior's; leakage read against the stronger of the priors. An
+    attack that holds a guess of its own without the update (``own_guess``: a learned attack's, from
+    its public tiles) holds the painted-mask guess too, so its leakage is read against the stronger
+    (higher PSNR) of the two: public tiles of another look can give a guess below the painted one."""
+    if own_guess is not None and (mask_baseline is None or own_guess.psnr >= mask_baseline.psnr):
         reference, reference_scores = "own-guess", own_guess
     elif mask_baseline is not None:
         reference, reference_scores = "painted-mask", mask_baseline
@@ -160,10 +161,17 @@ def threat_text(attack: Any, mask: str, rounds: list[int] | None = None) -> str:
             if rounds
             else ""
         )
-        + (
-            f"; holds {public:,} public tiles of the site's look (the synthetic generator with the site's "
-            "stain, other seeds) and simulates a client's round on each"
-            if (public := attack.public_tiles_wanted())
-            else ""
-        )
+        + _public_tiles_text(attack)
     )
+
+
+def _public_tiles_text(attack: Any) -> str:
+    """What public tiles the server holds for an attack that learns from them ("" when none)."""
+    if not (n := attack.public_tiles_wanted()):
+        return ""
+    where = (
+        f"from {folder}"
+        if (folder := attack.public_source())
+        else "of the site's look (the synthetic generator with the site's stain, other seeds)"
+    )
+    return f"; holds {n:,} public tiles {where} and simulates a client's round on each"

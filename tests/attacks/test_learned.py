@@ -3,8 +3,11 @@ contract on a one-tile view, and what it refuses."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from torch import Tensor
 
 from attacks import ATTACKS
 from attacks.learned import (
@@ -23,6 +26,7 @@ from feddp_eval.data.types import TileSet
 from feddp_eval.errors import ConfigError
 from feddp_eval.metrics.privacy import mask_painted_prior
 from feddp_eval.models.unet import UNet
+from tests.tile_folders import write_tile_folder
 
 RELU = ModelConfig(depth=1, width=4, groups=2)
 ONE_STEP = LocalRecipe(batches=((0,),), lr=0.05, momentum=0.9)
@@ -156,7 +160,7 @@ def test_views_it_cannot_read_are_refused_with_the_way_out(view_args: dict, mess
     with pytest.raises(ConfigError, match=message):
         ATTACKS.create("learned-inversion", public_tiles=120, validation=40).reconstruct(view)
     without = ServerView(**{**_view()[0].__dict__, "public_tiles": None})
-    with pytest.raises(ConfigError, match="synthetic data only"):
+    with pytest.raises(ConfigError, match="public_data=DIR"):
         ATTACKS.create("learned-inversion").reconstruct(without)
 
 
@@ -180,11 +184,96 @@ def test_the_workflows_public_tiles_have_the_sites_stain_and_none_of_its_tiles()
     site = synthetic_sites(2, [5, 3], 2, tile_size=16, seed=4)[1]
     target = SimpleNamespace(info=site.info, site=1)
     config = SimpleNamespace(seed=9, data=SimpleNamespace(tile_size=16))  # what public_tiles reads
-    public = public_tiles(config, target, 40)  # type: ignore[arg-type]
+    learned = ATTACKS.create("learned-inversion", public_tiles=30, validation=10)
+    public = public_tiles(config, target, learned)  # type: ignore[arg-type]
     stain = StainProfile(**site.info["stain"])  # type: ignore[arg-type]
     expected = synthesize_tiles(40, stain=stain, tile_size=16, seed=derive_seed(9, "public-tiles", 1))
     torch.testing.assert_close(public.images, expected.images, rtol=0, atol=0)
     for tile in (*site.train.images, *site.test.images):
         assert float((public.images - tile).abs().flatten(1).max(1).values.min()) > 0.05
-    assert public_tiles(config, target, 0) is None  # type: ignore[arg-type]
-    assert public_tiles(config, SimpleNamespace(info={"source": "folder"}, site=1), 40) is None  # type: ignore[arg-type]
+    assert public_tiles(config, target, ATTACKS.create("inverting-gradients")) is None  # type: ignore[arg-type]
+    assert public_tiles(config, SimpleNamespace(info={"source": "folder"}, site=1), learned) is None  # type: ignore[arg-type]
+
+
+def test_a_public_folder_gives_a_seeded_draw_of_its_own_tiles(tmp_path: Path) -> None:
+    """Six 32 px images cut into 24 tiles of 16 px: the draw is 10 of exactly those tiles, the same for
+    the same seed and site, another for another site; asking for more than the folder holds says how
+    many it holds and what to do."""
+    from types import SimpleNamespace
+
+    from feddp_eval.data.folder import load_tiles
+    from feddp_eval.workflows.attack_run import public_folder_tiles
+
+    write_tile_folder(tmp_path / "public", synthesize_tiles(6, tile_size=32, seed=5))
+    every = load_tiles(tmp_path / "public", tile_size=16)
+    assert every.images.shape == (24, 3, 16, 16) and every.masks.shape == (24, 1, 16, 16)
+    config = SimpleNamespace(seed=9, data=SimpleNamespace(tile_size=16, tile_mode="crop"))
+    drawn = public_folder_tiles(config, str(tmp_path / "public"), 10, site=1)  # type: ignore[arg-type]
+    flat = every.images.flatten(1)
+    found = [int((flat == tile.flatten()).all(1).nonzero()) for tile in drawn.images]
+    assert len(set(found)) == 10  # ten different tiles of the folder, each once
+    torch.testing.assert_close(drawn.masks, every.masks[found], rtol=0, atol=0)
+    again = public_folder_tiles(config, str(tmp_path / "public"), 10, site=1)  # type: ignore[arg-type]
+    torch.testing.assert_close(again.images, drawn.images, rtol=0, atol=0)
+    other = public_folder_tiles(config, str(tmp_path / "public"), 10, site=0)  # type: ignore[arg-type]
+    assert not torch.equal(other.images, drawn.images)
+    with pytest.raises(ConfigError, match=r"cuts into 24 tiles of 16 px \(crop\).*learns from 25"):
+        public_folder_tiles(config, str(tmp_path / "public"), 25, site=1)  # type: ignore[arg-type]
+
+
+def test_the_preflight_reads_a_folder_runs_public_tiles_and_refuses_what_cannot_serve(tmp_path: Path) -> None:
+    """Before any training: a folder run without public tiles says how to give them; a public folder
+    that overlaps the clients' data, is missing or is too small is refused; one tile per round is
+    asked for, since a folder's site sizes are only read at training."""
+    from feddp_eval.config import from_dict, validate
+    from feddp_eval.config.sections import ExperimentConfig
+    from feddp_eval.workflows.attack import public_problem
+
+    write_tile_folder(tmp_path / "clients", synthesize_tiles(4, tile_size=16, seed=1))
+    write_tile_folder(tmp_path / "public", synthesize_tiles(8, tile_size=16, seed=2))
+
+    def problem(public_data: str | None, *, one_tile: bool = True) -> str | None:
+        attack: dict[str, object] = {"name": "learned-inversion"}
+        if public_data is not None:
+            options = {"public_tiles": 6, "validation": 2, "public_data": public_data}
+            attack["options"] = {"learned-inversion": options}
+        train = {"batch_size": 1, "local_steps": 1} if one_tile else {}
+        data = {"source": str(tmp_path / "clients"), "tile_size": 16}
+        config = {"data": data, "train": train, "attack": attack}
+        return public_problem(validate(from_dict(ExperimentConfig, config)))
+
+    assert "--attack-option public_data=DIR" in (problem(None) or "")
+    for inside in ("clients", "clients/images", "."):  # the data folder, a part of it, a folder holding it
+        assert "overlaps the clients' data folder" in (problem(str(tmp_path / inside)) or "")
+    assert "does not exist" in (problem(str(tmp_path / "nowhere")) or "")
+    write_tile_folder(tmp_path / "small", synthesize_tiles(3, tile_size=16, seed=3))
+    assert "cuts into 3 tiles" in (problem(str(tmp_path / "small")) or "")
+    assert "--batch-size 1 --local-steps 1" in (problem(str(tmp_path / "public"), one_tile=False) or "")
+    assert problem(str(tmp_path / "public")) is None
+
+
+@pytest.mark.parametrize(
+    ("own_noise", "kind"),
+    [(0.05, "own-guess"), (0.2, "painted-mask")],
+    ids=["own-stronger", "painted-stronger"],
+)
+def test_leakage_is_read_against_the_stronger_of_the_own_and_the_painted_guess(
+    own_noise: float, kind: str
+) -> None:
+    """A learned attacker holds the painted-mask guess too: public tiles of another look can give it a
+    guess of its own below the painted one, and then the painted one is the bar."""
+    from feddp_eval.metrics.privacy import score_reconstruction
+    from feddp_eval.workflows.rows import scores_columns
+
+    generator = torch.Generator().manual_seed(0)
+    truth = torch.rand(3, 3, 16, 16, generator=generator)
+
+    def near(sd: float) -> Tensor:
+        return truth + sd * torch.randn(truth.shape, generator=generator)
+
+    scores, painted, mean, own = (score_reconstruction(near(sd), truth) for sd in (0.02, 0.1, 0.3, own_noise))
+    columns = scores_columns(scores, mean, painted, mask_scored=False, own_guess=own)
+    bar = own if kind == "own-guess" else painted
+    assert columns["prior_kind"] == kind
+    assert columns["margin_psnr"] == pytest.approx(scores.psnr - bar.psnr)
+    assert columns["own_guess_psnr"] == pytest.approx(own.psnr)  # the own guess is reported either way
