@@ -161,6 +161,12 @@ class Attack(ABC):
         stain (synthetic data only)."""
         return ""
 
+    def public_description(self) -> str:
+        """Those public tiles in words, for the threat line of tables and reports."""
+        if folder := self.public_source():
+            return f"from {folder}"
+        return "of the site's look (the synthetic generator with the site's stain, other seeds)"
+
     def __repr__(self) -> str:
         settings = ", ".join(f"{f.name}={getattr(self.config, f.name)!r}" for f in fields(self.config))
         return f"{type(self).__name__}({settings})"

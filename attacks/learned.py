@@ -29,6 +29,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -59,12 +60,17 @@ class LearnedInversionConfig(AttackConfig):
             none of them a client's tile), cut into tiles as ``--data`` is; the attack draws
             ``public_tiles + validation`` of them. Empty: the embedded generator with the attacked
             site's stain, on synthetic data only. Needed to attack a folder's (``--data``) sites.
+        match_colours: Move the public tiles' colours, one affine map per channel, so that their mean
+            nuclei and background colours become the site's published ones (the painted guess's):
+            ``auto`` does it for a ``public_data`` folder, whose look is not the site's, and not for
+            the generator's tiles, drawn with the site's stain.
     """
 
     public_tiles: int = 2000
     validation: int = 200
     radius: int = 7
     public_data: str = ""
+    match_colours: Literal["auto", "on", "off"] = "auto"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -75,6 +81,8 @@ class LearnedInversionConfig(AttackConfig):
             problems.append(f"`validation` must be >= 1 tile, but got {self.validation}")
         if self.radius < 0:
             problems.append(f"`radius` must be >= 0 px, but got {self.radius}")
+        if self.match_colours not in ("auto", "on", "off"):
+            problems.append(f"`match_colours` must be auto, on or off, but got {self.match_colours!r}")
         if problems:
             raise ConfigError(problems)
 
@@ -117,6 +125,30 @@ def tensor_scales(updates: Tensor, sizes: list[int]) -> Tensor:
             for b, s in zip(blocks, sizes, strict=True)
         ]
     )
+
+
+def mean_colours(images: Tensor, masks: Tensor) -> tuple[Tensor, Tensor]:
+    """(3,) mean colour inside ``masks`` (the nuclei) and (3,) outside (the background), over all of
+    ``images``."""
+    inside = (masks > 0.5).expand_as(images).transpose(0, 1).reshape(3, -1)
+    pixels = images.transpose(0, 1).reshape(3, -1)
+    return (
+        (pixels * inside).sum(1) / inside.sum(1).clamp_min(1),
+        (pixels * ~inside).sum(1) / (~inside).sum(1).clamp_min(1),
+    )
+
+
+def match_colours(images: Tensor, masks: Tensor, nuclei: Tensor, background: Tensor) -> Tensor:
+    """``images`` with each channel moved by one affine map, so that their mean nuclei and background
+    colours (:func:`mean_colours`) become ``nuclei`` and ``background``; clamped to [0, 1]. A channel
+    whose nuclei and background are alike (within 10⁻³) is only shifted."""
+    own_nuclei, own_background = mean_colours(images, masks)
+    gap = own_nuclei - own_background
+    usable = gap.abs() > 1e-3
+    one = torch.ones_like(gap)
+    scale = torch.where(usable, (nuclei - background) / torch.where(usable, gap, one), one)
+    shift = background - scale * own_background
+    return (images * scale[:, None, None] + shift[:, None, None]).clamp(0, 1)
 
 
 def window_features(masks: Tensor, radius: int) -> Tensor:
@@ -182,14 +214,15 @@ KNOWN_LEAK = KnownLeak(
     ssim=0.580,
     guess_ssim=0.558,
     command="feddp-eval attack -c one-tile.toml --attack learned-inversion --noise 1.1",
-    # The shared settings (iterations, image, …) do not act on a fitted map; the map's own four do
-    # (public_data "": the generator's tiles with the site's stain).
+    # The shared settings (iterations, image, …) do not act on a fitted map; the map's own do
+    # (public_data "": the generator's tiles with the site's stain, whose colours "auto" leaves).
     settings={
         **asdict(AttackConfig()),
         "public_tiles": 2000,
         "validation": 200,
         "radius": 7,
         "public_data": "",
+        "match_colours": "auto",
     },
 )
 
@@ -210,6 +243,15 @@ class LearnedInversion(Attack):
     def public_source(self) -> str:
         return self.config.public_data
 
+    def public_description(self) -> str:
+        moved = " (their colours moved to the site's published ones)" if self.matches_colours() else ""
+        return super().public_description() + moved
+
+    def matches_colours(self) -> bool:
+        """Whether the public tiles' colours are moved to the site's (``match_colours``)."""
+        match = self.config.match_colours
+        return match == "on" or (match == "auto" and bool(self.config.public_data))
+
     def run(self, view: ServerView, options: RunOptions) -> Reconstruction:
         """Fit the map on ``view.public_tiles`` and apply it to ``view.update``.
 
@@ -218,11 +260,14 @@ class LearnedInversion(Attack):
         """
         started = time.perf_counter()
         cfg, public, wanted = self.config, view.public_tiles, self.public_tiles_wanted()
-        masks = _check_view(view, wanted)
+        masks = _check_view(view, wanted, colours=self.matches_colours())
         assert public is not None  # _check_view refused otherwise
         n = cfg.public_tiles
         fit, held = slice(0, n), slice(n, wanted)
         images, public_masks = public.images[:wanted], public.masks[:wanted]
+        if self.matches_colours():  # the painted guess holds the site's published colours
+            assert view.prior is not None  # _check_view refused otherwise
+            images = match_colours(images, public_masks, *mean_colours(view.prior.cpu(), masks.cpu()))
         model = UNet.from_config(view.model).to(options.device)
         weights = {k: v.to(options.device) for k, v in view.global_weights.items()}
         names = list(weights)
@@ -269,7 +314,7 @@ class LearnedInversion(Attack):
         )
 
 
-def _check_view(view: ServerView, wanted: int) -> Tensor:
+def _check_view(view: ServerView, wanted: int, *, colours: bool = False) -> Tensor:
     """The view's masks, after refusing a view this attack cannot read, with what to do instead."""
     problems = []
     if len(view.observed) != 1 or view.n_images != 1:
@@ -280,6 +325,11 @@ def _check_view(view: ServerView, wanted: int) -> Tensor:
         )
     if view.masks is None:
         problems.append("it needs the true masks (`--mask known`)")
+    elif colours and (view.prior is None or view.prior.dim() != 4):
+        problems.append(
+            "matching the public tiles' colours needs the site's published colours (the painted-mask "
+            'guess in the view); set `match_colours = "off"`'
+        )
     if view.public_tiles is None:
         problems.append(
             "it needs public tiles: the embedded generator's with the site's stain (synthetic data), "

@@ -169,9 +169,4 @@ def _public_tiles_text(attack: Any) -> str:
     """What public tiles the server holds for an attack that learns from them ("" when none)."""
     if not (n := attack.public_tiles_wanted()):
         return ""
-    where = (
-        f"from {folder}"
-        if (folder := attack.public_source())
-        else "of the site's look (the synthetic generator with the site's stain, other seeds)"
-    )
-    return f"; holds {n:,} public tiles {where} and simulates a client's round on each"
+    return f"; holds {n:,} public tiles {attack.public_description()} and simulates a client's round on each"

@@ -14,6 +14,8 @@ from attacks.learned import (
     apply_window_ridge,
     fit_window_ridge,
     kernel_ridge,
+    match_colours,
+    mean_colours,
     one_tile_updates,
     tensor_scales,
 )
@@ -277,3 +279,39 @@ def test_leakage_is_read_against_the_stronger_of_the_own_and_the_painted_guess(
     assert columns["prior_kind"] == kind
     assert columns["margin_psnr"] == pytest.approx(scores.psnr - bar.psnr)
     assert columns["own_guess_psnr"] == pytest.approx(own.psnr)  # the own guess is reported either way
+
+
+def test_public_colours_are_moved_to_the_sites_published_ones() -> None:
+    """The painted guess's mean colours are the published ones it was painted with; tiles of another
+    look, moved by one affine map per channel, take them as their mean nuclei and background colours
+    (no pixel clamps here); a channel whose nuclei and background are alike is only shifted."""
+    tiles = synthesize_tiles(6, tile_size=16, seed=2)
+    nuclei, background = torch.tensor([0.45, 0.25, 0.55]), torch.tensor([0.85, 0.75, 0.80])
+    painted = mask_painted_prior(tiles.masks, nuclei, background)
+    for got, want in zip(mean_colours(painted, tiles.masks), (nuclei, background), strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    generator = torch.Generator().manual_seed(0)
+    other = mask_painted_prior(
+        tiles.masks, torch.tensor([0.40, 0.30, 0.50]), torch.tensor([0.80, 0.70, 0.85])
+    )
+    other = other + 0.03 * torch.randn(other.shape, generator=generator)
+    moved = match_colours(other, tiles.masks, nuclei, background)
+    assert float(moved.min()) > 0 and float(moved.max()) < 1  # nothing clamped: the means are exact
+    for got, want in zip(mean_colours(moved, tiles.masks), (nuclei, background), strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    flat = other.clone()
+    flat[:, 1] = 0.5  # nuclei and background alike in green
+    shifted = match_colours(flat, tiles.masks, nuclei, background)
+    torch.testing.assert_close(shifted[:, 1], torch.full_like(shifted[:, 1], 0.75), rtol=0, atol=1e-6)
+
+
+def test_colours_are_matched_for_a_public_folder_and_not_for_the_generators_tiles() -> None:
+    auto = ATTACKS.create("learned-inversion")
+    folder = ATTACKS.create("learned-inversion", public_data="/somewhere")
+    kept = ATTACKS.create("learned-inversion", public_data="/somewhere", match_colours="off")
+    forced = ATTACKS.create("learned-inversion", match_colours="on")
+    assert [a.matches_colours() for a in (auto, folder, kept, forced)] == [False, True, False, True]
+    assert "colours moved to the site's published ones" in folder.public_description()
+    assert "synthetic generator" in auto.public_description()
+    with pytest.raises(ConfigError, match="must be auto, on or off"):
+        ATTACKS.create("learned-inversion", match_colours="sometimes")
