@@ -115,16 +115,16 @@ def one_tile_updates(
     return out
 
 
-def tensor_scales(updates: Tensor, sizes: list[int]) -> Tensor:
+def tensor_scales(updates: Tensor, sizes: list[int], chunk: int = 64) -> Tensor:
     """(P,): each parameter tensor's RMS over ``updates``, repeated over its entries, so that every
-    tensor weighs alike in the kernel whatever its gradient's scale."""
-    blocks = updates.split(sizes, dim=1)
-    return torch.cat(
-        [
-            torch.full((s,), float(b.double().pow(2).mean().sqrt()) + 1e-30)
-            for b, s in zip(blocks, sizes, strict=True)
-        ]
-    )
+    tensor weighs alike in the kernel whatever its gradient's scale. Squares are summed in float64,
+    ``chunk`` updates at a time (a float64 copy of every update at once would double the attack's
+    peak memory)."""
+    squares = torch.zeros(len(sizes), dtype=torch.float64)
+    for rows in updates.split(chunk):
+        squares += torch.stack([b.double().pow(2).sum() for b in rows.split(sizes, dim=1)])
+    rms = (squares / (len(updates) * torch.tensor(sizes, dtype=torch.float64))).sqrt() + 1e-30
+    return torch.cat([torch.full((s,), float(r)) for r, s in zip(rms, sizes, strict=True)])
 
 
 def mean_colours(images: Tensor, masks: Tensor) -> tuple[Tensor, Tensor]:

@@ -53,9 +53,11 @@ def test_the_window_guess_of_radius_0_is_the_painted_guess_of_exactly_painted_ti
     torch.testing.assert_close(guess, painted, rtol=0, atol=1e-6)
 
 
-def test_tensor_scales_give_every_tensor_unit_rms() -> None:
+@pytest.mark.parametrize("chunk", [1, 7, 64])
+def test_tensor_scales_give_every_tensor_unit_rms(chunk: int) -> None:
+    """Whatever the chunks the squares are summed in (30 updates: 30, 5 and 1 chunks)."""
     updates = torch.cat([torch.randn(30, 4) * 1e-3, torch.randn(30, 6) * 10.0], dim=1)
-    scaled = updates / tensor_scales(updates, [4, 6])
+    scaled = updates / tensor_scales(updates, [4, 6], chunk=chunk)
     for block in scaled.split([4, 6], dim=1):
         assert float(block.pow(2).mean().sqrt()) == pytest.approx(1.0, rel=1e-6)
 
