@@ -7,9 +7,9 @@ global weights and local recipe, on public tiles it may legitimately hold, one t
 fits the map from such an update to its tile; then it applies the map to the captured update.
 
 * **The guess without the update, from the same public tiles** (:func:`fit_window_ridge`): each
-  pixel's colour as a linear function of the mask in the (2r + 1)² window around it. It is the bar
-  this attack must clear (the attack table prints the margin over it), never worse than the painted
-  guess by much.
+  pixel's colour as a linear function of the mask in the (2r + 1)² window around it. With public
+  tiles of the site's look it beats the painted guess, and it is then the bar this attack must clear
+  (the attack table prints the margin over it); where it does not, the painted guess is the bar.
 * **The map**: kernel ridge regression from the update (each parameter tensor divided by its RMS
   over the public updates, a linear kernel) to the tile's residual over that guess. The ridge is
   picked on held-back public tiles (``validation``), never on the attacked one.
@@ -17,7 +17,10 @@ fits the map from such an update to its tile; then it applies the map to the cap
 It maps a one-tile update to that tile: one attacked tile, one round, masks known. The public tiles
 come with the view (:attr:`~attacks.threat_model.ServerView.public_tiles`): on the embedded synthetic
 data the attack workflow draws them from the generator with the attacked site's stain at a seed of
-their own (granting the stain makes the stronger attacker). When the client's defense noises its
+their own (granting the stain makes the stronger attacker); from a folder the server holds
+(``public_data``), it draws them from that folder, and the attack first moves their colours to the
+site's published ones (``match_colours``). Its leakage is read against the stronger of its own
+guess and the painted-mask guess, both of which it holds. When the client's defense noises its
 update, the server releases every simulated update the same way, from the defense's published
 settings (``ServerView.release``: the defense plugin's ``release_simulated``), and fits the map on
 those.
