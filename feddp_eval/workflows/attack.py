@@ -358,6 +358,8 @@ def public_problem(config: ExperimentConfig) -> str | None:
         return None
     if a.mask != "known":
         return f"{a.name} needs the true masks (`--mask known`)"
+    if (problem := public_memory_problem(config, wanted)) is not None:
+        return f"{a.name}'s public tiles: {problem}"
     folder, synthetic = attack.public_source(), config.data.source == "synthetic"
     if folder:
         if (problem := public_folder_problem(config, folder, wanted)) is not None:
@@ -385,6 +387,38 @@ def public_problem(config: ExperimentConfig) -> str | None:
             "tiles a round: attack a site with one training tile (`[data] train_tiles`), or one tile "
             "per round (`--batch-size 1 --local-steps 1`)"
         )
+    return None
+
+
+def public_memory_problem(config: ExperimentConfig, wanted: int) -> str | None:
+    """Why ``wanted`` simulated one-tile updates cannot be held: their float32 numbers alone exceed
+    the memory available now (a lower bound on what the attack needs, so it never refuses a run that
+    fits); ``None`` where they fit or the available memory cannot be read."""
+    from feddp_eval.models.unet import UNet, count_parameters
+
+    available = available_memory()
+    if available is None:
+        return None
+    numbers = count_parameters(UNet.from_config(config.model))
+    need = wanted * numbers * 4
+    if need <= available:
+        return None
+    return (
+        f"one simulated update per public tile is {wanted:,} × {numbers:,} float32 numbers = "
+        f"{need / 1e9:.1f} GB, more than the {available / 1e9:.1f} GB of memory available; ask for "
+        f"fewer (`--attack-option public_tiles=N`, about {int(available / (numbers * 4)):,} at most)"
+    )
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), or ``None`` elsewhere."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
     return None
 
 

@@ -317,3 +317,35 @@ def test_colours_are_matched_for_a_public_folder_and_not_for_the_generators_tile
     assert "synthetic generator" in auto.public_description()
     with pytest.raises(ConfigError, match="must be auto, on or off"):
         ATTACKS.create("learned-inversion", match_colours="sometimes")
+
+
+def test_public_tiles_whose_updates_cannot_fit_in_memory_are_refused_before_training(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The updates alone (tiles × parameters × 4 bytes) against the memory available: refused with
+    the numbers and how many would fit; where they fit, or the memory cannot be read, not refused."""
+    from feddp_eval.config import from_dict, validate
+    from feddp_eval.config.sections import ExperimentConfig
+    from feddp_eval.models.unet import count_parameters
+    from feddp_eval.workflows import attack as workflow
+
+    config = validate(
+        from_dict(
+            ExperimentConfig,
+            {
+                "model": {"depth": 1, "width": 4, "groups": 2},
+                "data": {"train_tiles": [6, 1], "sites": 2},
+                "attack": {"name": "learned-inversion"},
+            },
+        )
+    )
+    numbers = count_parameters(UNet.from_config(RELU))
+    need = 2200 * numbers * 4  # the default 2,000 + 200 public tiles
+    monkeypatch.setattr(workflow, "available_memory", lambda: need - 1)
+    problem = workflow.public_problem(config) or ""
+    assert f"2,200 × {numbers:,} float32 numbers" in problem and "public_tiles=N" in problem
+    assert f"about {(need - 1) // (numbers * 4):,} at most" in problem
+    monkeypatch.setattr(workflow, "available_memory", lambda: need)
+    assert workflow.public_problem(config) is None
+    monkeypatch.setattr(workflow, "available_memory", lambda: None)
+    assert workflow.public_problem(config) is None
