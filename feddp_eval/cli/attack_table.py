@@ -190,12 +190,12 @@ def own_guess_lines(rows: list[ResultRow]) -> list[str]:
 
 def _notes(first: ResultRow, scenario: dict[str, Any], grid: Any) -> list[str]:
     """What the table's rows mean, the threat model, and where the reconstructions are."""
-    reference = {
-        "painted-mask": "painted-mask prior's",
-        "own-guess": "attack's own guess's",
-    }.get(str(first.prior_kind), "mean-colour prior's")
     if first.own_guess_psnr is not None:  # a learned attack holds both guesses: the stronger is the bar
         reference = "attack's own guess's or the painted-mask prior's, the stronger"
+    elif first.prior_kind == "painted-mask":
+        reference = "painted-mask prior's"
+    else:
+        reference = "mean-colour prior's"
     lines = [
         "ΔDice: the defended arm's Dice over the undefended one's − 1, mean over the paired seeds, with "
         "its 95% t interval; 'within noise' when the interval holds 0 (only the first seed is attacked).",

@@ -287,7 +287,7 @@ def public_folder_tiles(config: ExperimentConfig, folder: str, n: int, site: int
             "add images to it, or ask for fewer (`--attack-option public_tiles=N`)"
         )
     generator = torch.Generator().manual_seed(derive_seed(config.seed, "public-tiles", site))
-    return tiles.subset(torch.randperm(len(tiles), generator=generator)[:n].tolist())
+    return tiles.subset(torch.randperm(len(tiles), generator=generator)[:n])
 
 
 def simulated_release(metadata: dict[str, Any]) -> Any:
