@@ -32,7 +32,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -256,7 +256,8 @@ class LearnedInversion(Attack):
         return match == "on" or (match == "auto" and bool(self.config.public_data))
 
     def run(self, view: ServerView, options: RunOptions) -> Reconstruction:
-        """Fit the map on ``view.public_tiles`` and apply it to ``view.update``.
+        """Fit the map on ``view.public_tiles`` and apply it to ``view.update``; with the masks
+        unknown, a second map from the same updates to the public tiles' masks gives the mask.
 
         Nothing is iterated: the observer has nothing to act on; the seed draws the noise of a
         modelled DP release; progress counts the simulated public rounds.
@@ -268,9 +269,10 @@ class LearnedInversion(Attack):
         n = cfg.public_tiles
         fit, held = slice(0, n), slice(n, wanted)
         images, public_masks = public.images[:wanted], public.masks[:wanted]
-        if self.matches_colours():  # the painted guess holds the site's published colours
+        if self.matches_colours():
             assert view.prior is not None  # _check_view refused otherwise
-            images = match_colours(images, public_masks, *mean_colours(view.prior.cpu(), masks.cpu()))
+            given = None if masks is None else masks.cpu()
+            images = site_colours(images, public_masks, view.prior.cpu(), given)
         model = UNet.from_config(view.model).to(options.device)
         weights = {k: v.to(options.device) for k, v in view.global_weights.items()}
         names = list(weights)
@@ -285,40 +287,112 @@ class LearnedInversion(Attack):
         scales = tensor_scales(updates[fit], [weights[k].numel() for k in names])
         features = updates.div_(scales)  # in place: the raw updates are not read again
         captured = flatten({k: v.cpu() for k, v in view.update.items()}, names)[None] / scales
-        gram = (features[fit] @ features[fit].T).double()
-        cross_held = (features[held] @ features[fit].T).double()
-        cross_captured = (captured @ features[fit].T).double()
-
-        window = fit_window_ridge(images[fit], public_masks[fit], cfg.radius)
-        guess_public = apply_window_ridge(public_masks, window, cfg.radius)
-        residual = (images[fit] - guess_public[fit]).reshape(n, -1).double()
-        mean = residual.mean(0)
-        residual -= mean
-        best: tuple[float, float, Tensor] | None = None  # held-back MSE, ridge, dual weights
-        for ridge in RIDGES:
-            alpha = kernel_ridge(gram, residual, ridge)
-            error = mse(invert(cross_held, guess_public[held], alpha, mean), images[held])
-            if best is None or error < best[0]:
-                best = (error, ridge, alpha)
-        assert best is not None
-        error, ridge, alpha = best
-        guess = apply_window_ridge(masks.cpu().float(), window, cfg.radius)
-        rebuilt = invert(cross_captured, guess, alpha, mean)
+        kernel = Kernel(
+            gram=(features[fit] @ features[fit].T).double(),
+            held=(features[held] @ features[fit].T).double(),
+            captured=(captured @ features[fit].T).double(),
+        )
+        details: dict[str, Any] = {"public_tiles": n}
+        if masks is None:  # the mask first, from the update alone; the image's guess is the public mean
+            mask, details["mask_ridge"], details["mask_threshold"] = fit_mask_map(kernel, public_masks, n)
+            guess_public = images[fit].mean(0, keepdim=True).expand_as(images)
+            guess = guess_public[:1]
+        else:  # the guess from the public tiles' colours around each mask pixel
+            mask = masks.cpu().float()
+            window = fit_window_ridge(images[fit], public_masks[fit], cfg.radius)
+            guess_public = apply_window_ridge(public_masks, window, cfg.radius)
+            guess = apply_window_ridge(mask, window, cfg.radius)
+        rebuilt, error, details["ridge"] = fit_image_map(kernel, images, guess_public, guess, n)
         return Reconstruction(
             images=rebuilt,
-            masks=masks.cpu().float(),
+            masks=mask,
             objective=error,  # the held-back public tiles' MSE, which picked the ridge
             restart_objectives=[error],
             iterations=0,
             seconds=time.perf_counter() - started,
             stopped="fitted",
-            details={"public_tiles": n, "ridge": ridge},
+            details=details,
             guess=guess,
         )
 
 
-def _check_view(view: ServerView, wanted: int, *, colours: bool = False) -> Tensor:
-    """The view's masks, after refusing a view this attack cannot read, with what to do instead."""
+@dataclass(frozen=True)
+class Kernel:
+    """Linear-kernel rows (float64) between the scaled updates: the fit tiles' Gram matrix, the
+    held-back tiles' rows and the captured update's row."""
+
+    gram: Tensor
+    held: Tensor
+    captured: Tensor
+
+
+def fit_image_map(
+    kernel: Kernel, images: Tensor, guess_public: Tensor, guess: Tensor, n: int
+) -> tuple[Tensor, float, float]:
+    """The captured tile rebuilt as ``guess`` plus the residual a kernel ridge map predicts from its
+    update, the map fitted on the first ``n`` public tiles' residuals over their guesses
+    (``guess_public``) and its ridge picked on the rest's MSE; with that MSE and ridge."""
+    residual = (images[:n] - guess_public[:n]).reshape(n, -1).double()
+    mean = residual.mean(0)
+    residual -= mean
+    best: tuple[float, float, Tensor] | None = None  # held-back MSE, ridge, dual weights
+    for ridge in RIDGES:
+        alpha = kernel_ridge(kernel.gram, residual, ridge)
+        error = mse(invert(kernel.held, guess_public[n:], alpha, mean), images[n:])
+        if best is None or error < best[0]:
+            best = (error, ridge, alpha)
+    assert best is not None
+    error, ridge, alpha = best
+    return invert(kernel.captured, guess, alpha, mean), error, ridge
+
+
+MASK_THRESHOLDS = tuple(t / 20 for t in range(2, 13))  # 0.10, 0.15, …, 0.60
+
+
+def fit_mask_map(kernel: Kernel, masks: Tensor, n: int) -> tuple[Tensor, float, float]:
+    """(1, 1, H, W): the captured tile's mask as a kernel ridge map from its update predicts it,
+    fitted on the first ``n`` public masks; the ridge and the threshold on the prediction are the
+    pair of highest mean Dice on the rest. Returned shifted so that the threshold falls at 0.5 (the
+    scoring's), clamped to [0, 1]; with the ridge and the threshold."""
+    flat = masks.reshape(len(masks), -1).double()
+    truth = flat[n:] > 0.5
+    mean = flat[:n].mean(0)
+    best: tuple[float, float, float, Tensor] | None = None  # held-back Dice, ridge, threshold, α
+    for ridge in RIDGES:
+        alpha = kernel_ridge(kernel.gram, flat[:n] - mean, ridge)
+        predicted = kernel.held @ alpha + mean
+        for threshold in MASK_THRESHOLDS:
+            score = float(dice_per_tile(predicted > threshold, truth).mean())
+            if best is None or score > best[0]:
+                best = (score, ridge, threshold, alpha)
+    assert best is not None
+    _, ridge, threshold, alpha = best
+    predicted = (kernel.captured @ alpha + mean - threshold + 0.5).clamp(0, 1)
+    return predicted.float().reshape(1, *masks.shape[1:]), ridge, threshold
+
+
+def dice_per_tile(predicted: Tensor, truth: Tensor) -> Tensor:
+    """(N,): each row's Dice of two boolean (N, pixels) masks; 1 where both are empty (as
+    :func:`feddp_eval.metrics.privacy.mask_dice`)."""
+    both = (predicted & truth).sum(1).double()
+    total = (predicted.sum(1) + truth.sum(1)).double()
+    return torch.where(total > 0, 2 * both / total.clamp_min(1), torch.ones_like(total))
+
+
+def site_colours(images: Tensor, public_masks: Tensor, prior: Tensor, masks: Tensor | None) -> Tensor:
+    """The public tiles moved to the site's published colours, which the view's prior holds: with the
+    masks known, the painted guess's nuclei and background colours (:func:`match_colours`); without
+    them, the site's mean colour, each channel shifted to it."""
+    if masks is not None:
+        return match_colours(images, public_masks, *mean_colours(prior, masks))
+    colour = prior.reshape(-1, 3, *prior.shape[-2:]).transpose(0, 1).reshape(3, -1).mean(1)
+    shift = colour - images.transpose(0, 1).reshape(3, -1).mean(1)
+    return (images + shift[:, None, None]).clamp(0, 1)
+
+
+def _check_view(view: ServerView, wanted: int, *, colours: bool = False) -> Tensor | None:
+    """The view's masks (``None``: unknown), after refusing a view this attack cannot read, with what
+    to do instead."""
     problems = []
     if len(view.observed) != 1 or view.n_images != 1:
         problems.append(
@@ -326,12 +400,11 @@ def _check_view(view: ServerView, wanted: int, *, colours: bool = False) -> Tens
             f"{len(view.observed)} round(s): attack a site with one training tile (`[data] train_tiles`), "
             "or one tile per round (`--batch-size 1 --local-steps 1`), one round at a time"
         )
-    if view.masks is None:
-        problems.append("it needs the true masks (`--mask known`)")
-    elif colours and (view.prior is None or view.prior.dim() != 4):
+    if colours and (view.prior is None or (view.masks is not None and view.prior.dim() != 4)):
         problems.append(
-            "matching the public tiles' colours needs the site's published colours (the painted-mask "
-            'guess in the view); set `match_colours = "off"`'
+            "matching the public tiles' colours needs the site's published colours (the prior guess "
+            "in the view: the painted masks, or the mean colour with the masks unknown); set "
+            '`match_colours = "off"`'
         )
     if view.public_tiles is None:
         problems.append(
@@ -344,4 +417,4 @@ def _check_view(view: ServerView, wanted: int, *, colours: bool = False) -> Tens
         problems.append("the public tiles' size differs from the attacked tiles'")
     if problems:
         raise ConfigError(["learned-inversion cannot attack this update: " + p for p in problems])
-    return view.masks  # type: ignore[return-value]
+    return view.masks

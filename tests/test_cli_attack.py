@@ -386,8 +386,25 @@ def test_learned_inversion_refuses_a_site_of_several_tiles_before_training(
     assert not (tmp_path / "runs").exists()  # nothing trained
 
 
-def test_learned_inversion_is_refused_before_training_without_masks(tmp_path: Path, tiny_toml: Path) -> None:
-    args = ["attack", "-c", str(tiny_toml), "--attack", "learned-inversion", "--mask", "unknown"]
-    result = runner.invoke(app, [*args, "--out", str(tmp_path / "runs"), "--quiet"])
-    assert result.exit_code == 2 and "needs the true masks" in result.output, result.output
-    assert not (tmp_path / "runs").exists()  # nothing trained
+def test_learned_inversion_with_the_masks_unknown_rebuilds_the_mask_too(tmp_path: Path, tiny_config) -> None:  # type: ignore[no-untyped-def]
+    """`--mask unknown`: the map gives the mask, scored against the blind all-nucleus bar; the image is
+    read against the stronger of the attack's own guess and the mean-colour prior, as the table says."""
+    from feddp_eval.config import to_toml, with_overrides
+
+    config = tmp_path / "one-tile.toml"
+    config.write_text(to_toml(with_overrides(tiny_config, {"data.train_tiles": [6, 1]})))
+    args = ["attack", "-c", str(config), "--attack", "learned-inversion", "--mask", "unknown"]
+    args += ["--attack-option", "public_tiles=60", "--attack-option", "validation=20"]
+    args += ["--rounds", "1", "--defense", "none", "--no-reference", "--out", str(tmp_path / "runs")]
+    result = runner.invoke(app, [*args, "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)["rows"]
+    assert row["stopped"] == "fitted" and row["mask_prior_psnr"] is None
+    assert row["mask_dice"] is not None and row["flat_mask_dice"] is not None
+    bar = max(row["own_guess_psnr"], row["prior_psnr"])
+    assert row["prior_kind"] == ("own-guess" if bar == row["own_guess_psnr"] else "mean-colour")
+    assert row["margin_psnr"] == pytest.approx(row["psnr"] - bar)
+    table = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert table.exit_code == 0, table.output
+    assert "the attack's own guess's or the mean-colour prior's, the stronger" in table.output
+    assert "marking every pixel nucleus scores" in table.output

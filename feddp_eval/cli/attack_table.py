@@ -178,7 +178,7 @@ def own_guess_lines(rows: list[ResultRow]) -> list[str]:
         read = (
             "the prior its 'vs prior' is read against"
             if row.prior_kind == "own-guess"
-            else "below the painted-mask prior, which its 'vs prior' is read against"
+            else f"below the {_view_prior(row)}, which its 'vs prior' is read against"
         )
         lines.append(
             f"{_label(row)}: {row.attack}'s own guess without the update (fitted on the same public "
@@ -188,10 +188,15 @@ def own_guess_lines(rows: list[ResultRow]) -> list[str]:
     return lines
 
 
+def _view_prior(row: ResultRow) -> str:
+    """The prior the view holds besides an attack's own guess: painted masks where they were known."""
+    return "painted-mask prior" if row.mask_prior_psnr is not None else "mean-colour prior"
+
+
 def _notes(first: ResultRow, scenario: dict[str, Any], grid: Any) -> list[str]:
     """What the table's rows mean, the threat model, and where the reconstructions are."""
     if first.own_guess_psnr is not None:  # a learned attack holds both guesses: the stronger is the bar
-        reference = "attack's own guess's or the painted-mask prior's, the stronger"
+        reference = f"attack's own guess's or the {_view_prior(first)}'s, the stronger"
     elif first.prior_kind == "painted-mask":
         reference = "painted-mask prior's"
     else:

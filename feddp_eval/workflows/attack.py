@@ -346,7 +346,7 @@ def preflight_attack(config: ExperimentConfig) -> None:
 
 def public_problem(config: ExperimentConfig) -> str | None:
     """Why an attack that learns from public tiles cannot run on this experiment (checked before any
-    training): it needs the true masks, public tiles (the synthetic generator's, or a folder of the
+    training): it needs public tiles (the synthetic generator's, or a folder of the
     server's own that shares nothing with the clients' data and holds enough tiles), and one tile
     per round at the attacked site."""
     from attacks import ATTACKS
@@ -356,8 +356,6 @@ def public_problem(config: ExperimentConfig) -> str | None:
     wanted = attack.public_tiles_wanted()
     if not wanted:
         return None
-    if a.mask != "known":
-        return f"{a.name} needs the true masks (`--mask known`)"
     if (problem := public_memory_problem(config, wanted)) is not None:
         return f"{a.name}'s public tiles: {problem}"
     folder, synthetic = attack.public_source(), config.data.source == "synthetic"

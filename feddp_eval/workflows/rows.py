@@ -59,14 +59,15 @@ def scores_columns(
     """The leakage and prior columns: the reconstruction's scores, the mean-colour prior's and, with
     the masks known, the painted-mask prior's; leakage read against the stronger of the priors. An
     attack that holds a guess of its own without the update (``own_guess``: a learned attack's, from
-    its public tiles) holds the painted-mask guess too, so its leakage is read against the stronger
-    (higher PSNR) of the two: public tiles of another look can give a guess below the painted one."""
-    if own_guess is not None and (mask_baseline is None or own_guess.psnr >= mask_baseline.psnr):
-        reference, reference_scores = "own-guess", own_guess
-    elif mask_baseline is not None:
+    its public tiles) holds the view's prior too (the painted-mask guess, or the mean colour with the
+    masks unknown), so its leakage is read against the stronger (higher PSNR) of the two: public
+    tiles of another look can give a guess below the prior."""
+    if mask_baseline is not None:
         reference, reference_scores = "painted-mask", mask_baseline
     else:
         reference, reference_scores = "mean-colour", baseline
+    if own_guess is not None and own_guess.psnr >= reference_scores.psnr:
+        reference, reference_scores = "own-guess", own_guess
     return {
         "psnr": scores.psnr,
         "psnr_median": scores.psnr_median,
