@@ -14,13 +14,16 @@ fits the map from such an update to its tile; then it applies the map to the cap
   over the public updates, a linear kernel) to the tile's residual over that guess. The ridge is
   picked on held-back public tiles (``validation``), never on the attacked one.
 
-It maps a one-tile update to that tile: one attacked tile, one round, masks known. The public tiles
+It maps a one-tile update to that tile: one attacked tile, one round. With the masks unknown a second
+map, from the same updates to the public tiles' masks, gives the mask (:func:`fit_mask_map`), and the
+image map reads the residual over the public tiles' mean image, its own guess then. The public tiles
 come with the view (:attr:`~attacks.threat_model.ServerView.public_tiles`): on the embedded synthetic
 data the attack workflow draws them from the generator with the attacked site's stain at a seed of
 their own (granting the stain makes the stronger attacker); from a folder the server holds
 (``public_data``), it draws them from that folder, and the attack first moves their colours to the
 site's published ones (``match_colours``). Its leakage is read against the stronger of its own
-guess and the painted-mask guess, both of which it holds. When the client's defense noises its
+guess and the view's prior (the painted-mask guess; the mean colour with the masks unknown), both of
+which it holds. When the client's defense noises its
 update, the server releases every simulated update the same way, from the defense's published
 settings (``ServerView.release``: the defense plugin's ``release_simulated``), and fits the map on
 those.
@@ -64,7 +67,8 @@ class LearnedInversionConfig(AttackConfig):
             ``public_tiles + validation`` of them. Empty: the embedded generator with the attacked
             site's stain, on synthetic data only. Needed to attack a folder's (``--data``) sites.
         match_colours: Move the public tiles' colours, one affine map per channel, so that their mean
-            nuclei and background colours become the site's published ones (the painted guess's):
+            nuclei and background colours become the site's published ones (the painted guess's; with
+            the masks unknown, a shift to the site's mean colour):
             ``auto`` does it for a ``public_data`` folder, whose look is not the site's, and not for
             the generator's tiles, drawn with the site's stain.
     """
@@ -349,11 +353,14 @@ def fit_image_map(
 MASK_THRESHOLDS = tuple(t / 20 for t in range(2, 13))  # 0.10, 0.15, …, 0.60
 
 
-def fit_mask_map(kernel: Kernel, masks: Tensor, n: int) -> tuple[Tensor, float, float]:
+def fit_mask_map(
+    kernel: Kernel, masks: Tensor, n: int, *, every: bool = False
+) -> tuple[Tensor, float, float]:
     """(1, 1, H, W): the captured tile's mask as a kernel ridge map from its update predicts it,
     fitted on the first ``n`` public masks; the ridge and the threshold on the prediction are the
     pair of highest mean Dice on the rest. Returned shifted so that the threshold falls at 0.5 (the
-    scoring's), clamped to [0, 1]; with the ridge and the threshold."""
+    scoring's), clamped to [0, 1]; with the ridge and the threshold. ``every``: one mask per row of
+    ``kernel.captured`` (a benchmark's several tiles)."""
     flat = masks.reshape(len(masks), -1).double()
     truth = flat[n:] > 0.5
     mean = flat[:n].mean(0)
@@ -368,7 +375,8 @@ def fit_mask_map(kernel: Kernel, masks: Tensor, n: int) -> tuple[Tensor, float, 
     assert best is not None
     _, ridge, threshold, alpha = best
     predicted = (kernel.captured @ alpha + mean - threshold + 0.5).clamp(0, 1)
-    return predicted.float().reshape(1, *masks.shape[1:]), ridge, threshold
+    rows = len(predicted) if every else 1
+    return predicted[:rows].float().reshape(rows, *masks.shape[1:]), ridge, threshold
 
 
 def dice_per_tile(predicted: Tensor, truth: Tensor) -> Tensor:

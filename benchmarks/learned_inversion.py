@@ -25,8 +25,15 @@ Only the scoring reads the attacked tile. Rows: per training-set size, the held-
 pooled PSNR and the attacked tile's PSNR / SSIM for the painted guess, the public guess and the
 inverter.
 
+``--masks-unknown``: the attacker holds no mask. A second map from the same updates gives the mask
+(its ridge and threshold picked on the validation tiles by Dice; :func:`attacks.learned.fit_mask_map`),
+and the image map's guess is the public tiles' mean image. Rows: the test tiles' mean mask Dice and
+the attacked tile's, beside marking every pixel nucleus (the best blind mask); the images' PSNR
+beside the site's mean colour (the prior) and the public mean image.
+
 Usage: ``OMP_NUM_THREADS=2 python benchmarks/learned_inversion.py [--train 1000,2000,4000]
-[--validation 200] [--test 200] [--radius 7] [--weights RUN/captures/round-0010/global.safetensors]``
+[--validation 200] [--test 200] [--radius 7] [--weights RUN/captures/round-0010/global.safetensors]
+[--masks-unknown]``
 """
 
 from __future__ import annotations
@@ -42,14 +49,25 @@ from inversion_basin import Scenario, attacked_site, default_scenario, painted_g
 from torch import Tensor
 
 from attacks import learned
-from attacks.learned import RIDGES, apply_window_ridge, fit_window_ridge, invert, kernel_ridge, tensor_scales
+from attacks.learned import (
+    RIDGES,
+    Kernel,
+    apply_window_ridge,
+    dice_per_tile,
+    fit_image_map,
+    fit_mask_map,
+    fit_window_ridge,
+    invert,
+    kernel_ridge,
+    tensor_scales,
+)
 from attacks.simulate import flatten
 from defenses.base import SimulatedRelease
 from defenses.dp_sgd import DPSGD
 from feddp_eval.data.stain import StainProfile
 from feddp_eval.data.synthetic import synthesize_tiles
 from feddp_eval.data.types import TileSet
-from feddp_eval.metrics.privacy import score_reconstruction
+from feddp_eval.metrics.privacy import all_nucleus_dice, mask_dice, score_reconstruction
 from feddp_eval.models.unet import UNet
 from feddp_eval.seeding import derive_seed
 from feddp_eval.workflows.train import public_statistics
@@ -137,6 +155,77 @@ def measure(
     return rows
 
 
+@dataclass(frozen=True)
+class MaskRow:
+    train: int
+    dice: tuple[float, float, float, float]  # test tiles: flat, map; attacked tile: flat, map
+    psnr: tuple[float, float, float, float, float, float]  # test then tile: mean colour, public mean, map
+
+
+def measure_unknown(scenario: Scenario, sizes: list[int], validation: int, test: int) -> list[MaskRow]:
+    """Masks unknown: one row per training-set size, with the attack's own maps (validation tiles
+    pick both ridges and the mask threshold; test tiles score)."""
+    largest = max(sizes)
+    public = public_tiles(0, largest + validation + test)
+    names = list(scenario.view.global_weights)
+    updates = one_tile_updates(scenario, public.images, public.masks)
+    target = flatten(scenario.view.update, names)[None].clone()
+    scales = tensor_scales(updates[:largest], [scenario.view.global_weights[k].numel() for k in names])
+    features = updates.div_(scales)
+    tst = slice(largest + validation, None)
+    colour = torch.tensor(public_statistics(attacked_site(1, 0))["mean_rgb"])[None, :, None, None]
+    rows = []
+    for n in sizes:
+        # the first n tiles fit, the validation tiles pick, as the attack's own split would
+        keep = torch.cat([torch.arange(n), torch.arange(largest, largest + validation)])
+        fit = features[:n]
+        kernel = Kernel(
+            gram=(fit @ fit.T).double(),
+            held=(features[largest : largest + validation] @ fit.T).double(),
+            captured=(torch.cat([features[tst], target / scales]) @ fit.T).double(),
+        )
+        images, masks = public.images[keep], public.masks[keep]
+        mean_image = images[:n].mean(0, keepdim=True)
+        everything = torch.cat([public.images[tst], scenario.images])
+        predicted, _, _ = fit_mask_map(kernel, masks, n, every=True)
+        guesses = mean_image.expand(test + 1, -1, -1, -1)
+        rebuilt, _, _ = fit_image_map(kernel, images, mean_image.expand_as(images), guesses, n)
+        truth_masks = torch.cat([public.masks[tst], scenario.masks])
+        dice = dice_per_tile(predicted.flatten(1) > 0.5, truth_masks.flatten(1) > 0.5)
+        flat = [all_nucleus_dice(m[None]) for m in truth_masks]
+        assert abs(float(dice[-1]) - mask_dice(predicted[-1:], scenario.masks)) < 1e-9
+        t = slice(0, test)
+        scores = []
+        for tiles in (slice(0, test), slice(test, None)):
+            truth = everything[tiles]
+            scores += [psnr(colour.expand_as(truth), truth), psnr(mean_image.expand_as(truth), truth)]
+            scores.append(psnr(rebuilt[tiles], truth))
+        rows.append(
+            MaskRow(
+                n,
+                (sum(flat[:test]) / test, float(dice[t].mean()), flat[-1], float(dice[-1])),
+                tuple(scores),  # type: ignore[arg-type]
+            )
+        )
+    return rows
+
+
+def print_unknown(rows: list[MaskRow]) -> None:
+    print(
+        "| public tiles | test tiles: mask Dice, every pixel nucleus / map | dB: mean colour / public "
+        "mean / map | attacked tile: mask Dice, every pixel nucleus / map | dB: mean colour / public "
+        "mean / map |"
+    )
+    print("|---|---|---|---|---|")
+    for r in rows:
+        d, p = r.dice, r.psnr
+        print(
+            f"| {r.train:,} | {d[0]:.3f} / {d[1]:.3f} | {p[0]:.2f} / {p[1]:.2f} / {p[2]:.2f} "
+            f"| {d[2]:.3f} / {d[3]:.3f} | {p[3]:.2f} / {p[4]:.2f} / {p[5]:.2f} |",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--train", default="1000,2000,4000", help="training-set sizes (nested)")
@@ -145,10 +234,18 @@ def main() -> None:
     parser.add_argument("--radius", type=int, default=7, help="mask window of the public guess, px")
     parser.add_argument("--weights", type=Path, default=None, help="a captured round's global weights")
     parser.add_argument("--dp-noise", type=float, default=0.0, help="σ of DP-SGD on every update (clip 1)")
+    parser.add_argument("--masks-unknown", action="store_true", help="the attacker holds no mask")
     args = parser.parse_args()
     sizes = sorted(int(n) for n in args.train.split(","))
     began = time.perf_counter()
     scenario = default_scenario(1, weights=args.weights)
+    if args.masks_unknown:
+        if args.dp_noise:
+            parser.error("--masks-unknown measures the undefended update")
+        unknown = measure_unknown(scenario, sizes, args.validation, args.test)
+        print(f"threads {torch.get_num_threads()}; {time.perf_counter() - began:.0f} s; masks unknown")
+        print_unknown(unknown)
+        return
     rows = measure(scenario, sizes, args.validation, args.test, args.radius, args.dp_noise)
     print(
         f"threads {torch.get_num_threads()} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}); "

@@ -45,3 +45,32 @@ def test_the_scenarios_one_tile_updates_hold_its_captured_update(script: ModuleT
             tiles.images,
             tiles.masks,
         )
+
+
+def test_masks_unknown_rows_score_what_the_attack_rebuilds(
+    script: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--masks-unknown`` at its largest size fits and picks on the same public tiles as the attack with
+    ``public_tiles = n`` and ``validation``: the attacked tile's mask Dice and PSNR are the attack's."""
+    from attacks import ATTACKS, AttackerKnowledge
+    from attacks.threat_model import ServerView
+    from feddp_eval.metrics.privacy import mask_dice
+
+    public = synthesize_tiles(70, tile_size=16, seed=12)
+    monkeypatch.setattr(script, "public_tiles", lambda seed, n: public.subset(list(range(n))))
+    monkeypatch.setattr(script, "attacked_site", lambda *args: None)
+    monkeypatch.setattr(script, "public_statistics", lambda site: {"mean_rgb": [0.7, 0.5, 0.7]})
+    tile = synthesize_tiles(1, tile_size=16, seed=13)
+    recipe = LocalRecipe(batches=((0,),), lr=0.05, momentum=0.9)
+    view = simulated_view(
+        TINY, tile.images, tile.masks, recipe, seed=1, knowledge=AttackerKnowledge(mask="unknown")
+    )
+    scenario = script.Scenario(tile.images, tile.masks, view, tile.images)
+    (row,) = script.measure_unknown(scenario, [40], validation=20, test=10)
+    attack = ATTACKS.create("learned-inversion", public_tiles=40, validation=20)
+    recon = attack.reconstruct(
+        ServerView(**{**view.__dict__, "public_tiles": public.subset(list(range(60)))})
+    )
+    assert row.train == 40
+    assert row.dice[3] == pytest.approx(mask_dice(recon.masks, tile.masks), abs=1e-9)
+    assert row.psnr[5] == pytest.approx(script.psnr(recon.images, tile.images), abs=1e-6)
