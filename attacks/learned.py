@@ -23,10 +23,9 @@ their own (granting the stain makes the stronger attacker); from a folder the se
 (``public_data``), it draws them from that folder, and the attack first moves their colours to the
 site's published ones (``match_colours``). Its leakage is read against the stronger of its own
 guess and the view's prior (the painted-mask guess; the mean colour with the masks unknown), both of
-which it holds. When the client's defense noises its
-update, the server releases every simulated update the same way, from the defense's published
-settings (``ServerView.release``: the defense plugin's ``release_simulated``), and fits the map on
-those.
+which it holds. When the client's defense noises its update, the server releases every simulated
+update the same way, from the defense's published settings (``ServerView.release``: the defense
+plugin's ``release_simulated``), and fits the map on those.
 """
 
 from __future__ import annotations
