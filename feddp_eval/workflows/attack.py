@@ -370,15 +370,13 @@ def public_problem(config: ExperimentConfig) -> str | None:
         )
     t = config.train
     if t.batch_size == 1 and t.local_steps == 1:
-        return None
+        return poisson_draw_problem(config) if synthetic else None
     if not synthetic:  # a folder's site sizes are only known once its tiles are cut
         return (
             f"{a.name} maps a one-tile update to that tile, and a folder's site sizes are read at "
             "training: attack one tile per round (`--batch-size 1 --local-steps 1`)"
         )
-    planned = config.data.train_tiles
-    counts = [planned] * config.data.sites if isinstance(planned, int) else list(planned)
-    tiles = counts[target_site(config, [{"index": i, "train_tiles": c} for i, c in enumerate(counts)])]
+    tiles = _planned_tiles(config)[1]
     if tiles > 1:
         return (
             f"{a.name} maps a one-tile update to that tile, but the attacked site trains on {tiles} "
@@ -386,6 +384,45 @@ def public_problem(config: ExperimentConfig) -> str | None:
             "per round (`--batch-size 1 --local-steps 1`)"
         )
     return None
+
+
+def _planned_tiles(config: ExperimentConfig) -> tuple[int, int]:
+    """The attacked site of a synthetic experiment and its training tiles, known before training."""
+    planned = config.data.train_tiles
+    counts = [planned] * config.data.sites if isinstance(planned, int) else list(planned)
+    site = target_site(config, [{"index": i, "train_tiles": c} for i, c in enumerate(counts)])
+    return site, counts[site]
+
+
+def poisson_draw_problem(config: ExperimentConfig) -> str | None:
+    """Why a one-tile-a-round attack finds no one-tile update in the target round of a synthetic
+    experiment whose clients Poisson-sample (dp-sgd): a client's draws come from the seed, the round
+    and the client alone (:func:`~feddp_eval.federated.client.local_schedule`), so how many tiles the
+    target round draws is known before training. ``None`` where it draws one, or does not
+    Poisson-sample, or attacks several rounds."""
+    from defenses import build_defense
+    from feddp_eval.federated.client import draws_poisson, local_schedule
+    from feddp_eval.seeding import generator
+
+    t, a = config.train, config.attack
+    poisson = draws_poisson(t, build_defense(config.defense).poisson_sampling)
+    if not poisson or not isinstance(a.target_round, int):
+        return None
+    site, tiles = _planned_tiles(config)
+
+    def drawn(round_index: int) -> int:
+        seeded = generator(config.seed, "schedule", round_index, site)
+        return sum(len(batch) for batch in local_schedule(tiles, t, generator=seeded, poisson=True))
+
+    if (count := drawn(a.target_round)) == 1:
+        return None
+    ones = [r for r in range(1, t.rounds + 1) if drawn(r) == 1]
+    way_out = f"`--target-round` {', '.join(map(str, ones))}" if ones else "none of its rounds does"
+    return (
+        f"{a.name} maps a one-tile update to that tile, and Poisson sampling (rate 1/{tiles}) draws "
+        f"{count} tiles at site {site} in round {a.target_round} with seed {config.seed} (known before "
+        f"training): attack a round that draws one ({way_out}) or another `--seed`"
+    )
 
 
 def public_memory_problem(config: ExperimentConfig, wanted: int) -> str | None:

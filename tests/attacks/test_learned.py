@@ -451,3 +451,34 @@ def test_public_tiles_whose_updates_cannot_fit_in_memory_are_refused_before_trai
     assert workflow.public_problem(config) is None
     monkeypatch.setattr(workflow, "available_memory", lambda: None)
     assert workflow.public_problem(config) is None
+
+
+def test_the_preflight_knows_how_many_tiles_poisson_sampling_draws_before_training(
+    tmp_path: Path, tiny_config
+) -> None:  # type: ignore[no-untyped-def]
+    """dp-sgd at batch 1 on synthetic data: a round whose Poisson draw at the attacked site is not one
+    tile is refused before training with the rounds that draw one; the training run's captured batches
+    are the preflight's replay, round by round."""
+    from feddp_eval.config import with_overrides
+    from feddp_eval.federated.capture import list_captures
+    from feddp_eval.pipeline import run_train
+    from feddp_eval.workflows.attack import poisson_draw_problem
+
+    settings = {"train.batch_size": 1, "train.local_steps": 1, "train.rounds": 6}
+    settings |= {"defense.name": "dp-sgd", "defense.noise": 1.1, "attack.name": "learned-inversion"}
+    config = with_overrides(tiny_config, settings)  # the attacked site: site 1, 3 tiles (rate 1/3)
+    run = run_train(config, run_dir=tmp_path / "run").run_dir
+    drawn = {c.round: sum(map(len, c.metadata["batches"])) for c in list_captures(run) if c.site_index == 1}
+    assert sorted(drawn) == [1, 2, 3, 4, 5, 6] and {n == 1 for n in drawn.values()} == {True, False}
+    ones = [r for r, n in drawn.items() if n == 1]
+    for round_index, count in drawn.items():
+        problem = poisson_draw_problem(with_overrides(config, {"attack.target_round": round_index}))
+        if count == 1:
+            assert problem is None
+        else:
+            assert problem is not None and f"draws {count} tiles at site 1 in round {round_index}" in problem
+            assert f"`--target-round` {', '.join(map(str, ones))}" in problem
+    undefended = with_overrides(config, {"defense.name": "none", "defense.noise": 0.0})
+    assert all(
+        poisson_draw_problem(with_overrides(undefended, {"attack.target_round": r})) is None for r in drawn
+    )
