@@ -352,14 +352,12 @@ def fit_image_map(
 MASK_THRESHOLDS = tuple(t / 20 for t in range(2, 13))  # 0.10, 0.15, …, 0.60
 
 
-def fit_mask_map(
-    kernel: Kernel, masks: Tensor, n: int, *, every: bool = False
-) -> tuple[Tensor, float, float]:
-    """(1, 1, H, W): the captured tile's mask as a kernel ridge map from its update predicts it,
-    fitted on the first ``n`` public masks; the ridge and the threshold on the prediction are the
-    pair of highest mean Dice on the rest. Returned shifted so that the threshold falls at 0.5 (the
-    scoring's), clamped to [0, 1]; with the ridge and the threshold. ``every``: one mask per row of
-    ``kernel.captured`` (a benchmark's several tiles)."""
+def fit_mask_map(kernel: Kernel, masks: Tensor, n: int) -> tuple[Tensor, float, float]:
+    """(R, 1, H, W): the mask of each captured update (a row of ``kernel.captured``) as a kernel ridge
+    map from the update predicts it, fitted on the first ``n`` public masks; the ridge and the
+    threshold on the prediction are the pair of highest mean Dice on the rest. Returned shifted so
+    that the threshold falls at 0.5 (the scoring's), clamped to [0, 1]; with the ridge and the
+    threshold."""
     flat = masks.reshape(len(masks), -1).double()
     truth = flat[n:] > 0.5
     mean = flat[:n].mean(0)
@@ -374,8 +372,7 @@ def fit_mask_map(
     assert best is not None
     _, ridge, threshold, alpha = best
     predicted = (kernel.captured @ alpha + mean - threshold + 0.5).clamp(0, 1)
-    rows = len(predicted) if every else 1
-    return predicted[:rows].float().reshape(rows, *masks.shape[1:]), ridge, threshold
+    return predicted.float().reshape(-1, *masks.shape[1:]), ridge, threshold
 
 
 def dice_per_tile(predicted: Tensor, truth: Tensor) -> Tensor:

@@ -174,6 +174,9 @@ def measure_unknown(scenario: Scenario, sizes: list[int], validation: int, test:
     features = updates.div_(scales)
     tst = slice(largest + validation, None)
     colour = torch.tensor(public_statistics(attacked_site(1, 0))["mean_rgb"])[None, :, None, None]
+    everything = torch.cat([public.images[tst], scenario.images])  # the test tiles, then the attacked one
+    truth_masks = torch.cat([public.masks[tst], scenario.masks])
+    flat = [all_nucleus_dice(m[None]) for m in truth_masks]
     rows = []
     for n in sizes:
         # the first n tiles fit, the validation tiles pick, as the attack's own split would
@@ -186,17 +189,14 @@ def measure_unknown(scenario: Scenario, sizes: list[int], validation: int, test:
         )
         images, masks = public.images[keep], public.masks[keep]
         mean_image = images[:n].mean(0, keepdim=True)
-        everything = torch.cat([public.images[tst], scenario.images])
-        predicted, _, _ = fit_mask_map(kernel, masks, n, every=True)
+        predicted, _, _ = fit_mask_map(kernel, masks, n)
         guesses = mean_image.expand(test + 1, -1, -1, -1)
         rebuilt, _, _ = fit_image_map(kernel, images, mean_image.expand_as(images), guesses, n)
-        truth_masks = torch.cat([public.masks[tst], scenario.masks])
         dice = dice_per_tile(predicted.flatten(1) > 0.5, truth_masks.flatten(1) > 0.5)
-        flat = [all_nucleus_dice(m[None]) for m in truth_masks]
         assert abs(float(dice[-1]) - mask_dice(predicted[-1:], scenario.masks)) < 1e-9
         t = slice(0, test)
         scores = []
-        for tiles in (slice(0, test), slice(test, None)):
+        for tiles in (t, slice(test, None)):
             truth = everything[tiles]
             scores += [psnr(colour.expand_as(truth), truth), psnr(mean_image.expand_as(truth), truth)]
             scores.append(psnr(rebuilt[tiles], truth))

@@ -77,6 +77,16 @@ def local_schedule(
     return batches[:steps]
 
 
+def round_schedule(
+    n_samples: int, train: TrainConfig, *, seed: int, round_index: int, client: int, poisson: bool
+) -> list[list[int]]:
+    """Client ``client``'s batches in round ``round_index`` (:func:`local_schedule`), drawn from the
+    seed, the round and the client alone: so they are known before training (an attack's preflight
+    replays them)."""
+    generator = seeded(seed, "schedule", round_index, client)
+    return local_schedule(n_samples, train, generator=generator, poisson=poisson)
+
+
 def draws_poisson(train: TrainConfig, defense_poisson: bool) -> bool:
     """Whether clients Poisson-sample their batches: the defense asks for it (``dp-sgd``), or
     ``[train] sampling = "poisson"`` asks it of every client."""
@@ -163,10 +173,12 @@ def client_round(
     so the same client gives the same update wherever it runs.
     """
     i = defense.plan.client_id
-    batches = local_schedule(
+    batches = round_schedule(
         len(tiles),
         train,
-        generator=seeded(seed, "schedule", round_index, i),
+        seed=seed,
+        round_index=round_index,
+        client=i,
         poisson=draws_poisson(train, defense.poisson_sampling),
     )
     local = train_client(

@@ -397,12 +397,11 @@ def _planned_tiles(config: ExperimentConfig) -> tuple[int, int]:
 def poisson_draw_problem(config: ExperimentConfig) -> str | None:
     """Why a one-tile-a-round attack finds no one-tile update in the target round of a synthetic
     experiment whose clients Poisson-sample (dp-sgd): a client's draws come from the seed, the round
-    and the client alone (:func:`~feddp_eval.federated.client.local_schedule`), so how many tiles the
+    and the client alone (:func:`~feddp_eval.federated.client.round_schedule`), so how many tiles the
     target round draws is known before training. ``None`` where it draws one, or does not
     Poisson-sample, or attacks several rounds."""
     from defenses import build_defense
-    from feddp_eval.federated.client import draws_poisson, local_schedule
-    from feddp_eval.seeding import generator
+    from feddp_eval.federated.client import draws_poisson, round_schedule
 
     t, a = config.train, config.attack
     poisson = draws_poisson(t, build_defense(config.defense).poisson_sampling)
@@ -411,8 +410,8 @@ def poisson_draw_problem(config: ExperimentConfig) -> str | None:
     site, tiles = _planned_tiles(config)
 
     def drawn(round_index: int) -> int:
-        seeded = generator(config.seed, "schedule", round_index, site)
-        return sum(len(batch) for batch in local_schedule(tiles, t, generator=seeded, poisson=True))
+        draw = round_schedule(tiles, t, seed=config.seed, round_index=round_index, client=site, poisson=True)
+        return sum(map(len, draw))
 
     if (count := drawn(a.target_round)) == 1:
         return None
